@@ -1,0 +1,44 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything else is set up by them.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgres://postgres@127.0.0.1:5432/mm
+REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test test-postgres test-sqlite venv migrate clean bench-ledger
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+migrate: venv
+	mkdir -p var
+	$(PY) manage.py migrate --noinput
+
+# The whole system on the embedded default (SQLite + filesystem broker). Ctrl-C stops it.
+run: migrate
+	$(PY) scripts/run_local.py
+
+# The whole suite on PostgreSQL + Redis, then the embedded-default tests on SQLite.
+test: venv
+	scripts/ensure_services.sh postgres redis rabbitmq
+	$(MAKE) --no-print-directory test-postgres test-sqlite
+
+test-postgres:
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) \
+	  $(PY) -m pytest --create-db $(PYTEST_ARGS)
+
+test-sqlite:
+	DATABASE_URL=sqlite:///var/mm-test.sqlite3 CELERY_BROKER_URL=filesystem:// \
+	  $(PY) -m pytest --create-db -m embedded $(PYTEST_ARGS)
+
+bench-ledger: venv
+	scripts/ensure_services.sh postgres
+	DATABASE_URL=$(PG_URL) $(PY) bench/ledger.py
+
+clean:
+	rm -rf var/broker var/*.sqlite3* .pytest_cache

@@ -1,0 +1,1 @@
+"""Exchange accounts, the ccxt client factory, error policy and the exchange simulator."""

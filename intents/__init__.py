@@ -1,0 +1,1 @@
+"""Intents, in-flight gates, dispatcher and executor (the intents queue)."""

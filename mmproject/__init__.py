@@ -1,0 +1,4 @@
+"""Project package: settings, the Celery app, URLs."""
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

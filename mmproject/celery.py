@@ -1,0 +1,72 @@
+"""The one Celery app: reads Django settings (CELERY_ namespace), routes, beat schedule."""
+import os
+from datetime import timedelta
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmproject.settings")
+
+app = Celery("mmproject")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+MARKET_MAKING_QUEUE = "market-making"
+INTENTS_QUEUE = "intents"
+TICK_QUEUE = "tick"
+
+LIFECYCLE_JOBS = (
+    "process_market_making_snapshots",
+    "check_payment_complete",
+    "withdraw_to_exchange",
+    "monitor_mixin_withdrawal",
+    "join_campaign",
+    "start_mm",
+    "stop_mm",
+)
+
+app.conf.task_queues = (Queue(MARKET_MAKING_QUEUE), Queue(INTENTS_QUEUE), Queue(TICK_QUEUE))
+app.conf.task_default_queue = MARKET_MAKING_QUEUE
+app.conf.task_routes = {
+    **{name: {"queue": MARKET_MAKING_QUEUE} for name in LIFECYCLE_JOBS},
+    "execute_intent": {"queue": INTENTS_QUEUE},
+    "dispatch_intents": {"queue": INTENTS_QUEUE},
+    "strategy_tick": {"queue": TICK_QUEUE},
+    "refresh_market_data": {"queue": TICK_QUEUE},
+    "track_exchange_orders": {"queue": TICK_QUEUE},
+}
+
+
+def _beat_schedule():
+    from django.conf import settings
+
+    tick = timedelta(milliseconds=settings.STRATEGY_TICK_SIZE_MS)
+    return {
+        # A tick that cannot start within one period is useless: let it expire.
+        "strategy-tick": {
+            "task": "strategy_tick",
+            "schedule": tick,
+            "options": {"expires": max(tick.total_seconds(), 1.0)},
+        },
+    }
+
+
+@app.on_after_configure.connect
+def _configure_beat(sender, **kwargs):
+    sender.conf.beat_schedule = _beat_schedule()
+
+
+def _ensure_filesystem_broker_dirs():
+    from django.conf import settings
+
+    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+
+
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _prepare_broker(sender, **kwargs):
+    _ensure_filesystem_broker_dirs()

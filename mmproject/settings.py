@@ -1,0 +1,153 @@
+"""Django settings, all read from the environment with safe defaults for the embedded run.
+
+Embedded default: SQLite (immediate transactions, WAL) and kombu's filesystem broker under
+``var/``. Production sets ``DATABASE_URL`` and ``CELERY_BROKER_URL``; nothing else changes.
+"""
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("MM_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-embedded-default-change-me")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "ledger",
+    "exchanges",
+    "orders",
+    "strategy",
+    "intents",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mmproject.urls"
+WSGI_APPLICATION = "mmproject.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'mm.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE takes the write lock at BEGIN, so two writers never deadlock on a lock
+    # upgrade; WAL lets readers run beside the one writer.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Celery ---------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Tests run tasks eagerly only where they say so; the default is a real broker.
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+
+# --- Ledger ---------------------------------------------------------------------------
+LEDGER_DEFAULT_SCALE = 8
+
+# --- Strategy and intents (names from the contract) ---------------------------------
+STRATEGY_EXECUTE_INTENTS = env.bool("STRATEGY_EXECUTE_INTENTS", default=True)
+STRATEGY_INTENT_EXECUTION_DRIVER = env.str("STRATEGY_INTENT_EXECUTION_DRIVER", default="worker")
+STRATEGY_TICK_SIZE_MS = env.int("STRATEGY_TICK_SIZE_MS", default=1000)
+STRATEGY_INTENT_MAX_IN_FLIGHT = env.int("STRATEGY_INTENT_MAX_IN_FLIGHT", default=8)
+STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = env.int(
+    "STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE", default=1
+)
+
+# --- Order lifecycle ------------------------------------------------------------------
+MM_WITHDRAW_MODE = env.str("MM_WITHDRAW_MODE", default="disabled")  # disabled|validation|transfer
+MM_PAYMENT_FIRST_CHECK_S = env.int("MM_PAYMENT_FIRST_CHECK_S", default=5)
+MM_PAYMENT_CHECK_INTERVAL_S = env.int("MM_PAYMENT_CHECK_INTERVAL_S", default=10)
+MM_PAYMENT_TIMEOUT_S = env.int("MM_PAYMENT_TIMEOUT_S", default=600)
+MM_WITHDRAWAL_MONITOR_TIMEOUT_S = env.int("MM_WITHDRAWAL_MONITOR_TIMEOUT_S", default=1800)
+MM_PAYMENT_PROVIDER = env.str("MM_PAYMENT_PROVIDER", default="local")  # local|mixin
+
+# --- Exchanges ------------------------------------------------------------------------
+# Comma-separated Fernet keys, newest first (MultiFernet). The embedded default derives
+# one from SECRET_KEY so `make run` works; production must set its own.
+EXCHANGE_SECRET_KEYS = env.list("EXCHANGE_SECRET_KEYS", default=[])
+
+# --- Logging --------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "kv": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "ccxt": {"level": "WARNING"},
+    },
+}

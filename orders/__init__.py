@@ -1,0 +1,1 @@
+"""Market-making orders, payments, snapshots intake, memo codec, refunds and the lifecycle jobs."""

@@ -1,0 +1,1 @@
+"""Strategy sessions, the tick coordinator, trackers and the pure market-making strategy."""
