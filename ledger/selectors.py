@@ -1,0 +1,99 @@
+"""Reads of the ledger: the audit that proves balances equal the sum of their postings."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Sum
+
+from .models import Account, Balance, Posting
+
+ZERO = Decimal(0)
+
+
+@dataclass
+class AuditReport:
+    ok: bool
+    drifts: list[str]
+    balances_checked: int
+    assets_checked: int
+    entries_checked: int
+    # Derived balances of system accounts: {(account, asset_id): amount}.
+    system_balances: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+
+
+def _sums(keys: tuple[str, ...], queryset=None) -> dict[tuple, Decimal]:
+    """Sum of posting amounts grouped by ``keys``.
+
+    PostgreSQL sums exactly in SQL. SQLite stores amounts as text and would sum them as floats,
+    so there the rows are streamed and summed in Decimal.
+    """
+    queryset = Posting.objects.all() if queryset is None else queryset
+    if connection.vendor == "postgresql":
+        return {
+            tuple(row[k] for k in keys): row["total"]
+            for row in queryset.values(*keys).annotate(total=Sum("amount")).order_by()
+        }
+    totals: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
+    for *group, amount in queryset.values_list(*keys, "amount").iterator(chunk_size=5000):
+        totals[tuple(group)] += amount
+    return dict(totals)
+
+
+def audit_ledger() -> AuditReport:
+    """Recompute every user balance and every asset's total from the postings; name each drift."""
+    drifts: list[str] = []
+
+    user_sums = _sums(("account", "user_id", "asset_id"),
+                      Posting.objects.filter(account__in=[Account.USER_AVAILABLE, Account.USER_LOCKED]))
+    balances = {
+        (user_id, asset_id): (available, locked)
+        for user_id, asset_id, available, locked in Balance.objects.values_list(
+            "user_id", "asset_id", "available", "locked").iterator(chunk_size=5000)
+    }
+    expected_keys = {(user_id, asset_id) for _, user_id, asset_id in user_sums}
+    for key in sorted(expected_keys | set(balances)):
+        user_id, asset_id = key
+        want_available = user_sums.get((Account.USER_AVAILABLE, user_id, asset_id), ZERO)
+        want_locked = user_sums.get((Account.USER_LOCKED, user_id, asset_id), ZERO)
+        have_available, have_locked = balances.get(key, (ZERO, ZERO))
+        if key not in balances and (want_available or want_locked):
+            drifts.append(f"balance {user_id}:{asset_id} missing; postings say available={want_available} "
+                          f"locked={want_locked}")
+            continue
+        if have_available != want_available:
+            drifts.append(f"balance {user_id}:{asset_id} available={have_available}, postings sum to "
+                          f"{want_available} (drift {have_available - want_available})")
+        if have_locked != want_locked:
+            drifts.append(f"balance {user_id}:{asset_id} locked={have_locked}, postings sum to "
+                          f"{want_locked} (drift {have_locked - want_locked})")
+        if have_available < 0 or have_locked < 0:
+            drifts.append(f"balance {user_id}:{asset_id} is negative: available={have_available} "
+                          f"locked={have_locked}")
+
+    asset_sums = _sums(("asset_id",))
+    for (asset_id,), total in sorted(asset_sums.items()):
+        if total != 0:
+            drifts.append(f"asset {asset_id}: postings sum to {total}, not 0")
+
+    entry_sums = _sums(("entry_id", "asset_id"))
+    for (entry_id, asset_id), total in sorted(entry_sums.items()):
+        if total != 0:
+            drifts.append(f"entry {entry_id}: {asset_id} postings sum to {total}, not 0")
+
+    system = {
+        (account, asset_id): total
+        for (account, asset_id), total in _sums(
+            ("account", "asset_id"), Posting.objects.exclude(account__in=[Account.USER_AVAILABLE, Account.USER_LOCKED])
+        ).items()
+    }
+    return AuditReport(
+        ok=not drifts,
+        drifts=drifts,
+        balances_checked=len(expected_keys | set(balances)),
+        assets_checked=len(asset_sums),
+        entries_checked=len({entry_id for entry_id, _ in entry_sums}),
+        system_balances=system,
+    )
