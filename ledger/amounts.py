@@ -1,5 +1,5 @@
 """Exact amounts: parsing at the edge, and the database field that stores them losslessly."""
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
 
 from django import forms
 from django.db import models
@@ -11,6 +11,16 @@ from .errors import InvalidAmount
 MAX_DIGITS = 38
 MAX_SCALE = 18
 MAX_AMOUNT = Decimal(10) ** (MAX_DIGITS - MAX_SCALE)
+
+# Decimal's default context keeps 28 significant digits and rounds silently beyond them; a
+# NUMERIC(38,18) value (and the sum of two) needs up to 39. Ledger arithmetic runs in this
+# context: wide enough that nothing rounds, and an inexact result raises instead of rounding.
+EXACT = Context(prec=2 * MAX_DIGITS, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+
+
+def exact_context():
+    """``with exact_context():`` around amount arithmetic, so no digit is ever rounded away."""
+    return localcontext(EXACT)
 
 
 def parse_amount(value, *, scale: int, allow_zero: bool = False, field: str = "amount") -> Decimal:
@@ -45,13 +55,16 @@ def parse_amount(value, *, scale: int, allow_zero: bool = False, field: str = "a
         raise InvalidAmount(f"{field} {amount} is negative")
     if amount == 0 and not allow_zero:
         raise InvalidAmount(f"{field} is zero")
-    exponent = amount.as_tuple().exponent
-    if -exponent > scale and amount != amount.quantize(Decimal(1).scaleb(-scale)):
-        raise InvalidAmount(f"{field} {amount} has more than {scale} decimal places")
     if amount >= MAX_AMOUNT:
         raise InvalidAmount(f"{field} {amount} exceeds the maximum of {MAX_AMOUNT}")
-    # Normalise the exponent so equal amounts compare and hash equal in payloads.
-    return amount.quantize(Decimal(1).scaleb(-scale)) if amount else Decimal(0)
+    # Quantize in a wide context: at scale 18, 1e12 units is 31 digits, past the default 28.
+    with localcontext(Context(prec=2 * MAX_DIGITS)):
+        quantum = Decimal(1).scaleb(-scale)
+        exponent = amount.as_tuple().exponent
+        if -exponent > scale and amount != amount.quantize(quantum):
+            raise InvalidAmount(f"{field} {amount} has more than {scale} decimal places")
+        # Normalise the exponent so equal amounts compare and hash equal in payloads.
+        return amount.quantize(quantum) if amount else Decimal(0)
 
 
 def to_db(value: Decimal, vendor: str):

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from .amounts import canonical, from_db, parse_amount, to_db
+from .amounts import canonical, exact_context, from_db, parse_amount, to_db
 from .errors import IdempotencyConflict, InsufficientFunds, InvalidAmount
 from .models import Account, Asset, Balance, LedgerEntry, Operation
 
@@ -150,7 +150,14 @@ def _replay(key: str, payload_hash: str) -> LedgerResult:
     return LedgerResult(applied=False, entry=entry, balance=balance, balances={entry.asset_id: balance})
 
 
-def _apply(*, op: str, key: str, user_id: str, asset_id: str, amount: Decimal, ref_type: str, ref_id: str,
+def _apply(**kwargs) -> LedgerResult:
+    # Amounts of an 18-decimal asset reach 31 digits at 1e12 units: past Decimal's default
+    # 28-digit context, which would round the new balance silently.
+    with exact_context():
+        return _apply_exact(**kwargs)
+
+
+def _apply_exact(*, op: str, key: str, user_id: str, asset_id: str, amount: Decimal, ref_type: str, ref_id: str,
            moves: list[_Move], payload_extra: dict | None = None, details: dict | None = None) -> LedgerResult:
     if not isinstance(key, str) or not key:
         raise ValueError("idempotency_key must be a non-empty string")
@@ -243,7 +250,7 @@ def _single_asset(op: str, *, user_id, asset_id, amount, idempotency_key, ref_ty
     _require_id("asset_id", asset_id)
     value = _amount(amount, asset_id)
     moves = [
-        _Move(debit[0], debit[1], asset_id, -value),
+        _Move(debit[0], debit[1], asset_id, value.copy_negate()),  # exact, unlike unary minus
         _Move(credit[0], credit[1], asset_id, value),
     ]
     return _apply(op=op, key=idempotency_key, user_id=user_id, asset_id=asset_id, amount=value,
@@ -324,15 +331,17 @@ def settle_fill(*, user_id: str, exchange: str, trade_id: str, side: str, base_a
     fee = _amount(fee_amount, fee_asset, field="fee_amount", allow_zero=True)
     key = idempotency_key or f"fill:{exchange}:{trade_id}"
 
-    sign = Decimal(1) if side == "buy" else Decimal(-1)
+    # copy_negate is exact; unary minus and multiplication round to the 28-digit default context.
+    base_in, quote_out = (base, quote) if side == "buy" else (base.copy_negate(), quote.copy_negate())
     moves = [
-        _Move(Account.USER_LOCKED, user_id, base_asset_id, sign * base),
-        _Move(Account.EXCHANGE, "", base_asset_id, -sign * base),
-        _Move(Account.USER_LOCKED, user_id, quote_asset_id, -sign * quote),
-        _Move(Account.EXCHANGE, "", quote_asset_id, sign * quote),
+        _Move(Account.USER_LOCKED, user_id, base_asset_id, base_in),
+        _Move(Account.EXCHANGE, "", base_asset_id, base_in.copy_negate()),
+        _Move(Account.USER_LOCKED, user_id, quote_asset_id, quote_out.copy_negate()),
+        _Move(Account.EXCHANGE, "", quote_asset_id, quote_out),
     ]
     if fee:
-        moves += [_Move(Account.USER_LOCKED, user_id, fee_asset, -fee), _Move(Account.FEES, "", fee_asset, fee)]
+        moves += [_Move(Account.USER_LOCKED, user_id, fee_asset, fee.copy_negate()),
+                  _Move(Account.FEES, "", fee_asset, fee)]
     extra = {"exchange": exchange, "trade_id": str(trade_id), "side": side, "quote_asset_id": quote_asset_id,
              "quote_amount": canonical(quote), "fee_asset_id": fee_asset, "fee_amount": canonical(fee)}
     return _apply(op=Operation.SETTLE_FILL, key=key, user_id=user_id, asset_id=base_asset_id, amount=base,
