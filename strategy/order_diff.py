@@ -1,0 +1,266 @@
+"""The pure diff of desired orders against tracked open orders: what to cancel, keep and create.
+
+Orders are matched by slot, ``(side, layer)``. Within a slot, one rule keeps ladders from
+stacking: a new order is created only in a slot that holds no active order at all (not
+pending_create, open, partially_filled nor pending_cancel). An order cancelled on this
+tick is replaced on a later one, once its cancel is confirmed; so at any time a slot
+holds at most one order that is not being cancelled.
+
+Decisions, for every active order not already ``pending_cancel``:
+
+- layer outside ``0 .. order_levels - 1`` (parameters changed): cancel;
+- older than ``max_order_age`` seconds (``now - created_at``): cancel, hanging or not;
+- hanging (see below) and hanging orders enabled: keep, whatever the desired order is;
+- a desired order in its slot within ``order_refresh_tolerance_pct`` of it, for both the
+  price and the remaining amount (``|tracked - desired| <= desired * tolerance``): keep;
+- otherwise: cancel. When several orders share a slot (only after an anomaly), the one
+  that qualifies and was created first is kept, the others are cancelled.
+
+Hanging orders, kept simple: with ``hanging_orders_enabled``, an active order becomes
+hanging once an order of the opposite side has been completely filled at or after its
+``created_at`` (``last_fill_at >= created_at``), or if it is already flagged ``hanging``.
+A hanging order is exempt from refresh, keeps its slot (so the ladder still never holds
+more than ``order_levels`` orders a side) and leaves only when it fills, expires by
+``max_order_age``, or its layer leaves the ladder. The diff lists newly hanging orders in
+``hang`` so the caller can persist the flag.
+
+Budget: the funds of every active order stay counted until its cancel is confirmed, so a
+create is kept only while ``locked + new <= budget`` (buys in quote at price times
+remaining amount, sells in base), innermost layers first; otherwise it waits for a later
+tick (``deferred``). The exchange therefore never sees more locked than the budget.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, localcontext
+from enum import Enum
+
+from .pure_mm import (
+    Budget,
+    DesiredOrder,
+    PureMMParams,
+    Side,
+    StrategyInputError,
+    coerce_enum_field,
+    normalise_decimal_fields,
+    require,
+)
+
+_PRECISION = 60
+_MICROSECONDS = Decimal(1_000_000)
+
+
+class TrackedStatus(str, Enum):
+    """The life of an exchange order as the tracker records it (DESIGN.md, STYLE.md point 6)."""
+
+    PENDING_CREATE = "pending_create"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    PENDING_CANCEL = "pending_cancel"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    LOST = "lost"
+
+
+ACTIVE_STATUSES = frozenset(
+    {TrackedStatus.PENDING_CREATE, TrackedStatus.OPEN, TrackedStatus.PARTIALLY_FILLED, TrackedStatus.PENDING_CANCEL}
+)
+
+
+@dataclass(frozen=True)
+class TrackedOrder:
+    """An order we placed, as tracked; ``amount`` is the original size, ``filled_amount`` what traded."""
+
+    client_order_id: str
+    side: Side
+    price: Decimal
+    amount: Decimal
+    layer: int
+    status: TrackedStatus
+    created_at: datetime
+    filled_amount: Decimal = Decimal(0)
+    last_fill_at: datetime | None = None
+    hanging: bool = False
+
+    def __post_init__(self):
+        coerce_enum_field(self, "side", Side)
+        coerce_enum_field(self, "status", TrackedStatus)
+        normalise_decimal_fields(self)
+        require(isinstance(self.client_order_id, str) and self.client_order_id != "", "client_order_id is required")
+        require(isinstance(self.layer, int) and not isinstance(self.layer, bool), f"layer must be an int, got {self.layer!r}")
+        require(self.price > 0, f"price must be positive, got {self.price} ({self.client_order_id})")
+        require(self.amount > 0, f"amount must be positive, got {self.amount} ({self.client_order_id})")
+        require(
+            0 <= self.filled_amount <= self.amount,
+            f"filled_amount {self.filled_amount} must be within [0, amount {self.amount}] ({self.client_order_id})",
+        )
+        _require_aware(self.created_at, "created_at")
+        if self.last_fill_at is not None:
+            _require_aware(self.last_fill_at, "last_fill_at")
+        require(isinstance(self.hanging, bool), f"hanging must be a bool, got {self.hanging!r}")
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.amount - self.filled_amount
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def locked(self) -> Decimal:
+        """Funds this order holds on the exchange: quote for a buy, base for a sell."""
+        return self.price * self.remaining if self.side is Side.BUY else self.remaining
+
+
+class CancelReason(str, Enum):
+    OUT_OF_LADDER = "out_of_ladder"
+    MAX_AGE = "max_age"
+    NOT_DESIRED = "not_desired"
+    OUT_OF_TOLERANCE = "out_of_tolerance"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Cancel:
+    client_order_id: str
+    reason: CancelReason
+
+
+@dataclass(frozen=True)
+class OrderDiff:
+    """What to do on this tick. ``cancel`` goes first, then ``create``; ``keep`` stays on the book."""
+
+    cancel: tuple[Cancel, ...]
+    create: tuple[DesiredOrder, ...]
+    keep: tuple[str, ...]
+    hang: tuple[str, ...]
+    deferred: tuple[DesiredOrder, ...]
+
+    @property
+    def cancel_ids(self) -> tuple[str, ...]:
+        return tuple(cancel.client_order_id for cancel in self.cancel)
+
+
+def _require_aware(moment, name: str) -> None:
+    require(isinstance(moment, datetime), f"{name} must be a datetime, got {type(moment).__name__}")
+    require(moment.tzinfo is not None and moment.utcoffset() is not None, f"{name} must be timezone-aware: {moment!r}")
+
+
+def _age_seconds(now: datetime, created_at: datetime) -> Decimal:
+    delta = now - created_at
+    microseconds = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return Decimal(microseconds) / _MICROSECONDS
+
+
+def _within(actual: Decimal, wanted: Decimal, tolerance: Decimal) -> bool:
+    return abs(actual - wanted) <= wanted * tolerance
+
+
+def diff_orders(
+    *,
+    desired: tuple[DesiredOrder, ...] | list[DesiredOrder],
+    tracked: tuple[TrackedOrder, ...] | list[TrackedOrder],
+    params: PureMMParams,
+    budget: Budget,
+    now: datetime,
+) -> OrderDiff:
+    """Cancels, keeps and creates that move ``tracked`` towards ``desired``. Pure; no I/O."""
+    require(isinstance(params, PureMMParams), f"params must be a PureMMParams, not {type(params).__name__}")
+    require(isinstance(budget, Budget), f"budget must be a Budget, not {type(budget).__name__}")
+    _require_aware(now, "now")
+    for order in desired:
+        require(isinstance(order, DesiredOrder), f"desired orders must be DesiredOrder, not {type(order).__name__}")
+    for order in tracked:
+        require(isinstance(order, TrackedOrder), f"tracked orders must be TrackedOrder, not {type(order).__name__}")
+
+    wanted: dict[tuple[Side, int], DesiredOrder] = {}
+    for order in desired:
+        slot = (order.side, order.layer)
+        if slot in wanted:
+            raise StrategyInputError(f"two desired orders for {order.side.value} layer {order.layer}")
+        wanted[slot] = order
+
+    ids = [order.client_order_id for order in tracked]
+    if len(ids) != len(set(ids)):
+        raise StrategyInputError("tracked orders must have unique client_order_id values")
+
+    last_full_fill: dict[Side, datetime] = {}
+    for order in tracked:
+        if order.status is TrackedStatus.FILLED and order.last_fill_at is not None:
+            previous = last_full_fill.get(order.side)
+            if previous is None or order.last_fill_at > previous:
+                last_full_fill[order.side] = order.last_fill_at
+
+    active = sorted((order for order in tracked if order.is_active), key=lambda o: (o.created_at, o.client_order_id))
+    by_slot: dict[tuple[Side, int], list[TrackedOrder]] = defaultdict(list)
+    for order in active:
+        by_slot[(order.side, order.layer)].append(order)
+
+    cancels: list[Cancel] = []
+    keeps: list[str] = []
+    hangs: list[str] = []
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        for slot, orders in by_slot.items():
+            side, layer = slot
+            kept_one = False
+            for order in orders:
+                if order.status is TrackedStatus.PENDING_CANCEL:
+                    continue
+                hanging = params.hanging_orders_enabled and (
+                    order.hanging
+                    or (
+                        side.opposite in last_full_fill and last_full_fill[side.opposite] >= order.created_at
+                    )
+                )
+                reason: CancelReason | None
+                if not 0 <= layer < params.order_levels:
+                    reason = CancelReason.OUT_OF_LADDER
+                elif params.max_order_age is not None and _age_seconds(now, order.created_at) >= params.max_order_age:
+                    reason = CancelReason.MAX_AGE
+                elif kept_one:
+                    reason = CancelReason.DUPLICATE
+                elif hanging:
+                    reason = None
+                elif slot not in wanted:
+                    reason = CancelReason.NOT_DESIRED
+                elif not (
+                    _within(order.price, wanted[slot].price, params.order_refresh_tolerance_pct)
+                    and _within(order.remaining, wanted[slot].amount, params.order_refresh_tolerance_pct)
+                ):
+                    reason = CancelReason.OUT_OF_TOLERANCE
+                else:
+                    reason = None
+                if reason is None:
+                    kept_one = True
+                    keeps.append(order.client_order_id)
+                    if hanging and not order.hanging:
+                        hangs.append(order.client_order_id)
+                else:
+                    cancels.append(Cancel(order.client_order_id, reason))
+
+        locked = {side: sum((o.locked for o in active if o.side is side), Decimal(0)) for side in Side}
+        limit = {Side.BUY: budget.quote, Side.SELL: budget.base}
+        creates: list[DesiredOrder] = []
+        deferred: list[DesiredOrder] = []
+        for order in sorted(wanted.values(), key=lambda o: (o.side is Side.SELL, o.layer)):
+            if by_slot.get((order.side, order.layer)) or not 0 <= order.layer < params.order_levels:
+                continue
+            cost = order.notional if order.side is Side.BUY else order.amount
+            if locked[order.side] + cost > limit[order.side]:
+                deferred.append(order)
+                continue
+            locked[order.side] += cost
+            creates.append(order)
+
+    return OrderDiff(
+        cancel=tuple(cancels),
+        create=tuple(creates),
+        keep=tuple(keeps),
+        hang=tuple(hangs),
+        deferred=tuple(deferred),
+    )

@@ -1,0 +1,499 @@
+"""Pure market making: (params, market, rules, balances, budget) -> desired orders; no I/O.
+
+The pipeline follows Hummingbot's numbered tick (STYLE.md point 6):
+
+1. base proposal: one reference price from ``price_source``;
+2. layer, price and size modifiers: per-layer spread and amount change, price band
+   (ceiling / floor), inventory skew from the real balances, then exchange precision
+   (buy prices rounded down, sell prices rounded up, amounts rounded down to the step)
+   and the minimum amount / notional;
+3. budget: buys never lock more quote, sells never more base, than the order's budget;
+4. drop takers: unless ``take_if_crossed``, a buy at or above the best ask and a sell at
+   or below the best bid are dropped.
+
+Cancel and create are the diff's job (``strategy.order_diff``). Everything here is exact
+``Decimal``; a float anywhere in the inputs raises ``FloatNotAllowed``. The module imports
+neither Django nor ccxt, so it runs the same in a tick, a test or a notebook.
+
+Conventions (documented once, used everywhere):
+
+- every ``*_spread`` and ``*_pct`` value is a fraction: ``Decimal("0.01")`` is 1 %;
+- price band, as Hummingbot: when the reference price is at or above ``price_ceiling`` no
+  buy is proposed, when it is at or below ``price_floor`` no sell is proposed. Because a
+  buy is always priced below the reference and a sell above it, no buy is ever priced at
+  or above the ceiling and no sell at or below the floor;
+- layers: layer ``i`` (0 is the innermost) is priced at
+  ``reference * (1 - bid_spread - i * order_level_spread)`` for buys and
+  ``reference * (1 + ask_spread + i * order_level_spread)`` for sells;
+  its amount is ``order_amount + i * amount_change_per_layer`` (``fixed``) or
+  ``order_amount * (1 + amount_change_per_layer) ** i`` (``percentage``, compounding);
+- inventory skew, as Hummingbot's ``calculate_bid_ask_ratios_from_base_asset_ratio``:
+  the base share of the real portfolio value is compared with ``inventory_target_base_pct``
+  within a band of ``inventory_range_multiplier`` times one side's total ladder amount
+  (capped at half of the portfolio); buy amounts are scaled by a ratio from 2 (no base at
+  all) through 1 (on target) to 0 (band's upper edge), sell amounts by ``2 - ratio``;
+- budget: layers are funded from the innermost outwards; a layer that does not fit whole
+  is shrunk to what is left (rounded down to the step) and dropped if it then falls below
+  the minimum amount or notional. An amount is never rounded up. Fees are not reserved
+  here: the caller passes a budget net of any fee reserve.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
+from enum import Enum
+
+# Enough digits for 1e12 units at 1e-18 resolution, with room for products.
+_PRECISION = 60
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+_TWO = Decimal(2)
+_HALF = Decimal("0.5")
+
+
+class StrategyInputError(ValueError):
+    """A strategy input is missing, out of range or of the wrong type; the message says which."""
+
+
+class FloatNotAllowed(StrategyInputError, TypeError):
+    """A float was given where money or a ratio is expected: floats cannot represent them exactly."""
+
+
+class Side(str, Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def opposite(self) -> "Side":
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class PriceSource(str, Enum):
+    MID = "mid"
+    BEST_BID = "best_bid"
+    BEST_ASK = "best_ask"
+    LAST = "last"
+
+
+class AmountChangeType(str, Enum):
+    FIXED = "fixed"
+    PERCENTAGE = "percentage"
+
+
+class DropReason(str, Enum):
+    """Why a layer of the ladder was not proposed; the tick logs it, tests assert it."""
+
+    NO_REFERENCE_PRICE = "no_reference_price"
+    PRICE_BAND = "price_band"
+    NON_POSITIVE_PRICE = "non_positive_price"
+    NON_POSITIVE_AMOUNT = "non_positive_amount"
+    BELOW_MIN_AMOUNT = "below_min_amount"
+    BELOW_MIN_NOTIONAL = "below_min_notional"
+    BUDGET = "budget"
+    TAKER = "taker"
+
+
+def to_decimal(value, *, field: str, allow_none: bool = False) -> Decimal | None:
+    """``value`` as an exact finite Decimal; floats, bools, NaN and infinity are refused."""
+    if value is None:
+        if allow_none:
+            return None
+        raise StrategyInputError(f"{field} is required")
+    if isinstance(value, bool):
+        raise StrategyInputError(f"{field} must be a Decimal, got a bool ({value!r})")
+    if isinstance(value, float):
+        raise FloatNotAllowed(
+            f"{field} must be a Decimal, int or decimal string, not a float ({value!r}): "
+            "floats cannot represent prices and amounts exactly"
+        )
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise StrategyInputError(f"{field} {value!r} is not a decimal number") from None
+    else:
+        raise StrategyInputError(f"{field} must be a Decimal, int or decimal string, not {type(value).__name__}")
+    if not result.is_finite():
+        raise StrategyInputError(f"{field} must be finite, got {result}")
+    return result
+
+
+def normalise_decimal_fields(instance, *, optional: tuple[str, ...] = ()) -> None:
+    """Convert every Decimal-typed field of a frozen dataclass in place (validating it)."""
+    for f in fields(instance):
+        if "Decimal" not in str(f.type):
+            continue
+        value = to_decimal(getattr(instance, f.name), field=f.name, allow_none=f.name in optional)
+        object.__setattr__(instance, f.name, value)
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise StrategyInputError(message)
+
+
+def coerce_enum_field(instance, name: str, enum_type: type[Enum]) -> None:
+    value = getattr(instance, name)
+    try:
+        object.__setattr__(instance, name, enum_type(value))
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum_type)
+        raise StrategyInputError(f"{name} must be one of {allowed}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class MarketRules:
+    """Exchange precision and minimums of one market, as loaded from the exchange."""
+
+    price_tick: Decimal
+    amount_step: Decimal
+    min_amount: Decimal = _ZERO
+    min_notional: Decimal = _ZERO
+
+    def __post_init__(self):
+        normalise_decimal_fields(self)
+        require(self.price_tick > 0, f"price_tick must be positive, got {self.price_tick}")
+        require(self.amount_step > 0, f"amount_step must be positive, got {self.amount_step}")
+        require(self.min_amount >= 0, f"min_amount must not be negative, got {self.min_amount}")
+        require(self.min_notional >= 0, f"min_notional must not be negative, got {self.min_notional}")
+
+    def round_price(self, price: Decimal, side: Side) -> Decimal:
+        """Buy prices round down, sell prices up: rounding never makes a quote more aggressive."""
+        rounding = ROUND_FLOOR if side is Side.BUY else ROUND_CEILING
+        with localcontext() as ctx:
+            ctx.prec = _PRECISION
+            return Decimal(int((price / self.price_tick).to_integral_value(rounding=rounding))) * self.price_tick
+
+    def round_amount(self, amount: Decimal) -> Decimal:
+        """Amounts round down to the step: never more than was sized or budgeted."""
+        with localcontext() as ctx:
+            ctx.prec = _PRECISION
+            return Decimal(int((amount / self.amount_step).to_integral_value(rounding=ROUND_FLOOR))) * self.amount_step
+
+    def shortfall(self, price: Decimal, amount: Decimal) -> DropReason | None:
+        """The reason an order of this price and amount cannot be placed, or None."""
+        if amount <= 0:
+            return DropReason.NON_POSITIVE_AMOUNT
+        if amount < self.min_amount:
+            return DropReason.BELOW_MIN_AMOUNT
+        if price * amount < self.min_notional:
+            return DropReason.BELOW_MIN_NOTIONAL
+        return None
+
+
+@dataclass(frozen=True)
+class MarketSnapshot:
+    """Top of the book and last trade price; a side with no orders is None."""
+
+    best_bid: Decimal | None
+    best_ask: Decimal | None
+    last_price: Decimal | None = None
+
+    def __post_init__(self):
+        normalise_decimal_fields(self, optional=("best_bid", "best_ask", "last_price"))
+        for name in ("best_bid", "best_ask", "last_price"):
+            value = getattr(self, name)
+            require(value is None or value > 0, f"{name} must be positive, got {value}")
+
+    def reference_price(self, source: PriceSource) -> Decimal | None:
+        if source is PriceSource.MID:
+            if self.best_bid is None or self.best_ask is None:
+                return None
+            with localcontext() as ctx:
+                ctx.prec = _PRECISION
+                return (self.best_bid + self.best_ask) / _TWO
+        if source is PriceSource.BEST_BID:
+            return self.best_bid
+        if source is PriceSource.BEST_ASK:
+            return self.best_ask
+        return self.last_price
+
+
+@dataclass(frozen=True)
+class Balances:
+    """Real holdings of the order (free plus locked in open orders); drive the inventory skew."""
+
+    base: Decimal
+    quote: Decimal
+
+    def __post_init__(self):
+        normalise_decimal_fields(self)
+        require(self.base >= 0 and self.quote >= 0, f"balances must not be negative, got {self}")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the order has locked: sells never sum to more ``base``, buys never to more ``quote``."""
+
+    base: Decimal
+    quote: Decimal
+
+    def __post_init__(self):
+        normalise_decimal_fields(self)
+        require(self.base >= 0 and self.quote >= 0, f"budget must not be negative, got {self}")
+
+
+@dataclass(frozen=True)
+class PureMMParams:
+    """Parameters of pure market making; see the module docstring for their exact meaning."""
+
+    bid_spread: Decimal
+    ask_spread: Decimal
+    order_amount: Decimal
+    order_levels: int = 1
+    order_level_spread: Decimal = _ZERO
+    amount_change_type: AmountChangeType = AmountChangeType.FIXED
+    amount_change_per_layer: Decimal = _ZERO
+    price_source: PriceSource = PriceSource.MID
+    price_ceiling: Decimal | None = None
+    price_floor: Decimal | None = None
+    inventory_skew_enabled: bool = False
+    inventory_target_base_pct: Decimal = _HALF
+    inventory_range_multiplier: Decimal = _ONE
+    hanging_orders_enabled: bool = False
+    order_refresh_tolerance_pct: Decimal = _ZERO
+    max_order_age: Decimal | None = None
+    take_if_crossed: bool = False
+
+    def __post_init__(self):
+        normalise_decimal_fields(self, optional=("price_ceiling", "price_floor", "max_order_age"))
+        coerce_enum_field(self, "amount_change_type", AmountChangeType)
+        coerce_enum_field(self, "price_source", PriceSource)
+        for name in ("inventory_skew_enabled", "hanging_orders_enabled", "take_if_crossed"):
+            require(isinstance(getattr(self, name), bool), f"{name} must be a bool, got {getattr(self, name)!r}")
+        require(
+            isinstance(self.order_levels, int) and not isinstance(self.order_levels, bool) and self.order_levels >= 1,
+            f"order_levels must be an integer of at least 1, got {self.order_levels!r}",
+        )
+        require(0 <= self.bid_spread < 1, f"bid_spread must be a fraction in [0, 1), got {self.bid_spread}")
+        require(self.ask_spread >= 0, f"ask_spread must not be negative, got {self.ask_spread}")
+        require(self.order_amount > 0, f"order_amount must be positive, got {self.order_amount}")
+        require(self.order_level_spread >= 0, f"order_level_spread must not be negative, got {self.order_level_spread}")
+        if self.amount_change_type is AmountChangeType.PERCENTAGE:
+            require(
+                self.amount_change_per_layer > -1,
+                f"a percentage amount_change_per_layer must be above -1 (-100 %), got {self.amount_change_per_layer}",
+            )
+        for name in ("price_ceiling", "price_floor"):
+            value = getattr(self, name)
+            require(value is None or value > 0, f"{name} must be positive or None, got {value}")
+        if self.price_ceiling is not None and self.price_floor is not None:
+            require(
+                self.price_floor < self.price_ceiling,
+                f"price_floor {self.price_floor} must be below price_ceiling {self.price_ceiling}",
+            )
+        require(
+            0 <= self.inventory_target_base_pct <= 1,
+            f"inventory_target_base_pct is a fraction in [0, 1] (0.5 is 50 %), got {self.inventory_target_base_pct}",
+        )
+        require(
+            self.inventory_range_multiplier >= 0,
+            f"inventory_range_multiplier must not be negative, got {self.inventory_range_multiplier}",
+        )
+        require(
+            self.order_refresh_tolerance_pct >= 0,
+            f"order_refresh_tolerance_pct is a non-negative fraction, got {self.order_refresh_tolerance_pct}",
+        )
+        require(
+            self.max_order_age is None or self.max_order_age > 0,
+            f"max_order_age is a positive number of seconds or None, got {self.max_order_age}",
+        )
+
+    def layer_amount(self, layer: int) -> Decimal:
+        """The unskewed, unrounded amount of ``layer`` (0 is the innermost)."""
+        with localcontext() as ctx:
+            ctx.prec = _PRECISION
+            if self.amount_change_type is AmountChangeType.FIXED:
+                return self.order_amount + layer * self.amount_change_per_layer
+            return self.order_amount * (_ONE + self.amount_change_per_layer) ** layer
+
+    def layer_price(self, reference: Decimal, side: Side, layer: int) -> Decimal:
+        """The unrounded price of ``layer`` on ``side`` around ``reference``."""
+        with localcontext() as ctx:
+            ctx.prec = _PRECISION
+            if side is Side.BUY:
+                return reference * (_ONE - self.bid_spread - layer * self.order_level_spread)
+            return reference * (_ONE + self.ask_spread + layer * self.order_level_spread)
+
+
+@dataclass(frozen=True)
+class DesiredOrder:
+    """One order the strategy wants on the book: exact, rounded to the market's precision."""
+
+    side: Side
+    price: Decimal
+    amount: Decimal
+    layer: int
+
+    def __post_init__(self):
+        coerce_enum_field(self, "side", Side)
+        normalise_decimal_fields(self)
+        require(self.price > 0 and self.amount > 0, f"a desired order needs a positive price and amount: {self}")
+        require(isinstance(self.layer, int) and self.layer >= 0, f"layer must be a non-negative int, got {self.layer!r}")
+
+    @property
+    def notional(self) -> Decimal:
+        return self.price * self.amount
+
+
+@dataclass(frozen=True)
+class DroppedLayer:
+    side: Side
+    layer: int
+    reason: DropReason
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The desired orders (buys then sells, innermost layer first) and why any layer is missing."""
+
+    orders: tuple[DesiredOrder, ...]
+    dropped: tuple[DroppedLayer, ...]
+    reference_price: Decimal | None
+    bid_ratio: Decimal = _ONE
+    ask_ratio: Decimal = _ONE
+
+    def side(self, side: Side) -> tuple[DesiredOrder, ...]:
+        return tuple(order for order in self.orders if order.side is side)
+
+
+def inventory_skew_ratios(
+    *, base: Decimal, quote: Decimal, price: Decimal, target_base_fraction: Decimal, base_range: Decimal
+) -> tuple[Decimal, Decimal]:
+    """(bid_ratio, ask_ratio) scaling buy and sell amounts; both 1 when on target, they sum to 2.
+
+    Hummingbot's formula in exact arithmetic. ``base_range`` is in base units. An empty
+    portfolio gives (0, 0): nothing to quote with.
+    """
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        base_value = base * price
+        total_value = base_value + quote
+        if total_value <= 0:
+            return _ZERO, _ZERO
+        range_value = min(base_range * price, total_value / _TWO)
+        target_value = total_value * target_base_fraction
+        left = max(target_value - range_value, _ZERO)
+        right = target_value + range_value
+        # inventory_ratio goes 0 -> 0.5 over [left, target] and 0.5 -> 1 over [target, right].
+        if base_value == target_value:
+            inventory_ratio = _HALF
+        elif base_value < target_value:
+            if target_value == left:
+                inventory_ratio = _ZERO
+            else:
+                inventory_ratio = _HALF * min(max((base_value - left) / (target_value - left), _ZERO), _ONE)
+        else:
+            if right == target_value:
+                inventory_ratio = _ONE
+            else:
+                inventory_ratio = _HALF + _HALF * min((base_value - target_value) / (right - target_value), _ONE)
+        bid_ratio = _TWO - _TWO * inventory_ratio
+        return bid_ratio, _TWO - bid_ratio
+
+
+def propose_orders(
+    *, params: PureMMParams, market: MarketSnapshot, rules: MarketRules, balances: Balances, budget: Budget
+) -> Proposal:
+    """The desired ladder for one tick. Pure: same inputs, same output; no I/O."""
+    for name, value, kind in (
+        ("params", params, PureMMParams),
+        ("market", market, MarketSnapshot),
+        ("rules", rules, MarketRules),
+        ("balances", balances, Balances),
+        ("budget", budget, Budget),
+    ):
+        if not isinstance(value, kind):
+            raise StrategyInputError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
+
+    dropped: list[DroppedLayer] = []
+    layers = range(params.order_levels)
+
+    # 1. Base proposal: the reference price.
+    reference = market.reference_price(params.price_source)
+    if reference is None:
+        for side in Side:
+            dropped.extend(DroppedLayer(side, layer, DropReason.NO_REFERENCE_PRICE) for layer in layers)
+        return Proposal(orders=(), dropped=tuple(dropped), reference_price=None)
+
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+
+        # 2a. Price band: a side is switched off as a whole.
+        sides_on = {Side.BUY: True, Side.SELL: True}
+        if params.price_ceiling is not None and reference >= params.price_ceiling:
+            sides_on[Side.BUY] = False
+        if params.price_floor is not None and reference <= params.price_floor:
+            sides_on[Side.SELL] = False
+
+        # 2b. Inventory skew from the real balances.
+        bid_ratio = ask_ratio = _ONE
+        if params.inventory_skew_enabled:
+            ladder_amount = sum((max(params.layer_amount(layer), _ZERO) for layer in layers), _ZERO)
+            bid_ratio, ask_ratio = inventory_skew_ratios(
+                base=balances.base,
+                quote=balances.quote,
+                price=reference,
+                target_base_fraction=params.inventory_target_base_pct,
+                base_range=ladder_amount * params.inventory_range_multiplier,
+            )
+        ratio = {Side.BUY: bid_ratio, Side.SELL: ask_ratio}
+
+        # 2c. Layers, then precision and minimums.
+        candidates: dict[Side, list[tuple[int, Decimal, Decimal]]] = {Side.BUY: [], Side.SELL: []}
+        for side in Side:
+            for layer in layers:
+                if not sides_on[side]:
+                    dropped.append(DroppedLayer(side, layer, DropReason.PRICE_BAND))
+                    continue
+                raw_price = params.layer_price(reference, side, layer)
+                price = rules.round_price(raw_price, side) if raw_price > 0 else _ZERO
+                if price <= 0:
+                    dropped.append(DroppedLayer(side, layer, DropReason.NON_POSITIVE_PRICE))
+                    continue
+                amount = rules.round_amount(params.layer_amount(layer) * ratio[side])
+                reason = rules.shortfall(price, amount)
+                if reason is not None:
+                    dropped.append(DroppedLayer(side, layer, reason))
+                    continue
+                candidates[side].append((layer, price, amount))
+
+        # 3. Budget, innermost layer first.
+        funded: list[DesiredOrder] = []
+        for side in Side:
+            left = budget.quote if side is Side.BUY else budget.base
+            for layer, price, amount in candidates[side]:
+                cost = amount * price if side is Side.BUY else amount
+                if cost > left:
+                    amount = rules.round_amount(left / price if side is Side.BUY else left)
+                    reason = rules.shortfall(price, amount)
+                    if reason is not None:
+                        dropped.append(DroppedLayer(side, layer, DropReason.BUDGET))
+                        continue
+                    cost = amount * price if side is Side.BUY else amount
+                left -= cost
+                funded.append(DesiredOrder(side=side, price=price, amount=amount, layer=layer))
+
+    # 4. Drop takers.
+    orders: list[DesiredOrder] = []
+    for order in funded:
+        if not params.take_if_crossed and would_take(order, market):
+            dropped.append(DroppedLayer(order.side, order.layer, DropReason.TAKER))
+            continue
+        orders.append(order)
+
+    dropped.sort(key=lambda d: (d.side is Side.SELL, d.layer))
+    return Proposal(
+        orders=tuple(orders), dropped=tuple(dropped), reference_price=reference, bid_ratio=bid_ratio, ask_ratio=ask_ratio
+    )
+
+
+def would_take(order: DesiredOrder, market: MarketSnapshot) -> bool:
+    """True when the order would cross the book: a buy at or above the best ask, a sell at or below the best bid."""
+    if order.side is Side.BUY:
+        return market.best_ask is not None and order.price >= market.best_ask
+    return market.best_bid is not None and order.price <= market.best_bid
