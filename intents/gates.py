@@ -1,0 +1,184 @@
+"""In-flight gates enforced by the database: claim intents into slots, release them.
+
+A claim, in one transaction: pick the oldest claimable intents (new and due, or in flight
+with an expired lease) whose strategy key has nothing else in flight, take one free global
+slot and one free slot of the intent's account for each, and mark the intent in flight with
+a lease and a claim token. On PostgreSQL every row read for the claim is locked with
+``FOR UPDATE SKIP LOCKED``, so concurrent claimers never wait on each other and never take
+the same slot; the partial unique index on in-flight strategy keys settles the last race.
+On SQLite the immediate transaction serialises claimers.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from .models import Intent, IntentSlot, IntentStatus
+
+logger = logging.getLogger(__name__)
+
+GLOBAL_SCOPE = "global"
+CLAIM_RETRIES = 3
+
+
+def account_scope(account_id: int) -> str:
+    return f"account:{account_id}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    intent_pk: int
+    token: str
+
+
+def lease_seconds() -> int:
+    return getattr(settings, "STRATEGY_INTENT_LEASE_S", 30)
+
+
+def sync_slots(account_ids) -> None:
+    """Make sure slot rows exist for the configured limits (idempotent, cheap when they exist)."""
+    wanted = {(GLOBAL_SCOPE, i) for i in range(settings.STRATEGY_INTENT_MAX_IN_FLIGHT)}
+    for account_id in set(account_ids):
+        wanted |= {(account_scope(account_id), i) for i in range(settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE)}
+    scopes = {scope for scope, _ in wanted}
+    have = set(IntentSlot.objects.filter(scope__in=scopes).values_list("scope", "index"))
+    missing = wanted - have
+    if missing:
+        IntentSlot.objects.bulk_create(
+            [IntentSlot(scope=scope, index=index) for scope, index in sorted(missing)], ignore_conflicts=True
+        )
+
+
+def _locking(sql: str) -> str:
+    return sql + (" FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else "")
+
+
+def _free_slots(cur, scopes: list[str] | None, limit: int, now) -> list[tuple[int, str]]:
+    """Lock and return the free slots (id, scope) of ``scopes``, or of every account scope."""
+    if scopes is None:
+        where, params = "scope LIKE %s", ["account:%"]
+    else:
+        where, params = f"scope IN ({', '.join(['%s'] * len(scopes))})", list(scopes)
+    cur.execute(
+        _locking(
+            f'SELECT id, scope FROM intents_intentslot WHERE {where} AND "index" < %s '
+            'AND (intent_id IS NULL OR lease_until < %s) ORDER BY scope, "index"'
+        ),
+        [*params, limit, now],
+    )
+    return [(row[0], row[1]) for row in cur.fetchall()]
+
+
+def claim_intents(*, max_claims: int, now: datetime | None = None) -> list[Claim]:
+    """Claim up to ``max_claims`` intents within every in-flight limit; return the claims."""
+    for attempt in range(CLAIM_RETRIES):
+        try:
+            return _claim_batch(max_claims=max_claims, now=now or timezone.now())
+        except IntegrityError:
+            # Another claimer took an intent of the same strategy key in the same instant.
+            logger.info("event=intent_claim_race attempt=%s", attempt + 1)
+    return []
+
+
+def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
+    db_now = connection.ops.adapt_datetimefield_value(now)
+    lease_until = now + timedelta(seconds=lease_seconds())
+    per_account_limit = settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE
+    with transaction.atomic(), connection.cursor() as cur:
+        global_slots = _free_slots(cur, [GLOBAL_SCOPE], settings.STRATEGY_INTENT_MAX_IN_FLIGHT, db_now)
+        if not global_slots:
+            return []
+        account_slots: dict[int, list[int]] = {}
+        for slot_id, scope in _free_slots(cur, None, per_account_limit, db_now):
+            account_slots.setdefault(int(scope.split(":", 1)[1]), []).append(slot_id)
+        if not account_slots:
+            return []
+        accounts = list(account_slots)
+        cur.execute(
+            _locking(
+                "SELECT i.id, i.account_id, i.strategy_key FROM intents_intent i "
+                "WHERE ((i.status = 'new' AND (i.not_before IS NULL OR i.not_before <= %s)) "
+                "   OR (i.status = 'in_flight' AND i.lease_until < %s)) "
+                f"AND i.account_id IN ({', '.join(['%s'] * len(accounts))}) "
+                "AND NOT EXISTS (SELECT 1 FROM intents_intent j WHERE j.strategy_key = i.strategy_key "
+                "   AND j.status = 'in_flight' AND j.id <> i.id) "
+                "ORDER BY i.id LIMIT %s"
+            ),
+            [db_now, db_now, *accounts, max(max_claims, 1) * 4],
+        )
+        claims: list[tuple[int, int, int, str]] = []  # (intent pk, global slot, account slot, token)
+        seen_keys: set[str] = set()
+        for intent_pk, account_id, strategy_key in cur.fetchall():
+            if len(claims) >= max_claims or not global_slots:
+                break
+            if strategy_key in seen_keys or not account_slots[account_id]:
+                continue
+            seen_keys.add(strategy_key)
+            claims.append((intent_pk, global_slots.pop(0)[0], account_slots[account_id].pop(0), str(uuid.uuid4())))
+        if not claims:
+            return []
+
+        intent_pks = [c[0] for c in claims]
+        db_lease = connection.ops.adapt_datetimefield_value(lease_until)
+        in_list = ", ".join(["%s"] * len(intent_pks))
+        # Slots still pointing at a reclaimed (expired) intent are released first.
+        cur.execute(f"UPDATE intents_intentslot SET intent_id = NULL, lease_until = NULL WHERE intent_id IN ({in_list})",
+                    intent_pks)
+        slot_params = []
+        for intent_pk, g_slot, a_slot, _ in claims:
+            slot_params += [g_slot, intent_pk, a_slot, intent_pk]
+        cases = " ".join(["WHEN %s THEN %s WHEN %s THEN %s"] * len(claims))
+        slot_ids = [s for c in claims for s in (c[1], c[2])]
+        cur.execute(
+            f"UPDATE intents_intentslot SET intent_id = CASE id {cases} END, lease_until = %s "
+            f"WHERE id IN ({', '.join(['%s'] * len(slot_ids))})",
+            slot_params + [db_lease] + slot_ids,
+        )
+        token_cases = " ".join(["WHEN %s THEN %s"] * len(claims))
+        cur.execute(
+            f"UPDATE intents_intent SET status = 'in_flight', claim_token = CASE id {token_cases} END, "
+            f"lease_until = %s, attempts = attempts + 1, updated_at = %s WHERE id IN ({in_list})",
+            [p for c in claims for p in (c[0], c[3])] + [db_lease, db_now] + intent_pks,
+        )
+    return [Claim(intent_pk=c[0], token=c[3]) for c in claims]
+
+
+def release(*, intent_pk: int, token: str, status: str, error: str = "", exchange_order_id: str = "",
+            retry_at: datetime | None = None) -> bool:
+    """End a claim: free its slots and set the intent's outcome. False if the claim was lost.
+
+    ``status`` is done or failed; with ``retry_at`` the intent goes back to new, due then.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Intent.objects.filter(pk=intent_pk, claim_token=token, status=IntentStatus.IN_FLIGHT).update(
+            status=IntentStatus.NEW if retry_at else status,
+            not_before=retry_at,
+            claim_token="",
+            lease_until=None,
+            last_error=error[:2000],
+            updated_at=now,
+            finished_at=None if retry_at else now,
+            **({"exchange_order_id": exchange_order_id} if exchange_order_id else {}),
+        )
+        IntentSlot.objects.filter(intent_id=intent_pk).update(intent=None, lease_until=None)
+    if not updated:
+        logger.warning("event=intent_claim_lost intent_pk=%s", intent_pk)
+    return bool(updated)
+
+
+def in_flight_counts() -> dict[str, int]:
+    """Occupied slots per scope (leases not expired): what /metrics and the tests read."""
+    from django.db.models import Count
+
+    rows = (
+        IntentSlot.objects.filter(intent__isnull=False, lease_until__gte=timezone.now())
+        .values("scope").annotate(n=Count("id")).order_by()
+    )
+    return {row["scope"]: row["n"] for row in rows}

@@ -1,0 +1,121 @@
+"""Intents (exchange actions persisted before they are sent), in-flight slots, tracked orders.
+
+In-flight limits live in the database as slot rows: a claim takes one free slot of the global
+scope and one of the intent's exchange-account scope, each with a lease. With the partial
+unique index "one in-flight intent per strategy key", the limits hold with any number of
+worker processes on any number of machines; a crashed worker's claim expires with its lease.
+"""
+from django.db import models
+from django.db.models import Q
+
+from ledger.amounts import AmountField
+
+
+class IntentKind(models.TextChoices):
+    CREATE = "create"
+    CANCEL = "cancel"
+
+
+class IntentStatus(models.TextChoices):
+    NEW = "new"                # persisted, waiting for a slot
+    IN_FLIGHT = "in_flight"    # claimed by a worker under a lease
+    DONE = "done"              # the exchange action is known to have happened (or was not needed)
+    FAILED = "failed"          # gave up; reason recorded; the strategy's next cycle supersedes it
+    SUPERSEDED = "superseded"  # replaced by a newer cycle before it was sent
+
+
+ACTIVE_INTENT_STATUSES = (IntentStatus.NEW, IntentStatus.IN_FLIGHT)
+
+
+class Intent(models.Model):
+    intent_id = models.CharField(max_length=128, unique=True)
+    strategy_key = models.CharField(max_length=128, db_index=True)
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="intents")
+    kind = models.CharField(max_length=16, choices=IntentKind.choices)
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4, blank=True)
+    price = AmountField(null=True, blank=True)
+    amount = AmountField(null=True, blank=True)
+    # The order this intent creates or cancels; for a create it is derived from intent_id and
+    # saved before the exchange call, so an ambiguous outcome can be looked up.
+    client_order_id = models.CharField(max_length=36, db_index=True)
+    status = models.CharField(max_length=16, choices=IntentStatus.choices, default=IntentStatus.NEW)
+    attempts = models.PositiveIntegerField(default=0)
+    not_before = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=36, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["strategy_key"], condition=Q(status="in_flight"), name="intent_one_in_flight_per_strategy",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "id"], name="intent_status_idx")]
+
+    def __str__(self):
+        return f"{self.intent_id} {self.kind} {self.status}"
+
+
+class IntentSlot(models.Model):
+    """One unit of in-flight capacity. ``scope`` is ``global`` or ``account:{id}``."""
+
+    scope = models.CharField(max_length=64)
+    index = models.PositiveIntegerField()
+    intent = models.ForeignKey(Intent, null=True, blank=True, on_delete=models.SET_NULL, related_name="slots")
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "index"], name="intent_slot_scope_index_uniq")]
+
+    def __str__(self):
+        return f"{self.scope}#{self.index}"
+
+
+class TrackedOrderStatus(models.TextChoices):
+    PENDING_CREATE = "pending_create"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    PENDING_CANCEL = "pending_cancel"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    LOST = "lost"
+
+
+OPEN_TRACKED_STATUSES = (
+    TrackedOrderStatus.PENDING_CREATE,
+    TrackedOrderStatus.OPEN,
+    TrackedOrderStatus.PARTIALLY_FILLED,
+    TrackedOrderStatus.PENDING_CANCEL,
+)
+
+
+class TrackedOrder(models.Model):
+    """Our mirror of one exchange order, keyed by the client order id we chose."""
+
+    client_order_id = models.CharField(max_length=36, unique=True)
+    strategy_key = models.CharField(max_length=128, db_index=True)
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="tracked_orders")
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4)
+    price = AmountField()
+    amount = AmountField()
+    filled = AmountField(default=0)
+    layer = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=TrackedOrderStatus.choices,
+                              default=TrackedOrderStatus.PENDING_CREATE)
+    exchange_order_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "status"], name="tracked_account_status_idx")]
+
+    def __str__(self):
+        return f"{self.client_order_id} {self.side} {self.amount}@{self.price} {self.status}"

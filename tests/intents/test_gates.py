@@ -1,0 +1,141 @@
+"""In-flight limits are enforced by the database, whatever the number of claiming processes."""
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from exchanges.models import ExchangeAccount
+from intents.gates import claim_intents, in_flight_counts, release, sync_slots
+from intents.models import Intent, IntentKind, IntentStatus
+
+
+def make_accounts(n):
+    return [ExchangeAccount.objects.create(exchange_id="binance", label=f"gate-{i}") for i in range(n)]
+
+
+def make_intents(accounts, keys_per_account, per_key):
+    rows = []
+    for account in accounts:
+        for k in range(keys_per_account):
+            for j in range(per_key):
+                key = f"mm:{account.pk}:{k}"
+                rows.append(Intent(intent_id=f"{key}:{j}", strategy_key=key, account=account, kind=IntentKind.CANCEL,
+                                   symbol="BTC/USDT", client_order_id=f"c{account.pk}x{k}x{j}"))
+    Intent.objects.bulk_create(rows)
+
+
+def max_overlap(intervals):
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    current = peak = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+@pytest.mark.django_db
+@pytest.mark.embedded
+def test_claims_respect_global_account_and_strategy_limits(settings):
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 3
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 1
+    accounts = make_accounts(4)
+    sync_slots([a.pk for a in accounts])
+    make_intents(accounts, keys_per_account=2, per_key=2)
+
+    claims = claim_intents(max_claims=10)
+
+    claimed = Intent.objects.filter(pk__in=[c.intent_pk for c in claims])
+    assert len(claims) == 3
+    assert len({i.account_id for i in claimed}) == 3
+    assert claim_intents(max_claims=10) == []
+    assert sum(n for scope, n in in_flight_counts().items() if scope.startswith("account:")) == 3
+
+
+@pytest.mark.django_db
+@pytest.mark.embedded
+def test_one_in_flight_per_strategy_key(settings):
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 8
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 8
+    [account] = make_accounts(1)
+    sync_slots([account.pk])
+    make_intents([account], keys_per_account=1, per_key=3)
+
+    first = claim_intents(max_claims=8)
+    assert len(first) == 1
+    assert claim_intents(max_claims=8) == []
+    release(intent_pk=first[0].intent_pk, token=first[0].token, status=IntentStatus.DONE)
+    assert len(claim_intents(max_claims=8)) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.embedded
+def test_expired_claim_is_reclaimed_and_the_old_token_loses(settings):
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 1
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 1
+    [account] = make_accounts(1)
+    sync_slots([account.pk])
+    make_intents([account], keys_per_account=1, per_key=1)
+    [crashed] = claim_intents(max_claims=1)
+
+    later = timezone.now() + timedelta(seconds=3600)
+    [again] = claim_intents(max_claims=1, now=later)
+
+    assert again.intent_pk == crashed.intent_pk and again.token != crashed.token
+    assert release(intent_pk=crashed.intent_pk, token=crashed.token, status=IntentStatus.DONE) is False
+    assert release(intent_pk=again.intent_pk, token=again.token, status=IntentStatus.DONE) is True
+    intent = Intent.objects.get(pk=again.intent_pk)
+    assert intent.status == IntentStatus.DONE and intent.attempts == 2
+
+
+@pytest.mark.django_db
+def test_retry_at_puts_intent_back_not_before(settings):
+    [account] = make_accounts(1)
+    sync_slots([account.pk])
+    make_intents([account], keys_per_account=1, per_key=1)
+    [claim] = claim_intents(max_claims=1)
+    release(intent_pk=claim.intent_pk, token=claim.token, status=IntentStatus.FAILED,
+            retry_at=timezone.now() + timedelta(seconds=60))
+
+    assert claim_intents(max_claims=1) == []
+    assert len(claim_intents(max_claims=1, now=timezone.now() + timedelta(seconds=61))) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_limits_hold_across_eight_processes(settings, child_env, tmp_path):
+    # Given 3 accounts, 50 strategy keys and 400 intents, limits 5 global / 2 per account
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 5
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 2
+    accounts = make_accounts(3)
+    sync_slots([a.pk for a in accounts])
+    rows = []
+    for n in range(400):
+        account = accounts[n % 3]
+        key = f"mm:{n % 50}"
+        rows.append(Intent(intent_id=f"i{n}", strategy_key=key, account=account, kind=IntentKind.CANCEL,
+                           symbol="BTC/USDT", client_order_id=f"c{n}"))
+    Intent.objects.bulk_create(rows)
+    env = {**child_env, "STRATEGY_INTENT_MAX_IN_FLIGHT": "5", "STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE": "2"}
+
+    # When 8 processes claim, hold and release concurrently
+    outs = [tmp_path / f"claims-{i}.jsonl" for i in range(8)]
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.intents.claimer", str(out), str(i), "60"], env=env)
+             for i, out in enumerate(outs)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+
+    # Then every intent ran exactly once and no limit was ever exceeded
+    records = [json.loads(line) for out in outs for line in out.read_text().splitlines()]
+    assert sorted(r[0] for r in records) == sorted(Intent.objects.values_list("pk", flat=True))
+    assert max_overlap([(r[3], r[4]) for r in records]) <= 5
+    by_account, by_key = defaultdict(list), defaultdict(list)
+    for _, account_id, key, start, end in records:
+        by_account[account_id].append((start, end))
+        by_key[key].append((start, end))
+    assert max(max_overlap(v) for v in by_account.values()) <= 2
+    assert max(max_overlap(v) for v in by_key.values()) == 1
+    assert max_overlap([(r[3], r[4]) for r in records]) >= 3, "the test must actually run claims in parallel"
