@@ -1,6 +1,8 @@
 """Exchange accounts (credentials encrypted at rest) and the exchange simulator's state."""
 from django.db import models
 
+from ledger.amounts import AmountField
+
 from .crypto import decrypt_secret, encrypt_secret
 
 
@@ -40,3 +42,184 @@ class ExchangeAccount(models.Model):
     @api_secret.setter
     def api_secret(self, plain: str) -> None:
         self.api_secret_encrypted = encrypt_secret(plain) if plain else ""
+
+
+# --- Exchange simulator state -------------------------------------------------------------
+# The simulator is a real exchange for our purposes: one state in the database, shared by the
+# web process, the `exchange_simulator` command, workers and tests.
+
+
+class SimMarket(models.Model):
+    """A spot market of the simulator: filters, fees, and the seeded price path's position."""
+
+    symbol = models.CharField(max_length=40, unique=True, help_text="unified symbol, e.g. BTC/USDT")
+    exchange_symbol = models.CharField(max_length=40, unique=True, help_text="Binance id, e.g. BTCUSDT")
+    base = models.CharField(max_length=20)
+    quote = models.CharField(max_length=20)
+    tick_size = AmountField()
+    step_size = AmountField()
+    min_qty = AmountField()
+    max_qty = AmountField()
+    min_price = AmountField()
+    max_price = AmountField()
+    min_notional = AmountField()
+    maker_fee = AmountField()
+    taker_fee = AmountField()
+    seed = models.BigIntegerField(default=0)
+    start_price = AmountField()
+    price = AmountField()
+    step = models.BigIntegerField(default=0)
+    volatility = AmountField(help_text="largest relative move of one step, e.g. 0.002")
+    step_volume = AmountField(help_text="base quantity the market trades in one step, on average")
+    depth_levels = models.PositiveSmallIntegerField(default=10)
+    depth_quantity = AmountField(help_text="base quantity of one synthetic depth level, on average")
+    spread_ticks = models.PositiveIntegerField(default=2, help_text="distance best bid to best ask in ticks")
+    day_open = AmountField()
+    day_high = AmountField()
+    day_low = AmountField()
+    day_volume = AmountField(default=0)
+    day_quote_volume = AmountField(default=0)
+    last_step_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.symbol} @ {self.price} (step {self.step})"
+
+
+class SimAccount(models.Model):
+    """A simulator account: credentials (secret encrypted at rest), fault injection, concurrency gauge."""
+
+    label = models.CharField(max_length=100, unique=True)
+    api_key = models.CharField(max_length=128, unique=True)
+    api_secret_encrypted = models.TextField(editable=False)
+    faults = models.JSONField(default=dict, blank=True)
+
+    def __str__(self):
+        return self.label
+
+    def __repr__(self):
+        return f"<SimAccount id={self.pk} label={self.label!r}>"
+
+    @property
+    def api_secret(self) -> str:
+        return decrypt_secret(self.api_secret_encrypted)
+
+    @api_secret.setter
+    def api_secret(self, plain: str) -> None:
+        self.api_secret_encrypted = encrypt_secret(plain)
+
+
+class SimConcurrency(models.Model):
+    """Order requests of an account in flight at the simulator now, and the most ever seen at once.
+
+    A row of its own, so counting never waits on the account row that order placement locks.
+    """
+
+    account = models.OneToOneField(SimAccount, on_delete=models.CASCADE, related_name="concurrency")
+    in_flight = models.IntegerField(default=0)
+    max_in_flight = models.IntegerField(default=0)
+
+
+class SimBalance(models.Model):
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="balances")
+    asset = models.CharField(max_length=20)
+    free = AmountField(default=0)
+    locked = AmountField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "asset"], name="sim_balance_account_asset")]
+
+    def __str__(self):
+        return f"{self.account_id}:{self.asset} free={self.free} locked={self.locked}"
+
+
+class SimOrderStatus(models.TextChoices):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+
+
+OPEN_ORDER_STATUSES = (SimOrderStatus.NEW, SimOrderStatus.PARTIALLY_FILLED)
+
+
+class SimOrder(models.Model):
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="orders")
+    market = models.ForeignKey(SimMarket, on_delete=models.CASCADE, related_name="orders")
+    client_order_id = models.CharField(max_length=64)
+    side = models.CharField(max_length=4)  # BUY | SELL
+    type = models.CharField(max_length=16)  # LIMIT | LIMIT_MAKER
+    time_in_force = models.CharField(max_length=4, default="GTC")
+    price = AmountField()
+    orig_qty = AmountField()
+    executed_qty = AmountField(default=0)
+    cumulative_quote_qty = AmountField(default=0)
+    locked_remaining = AmountField(default=0, help_text="funds still locked for the unfilled part")
+    status = models.CharField(max_length=20, choices=SimOrderStatus.choices, default=SimOrderStatus.NEW)
+    created_ms = models.BigIntegerField()
+    updated_ms = models.BigIntegerField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "client_order_id"], name="sim_order_account_coid"),
+            models.Index(fields=["market", "status"], name="sim_order_market_status"),
+        ]
+        constraints = [
+            # Binance refuses a client order id already used by an open order of the account.
+            models.UniqueConstraint(
+                fields=["account", "client_order_id"],
+                condition=models.Q(status__in=["NEW", "PARTIALLY_FILLED"]),
+                name="sim_order_open_client_id_unique",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.pk} {self.side} {self.orig_qty} @ {self.price} {self.status}"
+
+
+class SimTrade(models.Model):
+    order = models.ForeignKey(SimOrder, on_delete=models.CASCADE, related_name="trades")
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="trades")
+    market = models.ForeignKey(SimMarket, on_delete=models.CASCADE, related_name="trades")
+    price = AmountField()
+    qty = AmountField()
+    quote_qty = AmountField()
+    commission = AmountField()
+    commission_asset = models.CharField(max_length=20)
+    is_buyer = models.BooleanField()
+    is_maker = models.BooleanField()
+    time_ms = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "market", "id"], name="sim_trade_account_market")]
+
+
+class SimDepositAddress(models.Model):
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="deposit_addresses")
+    asset = models.CharField(max_length=20)
+    network = models.CharField(max_length=40)
+    address = models.CharField(max_length=100, unique=True)
+    tag = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "asset", "network"], name="sim_deposit_address_unique")
+        ]
+
+
+class SimDeposit(models.Model):
+    """A transfer received by the simulator; credited once, when it is confirmed."""
+
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="deposits")
+    asset = models.CharField(max_length=20)
+    network = models.CharField(max_length=40)
+    address = models.CharField(max_length=100)
+    tag = models.CharField(max_length=100, blank=True)
+    amount = AmountField()
+    tx_id = models.CharField(max_length=128, unique=True)
+    insert_ms = models.BigIntegerField()
+    confirm_at_ms = models.BigIntegerField()
+    credited = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "credited"], name="sim_deposit_account_credited")]
