@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('exchanges', '0002_simulator'),
+        ('exchanges', '0001_exchange_account'),
     ]
 
     operations = [
