@@ -32,9 +32,10 @@ Conventions (documented once, used everywhere):
   within a band of ``inventory_range_multiplier`` times one side's total ladder amount
   (capped at half of the portfolio); buy amounts are scaled by a ratio from 2 (no base at
   all) through 1 (on target) to 0 (band's upper edge), sell amounts by ``2 - ratio``;
-- budget: layers are funded from the innermost outwards; a layer that does not fit whole
-  is shrunk to what is left (rounded down to the step) and dropped if it then falls below
-  the minimum amount or notional. An amount is never rounded up. Fees are not reserved
+- budget: layers are funded from the innermost outwards, as Hummingbot does; the first
+  layer that does not fit whole is shrunk to what is left (rounded down to the step) and
+  dropped if it then falls below the minimum amount or notional; the layers outside it get
+  nothing, so the ladder has no gaps. An amount is never rounded up. Fees are not reserved
   here: the caller passes a budget net of any fee reserve.
 """
 from __future__ import annotations
@@ -469,13 +470,14 @@ def propose_orders(
             for layer, price, amount in candidates[side]:
                 cost = amount * price if side is Side.BUY else amount
                 if cost > left:
+                    # The first layer that does not fit whole takes what is left; outer ones get nothing.
                     amount = rules.round_amount(left / price if side is Side.BUY else left)
-                    reason = rules.shortfall(price, amount)
-                    if reason is not None:
+                    left = _ZERO
+                    if rules.shortfall(price, amount) is not None:
                         dropped.append(DroppedLayer(side, layer, DropReason.BUDGET))
                         continue
-                    cost = amount * price if side is Side.BUY else amount
-                left -= cost
+                else:
+                    left -= cost
                 funded.append(DesiredOrder(side=side, price=price, amount=amount, layer=layer))
 
     # 4. Drop takers.
