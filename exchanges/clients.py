@@ -1,0 +1,104 @@
+"""The ccxt client factory: one instance per exchange account per process, markets loaded once.
+
+Markets are cached per (exchange, API endpoint) and shared by every account on that endpoint;
+ccxt's own rate limiter is on. An account's ``base_url`` replaces the host of every API URL
+of the exchange (how an account points at the simulator): nothing is sent to the real host.
+"""
+import logging
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+import ccxt
+from django.conf import settings
+
+from .errors import AccountDisabled
+from .models import ExchangeAccount
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_clients: dict[int, tuple[tuple, ccxt.Exchange]] = {}
+_markets: dict[tuple[str, str], tuple[dict, dict]] = {}
+
+DEFAULT_TIMEOUT_MS = 10000
+
+
+def _exchange_options(exchange_id: str) -> dict:
+    if exchange_id == "binance":
+        # Spot only, from GET /api/v3/exchangeInfo alone: currencies and margin pairs are
+        # private sapi calls we neither need nor want on every start.
+        return {
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "defaultType": "spot",
+            "fetchOpenOrders": {"warnWithoutSymbol": False},
+        }
+    return {}
+
+
+def point_urls(urls, base_url: str):
+    """``urls`` (ccxt's urls['api'], nested or not) with every host replaced by ``base_url``'s."""
+    if isinstance(urls, dict):
+        return {key: point_urls(value, base_url) for key, value in urls.items()}
+    if isinstance(urls, str) and urls.startswith(("http://", "https://")):
+        base = urlsplit(base_url.rstrip("/"))
+        parts = urlsplit(urls)
+        return urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, parts.fragment))
+    return urls
+
+
+def build_exchange_client(account: ExchangeAccount, *, timeout_ms: int | None = None,
+                          load_markets: bool = True) -> ccxt.Exchange:
+    """A new ccxt instance for ``account`` (not cached); markets come from the shared cache."""
+    try:
+        klass = getattr(ccxt, account.exchange_id)
+    except AttributeError:
+        raise ValueError(f"ccxt has no exchange {account.exchange_id!r}") from None
+    client = klass({
+        "apiKey": account.api_key,
+        "secret": account.api_secret,
+        "enableRateLimit": True,
+        "timeout": timeout_ms or getattr(settings, "EXCHANGE_TIMEOUT_MS", DEFAULT_TIMEOUT_MS),
+        "options": _exchange_options(account.exchange_id),
+    })
+    if account.base_url:
+        client.urls["api"] = point_urls(client.urls["api"], account.base_url)
+    if load_markets:
+        _load_shared_markets(client, account)
+    return client
+
+
+def _load_shared_markets(client: ccxt.Exchange, account: ExchangeAccount) -> None:
+    key = (account.exchange_id, account.base_url)
+    cached = _markets.get(key)
+    if cached is None:
+        client.load_markets()
+        _markets[key] = (client.markets, client.currencies)
+        logger.info("exchange_markets_loaded exchange_id=%s account_id=%s markets=%s", account.exchange_id,
+                    account.pk, len(client.markets))
+    else:
+        client.set_markets(cached[0], cached[1])
+
+
+def exchange_client(*, account_id: int) -> ccxt.Exchange:
+    """The process's ccxt instance of account ``account_id`` (rebuilt when the account changed)."""
+    account = ExchangeAccount.objects.get(pk=account_id)
+    if not account.enabled:
+        raise AccountDisabled(f"exchange account {account.label!r} (id {account.pk}) is disabled")
+    fingerprint = (account.exchange_id, account.api_key, account.api_secret_encrypted, account.base_url)
+    with _lock:
+        cached = _clients.get(account_id)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        client = build_exchange_client(account)
+        _clients[account_id] = (fingerprint, client)
+    logger.info("exchange_client_created account_id=%s exchange_id=%s", account_id, account.exchange_id)
+    return client
+
+
+def exchange_clients_clear() -> None:
+    """Forget every cached client and market list (tests; after an exchange lists new markets)."""
+    with _lock:
+        _clients.clear()
+        _markets.clear()

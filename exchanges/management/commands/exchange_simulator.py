@@ -1,0 +1,88 @@
+"""Serve the exchange simulator on 127.0.0.1:PORT, with an account and markets from the environment.
+
+SIM_API_KEY / SIM_API_SECRET: the account's credentials; SIM_BALANCES (e.g. USDT=100000,BTC=10):
+its starting balances (set once; --reset-balances sets them again); SIM_SYMBOLS (e.g.
+BTC/USDT=30000,ETH/USDT=2000): markets and their start prices; SIM_ACCOUNT_LABEL (default "sim").
+"""
+import logging
+import os
+from decimal import Decimal
+
+from django.core.management.base import BaseCommand, CommandError
+
+from exchanges.crypto import encrypt_secret
+from exchanges.models import ExchangeAccount
+from exchanges.simulator.server import LOOPBACK, simulator_server
+from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_KEY = "sim-api-key"
+DEFAULT_API_SECRET = "sim-api-secret"
+DEFAULT_BALANCES = "USDT=100000,BTC=10,ETH=100"
+DEFAULT_SYMBOLS = "BTC/USDT=30000,ETH/USDT=2000"
+
+
+def parse_pairs(text: str, what: str) -> dict[str, Decimal]:
+    """"A=1,B=2.5" -> {"A": Decimal("1"), "B": Decimal("2.5")}."""
+    pairs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CommandError(f"{what}: expected NAME=VALUE, got {item!r}")
+        try:
+            pairs[name.strip().upper()] = Decimal(value.strip())
+        except ArithmeticError:
+            raise CommandError(f"{what}: {value!r} is not a decimal number") from None
+    return pairs
+
+
+class Command(BaseCommand):
+    help = "Serve the Binance-compatible exchange simulator on 127.0.0.1:PORT."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, required=True)
+        parser.add_argument("--seed", type=int, default=0, help="seed of the price paths (new markets; --reset for existing)")
+        parser.add_argument("--threads", type=int, default=8)
+        parser.add_argument("--reset", action="store_true", help="put existing markets back to their start price and seed")
+        parser.add_argument("--reset-balances", action="store_true", help="set balances to SIM_BALANCES again")
+        parser.add_argument("--step-ms", type=int, default=None,
+                            help="advance markets one step per this many ms of wall time (SIM_STEP_MS; 0: only on demand)")
+        parser.add_argument("--exchange-account", metavar="LABEL",
+                            help="also create/update an ExchangeAccount LABEL (binance) pointing at this simulator")
+
+    def handle(self, *args, port, seed, threads, reset, reset_balances, step_ms, exchange_account, **options):
+        if not 0 < port < 65536:
+            raise CommandError(f"--port {port} is not a TCP port")
+        if step_ms is not None:
+            os.environ["SIM_STEP_MS"] = str(step_ms)
+        api_key = os.environ.get("SIM_API_KEY") or DEFAULT_API_KEY
+        api_secret = os.environ.get("SIM_API_SECRET") or DEFAULT_API_SECRET
+        label = os.environ.get("SIM_ACCOUNT_LABEL") or "sim"
+        balances = parse_pairs(os.environ.get("SIM_BALANCES") or DEFAULT_BALANCES, "SIM_BALANCES")
+        symbols = parse_pairs(os.environ.get("SIM_SYMBOLS") or DEFAULT_SYMBOLS, "SIM_SYMBOLS")
+        for symbol, price in symbols.items():
+            if "/" not in symbol:
+                raise CommandError(f"SIM_SYMBOLS: {symbol!r} is not BASE/QUOTE")
+            simulator_market_ensure(symbol=symbol, start_price=price, seed=seed, reset=reset)
+        simulator_account_ensure(label=label, api_key=api_key, api_secret=api_secret, balances=balances,
+                                 reset_balances=reset_balances)
+        base_url = f"http://{LOOPBACK}:{port}"
+        if exchange_account:
+            ExchangeAccount.objects.update_or_create(
+                label=exchange_account,
+                defaults={"exchange_id": "binance", "api_key": api_key, "base_url": base_url, "enabled": True,
+                          "api_secret_encrypted": encrypt_secret(api_secret)},
+            )
+        server = simulator_server(port=port, threads=threads)
+        self.stdout.write(
+            f"exchange simulator on {base_url} (account {label!r}, markets {', '.join(symbols)}); "
+            f"point ccxt.binance's urls['api'] at {base_url}/api/v3 and {base_url}/sapi/v1",
+        )
+        self.stdout.flush()
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()

@@ -1,0 +1,1 @@
+"""A deterministic Binance-spot-compatible exchange, persisted in the database and served over HTTP."""

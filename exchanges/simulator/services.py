@@ -1,0 +1,547 @@
+"""Simulator writes: accounts, markets, orders and their fills, market steps, deposits, faults.
+
+Locking: an order mutation locks its SimAccount row first; a market step locks its SimMarket
+row, then the accounts it fills, in primary-key order. Order placement never locks a market,
+so the two orders of acquisition cannot cross and two writers never deadlock.
+"""
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import ROUND_DOWN, Decimal
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
+
+from ledger.amounts import parse_amount
+
+from ..models import (
+    OPEN_ORDER_STATUSES,
+    SimAccount,
+    SimBalance,
+    SimConcurrency,
+    SimDeposit,
+    SimDepositAddress,
+    SimMarket,
+    SimOrder,
+    SimOrderStatus,
+    SimTrade,
+)
+from . import config, engine
+from . import errors as e
+
+logger = logging.getLogger(__name__)
+
+FAULT_KINDS = ("latency_ms", "timeout_after_accept_s", "http_5xx", "http_429", "unknown_order")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _amount(value, field: str) -> Decimal:
+    return parse_amount(value, scale=18, allow_zero=True, field=field)
+
+
+# --- Markets ----------------------------------------------------------------------------------
+
+
+def _default_filters(price: Decimal) -> dict:
+    """Filters scaled to the price: ~6 significant digits of price, lots worth ~0.1-1 quote unit."""
+    exponent = price.adjusted()
+    tick = max(Decimal(1).scaleb(exponent - 6), Decimal("0.00000001"))
+    lot = min(max(Decimal(1).scaleb(-(exponent + 1)), Decimal("0.00000001")), Decimal(1))
+    notional_unit = Decimal(10000) / price
+    return {
+        "tick_size": tick,
+        "step_size": lot,
+        "min_qty": lot,
+        "max_qty": lot * 10**8,
+        "min_price": tick,
+        "max_price": engine.round_to_step(price * 1000, tick),
+        "min_notional": Decimal(5),
+        "step_volume": max(engine.round_to_step(notional_unit, lot, ROUND_DOWN), lot),
+        "depth_quantity": max(engine.round_to_step(notional_unit / 2, lot, ROUND_DOWN), lot),
+    }
+
+
+def simulator_market_ensure(*, symbol: str, start_price, seed: int = 0, reset: bool = False, **overrides) -> SimMarket:
+    """Create the market ``symbol`` (e.g. "BTC/USDT") at ``start_price``, or return the existing one.
+
+    With ``reset`` an existing market is put back to ``start_price`` at step 0 with the given seed.
+    Overrides set any SimMarket field (tick_size, maker_fee, step_volume...).
+    """
+    start = _amount(start_price, "start_price")
+    base, quote = symbol.upper().split("/")
+    fields = {
+        "exchange_symbol": f"{base}{quote}",
+        "base": base,
+        "quote": quote,
+        "maker_fee": Decimal("0.001"),
+        "taker_fee": Decimal("0.001"),
+        "volatility": Decimal("0.002"),
+        **_default_filters(start),
+        **{name: (_amount(v, name) if isinstance(v, (str, Decimal)) else v) for name, v in overrides.items()},
+    }
+    path = {
+        "seed": seed, "start_price": start, "price": start, "step": 0,
+        "day_open": start, "day_high": start, "day_low": start, "day_volume": Decimal(0),
+        "day_quote_volume": Decimal(0),
+    }
+    with transaction.atomic():
+        market, created = SimMarket.objects.select_for_update().get_or_create(
+            symbol=f"{base}/{quote}", defaults={**fields, **path}
+        )
+        if not created and (reset or overrides):
+            for name, value in {**(path if reset else {}), **(fields if overrides else {})}.items():
+                setattr(market, name, value)
+            market.save()
+    logger.info("sim_market_ready symbol=%s price=%s seed=%s created=%s", market.symbol, market.price, market.seed, created)
+    return market
+
+
+def _market_by_symbol(symbol: str) -> SimMarket:
+    try:
+        return SimMarket.objects.get(symbol=symbol.upper())
+    except SimMarket.DoesNotExist:
+        raise e.UnknownSimulatorMarket(f"no simulator market {symbol!r}") from None
+
+
+# --- Accounts, balances, faults ---------------------------------------------------------------
+
+
+def simulator_account_ensure(*, label: str, api_key: str, api_secret: str, balances: dict | None = None,
+                             reset_balances: bool = False) -> SimAccount:
+    """Create or reuse the account ``label``; set its credentials; seed balances.
+
+    Balances are set only for assets the account does not hold yet, unless ``reset_balances``.
+    """
+    with transaction.atomic():
+        account = SimAccount.objects.select_for_update().filter(label=label).first()
+        if account is None:
+            account = SimAccount(label=label, api_key=api_key)
+            account.api_secret = api_secret
+            account.save()
+            SimConcurrency.objects.create(account=account)
+        elif account.api_key != api_key or account.api_secret != api_secret:
+            account.api_key = api_key
+            account.api_secret = api_secret
+            account.save(update_fields=["api_key", "api_secret_encrypted"])
+        for asset, free in (balances or {}).items():
+            amount = _amount(free, f"balance of {asset}")
+            balance, created = SimBalance.objects.get_or_create(account=account, asset=asset.upper(),
+                                                                 defaults={"free": amount})
+            if not created and reset_balances:
+                balance.free, balance.locked = amount, Decimal(0)
+                balance.save(update_fields=["free", "locked"])
+    logger.info("sim_account_ready label=%s account_id=%s", label, account.pk)
+    return account
+
+
+def _account_by_label(label: str) -> SimAccount:
+    try:
+        return SimAccount.objects.get(label=label)
+    except SimAccount.DoesNotExist:
+        raise e.UnknownSimulatorAccount(f"no simulator account {label!r}") from None
+
+
+def simulator_set_faults(*, account_label: str, **faults) -> dict:
+    """Set fault injection of an account; any omitted kind is cleared.
+
+    latency_ms: added to every request; timeout_after_accept_s: an accepted new order's
+    response is held this long (the client times out, the order exists); http_5xx, http_429,
+    unknown_order: how many of the next signed requests (order lookups/cancels for
+    unknown_order) fail that way.
+    """
+    unknown = set(faults) - set(FAULT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+    values = {kind: value for kind, value in faults.items() if value}
+    SimAccount.objects.filter(label=account_label).update(faults=values)
+    logger.info("sim_faults_set label=%s faults=%s", account_label, values)
+    return values
+
+
+def simulator_take_fault(*, account_id: int, kind: str) -> bool:
+    """Consume one count of the fault ``kind`` of an account; True when it applies to this request."""
+    with transaction.atomic():
+        account = SimAccount.objects.select_for_update().only("faults").get(pk=account_id)
+        remaining = int(account.faults.get(kind) or 0)
+        if remaining <= 0:
+            return False
+        faults = dict(account.faults)
+        faults[kind] = remaining - 1
+        SimAccount.objects.filter(pk=account_id).update(faults=faults)
+    logger.info("sim_fault_injected account_id=%s kind=%s remaining=%s", account_id, kind, remaining - 1)
+    return True
+
+
+def simulator_set_balance(*, account_label: str, asset: str, free) -> None:
+    account = _account_by_label(account_label)
+    with transaction.atomic():
+        SimAccount.objects.select_for_update().get(pk=account.pk)
+        SimBalance.objects.update_or_create(account=account, asset=asset.upper(),
+                                            defaults={"free": _amount(free, "free")})
+
+
+# --- In-flight order requests (the exchange's view of our concurrency) ------------------------
+
+
+def simulator_request_started(*, account_id: int) -> None:
+    SimConcurrency.objects.filter(account_id=account_id).update(
+        in_flight=F("in_flight") + 1, max_in_flight=Greatest(F("max_in_flight"), F("in_flight") + 1)
+    )
+
+
+def simulator_request_finished(*, account_id: int) -> None:
+    SimConcurrency.objects.filter(account_id=account_id).update(in_flight=F("in_flight") - 1)
+
+
+def simulator_max_concurrency(account_label: str) -> int:
+    """The most order requests (create/cancel) of this account the simulator ever served at once."""
+    return SimConcurrency.objects.get(account__label=account_label).max_in_flight
+
+
+def simulator_reset_concurrency(account_label: str) -> None:
+    SimConcurrency.objects.filter(account__label=account_label).update(max_in_flight=F("in_flight"))
+
+
+# --- Orders -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fill:
+    trade: SimTrade
+
+
+def _balances_for_update(account: SimAccount, *assets: str) -> dict[str, SimBalance]:
+    """The account's balance rows of ``assets`` (created empty if missing); the account row is locked."""
+    rows = {b.asset: b for b in SimBalance.objects.filter(account=account, asset__in=assets)}
+    for asset in assets:
+        if asset not in rows:
+            rows[asset] = SimBalance.objects.create(account=account, asset=asset)
+    return rows
+
+
+def _validate_filters(market: SimMarket, price: Decimal, qty: Decimal) -> None:
+    if price < market.min_price or price > market.max_price or not engine.is_multiple(price, market.tick_size):
+        raise e.filter_failure("PRICE_FILTER")
+    if qty < market.min_qty or qty > market.max_qty or not engine.is_multiple(qty, market.step_size):
+        raise e.filter_failure("LOT_SIZE")
+    if price * qty < market.min_notional:
+        raise e.filter_failure("NOTIONAL")
+
+
+def _apply_fill(*, order: SimOrder, market: SimMarket, balances: dict[str, SimBalance], price: Decimal,
+                qty: Decimal, is_maker: bool, at_ms: int) -> SimTrade:
+    """Move balances for ``qty`` of ``order`` traded at ``price``; the fee is taken from what is received."""
+    rate = market.maker_fee if is_maker else market.taker_fee
+    quote_qty = price * qty
+    base, quote = balances[market.base], balances[market.quote]
+    if order.side == "BUY":
+        reserved = order.price * qty
+        quote.locked -= reserved
+        order.locked_remaining -= reserved
+        quote.free += reserved - quote_qty  # price improvement of a taker fill comes back
+        fee, fee_asset = engine.commission(qty, rate), market.base
+        base.free += qty - fee
+    else:
+        base.locked -= qty
+        order.locked_remaining -= qty
+        fee, fee_asset = engine.commission(quote_qty, rate), market.quote
+        quote.free += quote_qty - fee
+    order.executed_qty += qty
+    order.cumulative_quote_qty += quote_qty
+    order.status = SimOrderStatus.FILLED if order.executed_qty == order.orig_qty else SimOrderStatus.PARTIALLY_FILLED
+    order.updated_ms = at_ms
+    if order.status == SimOrderStatus.FILLED and order.locked_remaining:
+        # Nothing is left to reserve for: release any remainder (only possible through rounding).
+        (quote if order.side == "BUY" else base).locked -= order.locked_remaining
+        (quote if order.side == "BUY" else base).free += order.locked_remaining
+        order.locked_remaining = Decimal(0)
+    return SimTrade(order=order, account_id=order.account_id, market=market, price=price, qty=qty,
+                    quote_qty=quote_qty, commission=fee, commission_asset=fee_asset,
+                    is_buyer=order.side == "BUY", is_maker=is_maker, time_ms=at_ms)
+
+
+def _save_balances(balances: dict[str, SimBalance]) -> None:
+    for balance in balances.values():
+        if balance.free < 0 or balance.locked < 0:
+            raise AssertionError(f"simulator balance went negative: {balance}")
+        balance.save(update_fields=["free", "locked"])
+
+
+def _market_depth(market: SimMarket):
+    return engine.synthetic_depth(
+        seed=market.seed, symbol=market.symbol, step=market.step, price=market.price, tick=market.tick_size,
+        lot=market.step_size, spread_ticks=market.spread_ticks, levels=market.depth_levels,
+        depth_quantity=market.depth_quantity,
+    )
+
+
+def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, order_type: str, price,
+                          qty, client_order_id: str, time_in_force: str = "GTC") -> tuple[SimOrder, list[SimTrade]]:
+    """Place a limit order: validate filters and funds, take what crosses the book, rest the rest."""
+    market = SimMarket.objects.filter(exchange_symbol=exchange_symbol).first()
+    if market is None:
+        raise e.invalid_symbol()
+    if side not in ("BUY", "SELL"):
+        raise e.bad_parameter("side")
+    if order_type not in ("LIMIT", "LIMIT_MAKER"):
+        raise e.SimulatorApiError(-1116, "Invalid orderType.")
+    if time_in_force not in ("GTC", "IOC", "FOK") or (order_type == "LIMIT_MAKER" and time_in_force != "GTC"):
+        raise e.SimulatorApiError(-1115, "Invalid timeInForce.")
+    try:
+        price = _amount(price, "price")
+        qty = _amount(qty, "quantity")
+    except Exception:
+        raise e.bad_parameter("price/quantity", "not a decimal") from None
+    _validate_filters(market, price, qty)
+    bids, asks = _market_depth(market)
+    crossing = [lvl for lvl in asks if lvl.price <= price] if side == "BUY" else [lvl for lvl in bids if lvl.price >= price]
+    if order_type == "LIMIT_MAKER" and crossing:
+        raise e.would_take()
+    at = now_ms()
+    with transaction.atomic():
+        account = SimAccount.objects.select_for_update().get(pk=account_id)
+        if SimOrder.objects.filter(account=account, client_order_id=client_order_id,
+                                   status__in=OPEN_ORDER_STATUSES).exists():
+            raise e.duplicate_order()
+        balances = _balances_for_update(account, market.base, market.quote)
+        reserve_asset, reserve = (market.quote, price * qty) if side == "BUY" else (market.base, qty)
+        if balances[reserve_asset].free < reserve:
+            raise e.insufficient_balance()
+        balances[reserve_asset].free -= reserve
+        balances[reserve_asset].locked += reserve
+        order = SimOrder.objects.create(
+            account=account, market=market, client_order_id=client_order_id, side=side, type=order_type,
+            time_in_force=time_in_force, price=price, orig_qty=qty, locked_remaining=reserve,
+            status=SimOrderStatus.NEW, created_ms=at, updated_ms=at,
+        )
+        trades = []
+        remaining = qty
+        for level in crossing:
+            if remaining <= 0:
+                break
+            take = min(remaining, level.qty)
+            trades.append(_apply_fill(order=order, market=market, balances=balances, price=level.price,
+                                      qty=take, is_maker=False, at_ms=at))
+            remaining -= take
+        if remaining > 0 and time_in_force in ("IOC", "FOK"):
+            _release(order, balances)
+            order.status = SimOrderStatus.EXPIRED
+        if time_in_force == "FOK" and remaining > 0:
+            transaction.set_rollback(True)
+            raise e.SimulatorApiError(-2010, "Order would not be fully filled (FOK).")
+        SimTrade.objects.bulk_create(trades)
+        _save_balances(balances)
+        order.save()
+    logger.info(
+        "sim_order_placed account_id=%s order_id=%s client_order_id=%s symbol=%s side=%s price=%s qty=%s status=%s taker_fills=%s",
+        account_id, order.pk, client_order_id, market.symbol, side, price, qty, order.status, len(trades),
+    )
+    return order, trades
+
+
+def _release(order: SimOrder, balances: dict[str, SimBalance]) -> None:
+    asset = order.market.quote if order.side == "BUY" else order.market.base
+    balances[asset].locked -= order.locked_remaining
+    balances[asset].free += order.locked_remaining
+    order.locked_remaining = Decimal(0)
+
+
+def simulator_find_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None) -> SimOrder | None:
+    """An order of the account by exchange id or client id (the newest one with that client id)."""
+    orders = SimOrder.objects.select_related("market").filter(account_id=account_id,
+                                                              market__exchange_symbol=exchange_symbol)
+    if order_id is not None:
+        return orders.filter(pk=order_id).first()
+    return orders.filter(client_order_id=client_order_id).order_by("-pk").first()
+
+
+def simulator_cancel_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None) -> SimOrder:
+    """Cancel an open order and release its locked funds; an unknown or closed order is -2011."""
+    with transaction.atomic():
+        account = SimAccount.objects.select_for_update().get(pk=account_id)
+        order = simulator_find_order(account_id=account_id, exchange_symbol=exchange_symbol,
+                                     order_id=order_id, client_order_id=client_order_id)
+        if order is None or order.status not in OPEN_ORDER_STATUSES:
+            raise e.unknown_order_sent()
+        balances = _balances_for_update(account, order.market.base, order.market.quote)
+        _release(order, balances)
+        order.status = SimOrderStatus.CANCELED
+        order.updated_ms = now_ms()
+        _save_balances(balances)
+        order.save(update_fields=["status", "updated_ms", "locked_remaining"])
+    logger.info("sim_order_canceled account_id=%s order_id=%s client_order_id=%s", account_id, order.pk,
+                order.client_order_id)
+    return order
+
+
+# --- Market steps -----------------------------------------------------------------------------
+
+
+def _step_market(market: SimMarket, close: Decimal | None) -> list[SimTrade]:
+    """One step of ``market`` (row locked by the caller): move the price, fill what it trades through."""
+    step = engine.next_step(
+        seed=market.seed, symbol=market.symbol, number=market.step + 1, price=market.price,
+        start_price=market.start_price, volatility=market.volatility, tick=market.tick_size,
+        step_volume=market.step_volume, lot=market.step_size, close=close,
+    )
+    candidates = list(
+        SimOrder.objects.filter(market=market, status__in=OPEN_ORDER_STATUSES)
+        .filter(_crossed_q(step))
+        .values_list("pk", "account_id")
+    )
+    trades: list[SimTrade] = []
+    if candidates:
+        account_ids = sorted({account_id for _, account_id in candidates})
+        list(SimAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values_list("pk"))
+        orders = list(SimOrder.objects.filter(pk__in=[pk for pk, _ in candidates], status__in=OPEN_ORDER_STATUSES))
+        buys = sorted((o for o in orders if o.side == "BUY"), key=lambda o: (-o.price, o.pk))
+        sells = sorted((o for o in orders if o.side == "SELL"), key=lambda o: (o.price, o.pk))
+        balances = {
+            account_id: _balances_for_update(SimAccount(pk=account_id), market.base, market.quote)
+            for account_id in account_ids
+        }
+        at = now_ms()
+        for side_orders in (buys, sells):
+            volume = step.volume
+            for order in side_orders:
+                if volume <= 0:
+                    break
+                take = min(order.orig_qty - order.executed_qty, volume)
+                volume -= take
+                order.market = market
+                trades.append(_apply_fill(order=order, market=market, balances=balances[order.account_id],
+                                          price=order.price, qty=take, is_maker=True, at_ms=at))
+                order.save(update_fields=["executed_qty", "cumulative_quote_qty", "status", "updated_ms",
+                                          "locked_remaining"])
+        SimTrade.objects.bulk_create(trades)
+        for account_balances in balances.values():
+            _save_balances(account_balances)
+    market.step = step.number
+    market.price = step.close
+    market.day_high = max(market.day_high, step.high)
+    market.day_low = min(market.day_low, step.low)
+    market.day_volume += step.volume
+    market.day_quote_volume += step.volume * step.close
+    return trades
+
+
+def _crossed_q(step: engine.Step) -> Q:
+    # A resting order fills only when the market trades through its price, not merely at it.
+    return Q(side="BUY", price__gt=step.low) | Q(side="SELL", price__lt=step.high)
+
+
+def simulator_advance(symbol: str, steps: int = 1) -> list[SimTrade]:
+    """Advance ``symbol`` along its seeded path by ``steps``; returns the fills it made."""
+    trades = []
+    with transaction.atomic():
+        market = SimMarket.objects.select_for_update().get(pk=_market_by_symbol(symbol).pk)
+        for _ in range(steps):
+            trades.extend(_step_market(market, None))
+        market.last_step_at = datetime.now(timezone.utc)
+        market.save()
+    logger.info("sim_market_advanced symbol=%s steps=%s price=%s fills=%s", symbol, steps, market.price, len(trades))
+    return trades
+
+
+def simulator_move_to(symbol: str, price) -> list[SimTrade]:
+    """One step that ends at ``price`` (the market trades from the current price to it)."""
+    target = _amount(price, "price")
+    with transaction.atomic():
+        market = SimMarket.objects.select_for_update().get(pk=_market_by_symbol(symbol).pk)
+        trades = _step_market(market, engine.round_to_step(target, market.tick_size))
+        market.last_step_at = datetime.now(timezone.utc)
+        market.save()
+    logger.info("sim_market_moved symbol=%s price=%s fills=%s", symbol, market.price, len(trades))
+    return trades
+
+
+def simulator_catch_up(*, max_steps: int = 100) -> None:
+    """With SIM_STEP_MS > 0, advance every market by the steps of wall time since its last step."""
+    interval_ms = config.step_ms()
+    if interval_ms <= 0:
+        return
+    now = datetime.now(timezone.utc)
+    for market in SimMarket.objects.all():
+        if market.last_step_at is None:
+            SimMarket.objects.filter(pk=market.pk, last_step_at__isnull=True).update(last_step_at=now)
+            continue
+        due = int((now - market.last_step_at).total_seconds() * 1000 // interval_ms)
+        if due <= 0:
+            continue
+        with transaction.atomic():
+            locked = SimMarket.objects.select_for_update().get(pk=market.pk)
+            due = int((now - locked.last_step_at).total_seconds() * 1000 // interval_ms)
+            for _ in range(min(due, max_steps)):
+                _step_market(locked, None)
+            if due > 0:
+                locked.last_step_at = now
+                locked.save()
+
+
+# --- Deposits ---------------------------------------------------------------------------------
+
+
+def simulator_deposit_address(*, account_id: int, asset: str, network: str | None = None) -> SimDepositAddress:
+    """The account's deposit address of ``asset`` on ``network`` (default: the asset's own chain)."""
+    asset = asset.upper()
+    network = (network or asset).upper()
+    digest = hashlib.sha256(f"sim-deposit:{account_id}:{asset}:{network}".encode()).hexdigest()
+    address, _ = SimDepositAddress.objects.get_or_create(
+        account_id=account_id, asset=asset, network=network, defaults={"address": f"sim{digest[:37]}"}
+    )
+    return address
+
+
+def simulator_receive_transfer(*, address: str, asset: str, amount: Decimal, tx_id: str) -> None:
+    """A transfer arrives at ``address``: recorded once per ``tx_id``, credited once confirmed.
+
+    Confirmation takes SIM_DEPOSIT_CONFIRM_S seconds (default 0: credited at once).
+    """
+    amount = parse_amount(amount, scale=18, field="amount")
+    asset = asset.upper()
+    owner = SimDepositAddress.objects.filter(address=address).first()
+    if owner is None:
+        raise e.UnknownDepositAddress(f"no simulator account owns deposit address {address!r}")
+    if owner.asset != asset:
+        raise e.UnknownDepositAddress(f"deposit address {address!r} is for {owner.asset}, not {asset}")
+    at = now_ms()
+    with transaction.atomic():
+        SimAccount.objects.select_for_update().get(pk=owner.account_id)
+        existing = SimDeposit.objects.filter(tx_id=tx_id).first()
+        if existing is not None:
+            if (existing.address, existing.asset, existing.amount) != (address, asset, amount):
+                raise e.TransferConflict(
+                    f"tx_id {tx_id!r} was received as {existing.amount} {existing.asset} to {existing.address}"
+                )
+            return
+        SimDeposit.objects.create(
+            account_id=owner.account_id, asset=asset, network=owner.network, address=address, tag=owner.tag,
+            amount=amount, tx_id=tx_id, insert_ms=at, confirm_at_ms=at + int(config.deposit_confirm_seconds() * 1000),
+        )
+    logger.info("sim_transfer_received account_id=%s asset=%s amount=%s tx_id=%s", owner.account_id, asset, amount, tx_id)
+    simulator_settle_deposits(account_id=owner.account_id)
+
+
+def simulator_settle_deposits(*, account_id: int) -> int:
+    """Credit the account's deposits whose confirmation time has come; returns how many."""
+    at = now_ms()
+    if not SimDeposit.objects.filter(account_id=account_id, credited=False, confirm_at_ms__lte=at).exists():
+        return 0
+    with transaction.atomic():
+        account = SimAccount.objects.select_for_update().get(pk=account_id)
+        due = list(SimDeposit.objects.filter(account=account, credited=False, confirm_at_ms__lte=at))
+        for deposit in due:
+            balance, _ = SimBalance.objects.get_or_create(account=account, asset=deposit.asset)
+            balance.free += deposit.amount
+            balance.save(update_fields=["free"])
+            deposit.credited = True
+            deposit.save(update_fields=["credited"])
+            logger.info("sim_deposit_credited account_id=%s asset=%s amount=%s tx_id=%s", account_id,
+                        deposit.asset, deposit.amount, deposit.tx_id)
+    return len(due)

@@ -1,0 +1,519 @@
+"""The simulator's HTTP API: the Binance spot REST subset that ccxt's `binance` class uses.
+
+Requests are authenticated as Binance does (X-MBX-APIKEY header, HMAC-SHA256 `signature` of
+the query string + body, `timestamp` within `recvWindow`); errors are Binance's JSON
+``{"code", "msg"}`` with its HTTP statuses, so ccxt raises the same error classes it would
+against the real exchange.
+"""
+import functools
+import hashlib
+import hmac
+import logging
+import time
+from decimal import Decimal
+
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ..models import OPEN_ORDER_STATUSES, SimAccount, SimBalance, SimDeposit, SimMarket, SimOrder, SimTrade
+from . import errors as e
+from . import services
+
+logger = logging.getLogger(__name__)
+
+EIGHT = Decimal("0.00000001")
+DEFAULT_RECV_WINDOW_MS = 5000
+MAX_RECV_WINDOW_MS = 60000
+
+
+def fmt(value: Decimal) -> str:
+    """Binance's number format: fixed point with 8 decimals (more when the value has more)."""
+    value = Decimal(value)
+    if value == value.quantize(EIGHT):
+        return format(value.quantize(EIGHT), "f")
+    return format(value.normalize(), "f")
+
+
+def _params(request) -> dict:
+    merged = {key: request.GET.get(key) for key in request.GET}
+    if request.method in ("POST", "PUT", "DELETE") and request.body:
+        from django.http import QueryDict
+
+        body = QueryDict(request.body.decode(), encoding="utf-8")
+        merged.update({key: body.get(key) for key in body})
+    return merged
+
+
+def _strip_signature(text: str) -> tuple[str, str | None]:
+    kept, signature = [], None
+    for part in text.split("&") if text else []:
+        if part.startswith("signature="):
+            signature = part[len("signature="):]
+        else:
+            kept.append(part)
+    return "&".join(kept), signature
+
+
+def _authenticate(request, params: dict) -> SimAccount:
+    api_key = request.headers.get("X-MBX-APIKEY", "")
+    account = SimAccount.objects.filter(api_key=api_key).first() if api_key else None
+    if account is None:
+        raise e.bad_api_key()
+    query, query_sig = _strip_signature(request.META.get("QUERY_STRING", ""))
+    body, body_sig = _strip_signature(request.body.decode() if request.body else "")
+    signature = query_sig or body_sig
+    if not signature:
+        raise e.missing_parameter("signature")
+    expected = hmac.new(account.api_secret.encode(), (query + body).encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        raise e.bad_signature()
+    try:
+        timestamp = int(params.get("timestamp") or "")
+        recv_window = int(params.get("recvWindow") or DEFAULT_RECV_WINDOW_MS)
+    except ValueError:
+        raise e.missing_parameter("timestamp") from None
+    if recv_window <= 0 or recv_window > MAX_RECV_WINDOW_MS:
+        raise e.SimulatorApiError(-1131, "recvWindow must be less than 60000")
+    server = services.now_ms()
+    if timestamp >= server + 1000 or server - timestamp > recv_window:
+        raise e.outside_recv_window()
+    return account
+
+
+def endpoint(*, signed: bool = False, order_request: bool = False):
+    """Wrap a view: Binance errors, authentication, fault injection, the in-flight gauge.
+
+    ``order_request`` views count their POST and DELETE calls (order create and cancel) in the
+    account's in-flight gauge.
+    """
+
+    def decorate(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            account = None
+            counted = False
+            try:
+                services.simulator_catch_up()
+                params = _params(request)
+                if signed:
+                    account = _authenticate(request, params)
+                    latency_ms = int(account.faults.get("latency_ms") or 0)
+                    if latency_ms > 0:
+                        time.sleep(latency_ms / 1000)
+                    if services.simulator_take_fault(account_id=account.pk, kind="http_429"):
+                        raise e.too_many_requests()
+                    if services.simulator_take_fault(account_id=account.pk, kind="http_5xx"):
+                        return HttpResponse("Service Unavailable.", status=503, content_type="text/plain")
+                if order_request and account is not None and request.method in ("POST", "DELETE"):
+                    services.simulator_request_started(account_id=account.pk)
+                    counted = True
+                return view(request, params, account, *args, **kwargs)
+            except e.SimulatorApiError as error:
+                response = JsonResponse({"code": error.code, "msg": error.msg}, status=error.status)
+                if error.status == 429:
+                    response["Retry-After"] = "1"
+                return response
+            finally:
+                if counted:
+                    services.simulator_request_finished(account_id=account.pk)
+
+        return wrapper
+
+    return decorate
+
+
+def _market(params: dict, required: bool = True) -> SimMarket | None:
+    symbol = params.get("symbol")
+    if not symbol:
+        if required:
+            raise e.missing_parameter("symbol")
+        return None
+    market = SimMarket.objects.filter(exchange_symbol=symbol.upper()).first()
+    if market is None:
+        raise e.invalid_symbol()
+    return market
+
+
+def _int(params: dict, name: str, default=None):
+    value = params.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise e.bad_parameter(name) from None
+
+
+# --- Public -----------------------------------------------------------------------------------
+
+
+@endpoint()
+def ping(request, params, account):
+    return JsonResponse({})
+
+
+@endpoint()
+def server_time(request, params, account):
+    return JsonResponse({"serverTime": services.now_ms()})
+
+
+def _symbol_info(market: SimMarket) -> dict:
+    return {
+        "symbol": market.exchange_symbol,
+        "status": "TRADING",
+        "baseAsset": market.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": market.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER"],
+        "icebergAllowed": False,
+        "ocoAllowed": False,
+        "otoAllowed": False,
+        "quoteOrderQtyMarketAllowed": False,
+        "allowTrailingStop": False,
+        "cancelReplaceAllowed": False,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": fmt(market.min_price), "maxPrice": fmt(market.max_price),
+             "tickSize": fmt(market.tick_size)},
+            {"filterType": "LOT_SIZE", "minQty": fmt(market.min_qty), "maxQty": fmt(market.max_qty),
+             "stepSize": fmt(market.step_size)},
+            {"filterType": "NOTIONAL", "minNotional": fmt(market.min_notional), "applyMinToMarket": True,
+             "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+        ],
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["EXPIRE_MAKER"],
+    }
+
+
+@endpoint()
+def exchange_info(request, params, account):
+    markets = SimMarket.objects.order_by("exchange_symbol")
+    if params.get("symbol"):
+        markets = [_market(params)]
+    return JsonResponse({
+        "timezone": "UTC",
+        "serverTime": services.now_ms(),
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+        ],
+        "exchangeFilters": [],
+        "symbols": [_symbol_info(market) for market in markets],
+    })
+
+
+def _book(market: SimMarket, limit: int):
+    """Synthetic levels merged with the resting orders of every simulator account."""
+    bids, asks = services._market_depth(market)
+    book = {"BUY": {lvl.price: lvl.qty for lvl in bids}, "SELL": {lvl.price: lvl.qty for lvl in asks}}
+    for side, price, orig, executed in SimOrder.objects.filter(
+        market=market, status__in=OPEN_ORDER_STATUSES
+    ).values_list("side", "price", "orig_qty", "executed_qty"):
+        book[side][price] = book[side].get(price, Decimal(0)) + orig - executed
+    bid_rows = sorted(book["BUY"].items(), key=lambda item: -item[0])[:limit]
+    ask_rows = sorted(book["SELL"].items(), key=lambda item: item[0])[:limit]
+    return bid_rows, ask_rows
+
+
+@endpoint()
+def depth(request, params, account):
+    market = _market(params)
+    limit = min(_int(params, "limit", 100), 5000)
+    bids, asks = _book(market, limit)
+    return JsonResponse({
+        "lastUpdateId": market.step,
+        "bids": [[fmt(price), fmt(qty)] for price, qty in bids],
+        "asks": [[fmt(price), fmt(qty)] for price, qty in asks],
+    })
+
+
+def _ticker(market: SimMarket) -> dict:
+    bids, asks = _book(market, 1)
+    now = services.now_ms()
+    change = market.price - market.day_open
+    return {
+        "symbol": market.exchange_symbol,
+        "priceChange": fmt(change),
+        "priceChangePercent": format((change / market.day_open * 100).quantize(Decimal("0.001")), "f"),
+        "weightedAvgPrice": fmt(market.price),
+        "prevClosePrice": fmt(market.day_open),
+        "lastPrice": fmt(market.price),
+        "lastQty": fmt(Decimal(0)),
+        "bidPrice": fmt(bids[0][0]) if bids else fmt(Decimal(0)),
+        "bidQty": fmt(bids[0][1]) if bids else fmt(Decimal(0)),
+        "askPrice": fmt(asks[0][0]) if asks else fmt(Decimal(0)),
+        "askQty": fmt(asks[0][1]) if asks else fmt(Decimal(0)),
+        "openPrice": fmt(market.day_open),
+        "highPrice": fmt(market.day_high),
+        "lowPrice": fmt(market.day_low),
+        "volume": fmt(market.day_volume),
+        "quoteVolume": fmt(market.day_quote_volume.quantize(EIGHT)),
+        "openTime": now - 86400000,
+        "closeTime": now,
+        "firstId": 0,
+        "lastId": market.step,
+        "count": market.step,
+    }
+
+
+@endpoint()
+def ticker_24hr(request, params, account):
+    market = _market(params, required=False)
+    if market is not None:
+        return JsonResponse(_ticker(market))
+    return JsonResponse([_ticker(m) for m in SimMarket.objects.order_by("exchange_symbol")], safe=False)
+
+
+@endpoint()
+def ticker_price(request, params, account):
+    market = _market(params, required=False)
+    rows = [market] if market else SimMarket.objects.order_by("exchange_symbol")
+    data = [{"symbol": m.exchange_symbol, "price": fmt(m.price)} for m in rows]
+    return JsonResponse(data[0] if market else data, safe=False)
+
+
+@endpoint()
+def ticker_book(request, params, account):
+    market = _market(params, required=False)
+    rows = [market] if market else SimMarket.objects.order_by("exchange_symbol")
+    data = []
+    for m in rows:
+        bids, asks = _book(m, 1)
+        data.append({"symbol": m.exchange_symbol, "bidPrice": fmt(bids[0][0]), "bidQty": fmt(bids[0][1]),
+                     "askPrice": fmt(asks[0][0]), "askQty": fmt(asks[0][1])})
+    return JsonResponse(data[0] if market else data, safe=False)
+
+
+# --- Orders -----------------------------------------------------------------------------------
+
+
+def _order_json(order: SimOrder) -> dict:
+    return {
+        "symbol": order.market.exchange_symbol,
+        "orderId": order.pk,
+        "orderListId": -1,
+        "clientOrderId": order.client_order_id,
+        "price": fmt(order.price),
+        "origQty": fmt(order.orig_qty),
+        "executedQty": fmt(order.executed_qty),
+        "cummulativeQuoteQty": fmt(order.cumulative_quote_qty),
+        "status": order.status,
+        "timeInForce": order.time_in_force,
+        "type": order.type,
+        "side": order.side,
+        "stopPrice": fmt(Decimal(0)),
+        "icebergQty": fmt(Decimal(0)),
+        "time": order.created_ms,
+        "updateTime": order.updated_ms,
+        "isWorking": True,
+        "workingTime": order.created_ms,
+        "origQuoteOrderQty": fmt(Decimal(0)),
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+    }
+
+
+def _fill_json(trade: SimTrade) -> dict:
+    return {"price": fmt(trade.price), "qty": fmt(trade.qty), "commission": fmt(trade.commission),
+            "commissionAsset": trade.commission_asset, "tradeId": trade.pk}
+
+
+def _new_order(request, params, account):
+    market = _market(params)
+    for name in ("side", "type", "quantity", "price"):
+        if not params.get(name):
+            raise e.missing_parameter(name)
+    client_order_id = params.get("newClientOrderId") or f"sim-{services.now_ms()}-{account.pk}"
+    if len(client_order_id) > 36:
+        raise e.bad_parameter("newClientOrderId", "more than 36 characters")
+    order, trades = services.simulator_place_order(
+        account_id=account.pk, exchange_symbol=market.exchange_symbol, side=params["side"].upper(),
+        order_type=params["type"].upper(), price=params["price"], qty=params["quantity"],
+        client_order_id=client_order_id, time_in_force=(params.get("timeInForce") or "GTC").upper(),
+    )
+    order.market = market
+    accepted_timeout_s = float(account.faults.get("timeout_after_accept_s") or 0)
+    if accepted_timeout_s > 0:
+        # The order exists; the client sees only a timeout (the ambiguous case of the error policy).
+        logger.info("sim_fault_injected account_id=%s kind=timeout_after_accept_s order_id=%s", account.pk, order.pk)
+        time.sleep(accepted_timeout_s)
+    response_type = (params.get("newOrderRespType") or "FULL").upper()
+    ack = {"symbol": market.exchange_symbol, "orderId": order.pk, "orderListId": -1,
+           "clientOrderId": order.client_order_id, "transactTime": order.created_ms}
+    if response_type == "ACK":
+        return JsonResponse(ack)
+    body = {**ack, **{k: v for k, v in _order_json(order).items()
+                      if k not in ("time", "updateTime", "isWorking", "stopPrice", "icebergQty", "origQuoteOrderQty")}}
+    if response_type == "FULL":
+        body["fills"] = [_fill_json(trade) for trade in trades]
+    return JsonResponse(body)
+
+
+def _lookup_ids(params) -> tuple[int | None, str | None]:
+    order_id = _int(params, "orderId")
+    client_order_id = params.get("origClientOrderId")
+    if order_id is None and not client_order_id:
+        raise e.SimulatorApiError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+    return order_id, (None if order_id is not None else client_order_id)
+
+
+def _get_order(request, params, account):
+    market = _market(params)
+    order_id, client_order_id = _lookup_ids(params)
+    if services.simulator_take_fault(account_id=account.pk, kind="unknown_order"):
+        raise e.order_does_not_exist()
+    order = services.simulator_find_order(account_id=account.pk, exchange_symbol=market.exchange_symbol,
+                                          order_id=order_id, client_order_id=client_order_id)
+    if order is None:
+        raise e.order_does_not_exist()
+    return JsonResponse(_order_json(order))
+
+
+def _cancel_order(request, params, account):
+    market = _market(params)
+    order_id, client_order_id = _lookup_ids(params)
+    if services.simulator_take_fault(account_id=account.pk, kind="unknown_order"):
+        raise e.unknown_order_sent()
+    order = services.simulator_cancel_order(account_id=account.pk, exchange_symbol=market.exchange_symbol,
+                                            order_id=order_id, client_order_id=client_order_id)
+    order.market = market
+    body = _order_json(order)
+    body.update({"origClientOrderId": order.client_order_id,
+                 "clientOrderId": params.get("newClientOrderId") or f"cancel-{order.pk}",
+                 "transactTime": order.updated_ms})
+    return JsonResponse(body)
+
+
+@endpoint(signed=True, order_request=True)
+def order(request, params, account):
+    if request.method == "POST":
+        return _new_order(request, params, account)
+    if request.method == "DELETE":
+        return _cancel_order(request, params, account)
+    return _get_order(request, params, account)
+
+
+def _account_orders(account, market):
+    orders = SimOrder.objects.select_related("market").filter(account=account)
+    if market is not None:
+        orders = orders.filter(market=market)
+    return orders
+
+
+@endpoint(signed=True)
+def open_orders(request, params, account):
+    market = _market(params, required=False)
+    orders = _account_orders(account, market).filter(status__in=OPEN_ORDER_STATUSES).order_by("pk")
+    if request.method == "DELETE":
+        if market is None:
+            raise e.missing_parameter("symbol")
+        canceled = []
+        for pending in orders:
+            canceled_order = services.simulator_cancel_order(account_id=account.pk,
+                                                             exchange_symbol=market.exchange_symbol,
+                                                             order_id=pending.pk)
+            canceled_order.market = market
+            canceled.append({**_order_json(canceled_order), "origClientOrderId": canceled_order.client_order_id})
+        return JsonResponse(canceled, safe=False)
+    return JsonResponse([_order_json(o) for o in orders], safe=False)
+
+
+@endpoint(signed=True)
+def all_orders(request, params, account):
+    market = _market(params)
+    orders = _account_orders(account, market)
+    if _int(params, "orderId") is not None:
+        orders = orders.filter(pk__gte=_int(params, "orderId"))
+    if _int(params, "startTime") is not None:
+        orders = orders.filter(created_ms__gte=_int(params, "startTime"))
+    limit = min(_int(params, "limit", 500), 1000)
+    return JsonResponse([_order_json(o) for o in orders.order_by("pk")[:limit]], safe=False)
+
+
+# --- Account ----------------------------------------------------------------------------------
+
+
+@endpoint(signed=True)
+def account_info(request, params, account):
+    services.simulator_settle_deposits(account_id=account.pk)
+    balances = SimBalance.objects.filter(account=account).order_by("asset")
+    if (params.get("omitZeroBalances") or "").lower() == "true":
+        balances = [b for b in balances if b.free or b.locked]
+    return JsonResponse({
+        "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
+        "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000",
+                            "seller": "0.00000000"},
+        "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
+        "requireSelfTradePrevention": False, "preventSor": False,
+        "updateTime": services.now_ms(), "accountType": "SPOT",
+        "balances": [{"asset": b.asset, "free": fmt(b.free), "locked": fmt(b.locked)} for b in balances],
+        "permissions": ["SPOT"], "uid": account.pk,
+    })
+
+
+@endpoint(signed=True)
+def my_trades(request, params, account):
+    market = _market(params)
+    trades = SimTrade.objects.filter(account=account, market=market)
+    if _int(params, "orderId") is not None:
+        trades = trades.filter(order_id=_int(params, "orderId"))
+    if _int(params, "fromId") is not None:
+        trades = trades.filter(pk__gte=_int(params, "fromId"))
+    if _int(params, "startTime") is not None:
+        trades = trades.filter(time_ms__gte=_int(params, "startTime"))
+    if _int(params, "endTime") is not None:
+        trades = trades.filter(time_ms__lte=_int(params, "endTime"))
+    limit = min(_int(params, "limit", 500), 1000)
+    return JsonResponse([
+        {"symbol": market.exchange_symbol, "id": t.pk, "orderId": t.order_id, "orderListId": -1,
+         "price": fmt(t.price), "qty": fmt(t.qty), "quoteQty": fmt(t.quote_qty), "commission": fmt(t.commission),
+         "commissionAsset": t.commission_asset, "time": t.time_ms, "isBuyer": t.is_buyer, "isMaker": t.is_maker,
+         "isBestMatch": True}
+        for t in trades.order_by("pk")[:limit]
+    ], safe=False)
+
+
+# --- Wallet (sapi) ----------------------------------------------------------------------------
+
+
+@endpoint(signed=True)
+def deposit_address(request, params, account):
+    coin = params.get("coin")
+    if not coin:
+        raise e.missing_parameter("coin")
+    address = services.simulator_deposit_address(account_id=account.pk, asset=coin, network=params.get("network"))
+    return JsonResponse({"address": address.address, "coin": address.asset, "network": address.network,
+                         "tag": address.tag, "url": ""})
+
+
+@endpoint(signed=True)
+def deposit_history(request, params, account):
+    services.simulator_settle_deposits(account_id=account.pk)
+    deposits = SimDeposit.objects.filter(account=account)
+    if params.get("coin"):
+        deposits = deposits.filter(asset=params["coin"].upper())
+    if params.get("txId"):
+        deposits = deposits.filter(tx_id=params["txId"])
+    if _int(params, "startTime") is not None:
+        deposits = deposits.filter(insert_ms__gte=_int(params, "startTime"))
+    if _int(params, "endTime") is not None:
+        deposits = deposits.filter(insert_ms__lte=_int(params, "endTime"))
+    status = _int(params, "status")
+    rows = []
+    for d in deposits.order_by("-insert_ms", "-pk")[: min(_int(params, "limit", 1000), 1000)]:
+        code = 1 if d.credited else 0
+        if status is not None and status != code:
+            continue
+        rows.append({"id": str(d.pk), "amount": fmt(d.amount), "coin": d.asset, "network": d.network,
+                     "status": code, "address": d.address, "addressTag": d.tag, "txId": d.tx_id,
+                     "insertTime": d.insert_ms, "completeTime": d.confirm_at_ms if d.credited else 0,
+                     "transferType": 0, "confirmTimes": "1/1" if d.credited else "0/1", "unlockConfirm": 0,
+                     "walletType": 0})
+    return JsonResponse(rows, safe=False)
