@@ -131,6 +131,24 @@ MM_PAYMENT_CHECK_INTERVAL_S = env.int("MM_PAYMENT_CHECK_INTERVAL_S", default=10)
 MM_PAYMENT_TIMEOUT_S = env.int("MM_PAYMENT_TIMEOUT_S", default=600)
 MM_WITHDRAWAL_MONITOR_TIMEOUT_S = env.int("MM_WITHDRAWAL_MONITOR_TIMEOUT_S", default=1800)
 MM_PAYMENT_PROVIDER = env.str("MM_PAYMENT_PROVIDER", default="local")  # local|mixin
+# Attempt limits: a check chain that outlives its deadline by this margin fails the order anyway.
+MM_PAYMENT_MAX_CHECKS = env.int(
+    "MM_PAYMENT_MAX_CHECKS", default=MM_PAYMENT_TIMEOUT_S // max(MM_PAYMENT_CHECK_INTERVAL_S, 1) + 3
+)
+MM_WITHDRAWAL_CHECK_INTERVAL_S = env.int("MM_WITHDRAWAL_CHECK_INTERVAL_S", default=15)
+MM_WITHDRAWAL_MAX_CHECKS = env.int(
+    "MM_WITHDRAWAL_MAX_CHECKS",
+    default=MM_WITHDRAWAL_MONITOR_TIMEOUT_S // max(MM_WITHDRAWAL_CHECK_INTERVAL_S, 1) + 3,
+)
+# Transient errors (database, provider timeouts) retry with exponential backoff up to this many times.
+MM_JOB_MAX_RETRIES = env.int("MM_JOB_MAX_RETRIES", default=8)
+# Mixin provider (MM_PAYMENT_PROVIDER=mixin): API root, bot credentials, snapshots per poll.
+MIXIN_API_BASE = env.str("MIXIN_API_BASE", default="https://api.mixin.one")
+MIXIN_CLIENT_ID = env.str("MIXIN_CLIENT_ID", default="")
+MIXIN_SESSION_ID = env.str("MIXIN_SESSION_ID", default="")
+MIXIN_SESSION_PRIVATE_KEY = env.str("MIXIN_SESSION_PRIVATE_KEY", default="")  # Ed25519 seed, hex
+MIXIN_POLL_LIMIT = env.int("MIXIN_POLL_LIMIT", default=100)
+MIXIN_HTTP_TIMEOUT_S = env.float("MIXIN_HTTP_TIMEOUT_S", default=10.0)
 
 # --- Exchanges ------------------------------------------------------------------------
 # Comma-separated Fernet keys, newest first (MultiFernet). The embedded default derives

@@ -1,3 +1,8 @@
-"""URL routes of the orders app."""
+"""URL routes of the orders app (included under /api/)."""
+from django.urls import path
 
-urlpatterns = []
+from . import views
+
+urlpatterns = [
+    path("orders/", views.order_create_view, name="order-create"),
+]

@@ -1,0 +1,105 @@
+"""Admin: inspect pairs, orders (with history, payment and snapshots), refunds; stop an order."""
+from django.contrib import admin, messages
+
+from .errors import IllegalTransition
+from .models import (
+    CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderTransition, PaymentState,
+    Refund, Snapshot,
+)
+from .services import order_stop
+
+
+@admin.register(MarketMakingPair)
+class MarketMakingPairAdmin(admin.ModelAdmin):
+    list_display = ("symbol", "exchange_id", "exchange_account", "pair_id", "enabled")
+    list_filter = ("enabled", "exchange_id")
+    readonly_fields = ("pair_id", "created_at")
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class TransitionInline(ReadOnlyInline):
+    model = OrderTransition
+    fields = ("at", "name", "from_state", "to_state", "by", "reason")
+
+
+class PaymentInline(ReadOnlyInline):
+    model = PaymentState
+
+
+class SnapshotInline(ReadOnlyInline):
+    model = Snapshot
+    fields = ("snapshot_id", "asset_id", "amount", "opponent_id", "outcome", "reason", "received_at")
+
+
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    fields = ("key", "asset_id", "amount", "status", "reason", "error")
+
+
+@admin.register(MarketMakingOrder)
+class MarketMakingOrderAdmin(admin.ModelAdmin):
+    list_display = ("order_id", "user_id", "pair", "state", "created_at", "expires_at")
+    list_filter = ("state", "pair")
+    search_fields = ("order_id", "user_id")
+    readonly_fields = [f.name for f in MarketMakingOrder._meta.fields]
+    inlines = [PaymentInline, TransitionInline, SnapshotInline, RefundInline]
+    actions = ["stop_orders"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Stop the selected orders (stop_mm)")
+    def stop_orders(self, request, queryset):
+        for order_id in queryset.values_list("order_id", flat=True):
+            try:
+                outcome = order_stop(order_id=order_id, by=f"admin:{request.user.get_username()}",
+                                     reason="stopped from the admin")
+            except IllegalTransition as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+                continue
+            self.message_user(request, f"order {order_id}: {outcome}")
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    list_display = ("snapshot_id", "asset_id", "amount", "opponent_id", "outcome", "order", "received_at")
+    list_filter = ("outcome", "provider")
+    search_fields = ("snapshot_id", "opponent_id", "order__order_id")
+    readonly_fields = [f.name for f in Snapshot._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Refund)
+class RefundAdmin(admin.ModelAdmin):
+    list_display = ("key", "user_id", "asset_id", "amount", "status", "attempts", "created_at")
+    list_filter = ("status",)
+    search_fields = ("key", "user_id", "order__order_id")
+    readonly_fields = [f.name for f in Refund._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+for model in (ExchangeTransfer, CampaignParticipation):
+    admin.site.register(model, list_display=[f.name for f in model._meta.fields][:8])

@@ -1,0 +1,44 @@
+"""``mm_order create ...``: create an order intent; prints order id, memo and required amounts as JSON."""
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from orders.errors import OrderError
+from orders.selectors import order_summary
+from orders.services import order_create
+
+
+class Command(BaseCommand):
+    help = "Market-making orders. `create` makes an order intent in payment_pending."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        create = sub.add_parser("create", help="create an order intent")
+        create.add_argument("--user", required=True, help="Mixin user id of the payer")
+        create.add_argument("--pair", required=True, help="pair id (UUID)")
+        create.add_argument("--base-amount", required=True)
+        create.add_argument("--quote-amount", required=True)
+        create.add_argument("--bid-spread", required=True, help="fraction, e.g. 0.001")
+        create.add_argument("--ask-spread", required=True, help="fraction, e.g. 0.001")
+        create.add_argument("--order-amount", required=True, help="base amount per order")
+        create.add_argument("--order-refresh-time", type=int, default=15, help="seconds")
+        create.add_argument("--number-of-layers", type=int, default=1)
+        create.add_argument("--amount-change-per-layer", default="0")
+        create.add_argument("--amount-change-type", default="fixed", choices=["fixed", "percentage"])
+        create.add_argument("--price-source-type", default="mid_price")
+        create.add_argument("--ceiling-price")
+        create.add_argument("--floor-price")
+
+    def handle(self, *args, action, **o):
+        try:
+            order = order_create(
+                user_id=o["user"], pair_id=o["pair"], base_amount=o["base_amount"], quote_amount=o["quote_amount"],
+                bid_spread=o["bid_spread"], ask_spread=o["ask_spread"], order_amount=o["order_amount"],
+                order_refresh_time=o["order_refresh_time"], number_of_layers=o["number_of_layers"],
+                amount_change_per_layer=o["amount_change_per_layer"], amount_change_type=o["amount_change_type"],
+                price_source_type=o["price_source_type"], ceiling_price=o["ceiling_price"],
+                floor_price=o["floor_price"], by="command:mm_order",
+            )
+        except OrderError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(json.dumps(order_summary(order=order), sort_keys=True))

@@ -1,0 +1,24 @@
+"""``mm_status [--json]``: orders per state, snapshots per outcome, refunds per status."""
+import json
+
+from django.core.management.base import BaseCommand
+
+from orders.selectors import lifecycle_status
+
+
+class Command(BaseCommand):
+    help = "Show the order lifecycle at a glance."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def handle(self, *args, **options):
+        status = lifecycle_status()
+        if options["json"]:
+            self.stdout.write(json.dumps(status, sort_keys=True))
+            return
+        for section in ("orders", "snapshots", "refunds"):
+            counts = status[section]
+            self.stdout.write(f"{section}: " + (", ".join(f"{k}={v}" for k, v in counts.items()) or "none"))
+        if status["refunds_pending"]:
+            self.stdout.write("pending refunds: " + ", ".join(status["refunds_pending"]))

@@ -1,0 +1,32 @@
+"""The payment-provider interface: send a transfer to a user or an address, idempotent by request id."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class TransferReceipt:
+    ref: str
+    tx_id: str = ""
+
+
+class PaymentProvider(ABC):
+    """Both calls are idempotent: the same ``request_id`` never moves money twice.
+
+    They raise ``TransferRejected`` when the provider refused for good and
+    ``TransferUncertain`` when the outcome is unknown (retry with the same request id).
+    """
+
+    name: str
+
+    @abstractmethod
+    def transfer(self, *, request_id: str, asset_id: str, amount: Decimal, opponent_id: str,
+                 memo: str = "") -> TransferReceipt:
+        """Pay ``amount`` of ``asset_id`` to the user ``opponent_id``."""
+
+    @abstractmethod
+    def withdraw(self, *, request_id: str, asset_id: str, exchange_asset: str, amount: Decimal, address: str,
+                 tag: str = "", network: str = "") -> TransferReceipt:
+        """Send ``amount`` of ``asset_id`` to an external address (an exchange deposit address)."""

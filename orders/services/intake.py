@@ -1,0 +1,168 @@
+"""Snapshot intake: record every snapshot once, then credit it to its order or refund it.
+
+Exactly-once: the snapshot row is unique by id and locked while it is processed; only a
+snapshot still ``received`` is processed, so a redelivered or concurrently delivered
+snapshot credits once, increments one leg once and starts at most one payment check chain.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from ledger.amounts import parse_amount
+from ledger.errors import InvalidAmount
+from ledger.services import asset_scale, credit_deposit
+
+from ..dispatch import enqueue_after_commit
+from ..errors import InvalidSnapshot
+from ..memo import InvalidMemo, decode_snapshot_memo
+from ..models import MarketMakingOrder, MarketMakingPair, OrderState, PaymentState, Snapshot, SnapshotOutcome
+from .refunds import refund_create, refund_settle_pending
+
+logger = logging.getLogger(__name__)
+
+
+def _text(data: dict, name: str, *, required: bool = True) -> str:
+    value = data.get(name, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidSnapshot(f"snapshot field {name} must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise InvalidSnapshot(f"snapshot field {name} is missing or empty")
+    return value.strip()
+
+
+def snapshot_record(*, provider: str, data: dict) -> tuple[Snapshot, bool]:
+    """Store a snapshot in Mixin shape once (by ``snapshot_id``) and queue its processing.
+
+    Returns (snapshot, created). A snapshot seen again that is still unprocessed is queued
+    again (its processing is idempotent), so a redelivery recovers a lost job.
+    """
+    if not isinstance(data, dict):
+        raise InvalidSnapshot(f"a snapshot must be a JSON object, got {type(data).__name__}")
+    snapshot_id = _text(data, "snapshot_id")
+    asset_id = _text(data, "asset_id")
+    raw_amount = data.get("amount")
+    if not isinstance(raw_amount, str):
+        raise InvalidSnapshot(f"snapshot {snapshot_id}: amount must be a decimal string, got {raw_amount!r}")
+    try:
+        amount = parse_amount(raw_amount, scale=asset_scale(asset_id))
+    except InvalidAmount as exc:
+        raise InvalidSnapshot(f"snapshot {snapshot_id}: {exc}") from None
+    created_at = None
+    if data.get("created_at"):
+        created_at = parse_datetime(_text(data, "created_at"))
+        if created_at is None:
+            raise InvalidSnapshot(f"snapshot {snapshot_id}: created_at {data['created_at']!r} is not a timestamp")
+    with transaction.atomic():
+        snapshot, created = Snapshot.objects.get_or_create(
+            snapshot_id=snapshot_id,
+            defaults=dict(
+                provider=provider, asset_id=asset_id, amount=amount,
+                opponent_id=_text(data, "opponent_id", required=False),
+                memo_hex=_text(data, "memo", required=False), snapshot_created_at=created_at, raw=data,
+            ),
+        )
+        if snapshot.outcome == SnapshotOutcome.RECEIVED:
+            enqueue_after_commit("process_market_making_snapshots", snapshot_id)
+    logger.info("event=snapshot_recorded snapshot_id=%s provider=%s created=%s", snapshot_id, provider, created)
+    return snapshot, created
+
+
+def _find_order(snapshot: Snapshot, now) -> tuple[MarketMakingOrder | None, str]:
+    """The order the snapshot pays, or the reason it pays none (then it is refunded)."""
+    try:
+        memo = decode_snapshot_memo(snapshot.memo_hex)
+    except InvalidMemo as exc:
+        return None, f"bad memo: {exc}"
+    pair = MarketMakingPair.objects.filter(pair_id=memo.pair_id).first()
+    if pair is None:
+        return None, f"unknown pair {memo.pair_id}"
+    if not pair.enabled:
+        return None, f"pair {pair.symbol} ({pair.pair_id}) is disabled"
+    order = MarketMakingOrder.objects.select_for_update().filter(order_id=memo.order_id, pair=pair).first()
+    if order is None:
+        return None, f"unknown order {memo.order_id} on pair {pair.pair_id}"
+    if order.state != OrderState.PAYMENT_PENDING:
+        return order, f"order {order.order_id} is {order.state}, not awaiting payment"
+    if now >= order.expires_at:
+        return order, f"order {order.order_id} expired at {order.expires_at.isoformat()}"
+    if snapshot.opponent_id != order.user_id:
+        return order, f"payer {snapshot.opponent_id or '(none)'} is not the order's user {order.user_id}"
+    if snapshot.asset_id not in order.payment.assets():
+        return order, f"asset {snapshot.asset_id} pays no leg of order {order.order_id}"
+    return order, ""
+
+
+def snapshot_process(*, snapshot_id: str) -> str:
+    """Credit a received snapshot to its order's payment, or refund it with the reason stored.
+
+    Returns the snapshot's outcome; a snapshot already processed is left as it is.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        snapshot = Snapshot.objects.select_for_update().get(snapshot_id=snapshot_id)
+        if snapshot.outcome != SnapshotOutcome.RECEIVED:
+            return snapshot.outcome
+        order, reason = _find_order(snapshot, now)
+        snapshot.order = order
+        snapshot.processed_at = now
+        if reason:
+            _reject(snapshot, order, reason)
+        else:
+            _credit(snapshot, order, now)
+        snapshot.save(update_fields=["order", "processed_at", "outcome", "reason", "allocation"])
+    return snapshot.outcome
+
+
+def _credit(snapshot: Snapshot, order: MarketMakingOrder, now) -> None:
+    credit_deposit(user_id=order.user_id, asset_id=snapshot.asset_id, amount=snapshot.amount,
+                   idempotency_key=f"snapshot-credit:{snapshot.snapshot_id}", ref_type="snapshot",
+                   ref_id=snapshot.snapshot_id)
+    payment = PaymentState.objects.select_for_update().get(order=order)
+    snapshot.allocation = payment.allocate(snapshot.asset_id, snapshot.amount)
+    payment.save()
+    snapshot.outcome = SnapshotOutcome.CREDITED
+    snapshot.reason = ""
+    logger.info("event=snapshot_credited snapshot_id=%s order_id=%s asset_id=%s amount=%s allocation=%s",
+                snapshot.snapshot_id, order.order_id, snapshot.asset_id, snapshot.amount, snapshot.allocation)
+    # One check chain per order: only the writer that sets the mark enqueues it.
+    if PaymentState.objects.filter(pk=payment.pk, check_started_at__isnull=True).update(check_started_at=now):
+        enqueue_after_commit("check_payment_complete", str(order.order_id),
+                             countdown=settings.MM_PAYMENT_FIRST_CHECK_S)
+
+
+def _reject(snapshot: Snapshot, order: MarketMakingOrder | None, reason: str) -> None:
+    snapshot.reason = reason
+    payer = snapshot.opponent_id
+    try:
+        payer = str(uuid.UUID(payer))
+    except ValueError:
+        pass
+    if not payer:
+        # Nobody to pay back: the money stays with the provider's wallet and the row says why.
+        snapshot.outcome = SnapshotOutcome.HELD
+        snapshot.reason = f"{reason}; no payer to refund"
+        logger.warning("event=snapshot_held snapshot_id=%s reason=%r", snapshot.snapshot_id, snapshot.reason)
+        return
+    credit_deposit(user_id=payer, asset_id=snapshot.asset_id, amount=snapshot.amount,
+                   idempotency_key=f"snapshot-credit:{snapshot.snapshot_id}", ref_type="snapshot",
+                   ref_id=snapshot.snapshot_id)
+    refund_create(key=f"snapshot-refund:{snapshot.snapshot_id}", user_id=payer, asset_id=snapshot.asset_id,
+                  amount=snapshot.amount, reason=reason, order=order, snapshot=snapshot)
+    snapshot.outcome = SnapshotOutcome.REFUNDED
+    logger.info("event=snapshot_rejected snapshot_id=%s order_id=%s reason=%r",
+                snapshot.snapshot_id, getattr(order, "order_id", ""), reason)
+
+
+def snapshot_intake(*, snapshot_id: str) -> str:
+    """Process a snapshot, then send any refund it produced (also one left pending by a crash)."""
+    outcome = snapshot_process(snapshot_id=snapshot_id)
+    refund_settle_pending(snapshot_id=snapshot_id)
+    return outcome

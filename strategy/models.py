@@ -1,0 +1,67 @@
+"""Strategy sessions: one per running market-making order, with its cadence."""
+from django.db import models
+
+from ledger.amounts import AmountField
+
+
+class SessionStatus(models.TextChoices):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class StrategySession(models.Model):
+    """The strategy registration of one order. The tick runs sessions whose ``next_run_at`` is due."""
+
+    order = models.OneToOneField("orders.MarketMakingOrder", on_delete=models.PROTECT, related_name="strategy_session")
+    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.RUNNING, db_index=True)
+    cadence_s = models.PositiveIntegerField(help_text="seconds between runs (the order's order_refresh_time)")
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"session of order {self.order_id} ({self.status})"
+
+
+# --- Tick coordination and market data (the trading runtime) --------------------------------
+class TickLease(models.Model):
+    """The database lease that makes ticks never overlap, and their counters.
+
+    A tick runs only if it takes the lease and its period slot is newer than the last one run:
+    two beats, or a late tick, are skipped and counted instead of running twice.
+    """
+
+    name = models.CharField(max_length=32, unique=True)
+    holder = models.CharField(max_length=128, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_slot = models.BigIntegerField(default=0)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_duration_ms = models.PositiveIntegerField(default=0)
+    ticks_run = models.PositiveBigIntegerField(default=0)
+    ticks_skipped = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return f"tick lease {self.name} (run {self.ticks_run}, skipped {self.ticks_skipped})"
+
+
+class MarketData(models.Model):
+    """The latest order book top of one market on one exchange account, as the tracker stored it."""
+
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.CASCADE, related_name="market_data")
+    symbol = models.CharField(max_length=64)
+    best_bid = AmountField(null=True, blank=True)
+    best_ask = AmountField(null=True, blank=True)
+    last_price = AmountField(null=True, blank=True)
+    # The market's precision and limits, so a strategy run never needs to load markets.
+    price_tick = AmountField()
+    amount_step = AmountField()
+    min_amount = AmountField(default=0)
+    min_notional = AmountField(default=0)
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "symbol"], name="market_data_account_symbol_uniq")]
+
+    def __str__(self):
+        return f"{self.symbol}@{self.account_id} bid={self.best_bid} ask={self.best_ask}"

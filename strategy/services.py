@@ -1,0 +1,49 @@
+"""Strategy session writes: start and stop, both idempotent."""
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import SessionStatus, StrategySession
+
+logger = logging.getLogger(__name__)
+
+
+def session_start(*, order_id) -> StrategySession:
+    """Register (or re-register) the strategy session of the order; due at once."""
+    from orders.models import MarketMakingOrder
+
+    now = timezone.now()
+    with transaction.atomic():
+        order = MarketMakingOrder.objects.get(order_id=order_id)
+        session = StrategySession.objects.select_for_update().filter(order=order).first()
+        if session is None:
+            session = StrategySession.objects.create(
+                order=order, status=SessionStatus.RUNNING, cadence_s=order.order_refresh_time,
+                next_run_at=now, started_at=now,
+            )
+            logger.info("event=session_started order_id=%s cadence_s=%s", order_id, session.cadence_s)
+        elif session.status != SessionStatus.RUNNING:
+            session.status = SessionStatus.RUNNING
+            session.cadence_s = order.order_refresh_time
+            session.next_run_at = now
+            session.started_at = now
+            session.stopped_at = None
+            session.save()
+            logger.info("event=session_restarted order_id=%s", order_id)
+    return session
+
+
+def session_stop(*, order_id) -> StrategySession | None:
+    """Stop the order's session; a session already stopped, or none at all, is left as it is."""
+    with transaction.atomic():
+        session = StrategySession.objects.select_for_update().filter(order__order_id=order_id).first()
+        if session is None or session.status == SessionStatus.STOPPED:
+            return session
+        session.status = SessionStatus.STOPPED
+        session.stopped_at = timezone.now()
+        session.next_run_at = None
+        session.save(update_fields=["status", "stopped_at", "next_run_at"])
+        logger.info("event=session_stopped order_id=%s", order_id)
+    return session
+

@@ -1,0 +1,63 @@
+"""Order-lifecycle fixtures: a pair, an order, snapshot payloads addressed to it."""
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from orders.memo import encode_snapshot_memo
+from orders.models import MarketMakingPair
+
+BTC = "c6d0c728-2624-429b-8e0d-d9d19b6592fa"
+USDT = "4d8c508b-91c5-375b-92b0-ee702ed2dac5"
+ETH = "43d61dcd-e413-450d-80b8-101d5e903357"
+
+
+@pytest.fixture
+def pair(db):
+    """BTC/USDT; the base fee is paid in BTC itself, the quote fee in ETH."""
+    return MarketMakingPair.objects.create(
+        exchange_id="binance", symbol="BTC/USDT", base_asset_id=BTC, quote_asset_id=USDT,
+        base_exchange_asset="BTC", quote_exchange_asset="USDT",
+        base_fee_asset_id=BTC, base_fee_amount=Decimal("0.0001"),
+        quote_fee_asset_id=ETH, quote_fee_amount=Decimal("0.002"),
+    )
+
+
+@pytest.fixture
+def user_id():
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def make_order(user_id):
+    from orders.services import order_create
+
+    def make(pair, **overrides):
+        params = dict(
+            user_id=user_id, pair_id=pair.pair_id, base_amount="0.5", quote_amount="1000",
+            bid_spread="0.001", ask_spread="0.001", order_amount="0.01", order_refresh_time=10, by="test",
+        )
+        params.update(overrides)
+        return order_create(**params)
+
+    return make
+
+
+@pytest.fixture
+def order(pair, make_order):
+    return make_order(pair)
+
+
+def snapshot_payload(order=None, *, asset_id=BTC, amount="0.5", opponent_id=None, memo_hex=None,
+                     snapshot_id=None) -> dict:
+    """A Mixin-shaped snapshot paying ``order`` (by default from its user, with its memo)."""
+    if memo_hex is None:
+        memo_hex = encode_snapshot_memo(order.pair.pair_id, order.order_id) if order else ""
+    return {
+        "snapshot_id": snapshot_id or str(uuid.uuid4()),
+        "asset_id": asset_id,
+        "amount": amount,
+        "opponent_id": opponent_id if opponent_id is not None else (order.user_id if order else str(uuid.uuid4())),
+        "memo": memo_hex,
+        "created_at": "2026-11-24T10:00:00Z",
+    }
