@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
-from ledger.amounts import AmountField
+from ledger.amounts import AmountField, canonical
 
 ZERO = Decimal(0)
 
@@ -226,7 +226,7 @@ class PaymentState(models.Model):
             allocation[legs[0][0]] = allocation.get(legs[0][0], ZERO) + left
         for leg, value in allocation.items():
             setattr(self, f"{leg}_received", getattr(self, f"{leg}_received") + value)
-        return {leg: str(value) for leg, value in allocation.items()}
+        return {leg: canonical(value) for leg, value in allocation.items()}
 
 
 class SnapshotOutcome(models.TextChoices):

@@ -66,7 +66,7 @@ def test_one_snapshot_covering_base_and_its_fee_fills_both_legs(order):
         provider="local", data=snapshot_payload(order, asset_id=BTC, amount="0.5001"))[0].snapshot_id)
     payment = PaymentState.objects.get(order=order)
     assert (payment.base_received, payment.base_fee_received) == (Decimal("0.5"), Decimal("0.0001"))
-    assert Snapshot.objects.get(order=order).allocation == {"base": "0.50000000", "base_fee": "0.00010000"}
+    assert Snapshot.objects.get(order=order).allocation == {"base": "0.5", "base_fee": "0.0001"}
 
 
 def test_overpayment_stays_on_the_principal_leg(order):
