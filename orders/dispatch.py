@@ -1,4 +1,8 @@
-"""Enqueue lifecycle jobs after the surrounding transaction commits (never for a rolled-back change)."""
+"""Enqueue lifecycle jobs after the surrounding transaction commits (never for a rolled-back change).
+
+A send that fails (broker down) is logged and left to the sweeper, ``manage.py mm_resume``,
+which re-dispatches every job the database says is due: the state is already committed.
+"""
 import logging
 from functools import partial
 
@@ -10,7 +14,11 @@ logger = logging.getLogger(__name__)
 def _send(task_name: str, args: tuple, countdown: float | None) -> None:
     from mmproject.celery import app
 
-    app.tasks[task_name].apply_async(args=args, countdown=countdown)
+    try:
+        app.send_task(task_name, args=args, countdown=countdown)
+    except Exception:
+        logger.exception("event=job_enqueue_failed job=%s args=%s (mm_resume re-dispatches it)", task_name, args)
+        return
     logger.info("event=job_enqueued job=%s args=%s countdown=%s", task_name, args, countdown)
 
 

@@ -61,3 +61,46 @@ def snapshot_payload(order=None, *, asset_id=BTC, amount="0.5", opponent_id=None
         "memo": memo_hex,
         "created_at": "2026-11-24T10:00:00Z",
     }
+
+
+SIM_KEY = "orders-test-api-key"
+SIM_SECRET = "orders-test-api-secret"
+
+
+@pytest.fixture
+def sim_pair(transactional_db):
+    """BTC/USDT on an exchange account served by the simulator over loopback HTTP (fees as ``pair``)."""
+    from exchanges.clients import exchange_clients_clear
+    from exchanges.models import ExchangeAccount
+    from exchanges.simulator.server import BackgroundSimulator
+    from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure
+
+    simulator_market_ensure(symbol="BTC/USDT", start_price=Decimal("30000"), seed=7)
+    simulator_account_ensure(label="orders-sim", api_key=SIM_KEY, api_secret=SIM_SECRET,
+                             balances={"USDT": Decimal("0"), "BTC": Decimal("0")})
+    exchange_clients_clear()
+    with BackgroundSimulator() as server:
+        account = ExchangeAccount(exchange_id="binance", label="orders-binance-sim", api_key=SIM_KEY,
+                                  base_url=server.base_url)
+        account.api_secret = SIM_SECRET
+        account.save()
+        yield MarketMakingPair.objects.create(
+            exchange_id="binance", exchange_account=account, symbol="BTC/USDT", base_asset_id=BTC,
+            quote_asset_id=USDT, base_exchange_asset="BTC", quote_exchange_asset="USDT",
+            base_fee_asset_id=BTC, base_fee_amount=Decimal("0.0001"),
+            quote_fee_asset_id=ETH, quote_fee_amount=Decimal("0.002"),
+        )
+    exchange_clients_clear()
+
+
+def pay_in_full(order):
+    """Pay every leg of the order through intake; returns the snapshot payloads."""
+    from orders.services import snapshot_intake, snapshot_record
+
+    payloads = [snapshot_payload(order, asset_id=BTC, amount="0.5001"),
+                snapshot_payload(order, asset_id=USDT, amount="1000"),
+                snapshot_payload(order, asset_id=ETH, amount="0.002")]
+    for payload in payloads:
+        snapshot_record(provider="local", data=payload)
+        assert snapshot_intake(snapshot_id=payload["snapshot_id"]) == "credited"
+    return payloads

@@ -1,0 +1,60 @@
+"""Strategy sessions: one per order, start and stop idempotent, due by cadence."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from strategy.models import StrategySession
+from strategy.selectors import session_list_due
+from strategy.services import session_start, session_stop
+
+BTC = "c6d0c728-2624-429b-8e0d-d9d19b6592fa"
+USDT = "4d8c508b-91c5-375b-92b0-ee702ed2dac5"
+
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
+
+
+@pytest.fixture
+def order(db):
+    import uuid
+    from decimal import Decimal
+
+    from orders.models import MarketMakingPair
+    from orders.services import order_create
+
+    pair = MarketMakingPair.objects.create(
+        exchange_id="binance", symbol="BTC/USDT", base_asset_id=BTC, quote_asset_id=USDT,
+        base_exchange_asset="BTC", quote_exchange_asset="USDT", base_fee_amount=Decimal(0),
+    )
+    return order_create(user_id=str(uuid.uuid4()), pair_id=pair.pair_id, base_amount="1", quote_amount="100",
+                        bid_spread="0.001", ask_spread="0.001", order_amount="0.1", order_refresh_time=7, by="test")
+
+
+def test_start_registers_one_running_session_with_the_order_cadence(order):
+    first = session_start(order_id=order.order_id)
+    again = session_start(order_id=order.order_id)
+    assert first.pk == again.pk
+    assert StrategySession.objects.filter(order=order).count() == 1
+    assert (again.status, again.cadence_s, again.stopped_at) == ("running", 7, None)
+
+
+def test_stop_is_idempotent_and_a_stopped_session_is_not_due(order):
+    session_start(order_id=order.order_id)
+    stopped = session_stop(order_id=order.order_id)
+    stopped_at = stopped.stopped_at
+    assert stopped.status == "stopped" and stopped_at is not None
+    assert session_stop(order_id=order.order_id).stopped_at == stopped_at
+    assert list(session_list_due(now=timezone.now() + timedelta(days=1))) == []
+
+
+def test_stop_without_a_session_does_nothing(order):
+    assert session_stop(order_id=order.order_id) is None
+    assert not StrategySession.objects.exists()
+
+
+def test_restart_after_stop_runs_again_and_is_due_at_once(order):
+    session_start(order_id=order.order_id)
+    session_stop(order_id=order.order_id)
+    session = session_start(order_id=order.order_id)
+    assert session.status == "running" and session.stopped_at is None
+    assert [s.pk for s in session_list_due(now=timezone.now())] == [session.pk]
