@@ -1,0 +1,556 @@
+"""The pure order diff: keep, cancel and create decisions, so ladders never stack or overspend."""
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal as D
+from decimal import localcontext
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from strategy.order_diff import (
+    ACTIVE_STATUSES,
+    CancelReason,
+    TrackedOrder,
+    TrackedStatus,
+    diff_orders,
+)
+from strategy.pure_mm import (
+    Balances,
+    Budget,
+    DesiredOrder,
+    FloatNotAllowed,
+    MarketRules,
+    MarketSnapshot,
+    PureMMParams,
+    Side,
+    StrategyInputError,
+    propose_orders,
+)
+
+pytestmark = pytest.mark.embedded
+
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+BIG_BUDGET = Budget(base=D("1000"), quote=D("1000000"))
+
+
+def make_params(**overrides) -> PureMMParams:
+    values = dict(bid_spread=D("0.01"), ask_spread=D("0.01"), order_amount=D("1"), order_levels=2)
+    values.update(overrides)
+    return PureMMParams(**values)
+
+
+def want(side, layer, price, amount="1"):
+    return DesiredOrder(side=Side(side), price=D(price), amount=D(amount), layer=layer)
+
+
+def tracked(cid, side, layer, price, amount="1", *, status="open", age=10, filled="0", last_fill_age=None, hanging=False):
+    return TrackedOrder(
+        client_order_id=cid,
+        side=Side(side),
+        price=D(price),
+        amount=D(amount),
+        layer=layer,
+        status=TrackedStatus(status),
+        created_at=NOW - timedelta(seconds=age),
+        filled_amount=D(filled),
+        last_fill_at=None if last_fill_age is None else NOW - timedelta(seconds=last_fill_age),
+        hanging=hanging,
+    )
+
+
+def diff(desired, orders, *, budget=BIG_BUDGET, now=NOW, **params):
+    return diff_orders(desired=desired, tracked=orders, params=make_params(**params), budget=budget, now=now)
+
+
+def cancelled(result):
+    return {c.client_order_id: c.reason for c in result.cancel}
+
+
+def created(result):
+    return [(o.side.value, o.layer, o.price, o.amount) for o in result.create]
+
+
+LADDER = [want("buy", 0, "99"), want("buy", 1, "98"), want("sell", 0, "101"), want("sell", 1, "102")]
+
+
+# --- creating -----------------------------------------------------------------------------
+
+
+def test_empty_book_creates_the_whole_ladder_innermost_first():
+    result = diff(LADDER, [])
+
+    assert created(result) == [
+        ("buy", 0, D("99"), D("1")),
+        ("buy", 1, D("98"), D("1")),
+        ("sell", 0, D("101"), D("1")),
+        ("sell", 1, D("102"), D("1")),
+    ]
+    assert result.cancel == () and result.keep == ()
+
+
+@pytest.mark.parametrize("status", ["filled", "cancelled", "failed", "lost"])
+def test_orders_in_a_terminal_state_free_their_slot(status):
+    result = diff([want("buy", 0, "99")], [tracked("a", "buy", 0, "99", status=status)])
+
+    assert created(result) == [("buy", 0, D("99"), D("1"))]
+    assert result.cancel == () and result.keep == ()
+
+
+# --- keeping within tolerance -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tolerance, price, amount, filled, kept",
+    [
+        (D("0"), "99", "1", "0", True),  # identical
+        (D("0"), "99.01", "1", "0", False),  # one tick off with no tolerance
+        (D("0.001"), "99.05", "1", "0", True),
+        (D("0.001"), "99.099", "1", "0", True),  # exactly 0.1 % of 99 above: within
+        (D("0.001"), "98.901", "1", "0", True),  # exactly 0.1 % below: within
+        (D("0.001"), "99.0991", "1", "0", False),
+        (D("0.001"), "98.9009", "1", "0", False),
+        (D("0.01"), "99", "1.01", "0", True),  # amount within 1 %
+        (D("0.01"), "99", "1.02", "0", False),
+        (D("0.1"), "99", "1", "0.5", False),  # half filled: 0.5 left of a desired 1
+        (D("0.5"), "99", "1", "0.5", True),
+        (D("0.1"), "99", "1", "0.05", True),
+    ],
+)
+def test_open_order_within_refresh_tolerance_is_kept_otherwise_cancelled(tolerance, price, amount, filled, kept):
+    status = "partially_filled" if D(filled) else "open"
+    order = tracked("a", "buy", 0, price, amount, filled=filled, status=status)
+
+    result = diff([want("buy", 0, "99")], [order], order_refresh_tolerance_pct=tolerance)
+
+    if kept:
+        assert result.keep == ("a",) and result.cancel == ()
+    else:
+        assert cancelled(result) == {"a": CancelReason.OUT_OF_TOLERANCE} and result.keep == ()
+    assert result.create == ()  # never a second order in the slot while the first is there
+
+
+def test_cancelled_slot_is_refilled_only_after_the_cancel_is_confirmed():
+    desired = [want("buy", 0, "99")]
+    stale = tracked("a", "buy", 0, "98")
+
+    first = diff(desired, [stale])
+    pending = diff(desired, [tracked("a", "buy", 0, "98", status="pending_cancel")])
+    confirmed = diff(desired, [tracked("a", "buy", 0, "98", status="cancelled")])
+
+    assert cancelled(first) == {"a": CancelReason.OUT_OF_TOLERANCE} and first.create == ()
+    assert pending.cancel == () and pending.create == () and pending.keep == ()
+    assert created(confirmed) == [("buy", 0, D("99"), D("1"))]
+
+
+def test_pending_create_order_occupies_its_slot():
+    result = diff([want("buy", 0, "99")], [tracked("a", "buy", 0, "99", status="pending_create")])
+
+    assert result.keep == ("a",) and result.create == ()
+
+
+def test_pending_create_order_out_of_tolerance_is_cancelled_not_duplicated():
+    result = diff([want("buy", 0, "99")], [tracked("a", "buy", 0, "95", status="pending_create")])
+
+    assert cancelled(result) == {"a": CancelReason.OUT_OF_TOLERANCE} and result.create == ()
+
+
+def test_slot_no_longer_desired_is_cancelled():
+    result = diff([want("buy", 0, "99")], [tracked("a", "buy", 0, "99"), tracked("b", "sell", 0, "101")])
+
+    assert result.keep == ("a",)
+    assert cancelled(result) == {"b": CancelReason.NOT_DESIRED}
+
+
+@pytest.mark.parametrize("levels, cancelled_layers", [(3, set()), (2, {2}), (1, {1, 2})])
+def test_layers_beyond_order_levels_are_cancelled(levels, cancelled_layers):
+    orders = [tracked(f"b{layer}", "buy", layer, str(99 - layer)) for layer in range(3)]
+    desired = [want("buy", layer, str(99 - layer)) for layer in range(levels)]
+
+    result = diff(desired, orders, order_levels=levels)
+
+    assert cancelled(result) == {f"b{layer}": CancelReason.OUT_OF_LADDER for layer in cancelled_layers}
+    assert set(result.keep) == {f"b{layer}" for layer in range(levels)}
+
+
+def test_two_orders_in_one_slot_keep_the_oldest_and_cancel_the_other():
+    orders = [tracked("young", "buy", 0, "99", age=5), tracked("old", "buy", 0, "99", age=50)]
+
+    result = diff([want("buy", 0, "99")], orders)
+
+    assert result.keep == ("old",)
+    assert cancelled(result) == {"young": CancelReason.DUPLICATE}
+    assert result.create == ()
+
+
+def test_cancel_is_not_repeated_for_an_order_already_pending_cancel():
+    result = diff([], [tracked("a", "buy", 0, "99", status="pending_cancel")])
+
+    assert result.cancel == () and result.keep == () and result.create == ()
+
+
+# --- max order age ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "max_age, age, kept",
+    [
+        (None, 10**6, True),
+        (D("60"), 59, True),
+        (D("60"), 60, False),  # at the limit: replaced
+        (D("60"), 61, False),
+        (D("0.5"), 0, True),
+        (D("0.5"), 1, False),
+    ],
+)
+def test_order_older_than_max_order_age_is_cancelled_for_replacement(max_age, age, kept):
+    result = diff([want("buy", 0, "99")], [tracked("a", "buy", 0, "99", age=age)], max_order_age=max_age)
+
+    if kept:
+        assert result.keep == ("a",)
+    else:
+        assert cancelled(result) == {"a": CancelReason.MAX_AGE}
+    assert result.create == ()
+
+
+def test_max_order_age_counts_microseconds_exactly():
+    order = TrackedOrder(
+        client_order_id="a", side=Side.BUY, price=D("99"), amount=D("1"), layer=0,
+        status=TrackedStatus.OPEN, created_at=NOW - timedelta(seconds=1, microseconds=499_999),
+    )
+
+    kept = diff([want("buy", 0, "99")], [order], max_order_age=D("1.5"))
+    expired = diff([want("buy", 0, "99")], [order], max_order_age=D("1.499999"))
+
+    assert kept.keep == ("a",)
+    assert cancelled(expired) == {"a": CancelReason.MAX_AGE}
+
+
+# --- hanging orders -----------------------------------------------------------------------
+
+
+def filled_buy(fill_age):
+    return tracked("filled-buy", "buy", 0, "99", status="filled", filled="1", age=100, last_fill_age=fill_age)
+
+
+@pytest.mark.parametrize(
+    "enabled, fill_age, sell_age, hanging",
+    [
+        (True, 5, 10, True),  # the buy filled while the sell was live
+        (True, 10, 10, True),  # at the same instant
+        (True, 11, 10, False),  # the fill happened before the sell was placed
+        (False, 5, 10, False),
+    ],
+)
+def test_opposite_side_fill_makes_an_order_hanging(enabled, fill_age, sell_age, hanging):
+    sell = tracked("sell", "sell", 0, "101", age=sell_age)
+
+    result = diff([want("sell", 0, "103")], [filled_buy(fill_age), sell], hanging_orders_enabled=enabled)
+
+    if hanging:
+        assert result.keep == ("sell",) and result.hang == ("sell",)
+    else:
+        assert cancelled(result) == {"sell": CancelReason.OUT_OF_TOLERANCE} and result.hang == ()
+    assert result.create == ()
+
+
+def test_same_side_fill_does_not_make_an_order_hanging():
+    filled_sell = tracked("filled-sell", "sell", 1, "102", status="filled", filled="1", age=100, last_fill_age=1)
+
+    result = diff([want("sell", 0, "103")], [filled_sell, tracked("sell", "sell", 0, "101")], hanging_orders_enabled=True)
+
+    assert cancelled(result) == {"sell": CancelReason.OUT_OF_TOLERANCE}
+
+
+def test_partial_fill_of_the_opposite_side_does_not_make_an_order_hanging():
+    partial = tracked("buy", "buy", 0, "99", status="partially_filled", filled="0.5", last_fill_age=1)
+
+    result = diff(
+        [want("buy", 0, "99", "0.5"), want("sell", 0, "103")],
+        [partial, tracked("sell", "sell", 0, "101")],
+        hanging_orders_enabled=True,
+    )
+
+    assert cancelled(result) == {"sell": CancelReason.OUT_OF_TOLERANCE}
+
+
+def test_flagged_hanging_order_stays_even_when_not_desired_and_keeps_its_slot():
+    sell = tracked("sell", "sell", 0, "101", hanging=True)
+
+    result = diff([want("sell", 1, "104")], [sell], hanging_orders_enabled=True)
+
+    assert result.keep == ("sell",)
+    assert result.hang == ()  # already flagged
+    assert created(result) == [("sell", 1, D("104"), D("1"))]
+
+
+@pytest.mark.parametrize(
+    "overrides, layer, reason",
+    [
+        (dict(max_order_age=D("30")), 0, CancelReason.MAX_AGE),
+        (dict(order_levels=1), 1, CancelReason.OUT_OF_LADDER),
+        (dict(hanging_orders_enabled=False), 0, CancelReason.OUT_OF_TOLERANCE),
+    ],
+)
+def test_hanging_order_still_leaves_by_age_ladder_size_or_when_disabled(overrides, layer, reason):
+    values = dict(hanging_orders_enabled=True)
+    values.update(overrides)
+    sell = tracked("sell", "sell", layer, "101", age=40, hanging=True)
+
+    result = diff([want("sell", 0, "103")], [sell], **values)
+
+    assert cancelled(result) == {"sell": reason}
+
+
+# --- budget -------------------------------------------------------------------------------
+
+
+def test_creates_wait_while_a_cancelled_order_still_locks_the_budget():
+    # Buy budget 200 quote: the old layer-1 buy (98) is being cancelled and still locks 98.
+    orders = [tracked("b0", "buy", 0, "99"), tracked("b1", "buy", 1, "90")]
+    desired = [want("buy", 0, "99"), want("buy", 1, "98"), want("buy", 2, "97")]
+
+    result = diff(desired, orders, order_levels=3, budget=Budget(base=D("0"), quote=D("200")))
+
+    assert result.keep == ("b0",)
+    assert cancelled(result) == {"b1": CancelReason.OUT_OF_TOLERANCE}
+    assert result.create == ()  # 99 + 90 + 97 > 200
+    assert [o.layer for o in result.deferred] == [2]
+
+
+@pytest.mark.parametrize("status", ["pending_cancel", "pending_create", "open", "partially_filled"])
+def test_every_active_order_counts_against_the_budget(status):
+    orders = [tracked("b0", "buy", 0, "99", status=status)]
+    desired = [want("buy", 1, "98")]
+
+    short = diff(desired, orders, budget=Budget(base=D("0"), quote=D("196.99")))
+    enough = diff(desired, orders, budget=Budget(base=D("0"), quote=D("197")))
+
+    assert short.create == () and [o.layer for o in short.deferred] == [1]
+    assert created(enough) == [("buy", 1, D("98"), D("1"))]
+
+
+@pytest.mark.parametrize(
+    "quote, base, created_layers",
+    [
+        (D("296"), D("3"), [("buy", 1), ("buy", 2), ("sell", 1), ("sell", 2)]),
+        (D("295.99"), D("2.99"), [("buy", 1), ("sell", 1)]),
+        (D("197"), D("2"), [("buy", 1), ("sell", 1)]),
+        (D("196.99"), D("1.999"), []),
+        (D("0"), D("0"), []),
+    ],
+)
+def test_creates_never_push_locked_funds_past_the_budget(quote, base, created_layers):
+    orders = [tracked("b0", "buy", 0, "99"), tracked("s0", "sell", 0, "101")]
+    desired = [want(side, layer, price) for side, layer, price in [
+        ("buy", 0, "99"), ("buy", 1, "98"), ("buy", 2, "99"),
+        ("sell", 0, "101"), ("sell", 1, "102"), ("sell", 2, "103"),
+    ]]
+
+    result = diff(desired, orders, order_levels=3, budget=Budget(base=base, quote=quote))
+
+    assert [(o.side.value, o.layer) for o in result.create] == created_layers
+    assert set(result.keep) == {"b0", "s0"}
+
+
+def test_partially_filled_order_locks_only_its_remaining_amount():
+    orders = [tracked("b0", "buy", 0, "100", amount="2", filled="1.5", status="partially_filled")]
+
+    result = diff(
+        [want("buy", 0, "100", "2"), want("buy", 1, "98", "1")],
+        orders,
+        order_refresh_tolerance_pct=D("1"),
+        budget=Budget(base=D("0"), quote=D("148")),
+    )
+
+    assert result.keep == ("b0",)
+    assert created(result) == [("buy", 1, D("98"), D("1"))]  # 50 locked + 98 = 148
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: TrackedOrder(
+            client_order_id="a", side="buy", price=D("99"), amount=D("1"), layer="0", status="open", created_at=NOW),
+         "layer must be an int"),
+        (lambda: TrackedOrder(
+            client_order_id="a", side="buy", price=D("99"), amount=1.0, layer=0, status="open", created_at=NOW),
+         "amount must be a Decimal"),
+        (lambda: TrackedOrder(
+            client_order_id="a", side="buy", price=D("99"), amount=D("1"), layer=0, status="open",
+            created_at=datetime(2026, 1, 1)), "created_at must be timezone-aware"),
+        (lambda: TrackedOrder(
+            client_order_id="a", side="buy", price=D("99"), amount=D("1"), layer=0, status="gone", created_at=NOW),
+         "status must be one of"),
+        (lambda: TrackedOrder(
+            client_order_id="a", side="buy", price=D("99"), amount=D("1"), layer=0, status="open", created_at=NOW,
+            filled_amount=D("2")), "filled_amount 2 must be within"),
+        (lambda: TrackedOrder(
+            client_order_id="", side="buy", price=D("99"), amount=D("1"), layer=0, status="open", created_at=NOW),
+         "client_order_id is required"),
+        (lambda: diff([], [tracked("a", "buy", 0, "99"), tracked("a", "sell", 0, "101")]), "unique client_order_id"),
+        (lambda: diff([want("buy", 0, "99"), want("buy", 0, "98")], []), "two desired orders for buy layer 0"),
+        (lambda: diff([], [], now=datetime(2026, 1, 1)), "now must be timezone-aware"),
+    ],
+)
+def test_invalid_diff_inputs_are_rejected_with_the_reason(build, message):
+    with pytest.raises(StrategyInputError, match=message):
+        build()
+
+
+def test_float_price_in_a_tracked_order_is_a_float_error():
+    with pytest.raises(FloatNotAllowed):
+        TrackedOrder(client_order_id="a", side="buy", price=99.0, amount=D("1"), layer=0, status="open", created_at=NOW)
+
+
+# --- ladders never stack: a replay over a moving price -----------------------------------
+
+
+def apply_diff(orders: dict, result, *, now, counter) -> None:
+    """What the intents layer does, in miniature: cancels go pending, creates go pending_create."""
+    for cancel in result.cancel:
+        orders[cancel.client_order_id] = replace_status(orders[cancel.client_order_id], TrackedStatus.PENDING_CANCEL)
+    for order in result.create:
+        counter[0] += 1
+        cid = f"c{counter[0]}"
+        orders[cid] = TrackedOrder(
+            client_order_id=cid, side=order.side, price=order.price, amount=order.amount,
+            layer=order.layer, status=TrackedStatus.PENDING_CREATE, created_at=now,
+        )
+
+
+def replace_status(order: TrackedOrder, status: TrackedStatus) -> TrackedOrder:
+    from dataclasses import replace
+
+    return replace(order, status=status)
+
+
+def exchange_confirms(orders: dict) -> None:
+    for cid, order in list(orders.items()):
+        if order.status is TrackedStatus.PENDING_CREATE:
+            orders[cid] = replace_status(order, TrackedStatus.OPEN)
+        elif order.status is TrackedStatus.PENDING_CANCEL:
+            orders[cid] = replace_status(order, TrackedStatus.CANCELLED)
+
+
+def test_ladder_never_stacks_over_100_ticks_with_a_moving_price():
+    params = make_params(order_levels=3, order_level_spread=D("0.002"), max_order_age=D("7"))
+    rules = MarketRules(price_tick=D("0.01"), amount_step=D("0.001"))
+    budget = Budget(base=D("3"), quote=D("300"))
+    orders: dict[str, TrackedOrder] = {}
+    counter = [0]
+    max_per_side = 0
+    price = D("100")
+    for tick in range(100):
+        now = NOW + timedelta(seconds=tick)
+        price += D((tick * 7919) % 11 - 5) / D(10)  # a deterministic walk
+        market = MarketSnapshot(best_bid=price - D("0.05"), best_ask=price + D("0.05"))
+        proposal = propose_orders(
+            params=params, market=market, rules=rules, balances=Balances(base=D("3"), quote=D("300")), budget=budget
+        )
+        result = diff_orders(desired=proposal.orders, tracked=list(orders.values()), params=params, budget=budget, now=now)
+        apply_diff(orders, result, now=now, counter=counter)
+
+        live = [o for o in orders.values() if o.status in ACTIVE_STATUSES - {TrackedStatus.PENDING_CANCEL}]
+        for side in Side:
+            per_side = [o for o in live if o.side is side]
+            assert len(per_side) <= params.order_levels
+            assert len({o.layer for o in per_side}) == len(per_side)
+            max_per_side = max(max_per_side, len(per_side))
+        with localcontext() as ctx:
+            ctx.prec = 60
+            all_active = [o for o in orders.values() if o.is_active]
+            assert sum(o.price * o.remaining for o in all_active if o.side is Side.BUY) <= budget.quote
+            assert sum(o.remaining for o in all_active if o.side is Side.SELL) <= budget.base
+        if tick % 3 != 2:  # the exchange answers on most ticks, not all
+            exchange_confirms(orders)
+
+    assert max_per_side == params.order_levels  # the ladder was really quoted
+    assert counter[0] > 10  # and really refreshed
+
+
+# --- the property -------------------------------------------------------------------------
+
+STATUSES = list(TrackedStatus)
+
+
+@st.composite
+def diff_scenarios(draw):
+    levels = draw(st.integers(1, 4))
+    params = make_params(
+        order_levels=levels,
+        order_refresh_tolerance_pct=draw(st.sampled_from([D("0"), D("0.001"), D("0.01"), D("0.5")])),
+        max_order_age=draw(st.sampled_from([None, D("5"), D("30")])),
+        hanging_orders_enabled=draw(st.booleans()),
+    )
+    desired = []
+    for side in Side:
+        for layer in draw(st.sets(st.integers(0, levels - 1), max_size=levels)):
+            price = D(draw(st.integers(9000, 11000))) / D(100)
+            desired.append(DesiredOrder(side=side, price=price, amount=D(draw(st.integers(1, 30))) / D(10), layer=layer))
+    tracked_orders = []
+    for index in range(draw(st.integers(0, 12))):
+        if desired and draw(st.booleans()):
+            # An order placed from a desired one, so keeps, duplicates and hanging orders are common.
+            model = draw(st.sampled_from(desired))
+            side, layer, price, amount = model.side, model.layer, model.price, model.amount
+        else:
+            side = draw(st.sampled_from(list(Side)))
+            layer = draw(st.integers(0, levels + 1))
+            price = D(draw(st.integers(9000, 11000))) / D(100)
+            amount = D(draw(st.integers(1, 30))) / D(10)
+        status = draw(st.sampled_from(STATUSES))
+        filled = amount if status is TrackedStatus.FILLED else amount * D(draw(st.sampled_from([0, 0, 0, 1, 5]))) / D(10)
+        tracked_orders.append(
+            TrackedOrder(
+                client_order_id=f"o{index}",
+                side=side,
+                price=price,
+                amount=amount,
+                layer=layer,
+                status=status,
+                created_at=NOW - timedelta(seconds=draw(st.integers(0, 40))),
+                filled_amount=filled,
+                last_fill_at=NOW - timedelta(seconds=draw(st.integers(0, 60))) if filled else None,
+                hanging=draw(st.booleans()),
+            )
+        )
+    budget = Budget(base=D(draw(st.integers(0, 150))) / D(10), quote=D(draw(st.integers(0, 1500))))
+    return params, desired, tracked_orders, budget
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(diff_scenarios())
+def test_property_diff_never_leaves_more_than_order_levels_per_side(scenario):
+    params, desired, tracked_orders, budget = scenario
+
+    result = diff_orders(desired=desired, tracked=tracked_orders, params=params, budget=budget, now=NOW)
+
+    by_id = {o.client_order_id: o for o in tracked_orders}
+    decided = [c.client_order_id for c in result.cancel] + list(result.keep)
+    # Every active order that is not already being cancelled gets exactly one decision.
+    assert sorted(decided) == sorted(
+        o.client_order_id for o in tracked_orders if o.is_active and o.status is not TrackedStatus.PENDING_CANCEL
+    )
+    assert set(result.hang) <= set(result.keep)
+    occupied = {(o.side, o.layer) for o in tracked_orders if o.is_active}
+    with localcontext() as ctx:
+        ctx.prec = 60
+        for side in Side:
+            left_open = [by_id[cid] for cid in result.keep if by_id[cid].side is side]
+            new = [o for o in result.create if o.side is side]
+            assert len(left_open) + len(new) <= params.order_levels
+            slots = [o.layer for o in left_open] + [o.layer for o in new]
+            assert len(set(slots)) == len(slots)  # one order per layer
+            assert all(0 <= layer < params.order_levels for layer in slots)
+            assert not any((side, o.layer) in occupied for o in new)  # never into an occupied slot
+            if new:
+                active = [o for o in tracked_orders if o.is_active and o.side is side]
+                if side is Side.BUY:
+                    total = sum((o.price * o.remaining for o in active), D(0)) + sum(o.notional for o in new)
+                    assert total <= budget.quote
+                else:
+                    total = sum((o.remaining for o in active), D(0)) + sum(o.amount for o in new)
+                    assert total <= budget.base
