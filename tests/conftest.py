@@ -17,3 +17,62 @@ def child_env(django_db_setup, settings):
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
     env["DJANGO_SETTINGS_MODULE"] = "mmproject.settings"
     return env
+
+
+@pytest.fixture
+def celery_worker(child_env, settings, tmp_path):
+    """Start real Celery worker processes on the broker of the settings (the environment's URL).
+
+    ``celery_worker(queues=("market-making",), env={...})`` starts one (solo pool by default),
+    purges its queues first so no message of an earlier test reaches it, waits until it is
+    ready and returns its Popen; every worker is stopped (TERM, then KILL) when the test ends.
+    The worker's output is in ``proc.log_path``.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    from mmproject.celery import app
+
+    started = []
+
+    def start(*, queues=("market-making",), env=None, pool="solo", concurrency=1, purge=True, ready_timeout=60):
+        if purge:
+            with app.connection_for_write() as conn:
+                for queue in queues:
+                    try:
+                        conn.default_channel.queue_purge(queue)
+                    except Exception:  # a queue that was never declared has nothing to purge
+                        pass
+        worker_env = dict(child_env, CELERY_BROKER_URL=settings.CELERY_BROKER_URL, **(env or {}))
+        log_path = tmp_path / f"celery-worker-{len(started)}.log"
+        name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        cmd = [sys.executable, "-m", "celery", "-A", "mmproject", "worker", "-Q", ",".join(queues),
+               "-P", pool, "-c", str(concurrency), "-n", name, "-l", "INFO",
+               "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, env=worker_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc.log_path = log_path
+        started.append(proc)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if b" ready." in log_path.read_bytes():
+                return proc
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"celery worker did not become ready:\n{log_path.read_text()[-4000:]}")
+
+    yield start
+
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)

@@ -1,0 +1,77 @@
+"""The whole lifecycle through a real Celery worker on the configured broker, in ``transfer`` mode:
+``ingest_snapshots`` -> ... -> ``running``, then ``stop_mm`` -> ``stopped``; ledger audit clean."""
+import json
+import time
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from exchanges.models import SimDeposit
+from ledger.selectors import audit_ledger
+from ledger.services import get_balance
+from orders.models import MarketMakingOrder, OrderTransition, Snapshot
+from strategy.models import StrategySession
+
+from .conftest import BTC, ETH, USDT, snapshot_payload
+
+pytestmark = pytest.mark.slow
+
+WAIT_S = 60
+
+
+def wait_for_state(order, wanted, worker):
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        current = MarketMakingOrder.objects.get(pk=order.pk)
+        if current.state == wanted:
+            return current
+        if current.state == "failed" or worker.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(f"order is {current.state} ({current.reason!r}), not {wanted};\n"
+                f"worker log:\n{worker.log_path.read_text()[-6000:]}")
+
+
+def test_ingested_payment_runs_to_running_through_the_worker_and_stops(
+        sim_pair, make_order, celery_worker, tmp_path, capsys):
+    # given a worker on the market-making queue in transfer mode, with short intervals
+    worker = celery_worker(env={
+        "MM_WITHDRAW_MODE": "transfer", "MM_PAYMENT_FIRST_CHECK_S": "0", "MM_PAYMENT_CHECK_INTERVAL_S": "1",
+        "MM_WITHDRAWAL_CHECK_INTERVAL_S": "1", "SIM_DEPOSIT_CONFIRM_S": "1",
+    })
+    order = make_order(sim_pair)
+    payloads = [snapshot_payload(order, asset_id=BTC, amount="0.5001"),
+                snapshot_payload(order, asset_id=USDT, amount="600"),
+                snapshot_payload(order, asset_id=USDT, amount="400"),
+                snapshot_payload(order, asset_id=ETH, amount="0.002")]
+    lines = [json.dumps(p) for p in payloads] + [json.dumps(payloads[0]), "{not json"]
+    path = tmp_path / "snapshots.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    # when the snapshots are ingested (one duplicate, one malformed line)
+    with pytest.raises(SystemExit) as exited:
+        call_command("ingest_snapshots", str(path))
+    assert exited.value.code == 2
+    out = capsys.readouterr()
+    assert "4 new, 1 already known, 1 malformed" in out.out and "line 6" in out.err
+
+    # then the worker carries the order all the way to running
+    running = wait_for_state(order, "running", worker)
+    assert Snapshot.objects.filter(order=order, outcome="credited").count() == 4
+    assert StrategySession.objects.get(order=order).status == "running"
+    assert {d.asset: d.amount for d in SimDeposit.objects.all()} == {"BTC": Decimal("0.5"), "USDT": Decimal("1000")}
+    assert get_balance(user_id=order.user_id, asset_id=USDT).locked == Decimal("1000")
+    assert running.state == "running"
+
+    # when the operator stops it
+    call_command("stop_mm", str(order.order_id))
+    stopped = MarketMakingOrder.objects.get(pk=order.pk)
+    assert stopped.state == "stopped"
+    assert StrategySession.objects.get(order=order).status == "stopped"
+    assert get_balance(user_id=order.user_id, asset_id=USDT).available == Decimal("1000")
+    assert list(OrderTransition.objects.filter(order=order).values_list("to_state", flat=True)) == [
+        "payment_pending", "payment_complete", "withdrawing", "withdrawal_confirmed", "campaign_joined",
+        "running", "stopped"]
+    report = audit_ledger()
+    assert report.ok, report.drifts
