@@ -111,11 +111,17 @@ class TrackedOrder(models.Model):
     status = models.CharField(max_length=20, choices=TrackedOrderStatus.choices,
                               default=TrackedOrderStatus.PENDING_CREATE)
     exchange_order_id = models.CharField(max_length=64, blank=True)
+    # Kept past a refresh because the opposite side filled (hanging orders).
+    hanging = models.BooleanField(default=False)
+    last_fill_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["account", "status"], name="tracked_account_status_idx")]
+        indexes = [
+            models.Index(fields=["account", "status"], name="tracked_account_status_idx"),
+            models.Index(fields=["strategy_key", "status"], name="tracked_key_status_idx"),
+        ]
 
     def __str__(self):
         return f"{self.client_order_id} {self.side} {self.amount}@{self.price} {self.status}"

@@ -1,12 +1,20 @@
-"""Celery shells of the strategy runtime: the beat tick."""
-import logging
-
+"""Celery shells of the strategy runtime: the beat tick and the trackers it fans out."""
 from celery import shared_task
 
-logger = logging.getLogger(__name__)
+from .tick import tick_run
+from .trackers import market_data_refresh, orders_track
 
 
 @shared_task(name="strategy_tick", ignore_result=True)
 def strategy_tick():
-    """Heartbeat of the tick; the trading runtime registers its components here."""
-    logger.info("event=tick_heartbeat")
+    tick_run()
+
+
+@shared_task(name="refresh_market_data", ignore_result=True)
+def refresh_market_data(account_id: int, symbol: str):
+    market_data_refresh(account_id=account_id, symbol=symbol)
+
+
+@shared_task(name="track_exchange_orders", ignore_result=True)
+def track_exchange_orders(account_id: int):
+    orders_track(account_id=account_id)

@@ -1,0 +1,255 @@
+"""The strategy cycle: for every due session, desired orders -> diff -> intents, in bulk.
+
+A cycle runs a constant number of queries whatever the number of sessions: one read each of
+sessions, market data, balances and tracked orders, then bulk writes. Each create intent is
+written with its tracked order (``pending_create``) and each cancel marks its order
+``pending_cancel`` in the same transaction, so the next cycle sees what is on its way and a
+ladder never stacks. A create not yet sent when its order is cancelled is superseded instead.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from intents.models import (
+    OPEN_TRACKED_STATUSES,
+    Intent,
+    IntentKind,
+    IntentStatus,
+    TrackedOrder,
+    TrackedOrderStatus,
+)
+from ledger.models import Balance
+
+from . import order_diff, pure_mm
+from .models import MarketData, SessionStatus, StrategySession
+
+logger = logging.getLogger(__name__)
+
+# How long stored market data stays fresh enough to quote on.
+STALE_AFTER_TICKS = 5
+STALE_AFTER_MIN_S = 5
+RECENT_FILLS_S = 600
+
+
+@dataclass(frozen=True)
+class CycleSummary:
+    sessions_due: int = 0
+    sessions_run: int = 0
+    sessions_stale: int = 0
+    intents_written: int = 0
+    superseded: int = 0
+
+
+def strategy_key(order_id) -> str:
+    return f"mm:{order_id}"
+
+
+def client_order_prefix(order_id) -> str:
+    """Every exchange order of one session carries this prefix (stop finds untracked ones by it)."""
+    return f"mm{str(order_id).replace('-', '')[:12]}"
+
+
+def client_order_id_for(order_id, intent_id: str) -> str:
+    """Deterministic client order id of a create intent: prefix + 16 hex of the intent id (30 chars)."""
+    return client_order_prefix(order_id) + hashlib.sha256(intent_id.encode()).hexdigest()[:16]
+
+
+def _stale_before(now: datetime) -> datetime:
+    ms = max(settings.STRATEGY_TICK_SIZE_MS * STALE_AFTER_TICKS, STALE_AFTER_MIN_S * 1000)
+    return now - timedelta(milliseconds=ms)
+
+
+def tracked_markets_and_accounts() -> tuple[list[tuple[int, str]], list[int]]:
+    """The (account, symbol) markets and the accounts that running sessions trade on."""
+    rows = StrategySession.objects.filter(status=SessionStatus.RUNNING).values_list(
+        "order__exchange_account_id", "order__pair__symbol").distinct()
+    markets = sorted({(account_id, symbol) for account_id, symbol in rows if account_id})
+    return markets, sorted({account_id for account_id, _ in markets})
+
+
+def params_for(order) -> pure_mm.PureMMParams:
+    return pure_mm.PureMMParams(
+        bid_spread=order.bid_spread,
+        ask_spread=order.ask_spread,
+        order_amount=order.order_amount,
+        order_levels=order.number_of_layers,
+        order_level_spread=getattr(order, "order_level_spread", None) or Decimal(0),
+        amount_change_type=order.amount_change_type,
+        amount_change_per_layer=order.amount_change_per_layer,
+        price_source=_price_source(order.price_source_type),
+        price_ceiling=order.ceiling_price,
+        price_floor=order.floor_price,
+    )
+
+
+_PRICE_SOURCES = {
+    "mid_price": pure_mm.PriceSource.MID, "mid": pure_mm.PriceSource.MID,
+    "best_bid": pure_mm.PriceSource.BEST_BID, "best_ask": pure_mm.PriceSource.BEST_ASK,
+    "last_price": pure_mm.PriceSource.LAST, "last": pure_mm.PriceSource.LAST,
+}
+
+
+def _price_source(value: str) -> pure_mm.PriceSource:
+    try:
+        return _PRICE_SOURCES[value]
+    except KeyError:
+        raise pure_mm.StrategyInputError(f"unknown price source {value!r}") from None
+
+
+def _tracked_view(row: TrackedOrder) -> order_diff.TrackedOrder:
+    return order_diff.TrackedOrder(
+        client_order_id=row.client_order_id, side=pure_mm.Side(row.side), price=row.price,
+        amount=row.amount, layer=row.layer, status=order_diff.TrackedStatus(row.status),
+        created_at=row.created_at, filled_amount=row.filled, last_fill_at=row.last_fill_at, hanging=row.hanging,
+    )
+
+
+def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) -> CycleSummary:
+    """Run every running session whose next run is due; write the intents of all of them."""
+    now = now or timezone.now()
+    slot = slot if slot is not None else int(now.timestamp() * 1000) // max(settings.STRATEGY_TICK_SIZE_MS, 1)
+    sessions = list(
+        StrategySession.objects.filter(status=SessionStatus.RUNNING, next_run_at__lte=now)
+        .select_related("order", "order__pair")
+    )
+    if not sessions:
+        return CycleSummary()
+
+    markets = {(m.account_id, m.symbol): m for m in MarketData.objects.filter(
+        account_id__in={s.order.exchange_account_id for s in sessions},
+        symbol__in={s.order.pair.symbol for s in sessions})}
+    users = {s.order.user_id for s in sessions}
+    assets = {a for s in sessions for a in (s.order.pair.base_asset_id, s.order.pair.quote_asset_id)}
+    balances = {(b.user_id, b.asset_id): b for b in Balance.objects.filter(user_id__in=users, asset_id__in=assets)}
+    keys = {strategy_key(s.order.order_id): s for s in sessions}
+    recent = now - timedelta(seconds=RECENT_FILLS_S)
+    tracked: dict[str, list[TrackedOrder]] = {key: [] for key in keys}
+    for row in TrackedOrder.objects.filter(strategy_key__in=keys).filter(
+            Q(status__in=OPEN_TRACKED_STATUSES) | Q(status=TrackedOrderStatus.FILLED, updated_at__gte=recent)):
+        tracked[row.strategy_key].append(row)
+
+    stale_before = _stale_before(now)
+    new_intents: list[Intent] = []
+    new_tracked: list[TrackedOrder] = []
+    cancel_ids: list[str] = []
+    hang_ids: list[str] = []
+    ran: list[StrategySession] = []
+    stale = 0
+    for key, session in keys.items():
+        order = session.order
+        market = markets.get((order.exchange_account_id, order.pair.symbol))
+        session.next_run_at = now + timedelta(seconds=session.cadence_s)
+        if market is None or market.fetched_at < stale_before:
+            stale += 1
+            continue
+        zero = Decimal(0)
+        base = balances.get((order.user_id, order.pair.base_asset_id))
+        quote = balances.get((order.user_id, order.pair.quote_asset_id))
+        budget = pure_mm.Budget(base=base.locked if base else zero, quote=quote.locked if quote else zero)
+        try:
+            params = params_for(order)
+            proposal = pure_mm.propose_orders(
+                params=params,
+                market=pure_mm.MarketSnapshot(best_bid=market.best_bid, best_ask=market.best_ask,
+                                              last_price=market.last_price),
+                rules=pure_mm.MarketRules(price_tick=market.price_tick, amount_step=market.amount_step,
+                                          min_amount=market.min_amount, min_notional=market.min_notional),
+                balances=pure_mm.Balances(base=budget.base, quote=budget.quote),
+                budget=budget,
+            )
+            diff = order_diff.diff_orders(desired=proposal.orders, tracked=[_tracked_view(t) for t in tracked[key]],
+                                          params=params, budget=budget, now=now)
+        except pure_mm.StrategyInputError as exc:
+            logger.warning("event=strategy_input_error order_id=%s error=%s", order.order_id, exc)
+            continue
+        ran.append(session)
+        for cancel in diff.cancel:
+            cancel_ids.append(cancel.client_order_id)
+        hang_ids.extend(diff.hang)
+        for desired in diff.create:
+            intent_id = f"{key}:{slot}:create:{desired.side.value}{desired.layer}"
+            client_order_id = client_order_id_for(order.order_id, intent_id)
+            common = dict(strategy_key=key, account_id=order.exchange_account_id, symbol=order.pair.symbol,
+                          side=desired.side.value, price=desired.price, amount=desired.amount,
+                          client_order_id=client_order_id)
+            new_intents.append(Intent(intent_id=intent_id, kind=IntentKind.CREATE, **common))
+            new_tracked.append(TrackedOrder(layer=desired.layer, status=TrackedOrderStatus.PENDING_CREATE, **common))
+
+    superseded = 0
+    with transaction.atomic():
+        if cancel_ids:
+            superseded = _write_cancels(cancel_ids, keys, slot, new_intents)
+        if hang_ids:
+            TrackedOrder.objects.filter(client_order_id__in=hang_ids).update(hanging=True, updated_at=now)
+        TrackedOrder.objects.bulk_create(new_tracked, ignore_conflicts=True)
+        Intent.objects.bulk_create(new_intents, ignore_conflicts=True)
+        StrategySession.objects.bulk_update(list(keys.values()), ["next_run_at"])
+    summary = CycleSummary(sessions_due=len(sessions), sessions_run=len(ran), sessions_stale=stale,
+                           intents_written=len(new_intents), superseded=superseded)
+    logger.info("event=strategy_cycle due=%s run=%s stale=%s intents=%s superseded=%s", summary.sessions_due,
+                summary.sessions_run, summary.sessions_stale, summary.intents_written, summary.superseded)
+    return summary
+
+
+def _write_cancels(cancel_ids: list[str], keys: dict, slot: int, new_intents: list[Intent]) -> int:
+    """Cancel intents for sent orders; a create still waiting to be sent is superseded instead."""
+    unsent = set(Intent.objects.filter(
+        client_order_id__in=cancel_ids, kind=IntentKind.CREATE, status=IntentStatus.NEW,
+    ).values_list("client_order_id", flat=True))
+    if unsent:
+        Intent.objects.filter(client_order_id__in=unsent, kind=IntentKind.CREATE, status=IntentStatus.NEW).update(
+            status=IntentStatus.SUPERSEDED, finished_at=timezone.now(), last_error="cancelled before it was sent")
+        TrackedOrder.objects.filter(client_order_id__in=unsent).update(status=TrackedOrderStatus.CANCELLED)
+    to_cancel = [cid for cid in cancel_ids if cid not in unsent]
+    rows = TrackedOrder.objects.filter(client_order_id__in=to_cancel).values_list(
+        "client_order_id", "strategy_key", "account_id", "symbol")
+    for client_order_id, key, account_id, symbol in rows:
+        new_intents.append(Intent(
+            intent_id=f"{key}:{slot}:cancel:{client_order_id}", strategy_key=key, account_id=account_id,
+            kind=IntentKind.CANCEL, symbol=symbol, client_order_id=client_order_id,
+        ))
+    TrackedOrder.objects.filter(client_order_id__in=to_cancel).update(status=TrackedOrderStatus.PENDING_CANCEL)
+    return len(unsent)
+
+
+def refresh_market_data(markets, *, inline: bool) -> None:
+    from .tasks import refresh_market_data as task
+
+    for account_id, symbol in markets:
+        if inline:
+            from .trackers import market_data_refresh
+
+            market_data_refresh(account_id=account_id, symbol=symbol)
+        else:
+            task.apply_async(args=[account_id, symbol], expires=_task_expiry())
+
+
+def track_orders(accounts, *, inline: bool) -> None:
+    from .tasks import track_exchange_orders as task
+
+    for account_id in accounts:
+        if inline:
+            from .trackers import orders_track
+
+            orders_track(account_id=account_id)
+        else:
+            task.apply_async(args=[account_id], expires=_task_expiry())
+
+
+def dispatch(*, inline: bool) -> int:
+    from intents.dispatcher import intents_dispatch
+
+    return intents_dispatch(inline=inline)
+
+
+def _task_expiry() -> float:
+    return max(settings.STRATEGY_TICK_SIZE_MS / 1000 * 2, 1.0)

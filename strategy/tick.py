@@ -1,0 +1,87 @@
+"""The tick coordinator: a database lease per period, then the components in order.
+
+Components: market data, order tracking, strategies. In ``worker`` mode the first two only
+enqueue tracker tasks (one per market, one per exchange account) and the strategies read the
+latest stored state, so a tick never waits on an exchange. In ``sync`` mode (the spec's legacy
+driver) trackers and intent execution run inline.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .models import TickLease
+
+logger = logging.getLogger(__name__)
+
+TICK_LEASE_NAME = "tick"
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    ran: bool
+    slot: int
+    duration_ms: int = 0
+    sessions_run: int = 0
+    intents_written: int = 0
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def tick_period_ms() -> int:
+    return max(int(settings.STRATEGY_TICK_SIZE_MS), 1)
+
+
+def _acquire(now: datetime, slot: int) -> bool:
+    TickLease.objects.get_or_create(name=TICK_LEASE_NAME)
+    # A crashed tick's lease lapses after a few periods, so ticks resume on their own.
+    lease = timedelta(milliseconds=max(tick_period_ms() * 5, 5000))
+    taken = TickLease.objects.filter(
+        name=TICK_LEASE_NAME, last_slot__lt=slot
+    ).filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(holder=_holder(), lease_until=now + lease, last_slot=slot, last_started_at=now)
+    if not taken:
+        TickLease.objects.filter(name=TICK_LEASE_NAME).update(ticks_skipped=F("ticks_skipped") + 1)
+    return bool(taken)
+
+
+def _release(duration_ms: int) -> None:
+    TickLease.objects.filter(name=TICK_LEASE_NAME, holder=_holder()).update(
+        lease_until=None, last_finished_at=timezone.now(), last_duration_ms=duration_ms,
+        ticks_run=F("ticks_run") + 1,
+    )
+
+
+def tick_run(*, now: datetime | None = None) -> TickOutcome:
+    """Run one tick if this period's slot is free; otherwise count it as skipped."""
+    from . import runtime
+
+    now = now or timezone.now()
+    slot = int(now.timestamp() * 1000) // tick_period_ms()
+    if not _acquire(now, slot):
+        logger.info("event=tick_skipped slot=%s", slot)
+        return TickOutcome(ran=False, slot=slot)
+    started = time.perf_counter()
+    try:
+        sync = settings.STRATEGY_INTENT_EXECUTION_DRIVER == "sync"
+        markets, accounts = runtime.tracked_markets_and_accounts()
+        runtime.refresh_market_data(markets, inline=sync)
+        runtime.track_orders(accounts, inline=sync)
+        summary = runtime.strategies_run_due(now=now, slot=slot)
+        runtime.dispatch(inline=sync)
+    finally:
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        _release(duration_ms)
+    logger.info("event=tick slot=%s duration_ms=%s sessions=%s intents=%s", slot, duration_ms,
+                summary.sessions_run, summary.intents_written)
+    return TickOutcome(ran=True, slot=slot, duration_ms=duration_ms, sessions_run=summary.sessions_run,
+                       intents_written=summary.intents_written)

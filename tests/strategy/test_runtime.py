@@ -1,0 +1,91 @@
+"""The trading runtime against the simulator: ticks quote ladders that never stack."""
+import time
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from exchanges.simulator.services import simulator_advance
+from intents.models import Intent, IntentStatus, TrackedOrder, TrackedOrderStatus
+from strategy import runtime
+from strategy.models import StrategySession, TickLease
+from strategy.tick import tick_run
+
+from .conftest import make_running_order
+
+
+def open_orders_of(client, order):
+    prefix = runtime.client_order_prefix(order.order_id)
+    return [o for o in client.fetch_open_orders("BTC/USDT") if (o.get("clientOrderId") or "").startswith(prefix)]
+
+
+def make_due():
+    StrategySession.objects.update(next_run_at=timezone.now())
+
+
+@pytest.fixture
+def sync_driver(settings):
+    settings.STRATEGY_INTENT_EXECUTION_DRIVER = "sync"
+    settings.STRATEGY_TICK_SIZE_MS = 10
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 8
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 4
+
+
+def test_sync_tick_quotes_a_two_layer_ladder(sim, sync_driver):
+    account = sim.accounts[0]
+    order = make_running_order(account, layers=2)
+
+    outcome = tick_run()
+
+    assert outcome.ran and outcome.sessions_run == 1
+    orders = open_orders_of(sim.client(account), order)
+    assert sorted(o["side"] for o in orders) == ["buy", "buy", "sell", "sell"]
+    tracked = TrackedOrder.objects.filter(strategy_key=runtime.strategy_key(order.order_id))
+    assert sorted(t.status for t in tracked) == [TrackedOrderStatus.OPEN] * 4
+    assert {t.client_order_id for t in tracked} == {o["clientOrderId"] for o in orders}
+    assert Intent.objects.filter(status=IntentStatus.DONE).count() == 4
+
+
+def test_ladders_never_stack_while_the_price_moves(sim, sync_driver):
+    account = sim.accounts[0]
+    order = make_running_order(account, layers=2, spread="0.0005")
+    client = sim.client(account)
+    peak = 0
+    for step in range(40):
+        make_due()
+        tick_run()
+        peak = max(peak, len(open_orders_of(client, order)))
+        simulator_advance("BTC/USDT", 3)
+        time.sleep(0.011)
+    assert peak == 4
+    assert len(open_orders_of(client, order)) <= 4
+    # the ladder really was replaced as the price moved
+    assert Intent.objects.filter(kind="cancel", status=IntentStatus.DONE).count() > 0
+
+
+def test_execute_intents_false_processes_without_exchange_calls(sim, sync_driver, settings):
+    settings.STRATEGY_EXECUTE_INTENTS = False
+    account = sim.accounts[0]
+    order = make_running_order(account, layers=1)
+
+    tick_run()
+
+    assert open_orders_of(sim.client(account), order) == []
+    intents = list(Intent.objects.all())
+    assert len(intents) == 2 and all(i.status == IntentStatus.DONE for i in intents)
+    assert all("STRATEGY_EXECUTE_INTENTS=false" in i.last_error for i in intents)
+
+
+def test_second_tick_in_the_same_period_is_skipped_and_counted(sim, settings):
+    settings.STRATEGY_TICK_SIZE_MS = 60_000
+    first = tick_run()
+    second = tick_run()
+    assert first.ran and not second.ran
+    assert TickLease.objects.get().ticks_skipped == 1
+
+
+def test_stale_market_data_skips_quoting(sim, sync_driver):
+    account = sim.accounts[0]
+    make_running_order(account, layers=1)
+    runtime.strategies_run_due(now=timezone.now())  # no market data stored yet
+    assert Intent.objects.count() == 0
