@@ -3,6 +3,7 @@ import threading
 
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
+from waitress import wasyncore
 from waitress.server import create_server
 
 LOOPBACK = "127.0.0.1"
@@ -25,7 +26,7 @@ class _CloseConnections:
             connections.close_all()
 
 
-def simulator_server(*, port: int = 0, threads: int = 8, close_connections: bool = False):
+def simulator_server(*, port: int = 0, threads: int = 8, close_connections: bool = False, **adjustments):
     """A waitress server of the whole Django app (the simulator lives at /api/v3 and /sapi/v1).
 
     Port 0 picks a free port: read it from ``server.effective_port``.
@@ -34,14 +35,16 @@ def simulator_server(*, port: int = 0, threads: int = 8, close_connections: bool
     if close_connections:
         app = _CloseConnections(app)
     return create_server(app, host=LOOPBACK, port=port, threads=threads, ident="mm-exchange-simulator",
-                         channel_timeout=30, clear_untrusted_proxy_headers=True)
+                         channel_timeout=30, clear_untrusted_proxy_headers=True, **adjustments)
 
 
 class BackgroundSimulator:
     """The simulator served from a daemon thread of this process (tests, benchmarks)."""
 
     def __init__(self, *, threads: int = 8, close_connections: bool = True):
-        self.server = simulator_server(port=0, threads=threads, close_connections=close_connections)
+        # A short loop timeout lets the serving thread notice the shutdown promptly.
+        self.server = simulator_server(port=0, threads=threads, close_connections=close_connections,
+                                       asyncore_loop_timeout=0.05)
         self.thread = threading.Thread(target=self.server.run, name="exchange-simulator", daemon=True)
 
     @property
@@ -53,6 +56,9 @@ class BackgroundSimulator:
         return self
 
     def __exit__(self, *exc):
-        self.server.close()
+        # Closing only the listener would leave clients' keep-alive channels serving.
+        self.server.task_dispatcher.shutdown(timeout=5)
+        # Close every socket from the serving thread itself (the trigger runs the thunk there).
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self.thread.join(timeout=5)
         return False

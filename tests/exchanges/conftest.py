@@ -1,0 +1,46 @@
+"""Fixtures of the exchanges tests: a simulator served over loopback HTTP, real ccxt clients."""
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from exchanges.clients import build_exchange_client, exchange_clients_clear
+from exchanges.models import ExchangeAccount
+from exchanges.simulator.server import BackgroundSimulator
+from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure
+
+SIM_LABEL = "sim-test"
+SIM_KEY = "test-api-key-0001"
+SIM_SECRET = "test-api-secret-do-not-log-0001"
+
+
+@dataclass
+class Sim:
+    base_url: str
+    account: ExchangeAccount  # our side: the ExchangeAccount pointing at the simulator
+    sim_label: str
+
+    def client(self, **kwargs):
+        return build_exchange_client(self.account, **kwargs)
+
+
+@pytest.fixture
+def simulator(transactional_db):
+    """A running simulator with BTC/USDT at 30000 (seed 7) and an account holding 100000 USDT, 10 BTC."""
+    simulator_market_ensure(symbol="BTC/USDT", start_price=Decimal("30000"), seed=7)
+    simulator_account_ensure(label=SIM_LABEL, api_key=SIM_KEY, api_secret=SIM_SECRET,
+                             balances={"USDT": Decimal("100000"), "BTC": Decimal("10")})
+    exchange_clients_clear()
+    with BackgroundSimulator() as server:
+        account = ExchangeAccount(exchange_id="binance", label="binance-sim", api_key=SIM_KEY,
+                                  base_url=server.base_url)
+        account.api_secret = SIM_SECRET
+        account.save()
+        yield Sim(base_url=server.base_url, account=account, sim_label=SIM_LABEL)
+    exchange_clients_clear()
+
+
+@pytest.fixture
+def client(simulator):
+    """A real ccxt binance instance pointed at the simulator, markets loaded."""
+    return simulator.client()

@@ -1,0 +1,84 @@
+"""Exchange account secrets: encrypted at rest, never in repr, admin pages or logs; key rotation."""
+import logging
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
+from django.db import connection
+
+from exchanges.admin import ExchangeAccountForm
+from exchanges.errors import SecretDecryptionError
+from exchanges.models import ExchangeAccount
+
+pytestmark = pytest.mark.embedded
+
+SECRET = "very-secret-api-secret-4f1c"
+
+
+def _raw_rows():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM exchanges_exchangeaccount")
+        return " ".join(str(value) for row in cursor.fetchall() for value in row)
+
+
+@pytest.mark.django_db
+def test_secret_is_not_stored_in_plain_text_but_reads_back():
+    account = ExchangeAccount(exchange_id="binance", label="main", api_key="k")
+    account.api_secret = SECRET
+    account.save()
+
+    assert SECRET not in _raw_rows()
+    assert ExchangeAccount.objects.get(pk=account.pk).api_secret == SECRET
+    assert SECRET not in repr(account) and SECRET not in str(account)
+
+
+@pytest.mark.django_db
+def test_admin_form_never_renders_the_secret():
+    account = ExchangeAccount(exchange_id="binance", label="main", api_key="k")
+    account.api_secret = SECRET
+    account.save()
+
+    html = str(ExchangeAccountForm(instance=account))
+
+    assert SECRET not in html and account.api_secret_encrypted not in html
+
+
+@pytest.mark.django_db
+def test_rotation_reencrypts_under_the_new_key_and_old_key_can_be_dropped(settings):
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.EXCHANGE_SECRET_KEYS = [old_key]
+    account = ExchangeAccount(exchange_id="binance", label="main", api_key="k")
+    account.api_secret = SECRET
+    account.save()
+    before = account.api_secret_encrypted
+
+    settings.EXCHANGE_SECRET_KEYS = [new_key, old_key]
+    call_command("rotate_exchange_secrets", stdout=open("/dev/null", "w"))
+    settings.EXCHANGE_SECRET_KEYS = [new_key]
+
+    account.refresh_from_db()
+    assert account.api_secret_encrypted != before
+    assert account.api_secret == SECRET
+    settings.EXCHANGE_SECRET_KEYS = [old_key]
+    with pytest.raises(SecretDecryptionError):
+        account.api_secret
+
+
+@pytest.mark.embedded
+def test_secrets_never_reach_the_logs_of_a_trading_session(simulator, caplog):
+    from exchanges.clients import exchange_client
+    from exchanges.simulator.services import simulator_set_faults
+
+    caplog.set_level(logging.DEBUG)
+    simulator_set_faults(account_label=simulator.sim_label, http_5xx=1)
+    client = exchange_client(account_id=simulator.account.pk)
+    try:
+        client.fetch_balance()
+    except Exception:
+        logging.getLogger("test").exception("fetch_balance failed")
+    client.create_order("BTC/USDT", "limit", "buy", "0.001", "29000", {"newClientOrderId": "mm-log-1"})
+
+    logged = "\n".join(record.getMessage() + str(record.exc_info or "") for record in caplog.records)
+    assert "sim_order_placed" in logged  # the logs were captured
+    assert simulator.account.api_secret not in logged
+    assert simulator.account.api_secret not in caplog.text
