@@ -1,0 +1,47 @@
+"""The sweeper: re-dispatch every job the database says is due (after a broker outage or a lost message).
+
+Every job is idempotent, so dispatching one that is already queued costs a no-op run.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+from ..dispatch import enqueue_after_commit
+from ..models import MarketMakingOrder, OrderState, Snapshot, SnapshotOutcome
+from .refunds import refund_settle_pending
+
+logger = logging.getLogger(__name__)
+
+NEXT_JOB = {
+    OrderState.WITHDRAWING: "monitor_mixin_withdrawal",
+    OrderState.WITHDRAWAL_CONFIRMED: "join_campaign",
+    OrderState.CAMPAIGN_JOINED: "start_mm",
+}
+
+
+def lifecycle_resume() -> dict[str, int]:
+    """Queue the next job of every order and snapshot that waits on one; send pending refunds."""
+    counts: dict[str, int] = {}
+
+    def queue(job: str, arg: str) -> None:
+        enqueue_after_commit(job, arg)
+        counts[job] = counts.get(job, 0) + 1
+
+    for snapshot_id in Snapshot.objects.filter(outcome=SnapshotOutcome.RECEIVED).values_list("snapshot_id", flat=True):
+        queue("process_market_making_snapshots", snapshot_id)
+    pending = MarketMakingOrder.objects.filter(state=OrderState.PAYMENT_PENDING, payment__check_started_at__isnull=False)
+    for order_id in pending.values_list("order_id", flat=True):
+        queue("check_payment_complete", str(order_id))
+    if settings.MM_WITHDRAW_MODE != "disabled":
+        for order_id in MarketMakingOrder.objects.filter(state=OrderState.PAYMENT_COMPLETE).values_list("order_id", flat=True):
+            queue("withdraw_to_exchange", str(order_id))
+    for state, job in NEXT_JOB.items():
+        for order_id in MarketMakingOrder.objects.filter(state=state).values_list("order_id", flat=True):
+            queue(job, str(order_id))
+    statuses = refund_settle_pending()
+    counts["refunds_sent"] = statuses.count("sent")
+    counts["refunds_still_pending"] = statuses.count("pending")
+    logger.info("event=lifecycle_resumed %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    return counts

@@ -1,0 +1,117 @@
+"""Management commands and the JSON endpoint: mm_order create, stop_mm, mm_status, mm_resume, POST /api/orders/."""
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from orders.memo import decode_memo
+from orders.models import MarketMakingOrder, OrderTransition, Snapshot
+from orders.services import snapshot_record
+
+from .conftest import BTC, ETH, USDT, snapshot_payload
+
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
+
+
+def test_mm_order_create_prints_id_memo_and_required_amounts(pair, user_id, capsys):
+    call_command("mm_order", "create", "--user", user_id, "--pair", str(pair.pair_id), "--base-amount", "0.5",
+                 "--quote-amount", "1000", "--bid-spread", "0.001", "--ask-spread", "0.002", "--order-amount", "0.01")
+    out = json.loads(capsys.readouterr().out)
+    order = MarketMakingOrder.objects.get(order_id=out["order_id"])
+    assert order.state == out["state"] == "payment_pending"
+    memo = decode_memo(out["memo"])
+    assert (memo.pair_id, memo.order_id) == (pair.pair_id, order.order_id)
+    assert {(r["leg"], r["asset_id"], r["amount"]) for r in out["required"]} == {
+        ("base", BTC, "0.5"), ("quote", USDT, "1000"), ("base_fee", BTC, "0.0001"), ("quote_fee", ETH, "0.002")}
+    assert order.ask_spread == Decimal("0.002")
+    assert OrderTransition.objects.get(order=order).by == "command:mm_order"
+
+
+def test_mm_order_create_refuses_a_disabled_pair(pair, user_id):
+    pair.enabled = False
+    pair.save()
+    with pytest.raises(CommandError, match="disabled"):
+        call_command("mm_order", "create", "--user", user_id, "--pair", str(pair.pair_id), "--base-amount", "1",
+                     "--quote-amount", "1", "--bid-spread", "0.001", "--ask-spread", "0.001", "--order-amount", "0.1")
+    assert not MarketMakingOrder.objects.exists()
+
+
+def test_stop_mm_of_an_unknown_order_fails_clearly():
+    with pytest.raises(CommandError, match="no market-making order"):
+        call_command("stop_mm", str(uuid.uuid4()))
+
+
+def test_stop_mm_of_an_order_awaiting_payment_is_refused(order):
+    with pytest.raises(CommandError, match="not allowed"):
+        call_command("stop_mm", str(order.order_id))
+
+
+def test_mm_status_json_counts_orders_snapshots_and_refunds(order, capsys):
+    snapshot_record(provider="local", data=snapshot_payload(order, asset_id=USDT, amount="1"))
+    call_command("mm_status", "--json")
+    status = json.loads(capsys.readouterr().out)
+    assert status["orders"]["payment_pending"] == 1 and status["orders"]["running"] == 0
+    assert status["snapshots"] == {"received": 1}
+
+
+def test_mm_resume_processes_a_snapshot_whose_job_was_lost(order, capsys, django_capture_on_commit_callbacks):
+    # given a recorded snapshot whose processing job never reached a worker
+    payload = snapshot_payload(order, asset_id=USDT, amount="1")
+    with django_capture_on_commit_callbacks(execute=False):
+        snapshot_record(provider="local", data=payload)
+    # when the sweeper runs, its job is queued again
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        call_command("mm_resume")
+    assert [(cb.args[0], cb.args[1]) for cb in queued] == [("process_market_making_snapshots",
+                                                             (payload["snapshot_id"],))]
+    assert json.loads(capsys.readouterr().out)["process_market_making_snapshots"] == 1
+    assert Snapshot.objects.get(snapshot_id=payload["snapshot_id"]).outcome == "received"
+
+
+def test_api_creates_an_order_intent(client, pair, user_id):
+    body = dict(user_id=user_id, pair_id=str(pair.pair_id), base_amount="0.5", quote_amount="1000",
+                bid_spread="0.001", ask_spread="0.001", order_amount="0.01", order_refresh_time=5)
+    response = client.post("/api/orders/", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 201, response.content
+    data = response.json()
+    assert MarketMakingOrder.objects.get(order_id=data["order_id"]).order_refresh_time == 5
+    assert decode_memo(data["memo"]).order_id == uuid.UUID(data["order_id"])
+
+
+@pytest.mark.parametrize(
+    "change, status, message",
+    [
+        ({"base_amount": 0.5}, 400, "not a float"),
+        ({"bid_spread": "abc"}, 400, "not a decimal"),
+        ({"user_id": "bob"}, 400, "Mixin user id"),
+        ({"pair_id": str(uuid.uuid4())}, 404, "no market-making pair"),
+        ({"color": "red"}, 400, "bad fields"),
+        ({"order_refresh_time": 0}, 400, "positive integer"),
+    ],
+)
+def test_api_refuses_bad_requests_and_creates_nothing(client, pair, user_id, change, status, message):
+    body = dict(user_id=user_id, pair_id=str(pair.pair_id), base_amount="0.5", quote_amount="1000",
+                bid_spread="0.001", ask_spread="0.001", order_amount="0.01")
+    body.update(change)
+    response = client.post("/api/orders/", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == status
+    assert message in response.content.decode()
+    assert not MarketMakingOrder.objects.exists()
+
+
+def test_api_accepts_only_post(client):
+    assert client.get("/api/orders/").status_code == 405
+
+
+def test_admin_action_stops_an_order_through_the_same_service(admin_client, order):
+    from orders.models import OrderState
+
+    MarketMakingOrder.objects.filter(pk=order.pk).update(state=OrderState.RUNNING)
+    response = admin_client.post("/admin/orders/marketmakingorder/",
+                                 {"action": "stop_orders", "_selected_action": [order.pk]}, follow=True)
+    assert response.status_code == 200
+    order.refresh_from_db()
+    assert order.state == "stopped"
+    assert OrderTransition.objects.filter(order=order).last().by == "admin:admin"
