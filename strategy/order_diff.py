@@ -90,7 +90,9 @@ class TrackedOrder:
         coerce_enum_field(self, "status", TrackedStatus)
         normalise_decimal_fields(self)
         require(isinstance(self.client_order_id, str) and self.client_order_id != "", "client_order_id is required")
-        require(isinstance(self.layer, int) and not isinstance(self.layer, bool), f"layer must be an int, got {self.layer!r}")
+        require(
+            isinstance(self.layer, int) and not isinstance(self.layer, bool), f"layer must be an int, got {self.layer!r}"
+        )
         require(self.price > 0, f"price must be positive, got {self.price} ({self.client_order_id})")
         require(self.amount > 0, f"amount must be positive, got {self.amount} ({self.client_order_id})")
         require(

@@ -334,7 +334,10 @@ class DesiredOrder:
         coerce_enum_field(self, "side", Side)
         normalise_decimal_fields(self)
         require(self.price > 0 and self.amount > 0, f"a desired order needs a positive price and amount: {self}")
-        require(isinstance(self.layer, int) and self.layer >= 0, f"layer must be a non-negative int, got {self.layer!r}")
+        require(
+            isinstance(self.layer, int) and not isinstance(self.layer, bool) and self.layer >= 0,
+            f"layer must be a non-negative int, got {self.layer!r}",
+        )
 
     @property
     def notional(self) -> Decimal:
@@ -490,7 +493,11 @@ def propose_orders(
 
     dropped.sort(key=lambda d: (d.side is Side.SELL, d.layer))
     return Proposal(
-        orders=tuple(orders), dropped=tuple(dropped), reference_price=reference, bid_ratio=bid_ratio, ask_ratio=ask_ratio
+        orders=tuple(orders),
+        dropped=tuple(dropped),
+        reference_price=reference,
+        bid_ratio=bid_ratio,
+        ask_ratio=ask_ratio,
     )
 
 

@@ -1,4 +1,5 @@
 """The pure order diff: keep, cancel and create decisions, so ladders never stack or overspend."""
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal as D
 from decimal import localcontext
@@ -8,7 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strategy.order_diff import (
-    ACTIVE_STATUSES,
     CancelReason,
     TrackedOrder,
     TrackedStatus,
@@ -43,7 +43,9 @@ def want(side, layer, price, amount="1"):
     return DesiredOrder(side=Side(side), price=D(price), amount=D(amount), layer=layer)
 
 
-def tracked(cid, side, layer, price, amount="1", *, status="open", age=10, filled="0", last_fill_age=None, hanging=False):
+def tracked(
+    cid, side, layer, price, amount="1", *, status="open", age=10, filled="0", last_fill_age=None, hanging=False
+):
     return TrackedOrder(
         client_order_id=cid,
         side=Side(side),
@@ -256,7 +258,9 @@ def test_opposite_side_fill_makes_an_order_hanging(enabled, fill_age, sell_age, 
 def test_same_side_fill_does_not_make_an_order_hanging():
     filled_sell = tracked("filled-sell", "sell", 1, "102", status="filled", filled="1", age=100, last_fill_age=1)
 
-    result = diff([want("sell", 0, "103")], [filled_sell, tracked("sell", "sell", 0, "101")], hanging_orders_enabled=True)
+    orders = [filled_sell, tracked("sell", "sell", 0, "101")]
+
+    result = diff([want("sell", 0, "103")], orders, hanging_orders_enabled=True)
 
     assert cancelled(result) == {"sell": CancelReason.OUT_OF_TOLERANCE}
 
@@ -405,70 +409,146 @@ def test_float_price_in_a_tracked_order_is_a_float_error():
         TrackedOrder(client_order_id="a", side="buy", price=99.0, amount=D("1"), layer=0, status="open", created_at=NOW)
 
 
-# --- ladders never stack: a replay over a moving price -----------------------------------
+# --- ladders never stack: replays over a moving price ------------------------------------
 
 
-def apply_diff(orders: dict, result, *, now, counter) -> None:
-    """What the intents layer does, in miniature: cancels go pending, creates go pending_create."""
-    for cancel in result.cancel:
-        orders[cancel.client_order_id] = replace_status(orders[cancel.client_order_id], TrackedStatus.PENDING_CANCEL)
-    for order in result.create:
-        counter[0] += 1
-        cid = f"c{counter[0]}"
-        orders[cid] = TrackedOrder(
-            client_order_id=cid, side=order.side, price=order.price, amount=order.amount,
-            layer=order.layer, status=TrackedStatus.PENDING_CREATE, created_at=now,
+class LadderReplay:
+    """Strategy, diff and a miniature exchange, tick after tick, checking the ladder each time.
+
+    Cancels go ``pending_cancel`` and creates ``pending_create`` as the intents layer writes
+    them; the exchange then confirms them (or not, on a slow tick) and fills whole orders,
+    which moves the budget and the balances as settlement would.
+    """
+
+    def __init__(self, *, params, rules, budget: Budget):
+        self.params, self.rules, self.budget = params, rules, budget
+        self.orders: dict[str, TrackedOrder] = {}
+        self.created = 0
+        self.most_per_side = 0
+
+    def tick(self, *, now, market) -> None:
+        proposal = propose_orders(
+            params=self.params, market=market, rules=self.rules,
+            balances=Balances(base=self.budget.base, quote=self.budget.quote), budget=self.budget,
         )
+        result = diff_orders(
+            desired=proposal.orders, tracked=list(self.orders.values()), params=self.params, budget=self.budget, now=now
+        )
+        for cancel in result.cancel:
+            self.orders[cancel.client_order_id] = replace(
+                self.orders[cancel.client_order_id], status=TrackedStatus.PENDING_CANCEL
+            )
+        for cid in result.hang:
+            self.orders[cid] = replace(self.orders[cid], hanging=True)
+        for order in result.create:
+            self.created += 1
+            cid = f"c{self.created}"
+            self.orders[cid] = TrackedOrder(
+                client_order_id=cid, side=order.side, price=order.price, amount=order.amount,
+                layer=order.layer, status=TrackedStatus.PENDING_CREATE, created_at=now,
+            )
+        self.check()
+
+    def check(self) -> None:
+        active = [o for o in self.orders.values() if o.is_active]
+        slots = [(o.side, o.layer) for o in active]
+        assert len(set(slots)) == len(slots), "two active orders in one slot: the ladder stacked"
+        for side in Side:
+            live = [o for o in active if o.side is side and o.status is not TrackedStatus.PENDING_CANCEL]
+            assert len(live) <= self.params.order_levels
+            assert all(0 <= o.layer < self.params.order_levels for o in live)
+            self.most_per_side = max(self.most_per_side, len(live))
+        with localcontext() as ctx:
+            ctx.prec = 60
+            assert sum((o.locked for o in active if o.side is Side.BUY), D(0)) <= self.budget.quote
+            assert sum((o.locked for o in active if o.side is Side.SELL), D(0)) <= self.budget.base
+
+    def exchange_confirms(self) -> None:
+        for cid, order in list(self.orders.items()):
+            if order.status is TrackedStatus.PENDING_CREATE:
+                self.orders[cid] = replace(order, status=TrackedStatus.OPEN)
+            elif order.status is TrackedStatus.PENDING_CANCEL:
+                self.orders[cid] = replace(order, status=TrackedStatus.CANCELLED)
+
+    def exchange_fills(self, side: Side, *, now) -> None:
+        """The innermost resting order of ``side`` (open or being cancelled) fills whole."""
+        resting = sorted(
+            (o for o in self.orders.values()
+             if o.side is side and o.status in (TrackedStatus.OPEN, TrackedStatus.PENDING_CANCEL)),
+            key=lambda o: o.layer,
+        )
+        if not resting:
+            return
+        order = resting[0]
+        self.orders[order.client_order_id] = replace(
+            order, status=TrackedStatus.FILLED, filled_amount=order.amount, last_fill_at=now
+        )
+        with localcontext() as ctx:
+            ctx.prec = 60
+            notional = order.price * order.amount
+            if side is Side.BUY:
+                self.budget = Budget(base=self.budget.base + order.amount, quote=self.budget.quote - notional)
+            else:
+                self.budget = Budget(base=self.budget.base - order.amount, quote=self.budget.quote + notional)
 
 
-def replace_status(order: TrackedOrder, status: TrackedStatus) -> TrackedOrder:
-    from dataclasses import replace
-
-    return replace(order, status=status)
-
-
-def exchange_confirms(orders: dict) -> None:
-    for cid, order in list(orders.items()):
-        if order.status is TrackedStatus.PENDING_CREATE:
-            orders[cid] = replace_status(order, TrackedStatus.OPEN)
-        elif order.status is TrackedStatus.PENDING_CANCEL:
-            orders[cid] = replace_status(order, TrackedStatus.CANCELLED)
+def book_around(price: D) -> MarketSnapshot:
+    return MarketSnapshot(best_bid=price - D("0.05"), best_ask=price + D("0.05"), last_price=price)
 
 
 def test_ladder_never_stacks_over_100_ticks_with_a_moving_price():
     params = make_params(order_levels=3, order_level_spread=D("0.002"), max_order_age=D("7"))
-    rules = MarketRules(price_tick=D("0.01"), amount_step=D("0.001"))
-    budget = Budget(base=D("3"), quote=D("300"))
-    orders: dict[str, TrackedOrder] = {}
-    counter = [0]
-    max_per_side = 0
+    replay = LadderReplay(
+        params=params, rules=MarketRules(price_tick=D("0.01"), amount_step=D("0.001")),
+        budget=Budget(base=D("3"), quote=D("300")),
+    )
     price = D("100")
     for tick in range(100):
         now = NOW + timedelta(seconds=tick)
         price += D((tick * 7919) % 11 - 5) / D(10)  # a deterministic walk
-        market = MarketSnapshot(best_bid=price - D("0.05"), best_ask=price + D("0.05"))
-        proposal = propose_orders(
-            params=params, market=market, rules=rules, balances=Balances(base=D("3"), quote=D("300")), budget=budget
-        )
-        result = diff_orders(desired=proposal.orders, tracked=list(orders.values()), params=params, budget=budget, now=now)
-        apply_diff(orders, result, now=now, counter=counter)
-
-        live = [o for o in orders.values() if o.status in ACTIVE_STATUSES - {TrackedStatus.PENDING_CANCEL}]
-        for side in Side:
-            per_side = [o for o in live if o.side is side]
-            assert len(per_side) <= params.order_levels
-            assert len({o.layer for o in per_side}) == len(per_side)
-            max_per_side = max(max_per_side, len(per_side))
-        with localcontext() as ctx:
-            ctx.prec = 60
-            all_active = [o for o in orders.values() if o.is_active]
-            assert sum(o.price * o.remaining for o in all_active if o.side is Side.BUY) <= budget.quote
-            assert sum(o.remaining for o in all_active if o.side is Side.SELL) <= budget.base
+        replay.tick(now=now, market=book_around(price))
         if tick % 3 != 2:  # the exchange answers on most ticks, not all
-            exchange_confirms(orders)
+            replay.exchange_confirms()
 
-    assert max_per_side == params.order_levels  # the ladder was really quoted
-    assert counter[0] > 10  # and really refreshed
+    assert replay.most_per_side == params.order_levels  # the ladder was really quoted
+    assert replay.created > 10  # and really refreshed
+
+
+@st.composite
+def replays(draw):
+    params = make_params(
+        order_levels=draw(st.integers(1, 4)),
+        order_level_spread=draw(st.sampled_from([D("0"), D("0.001"), D("0.01")])),
+        order_refresh_tolerance_pct=draw(st.sampled_from([D("0"), D("0.002"), D("0.02")])),
+        max_order_age=draw(st.sampled_from([None, D("3"), D("10")])),
+        hanging_orders_enabled=draw(st.booleans()),
+        inventory_skew_enabled=draw(st.booleans()),
+        amount_change_per_layer=draw(st.sampled_from([D("0"), D("0.5")])),
+    )
+    budget = Budget(base=D(draw(st.integers(0, 60))) / D(10), quote=D(draw(st.integers(0, 600))))
+    steps = draw(st.lists(
+        st.tuples(st.integers(-30, 30), st.booleans(), st.sampled_from([None, None, Side.BUY, Side.SELL])),
+        min_size=10, max_size=40,
+    ))
+    return params, budget, steps
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(replays())
+def test_property_ladder_never_stacks_or_overspends_through_fills_and_slow_confirms(replay_case):
+    params, budget, steps = replay_case
+    replay = LadderReplay(params=params, rules=MarketRules(price_tick=D("0.01"), amount_step=D("0.001")), budget=budget)
+    price = D("100")
+    for tick, (move, confirmed, fill) in enumerate(steps):
+        now = NOW + timedelta(seconds=tick)
+        price = max(price + D(move) / D(10), D("1"))
+        replay.tick(now=now, market=book_around(price))
+        if fill is not None:
+            replay.exchange_fills(fill, now=now)
+            replay.check()
+        if confirmed:
+            replay.exchange_confirms()
+            replay.check()
 
 
 # --- the property -------------------------------------------------------------------------
@@ -489,7 +569,8 @@ def diff_scenarios(draw):
     for side in Side:
         for layer in draw(st.sets(st.integers(0, levels - 1), max_size=levels)):
             price = D(draw(st.integers(9000, 11000))) / D(100)
-            desired.append(DesiredOrder(side=side, price=price, amount=D(draw(st.integers(1, 30))) / D(10), layer=layer))
+            amount = D(draw(st.integers(1, 30))) / D(10)
+            desired.append(DesiredOrder(side=side, price=price, amount=amount, layer=layer))
     tracked_orders = []
     for index in range(draw(st.integers(0, 12))):
         if desired and draw(st.booleans()):
@@ -502,7 +583,8 @@ def diff_scenarios(draw):
             price = D(draw(st.integers(9000, 11000))) / D(100)
             amount = D(draw(st.integers(1, 30))) / D(10)
         status = draw(st.sampled_from(STATUSES))
-        filled = amount if status is TrackedStatus.FILLED else amount * D(draw(st.sampled_from([0, 0, 0, 1, 5]))) / D(10)
+        tenths_filled = 10 if status is TrackedStatus.FILLED else draw(st.sampled_from([0, 0, 0, 1, 5]))
+        filled = amount * D(tenths_filled) / D(10)
         tracked_orders.append(
             TrackedOrder(
                 client_order_id=f"o{index}",

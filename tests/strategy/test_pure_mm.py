@@ -358,7 +358,9 @@ def test_amount_rounded_to_zero_is_dropped():
     assert reasons(proposal, Side.BUY) == {0: DropReason.NON_POSITIVE_AMOUNT}
 
 
-@pytest.mark.parametrize("bid_spread, level_spread", [(D("0.99999"), D("0")), (D("0.5"), D("0.5")), (D("0.5"), D("0.6"))])
+@pytest.mark.parametrize(
+    "bid_spread, level_spread", [(D("0.99999"), D("0")), (D("0.5"), D("0.5")), (D("0.5"), D("0.6"))]
+)
 def test_buy_layers_priced_at_or_below_zero_are_dropped(bid_spread, level_spread):
     proposal = propose(bid_spread=bid_spread, order_levels=2, order_level_spread=level_spread)
 
@@ -384,7 +386,8 @@ def test_buy_layers_priced_at_or_below_zero_are_dropped(bid_spread, level_spread
 )
 def test_buys_never_lock_more_quote_than_the_budget(quote, min_amount, buys):
     rules = MarketRules(price_tick=D("0.01"), amount_step=D("0.001"), min_amount=min_amount)
-    proposal = propose(rules=rules, order_levels=3, order_level_spread=D("0.01"), budget=Budget(base=D("100"), quote=quote))
+    budget = Budget(base=D("100"), quote=quote)
+    proposal = propose(rules=rules, order_levels=3, order_level_spread=D("0.01"), budget=budget)
 
     assert ladder(proposal, Side.BUY) == buys
     assert sum(o.notional for o in proposal.side(Side.BUY)) <= quote
@@ -410,7 +413,8 @@ def test_sells_never_lock_more_base_than_the_budget(base, sells):
 
 def test_budget_shortfall_below_min_notional_drops_the_layer():
     rules = MarketRules(price_tick=D("0.01"), amount_step=D("0.001"), min_notional=D("5"))
-    proposal = propose(rules=rules, order_levels=3, order_level_spread=D("0.01"), budget=Budget(base=D("100"), quote=D("200")))
+    budget = Budget(base=D("100"), quote=D("200"))
+    proposal = propose(rules=rules, order_levels=3, order_level_spread=D("0.01"), budget=budget)
 
     assert [layer for layer, _, _ in ladder(proposal, Side.BUY)] == [0, 1]
     assert reasons(proposal, Side.BUY) == {2: DropReason.BUDGET}
@@ -424,7 +428,8 @@ def test_budget_shortfall_below_min_notional_drops_the_layer():
     [
         # Last trade far above the book: the buy would cross the 101 ask.
         (dict(price_source=PriceSource.LAST), MarketSnapshot(D("99"), D("101"), D("110")), False, None, D("111.10")),
-        (dict(price_source=PriceSource.LAST), MarketSnapshot(D("99"), D("101"), D("110")), True, D("108.90"), D("111.10")),
+        (dict(price_source=PriceSource.LAST), MarketSnapshot(D("99"), D("101"), D("110")), True,
+         D("108.90"), D("111.10")),
         # Last trade far below: the sell would cross the 99 bid.
         (dict(price_source=PriceSource.LAST), MarketSnapshot(D("99"), D("101"), D("90")), False, D("89.10"), None),
         # A buy exactly at the best ask and a sell exactly at the best bid both take.
@@ -434,7 +439,8 @@ def test_budget_shortfall_below_min_notional_drops_the_layer():
         # One tick inside the book is a maker.
         (dict(price_source=PriceSource.BEST_ASK, bid_spread=D("0.0001")), BOOK, False, D("100.98"), D("102.01")),
         # No asks: a buy cannot take, whatever its price.
-        (dict(price_source=PriceSource.BEST_BID, bid_spread=D("0")), MarketSnapshot(D("99"), None), False, D("99.00"), D("99.99")),
+        (dict(price_source=PriceSource.BEST_BID, bid_spread=D("0")), MarketSnapshot(D("99"), None), False,
+         D("99.00"), D("99.99")),
     ],
 )
 def test_takers_are_dropped_unless_crossing_is_allowed(params, market, take, buy, sell):
@@ -589,7 +595,9 @@ def scenarios(draw):
         inventory_range_multiplier=D(draw(st.integers(0, 30))) / D(10),
         take_if_crossed=draw(st.booleans()),
     )
-    balances = Balances(base=D(draw(st.integers(0, 5000))) * step, quote=D(draw(st.integers(0, 5000))) * reference * step)
+    balances = Balances(
+        base=D(draw(st.integers(0, 5000))) * step, quote=D(draw(st.integers(0, 5000))) * reference * step
+    )
     budget = Budget(base=D(draw(st.integers(0, 5000))) * step, quote=D(draw(st.integers(0, 5000))) * reference * step)
     return params, market, rules, balances, budget
 
