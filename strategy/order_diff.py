@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from enum import Enum
 
 from .pure_mm import (
@@ -44,11 +44,10 @@ from .pure_mm import (
     Side,
     StrategyInputError,
     coerce_enum_field,
+    exact,
     normalise_decimal_fields,
-    require,
 )
 
-_PRECISION = 60
 _MICROSECONDS = Decimal(1_000_000)
 
 
@@ -89,20 +88,23 @@ class TrackedOrder:
         coerce_enum_field(self, "side", Side)
         coerce_enum_field(self, "status", TrackedStatus)
         normalise_decimal_fields(self)
-        require(isinstance(self.client_order_id, str) and self.client_order_id != "", "client_order_id is required")
-        require(
-            isinstance(self.layer, int) and not isinstance(self.layer, bool), f"layer must be an int, got {self.layer!r}"
-        )
-        require(self.price > 0, f"price must be positive, got {self.price} ({self.client_order_id})")
-        require(self.amount > 0, f"amount must be positive, got {self.amount} ({self.client_order_id})")
-        require(
-            0 <= self.filled_amount <= self.amount,
-            f"filled_amount {self.filled_amount} must be within [0, amount {self.amount}] ({self.client_order_id})",
-        )
+        if not isinstance(self.client_order_id, str) or not self.client_order_id:
+            raise StrategyInputError("client_order_id is required")
+        if not isinstance(self.layer, int) or isinstance(self.layer, bool):
+            raise StrategyInputError(f"layer must be an int, got {self.layer!r}")
+        if self.price <= 0:
+            raise StrategyInputError(f"price must be positive, got {self.price} ({self.client_order_id})")
+        if self.amount <= 0:
+            raise StrategyInputError(f"amount must be positive, got {self.amount} ({self.client_order_id})")
+        if not 0 <= self.filled_amount <= self.amount:
+            raise StrategyInputError(
+                f"filled_amount {self.filled_amount} must be within [0, amount {self.amount}] ({self.client_order_id})"
+            )
         _require_aware(self.created_at, "created_at")
         if self.last_fill_at is not None:
             _require_aware(self.last_fill_at, "last_fill_at")
-        require(isinstance(self.hanging, bool), f"hanging must be a bool, got {self.hanging!r}")
+        if not isinstance(self.hanging, bool):
+            raise StrategyInputError(f"hanging must be a bool, got {self.hanging!r}")
 
     @property
     def remaining(self) -> Decimal:
@@ -148,8 +150,10 @@ class OrderDiff:
 
 
 def _require_aware(moment, name: str) -> None:
-    require(isinstance(moment, datetime), f"{name} must be a datetime, got {type(moment).__name__}")
-    require(moment.tzinfo is not None and moment.utcoffset() is not None, f"{name} must be timezone-aware: {moment!r}")
+    if not isinstance(moment, datetime):
+        raise StrategyInputError(f"{name} must be a datetime, got {type(moment).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise StrategyInputError(f"{name} must be timezone-aware: {moment!r}")
 
 
 def _age_seconds(now: datetime, created_at: datetime) -> Decimal:
@@ -171,13 +175,17 @@ def diff_orders(
     now: datetime,
 ) -> OrderDiff:
     """Cancels, keeps and creates that move ``tracked`` towards ``desired``. Pure; no I/O."""
-    require(isinstance(params, PureMMParams), f"params must be a PureMMParams, not {type(params).__name__}")
-    require(isinstance(budget, Budget), f"budget must be a Budget, not {type(budget).__name__}")
+    if not isinstance(params, PureMMParams):
+        raise StrategyInputError(f"params must be a PureMMParams, not {type(params).__name__}")
+    if not isinstance(budget, Budget):
+        raise StrategyInputError(f"budget must be a Budget, not {type(budget).__name__}")
     _require_aware(now, "now")
     for order in desired:
-        require(isinstance(order, DesiredOrder), f"desired orders must be DesiredOrder, not {type(order).__name__}")
+        if not isinstance(order, DesiredOrder):
+            raise StrategyInputError(f"desired orders must be DesiredOrder, not {type(order).__name__}")
     for order in tracked:
-        require(isinstance(order, TrackedOrder), f"tracked orders must be TrackedOrder, not {type(order).__name__}")
+        if not isinstance(order, TrackedOrder):
+            raise StrategyInputError(f"tracked orders must be TrackedOrder, not {type(order).__name__}")
 
     wanted: dict[tuple[Side, int], DesiredOrder] = {}
     for order in desired:
@@ -205,8 +213,7 @@ def diff_orders(
     cancels: list[Cancel] = []
     keeps: list[str] = []
     hangs: list[str] = []
-    with localcontext() as ctx:
-        ctx.prec = _PRECISION
+    with exact():
         for slot, orders in by_slot.items():
             side, layer = slot
             kept_one = False

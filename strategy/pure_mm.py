@@ -40,12 +40,15 @@ Conventions (documented once, used everywhere):
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
+from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from enum import Enum
 
-# Enough digits for 1e12 units at 1e-18 resolution, with room for products.
+# Enough digits for 1e12 units at 1e-18 resolution, with room for products: nothing computed
+# here is ever rounded by the context, only by the explicit tick and step rounding.
 _PRECISION = 60
+_CONTEXT = Context(prec=_PRECISION, traps=[InvalidOperation, DivisionByZero, Overflow])
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _TWO = Decimal(2)
@@ -123,18 +126,37 @@ def to_decimal(value, *, field: str, allow_none: bool = False) -> Decimal | None
     return result
 
 
+@functools.cache
+def _decimal_field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if "Decimal" in str(f.type))
+
+
 def normalise_decimal_fields(instance, *, optional: tuple[str, ...] = ()) -> None:
     """Convert every Decimal-typed field of a frozen dataclass in place (validating it)."""
-    for f in fields(instance):
-        if "Decimal" not in str(f.type):
-            continue
-        value = to_decimal(getattr(instance, f.name), field=f.name, allow_none=f.name in optional)
-        object.__setattr__(instance, f.name, value)
+    for name in _decimal_field_names(type(instance)):
+        value = getattr(instance, name)
+        if type(value) is not Decimal or not value.is_finite():
+            value = to_decimal(value, field=name, allow_none=name in optional)
+            object.__setattr__(instance, name, value)
 
 
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise StrategyInputError(message)
+def exact():
+    """A decimal context in which prices and amounts are computed without rounding."""
+    return localcontext(_CONTEXT)
+
+
+def _floor_to(value: Decimal, step: Decimal) -> Decimal:
+    quotient = value // step  # integral, truncated toward zero
+    if value < 0 and quotient * step != value:
+        quotient -= 1
+    return quotient * step
+
+
+def _ceil_to(value: Decimal, step: Decimal) -> Decimal:
+    quotient = value // step
+    if value > 0 and quotient * step != value:
+        quotient += 1
+    return quotient * step
 
 
 def coerce_enum_field(instance, name: str, enum_type: type[Enum]) -> None:
@@ -157,23 +179,26 @@ class MarketRules:
 
     def __post_init__(self):
         normalise_decimal_fields(self)
-        require(self.price_tick > 0, f"price_tick must be positive, got {self.price_tick}")
-        require(self.amount_step > 0, f"amount_step must be positive, got {self.amount_step}")
-        require(self.min_amount >= 0, f"min_amount must not be negative, got {self.min_amount}")
-        require(self.min_notional >= 0, f"min_notional must not be negative, got {self.min_notional}")
+        if self.price_tick <= 0:
+            raise StrategyInputError(f"price_tick must be positive, got {self.price_tick}")
+        if self.amount_step <= 0:
+            raise StrategyInputError(f"amount_step must be positive, got {self.amount_step}")
+        if self.min_amount < 0:
+            raise StrategyInputError(f"min_amount must not be negative, got {self.min_amount}")
+        if self.min_notional < 0:
+            raise StrategyInputError(f"min_notional must not be negative, got {self.min_notional}")
 
     def round_price(self, price: Decimal, side: Side) -> Decimal:
         """Buy prices round down, sell prices up: rounding never makes a quote more aggressive."""
-        rounding = ROUND_FLOOR if side is Side.BUY else ROUND_CEILING
-        with localcontext() as ctx:
-            ctx.prec = _PRECISION
-            return Decimal(int((price / self.price_tick).to_integral_value(rounding=rounding))) * self.price_tick
+        with exact():
+            if side is Side.BUY:
+                return _floor_to(price, self.price_tick)
+            return _ceil_to(price, self.price_tick)
 
     def round_amount(self, amount: Decimal) -> Decimal:
         """Amounts round down to the step: never more than was sized or budgeted."""
-        with localcontext() as ctx:
-            ctx.prec = _PRECISION
-            return Decimal(int((amount / self.amount_step).to_integral_value(rounding=ROUND_FLOOR))) * self.amount_step
+        with exact():
+            return _floor_to(amount, self.amount_step)
 
     def shortfall(self, price: Decimal, amount: Decimal) -> DropReason | None:
         """The reason an order of this price and amount cannot be placed, or None."""
@@ -198,14 +223,14 @@ class MarketSnapshot:
         normalise_decimal_fields(self, optional=("best_bid", "best_ask", "last_price"))
         for name in ("best_bid", "best_ask", "last_price"):
             value = getattr(self, name)
-            require(value is None or value > 0, f"{name} must be positive, got {value}")
+            if value is not None and value <= 0:
+                raise StrategyInputError(f"{name} must be positive, got {value}")
 
     def reference_price(self, source: PriceSource) -> Decimal | None:
         if source is PriceSource.MID:
             if self.best_bid is None or self.best_ask is None:
                 return None
-            with localcontext() as ctx:
-                ctx.prec = _PRECISION
+            with exact():
                 return (self.best_bid + self.best_ask) / _TWO
         if source is PriceSource.BEST_BID:
             return self.best_bid
@@ -223,7 +248,8 @@ class Balances:
 
     def __post_init__(self):
         normalise_decimal_fields(self)
-        require(self.base >= 0 and self.quote >= 0, f"balances must not be negative, got {self}")
+        if self.base < 0 or self.quote < 0:
+            raise StrategyInputError(f"balances must not be negative, got {self}")
 
 
 @dataclass(frozen=True)
@@ -235,7 +261,8 @@ class Budget:
 
     def __post_init__(self):
         normalise_decimal_fields(self)
-        require(self.base >= 0 and self.quote >= 0, f"budget must not be negative, got {self}")
+        if self.base < 0 or self.quote < 0:
+            raise StrategyInputError(f"budget must not be negative, got {self}")
 
 
 @dataclass(frozen=True)
@@ -265,57 +292,60 @@ class PureMMParams:
         coerce_enum_field(self, "amount_change_type", AmountChangeType)
         coerce_enum_field(self, "price_source", PriceSource)
         for name in ("inventory_skew_enabled", "hanging_orders_enabled", "take_if_crossed"):
-            require(isinstance(getattr(self, name), bool), f"{name} must be a bool, got {getattr(self, name)!r}")
-        require(
-            isinstance(self.order_levels, int) and not isinstance(self.order_levels, bool) and self.order_levels >= 1,
-            f"order_levels must be an integer of at least 1, got {self.order_levels!r}",
-        )
-        require(0 <= self.bid_spread < 1, f"bid_spread must be a fraction in [0, 1), got {self.bid_spread}")
-        require(self.ask_spread >= 0, f"ask_spread must not be negative, got {self.ask_spread}")
-        require(self.order_amount > 0, f"order_amount must be positive, got {self.order_amount}")
-        require(self.order_level_spread >= 0, f"order_level_spread must not be negative, got {self.order_level_spread}")
+            if not isinstance(getattr(self, name), bool):
+                raise StrategyInputError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        levels = self.order_levels
+        if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
+            raise StrategyInputError(f"order_levels must be an integer of at least 1, got {self.order_levels!r}")
+        if not 0 <= self.bid_spread < 1:
+            raise StrategyInputError(f"bid_spread must be a fraction in [0, 1), got {self.bid_spread}")
+        if self.ask_spread < 0:
+            raise StrategyInputError(f"ask_spread must not be negative, got {self.ask_spread}")
+        if self.order_amount <= 0:
+            raise StrategyInputError(f"order_amount must be positive, got {self.order_amount}")
+        if self.order_level_spread < 0:
+            raise StrategyInputError(f"order_level_spread must not be negative, got {self.order_level_spread}")
         if self.amount_change_type is AmountChangeType.PERCENTAGE:
-            require(
-                self.amount_change_per_layer > -1,
-                f"a percentage amount_change_per_layer must be above -1 (-100 %), got {self.amount_change_per_layer}",
-            )
+            if self.amount_change_per_layer <= -1:
+                raise StrategyInputError(
+                    f"a percentage amount_change_per_layer must be above -1 (-100 %), got {self.amount_change_per_layer}"
+                )
         for name in ("price_ceiling", "price_floor"):
             value = getattr(self, name)
-            require(value is None or value > 0, f"{name} must be positive or None, got {value}")
+            if value is not None and value <= 0:
+                raise StrategyInputError(f"{name} must be positive or None, got {value}")
         if self.price_ceiling is not None and self.price_floor is not None:
-            require(
-                self.price_floor < self.price_ceiling,
-                f"price_floor {self.price_floor} must be below price_ceiling {self.price_ceiling}",
+            if self.price_floor >= self.price_ceiling:
+                raise StrategyInputError(
+                    f"price_floor {self.price_floor} must be below price_ceiling {self.price_ceiling}"
+                )
+        if not 0 <= self.inventory_target_base_pct <= 1:
+            raise StrategyInputError(
+                f"inventory_target_base_pct is a fraction in [0, 1] (0.5 is 50 %), got {self.inventory_target_base_pct}"
             )
-        require(
-            0 <= self.inventory_target_base_pct <= 1,
-            f"inventory_target_base_pct is a fraction in [0, 1] (0.5 is 50 %), got {self.inventory_target_base_pct}",
-        )
-        require(
-            self.inventory_range_multiplier >= 0,
-            f"inventory_range_multiplier must not be negative, got {self.inventory_range_multiplier}",
-        )
-        require(
-            self.order_refresh_tolerance_pct >= 0,
-            f"order_refresh_tolerance_pct is a non-negative fraction, got {self.order_refresh_tolerance_pct}",
-        )
-        require(
-            self.max_order_age is None or self.max_order_age > 0,
-            f"max_order_age is a positive number of seconds or None, got {self.max_order_age}",
-        )
+        if self.inventory_range_multiplier < 0:
+            raise StrategyInputError(
+                f"inventory_range_multiplier must not be negative, got {self.inventory_range_multiplier}"
+            )
+        if self.order_refresh_tolerance_pct < 0:
+            raise StrategyInputError(
+                f"order_refresh_tolerance_pct is a non-negative fraction, got {self.order_refresh_tolerance_pct}"
+            )
+        if self.max_order_age is not None and self.max_order_age <= 0:
+            raise StrategyInputError(
+                f"max_order_age is a positive number of seconds or None, got {self.max_order_age}"
+            )
 
     def layer_amount(self, layer: int) -> Decimal:
         """The unskewed, unrounded amount of ``layer`` (0 is the innermost)."""
-        with localcontext() as ctx:
-            ctx.prec = _PRECISION
+        with exact():
             if self.amount_change_type is AmountChangeType.FIXED:
                 return self.order_amount + layer * self.amount_change_per_layer
             return self.order_amount * (_ONE + self.amount_change_per_layer) ** layer
 
     def layer_price(self, reference: Decimal, side: Side, layer: int) -> Decimal:
         """The unrounded price of ``layer`` on ``side`` around ``reference``."""
-        with localcontext() as ctx:
-            ctx.prec = _PRECISION
+        with exact():
             if side is Side.BUY:
                 return reference * (_ONE - self.bid_spread - layer * self.order_level_spread)
             return reference * (_ONE + self.ask_spread + layer * self.order_level_spread)
@@ -333,11 +363,10 @@ class DesiredOrder:
     def __post_init__(self):
         coerce_enum_field(self, "side", Side)
         normalise_decimal_fields(self)
-        require(self.price > 0 and self.amount > 0, f"a desired order needs a positive price and amount: {self}")
-        require(
-            isinstance(self.layer, int) and not isinstance(self.layer, bool) and self.layer >= 0,
-            f"layer must be a non-negative int, got {self.layer!r}",
-        )
+        if self.price <= 0 or self.amount <= 0:
+            raise StrategyInputError(f"a desired order needs a positive price and amount: {self}")
+        if not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 0:
+            raise StrategyInputError(f"layer must be a non-negative int, got {self.layer!r}")
 
     @property
     def notional(self) -> Decimal:
@@ -373,8 +402,7 @@ def inventory_skew_ratios(
     Hummingbot's formula in exact arithmetic. ``base_range`` is in base units. An empty
     portfolio gives (0, 0): nothing to quote with.
     """
-    with localcontext() as ctx:
-        ctx.prec = _PRECISION
+    with exact():
         base_value = base * price
         total_value = base_value + quote
         if total_value <= 0:
@@ -424,9 +452,7 @@ def propose_orders(
             dropped.extend(DroppedLayer(side, layer, DropReason.NO_REFERENCE_PRICE) for layer in layers)
         return Proposal(orders=(), dropped=tuple(dropped), reference_price=None)
 
-    with localcontext() as ctx:
-        ctx.prec = _PRECISION
-
+    with exact():
         # 2a. Price band: a side is switched off as a whole.
         sides_on = {Side.BUY: True, Side.SELL: True}
         if params.price_ceiling is not None and reference >= params.price_ceiling:
@@ -435,9 +461,10 @@ def propose_orders(
             sides_on[Side.SELL] = False
 
         # 2b. Inventory skew from the real balances.
+        layer_amounts = [params.layer_amount(layer) for layer in layers]
         bid_ratio = ask_ratio = _ONE
         if params.inventory_skew_enabled:
-            ladder_amount = sum((max(params.layer_amount(layer), _ZERO) for layer in layers), _ZERO)
+            ladder_amount = sum((max(amount, _ZERO) for amount in layer_amounts), _ZERO)
             bid_ratio, ask_ratio = inventory_skew_ratios(
                 base=balances.base,
                 quote=balances.quote,
@@ -459,7 +486,7 @@ def propose_orders(
                 if price <= 0:
                     dropped.append(DroppedLayer(side, layer, DropReason.NON_POSITIVE_PRICE))
                     continue
-                amount = rules.round_amount(params.layer_amount(layer) * ratio[side])
+                amount = rules.round_amount(layer_amounts[layer] * ratio[side])
                 reason = rules.shortfall(price, amount)
                 if reason is not None:
                     dropped.append(DroppedLayer(side, layer, reason))
