@@ -3,13 +3,14 @@
 Orders are matched by slot, ``(side, layer)``. Within a slot, one rule keeps ladders from
 stacking: a new order is created only in a slot that holds no active order at all (not
 pending_create, open, partially_filled nor pending_cancel). An order cancelled on this
-tick is replaced on a later one, once its cancel is confirmed; so at any time a slot
-holds at most one order that is not being cancelled.
+tick is replaced on a later one, once its cancel is confirmed; so a slot never holds
+two active orders, and a side never more than ``order_levels``.
 
 Decisions, for every active order not already ``pending_cancel``:
 
 - layer outside ``0 .. order_levels - 1`` (parameters changed): cancel;
-- older than ``max_order_age`` seconds (``now - created_at``): cancel, hanging or not;
+- at least ``max_order_age`` seconds old (``now - created_at``, to the microsecond):
+  cancel, hanging or not; its replacement comes once the cancel is confirmed;
 - hanging (see below) and hanging orders enabled: keep, whatever the desired order is;
 - a desired order in its slot within ``order_refresh_tolerance_pct`` of it, for both the
   price and the remaining amount (``|tracked - desired| <= desired * tolerance``): keep;
@@ -21,8 +22,10 @@ hanging once an order of the opposite side has been completely filled at or afte
 ``created_at`` (``last_fill_at >= created_at``), or if it is already flagged ``hanging``.
 A hanging order is exempt from refresh, keeps its slot (so the ladder still never holds
 more than ``order_levels`` orders a side) and leaves only when it fills, expires by
-``max_order_age``, or its layer leaves the ladder. The diff lists newly hanging orders in
-``hang`` so the caller can persist the flag.
+``max_order_age`` (set one with hanging orders: without it a hanging order keeps its
+slot until it fills), or its layer leaves the ladder. The diff lists newly hanging
+orders in ``hang`` so the caller can persist the flag; with hanging orders disabled the
+flag is ignored and the order is refreshed like any other.
 
 Budget: the funds of every active order stay counted until its cancel is confirmed, so a
 create is kept only while ``locked + new <= budget`` (buys in quote at price times

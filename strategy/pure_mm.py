@@ -9,7 +9,8 @@ The pipeline follows Hummingbot's numbered tick (STYLE.md point 6):
    and the minimum amount / notional;
 3. budget: buys never lock more quote, sells never more base, than the order's budget;
 4. drop takers: unless ``take_if_crossed``, a buy at or above the best ask and a sell at
-   or below the best bid are dropped.
+   or below the best bid are dropped (the budget they were given is not handed on to
+   outer layers: the ladder keeps the shape it was sized with).
 
 Cancel and create are the diff's job (``strategy.order_diff``). Everything here is exact
 ``Decimal``; a float anywhere in the inputs raises ``FloatNotAllowed``. The module imports
