@@ -277,10 +277,15 @@ def test_partial_fill_of_the_opposite_side_does_not_make_an_order_hanging():
     assert cancelled(result) == {"sell": CancelReason.OUT_OF_TOLERANCE}
 
 
-def test_flagged_hanging_order_stays_even_when_not_desired_and_keeps_its_slot():
+@pytest.mark.parametrize(
+    "desired",
+    [[want("sell", 1, "104")], [want("sell", 0, "103"), want("sell", 1, "104")]],
+    ids=["slot-not-desired", "slot-desired-elsewhere"],
+)
+def test_flagged_hanging_order_stays_and_keeps_its_slot(desired):
     sell = tracked("sell", "sell", 0, "101", hanging=True)
 
-    result = diff([want("sell", 1, "104")], [sell], hanging_orders_enabled=True)
+    result = diff(desired, [sell], hanging_orders_enabled=True)
 
     assert result.keep == ("sell",)
     assert result.hang == ()  # already flagged
