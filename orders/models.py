@@ -60,7 +60,7 @@ class OrderState(models.TextChoices):
 
 
 S = OrderState
-FAILABLE = [S.PAYMENT_PENDING, S.PAYMENT_COMPLETE, S.WITHDRAWING, S.WITHDRAWAL_CONFIRMED, S.CAMPAIGN_JOINED]
+FAILABLE = [S.PAYMENT_PENDING, S.PAYMENT_COMPLETE, S.WITHDRAWING]
 
 
 class MarketMakingOrder(ConcurrentTransitionMixin, models.Model):

@@ -7,7 +7,7 @@ from django_fsm import ConcurrentTransition
 
 from orders.errors import IllegalTransition
 from orders.models import MarketMakingOrder, OrderState, OrderTransition
-from orders.services import order_stop, order_transition
+from orders.services import order_transition
 
 pytestmark = pytest.mark.embedded
 
@@ -17,8 +17,8 @@ LEGAL = {
     "payment_pending": {"complete_payment", "fail"},
     "payment_complete": {"start_withdrawal", "refund", "fail"},
     "withdrawing": {"confirm_withdrawal", "fail"},
-    "withdrawal_confirmed": {"join_campaign", "fail"},
-    "campaign_joined": {"start", "stop", "fail"},
+    "withdrawal_confirmed": {"join_campaign"},
+    "campaign_joined": {"start", "stop"},
     "running": {"stop"},
     "stopped": set(), "refunded": set(), "failed": set(),
 }
@@ -78,8 +78,8 @@ def test_stale_copy_cannot_overwrite_a_newer_state(order):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_transitions_exactly_one_wins(order):
-    # given an order waiting to start, and a stop racing a failure from two threads
-    force_state(order, "campaign_joined")
+    # given an order moving to the exchange, and a confirmation racing a failure from two threads
+    force_state(order, "withdrawing")
     barrier = threading.Barrier(2)
     results = {}
 
@@ -94,7 +94,8 @@ def test_two_concurrent_transitions_exactly_one_wins(order):
             connection.close()
 
     threads = [
-        threading.Thread(target=run, args=("stop", lambda: order_stop(order_id=order.order_id, by="t1"))),
+        threading.Thread(target=run, args=("confirm", lambda: order_transition(
+            order_id=order.order_id, name="confirm_withdrawal", by="t1"))),
         threading.Thread(target=run, args=("fail", lambda: order_transition(
             order_id=order.order_id, name="fail", by="t2", reason="race"))),
     ]
@@ -106,6 +107,6 @@ def test_two_concurrent_transitions_exactly_one_wins(order):
     assert sorted(results.values()) == ["lost", "won"]
     winner = next(name for name, r in results.items() if r == "won")
     final = MarketMakingOrder.objects.get(pk=order.pk).state
-    assert final == {"stop": "stopped", "fail": "failed"}[winner]
+    assert final == {"confirm": "withdrawal_confirmed", "fail": "failed"}[winner]
     assert list(OrderTransition.objects.filter(order=order).exclude(name="create").values_list("to_state", flat=True)) \
         == [final]
