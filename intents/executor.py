@@ -37,7 +37,7 @@ class _Outcome:
 
 
 def max_attempts() -> int:
-    return getattr(settings, "STRATEGY_INTENT_MAX_ATTEMPTS", 5)
+    return settings.STRATEGY_INTENT_MAX_ATTEMPTS
 
 
 def intent_execute(*, intent_pk: int, token: str) -> str:
@@ -125,12 +125,15 @@ def _execute(intent: Intent, tracked: TrackedOrder) -> _Outcome:
 def _create(intent: Intent, tracked: TrackedOrder, client) -> _Outcome:
     if tracked.status != TrackedOrderStatus.PENDING_CREATE:
         return _Outcome(IntentStatus.DONE, f"order already {tracked.status}", exchange_order_id=tracked.exchange_order_id)
-    if intent.attempts > 1:
-        # A retry or a reclaimed crash: the first attempt may have reached the exchange.
+    if intent.sent_at is not None:
+        # Sent before (a retry, a reclaimed crash, a redelivered message): it may be on the exchange.
         existing = fetch_by_client_id(client, intent.symbol, intent.client_order_id)
         if existing is not None:
             apply_exchange_order(tracked, existing)
             return _Outcome(IntentStatus.DONE, "found by client order id", exchange_order_id=tracked.exchange_order_id)
+    else:
+        intent.sent_at = timezone.now()
+        Intent.objects.filter(pk=intent.pk).update(sent_at=intent.sent_at)
     order = client.create_order(
         intent.symbol, "limit", intent.side, format(intent.amount, "f"), format(intent.price, "f"),
         {"newClientOrderId": intent.client_order_id},

@@ -38,7 +38,7 @@ class Claim:
 
 
 def lease_seconds() -> int:
-    return getattr(settings, "STRATEGY_INTENT_LEASE_S", 30)
+    return settings.STRATEGY_INTENT_LEASE_S
 
 
 def sync_slots(account_ids) -> None:

@@ -41,6 +41,8 @@ class Intent(models.Model):
     client_order_id = models.CharField(max_length=36, db_index=True)
     status = models.CharField(max_length=16, choices=IntentStatus.choices, default=IntentStatus.NEW)
     attempts = models.PositiveIntegerField(default=0)
+    # Set just before the first exchange call: from then on, every execution looks up first.
+    sent_at = models.DateTimeField(null=True, blank=True)
     not_before = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(max_length=36, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)

@@ -123,6 +123,10 @@ STRATEGY_INTENT_MAX_IN_FLIGHT = env.int("STRATEGY_INTENT_MAX_IN_FLIGHT", default
 STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = env.int(
     "STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE", default=1
 )
+# A claim's lease: longer than one execution (ccxt timeout + lookups), short enough that a
+# crashed worker's intent is taken over quickly.
+STRATEGY_INTENT_LEASE_S = env.int("STRATEGY_INTENT_LEASE_S", default=30)
+STRATEGY_INTENT_MAX_ATTEMPTS = env.int("STRATEGY_INTENT_MAX_ATTEMPTS", default=5)
 
 # --- Order lifecycle ------------------------------------------------------------------
 MM_WITHDRAW_MODE = env.str("MM_WITHDRAW_MODE", default="disabled")  # disabled|validation|transfer
@@ -154,6 +158,8 @@ MIXIN_HTTP_TIMEOUT_S = env.float("MIXIN_HTTP_TIMEOUT_S", default=10.0)
 # Comma-separated Fernet keys, newest first (MultiFernet). The embedded default derives
 # one from SECRET_KEY so `make run` works; production must set its own.
 EXCHANGE_SECRET_KEYS = env.list("EXCHANGE_SECRET_KEYS", default=[])
+# ccxt request timeout; an order write that times out is looked up by client order id.
+EXCHANGE_TIMEOUT_MS = env.int("EXCHANGE_TIMEOUT_MS", default=10000)
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

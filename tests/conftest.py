@@ -3,6 +3,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.runtime_fixtures"]
+
 
 @pytest.fixture
 def child_env(django_db_setup, settings):

@@ -11,7 +11,7 @@ from strategy import runtime
 from strategy.models import StrategySession, TickLease
 from strategy.tick import tick_run
 
-from .conftest import make_running_order
+from tests.runtime_fixtures import make_running_order
 
 
 def open_orders_of(client, order):
@@ -89,3 +89,48 @@ def test_stale_market_data_skips_quoting(sim, sync_driver):
     make_running_order(account, layers=1)
     runtime.strategies_run_due(now=timezone.now())  # no market data stored yet
     assert Intent.objects.count() == 0
+
+
+def _many_running_orders(account, n):
+    from datetime import timedelta
+
+    from ledger.models import Balance
+    from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
+    from strategy.models import MarketData, SessionStatus
+
+    from tests.runtime_fixtures import BTC, USDT
+
+    pair = MarketMakingPair.objects.create(exchange_account=account, symbol="BTC/USDT", exchange_id="binance",
+                                           base_asset_id=BTC, quote_asset_id=USDT, base_exchange_asset="BTC",
+                                           quote_exchange_asset="USDT")
+    now = timezone.now()
+    orders = MarketMakingOrder.objects.bulk_create([
+        MarketMakingOrder(user_id=f"qc-user-{i}", pair=pair, exchange_account=account, state=OrderState.RUNNING,
+                          memo="m", base_amount=Decimal("1"), quote_amount=Decimal("40000"),
+                          bid_spread=Decimal("0.002"), ask_spread=Decimal("0.002"), order_amount=Decimal("0.01"),
+                          order_refresh_time=5, number_of_layers=2, expires_at=now + timedelta(hours=1))
+        for i in range(n)
+    ])
+    StrategySession.objects.bulk_create([
+        StrategySession(order=o, status=SessionStatus.RUNNING, cadence_s=5, next_run_at=now, started_at=now)
+        for o in orders
+    ])
+    Balance.objects.bulk_create([Balance(user_id=o.user_id, asset_id=a, available=0, locked=amount)
+                                 for o in orders for a, amount in ((BTC, Decimal("1")), (USDT, Decimal("40000")))])
+    MarketData.objects.update_or_create(account=account, symbol="BTC/USDT", defaults=dict(
+        best_bid=Decimal("29990"), best_ask=Decimal("30010"), price_tick=Decimal("0.01"),
+        amount_step=Decimal("0.00001"), min_amount=Decimal("0.00001"), min_notional=Decimal("5"), fetched_at=now))
+
+
+@pytest.mark.parametrize("sessions", [10, 1000])
+def test_strategy_cycle_query_count_does_not_grow_with_sessions(db, sessions, django_assert_max_num_queries):
+    from exchanges.models import ExchangeAccount
+
+    account = ExchangeAccount.objects.create(exchange_id="binance", label="qc")
+    _many_running_orders(account, sessions)
+
+    with django_assert_max_num_queries(12):
+        summary = runtime.strategies_run_due(now=timezone.now(), slot=1)
+
+    assert summary.sessions_run == sessions
+    assert Intent.objects.count() == sessions * 4

@@ -1,4 +1,4 @@
-"""Fixtures of the trading-runtime tests: a simulator over loopback HTTP and running orders."""
+"""Fixtures of the trading-runtime tests (a pytest plugin): a simulator over loopback HTTP, running orders."""
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
