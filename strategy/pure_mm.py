@@ -162,6 +162,8 @@ def _ceil_to(value: Decimal, step: Decimal) -> Decimal:
 
 def coerce_enum_field(instance, name: str, enum_type: type[Enum]) -> None:
     value = getattr(instance, name)
+    if type(value) is enum_type:
+        return
     try:
         object.__setattr__(instance, name, enum_type(value))
     except ValueError:
@@ -192,14 +194,19 @@ class MarketRules:
     def round_price(self, price: Decimal, side: Side) -> Decimal:
         """Buy prices round down, sell prices up: rounding never makes a quote more aggressive."""
         with exact():
-            if side is Side.BUY:
-                return _floor_to(price, self.price_tick)
-            return _ceil_to(price, self.price_tick)
+            return self._round_price(price, side)
 
     def round_amount(self, amount: Decimal) -> Decimal:
         """Amounts round down to the step: never more than was sized or budgeted."""
         with exact():
             return _floor_to(amount, self.amount_step)
+
+    # The underscored twins run inside the caller's exact() context: the hot path opens one.
+    def _round_price(self, price: Decimal, side: Side) -> Decimal:
+        return _floor_to(price, self.price_tick) if side is Side.BUY else _ceil_to(price, self.price_tick)
+
+    def _round_amount(self, amount: Decimal) -> Decimal:
+        return _floor_to(amount, self.amount_step)
 
     def shortfall(self, price: Decimal, amount: Decimal) -> DropReason | None:
         """The reason an order of this price and amount cannot be placed, or None."""
@@ -340,16 +347,22 @@ class PureMMParams:
     def layer_amount(self, layer: int) -> Decimal:
         """The unskewed, unrounded amount of ``layer`` (0 is the innermost)."""
         with exact():
-            if self.amount_change_type is AmountChangeType.FIXED:
-                return self.order_amount + layer * self.amount_change_per_layer
-            return self.order_amount * (_ONE + self.amount_change_per_layer) ** layer
+            return self._layer_amount(layer)
 
     def layer_price(self, reference: Decimal, side: Side, layer: int) -> Decimal:
         """The unrounded price of ``layer`` on ``side`` around ``reference``."""
         with exact():
-            if side is Side.BUY:
-                return reference * (_ONE - self.bid_spread - layer * self.order_level_spread)
-            return reference * (_ONE + self.ask_spread + layer * self.order_level_spread)
+            return self._layer_price(reference, side, layer)
+
+    def _layer_amount(self, layer: int) -> Decimal:
+        if self.amount_change_type is AmountChangeType.FIXED:
+            return self.order_amount + layer * self.amount_change_per_layer
+        return self.order_amount * (_ONE + self.amount_change_per_layer) ** layer
+
+    def _layer_price(self, reference: Decimal, side: Side, layer: int) -> Decimal:
+        if side is Side.BUY:
+            return reference * (_ONE - self.bid_spread - layer * self.order_level_spread)
+        return reference * (_ONE + self.ask_spread + layer * self.order_level_spread)
 
 
 @dataclass(frozen=True)
@@ -462,7 +475,7 @@ def propose_orders(
             sides_on[Side.SELL] = False
 
         # 2b. Inventory skew from the real balances.
-        layer_amounts = [params.layer_amount(layer) for layer in layers]
+        layer_amounts = [params._layer_amount(layer) for layer in layers]
         bid_ratio = ask_ratio = _ONE
         if params.inventory_skew_enabled:
             ladder_amount = sum((max(amount, _ZERO) for amount in layer_amounts), _ZERO)
@@ -482,12 +495,12 @@ def propose_orders(
                 if not sides_on[side]:
                     dropped.append(DroppedLayer(side, layer, DropReason.PRICE_BAND))
                     continue
-                raw_price = params.layer_price(reference, side, layer)
-                price = rules.round_price(raw_price, side) if raw_price > 0 else _ZERO
+                raw_price = params._layer_price(reference, side, layer)
+                price = rules._round_price(raw_price, side) if raw_price > 0 else _ZERO
                 if price <= 0:
                     dropped.append(DroppedLayer(side, layer, DropReason.NON_POSITIVE_PRICE))
                     continue
-                amount = rules.round_amount(layer_amounts[layer] * ratio[side])
+                amount = rules._round_amount(layer_amounts[layer] * ratio[side])
                 reason = rules.shortfall(price, amount)
                 if reason is not None:
                     dropped.append(DroppedLayer(side, layer, reason))
@@ -502,7 +515,7 @@ def propose_orders(
                 cost = amount * price if side is Side.BUY else amount
                 if cost > left:
                     # The first layer that does not fit whole takes what is left; outer ones get nothing.
-                    amount = rules.round_amount(left / price if side is Side.BUY else left)
+                    amount = rules._round_amount(left / price if side is Side.BUY else left)
                     left = _ZERO
                     if rules.shortfall(price, amount) is not None:
                         dropped.append(DroppedLayer(side, layer, DropReason.BUDGET))
