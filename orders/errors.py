@@ -49,3 +49,7 @@ class TransferUncertain(ProviderError):
 
 class InvalidSnapshot(OrderError, ValueError):
     """A snapshot record that lacks a field or carries a malformed one; it is not stored."""
+
+
+class ExchangeUnavailable(OrderError):
+    """The exchange could not answer now (network, rate limit, maintenance): the job retries later."""

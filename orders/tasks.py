@@ -12,12 +12,12 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from . import services
-from .errors import TransferUncertain
+from .errors import ExchangeUnavailable, TransferUncertain
 from .services.payment import PENDING
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT = (TransferUncertain, OperationalError, InterfaceError)
+TRANSIENT = (TransferUncertain, ExchangeUnavailable, OperationalError, InterfaceError)
 
 
 def _job(name: str):

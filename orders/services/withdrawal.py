@@ -18,7 +18,7 @@ from django.utils import timezone
 from ledger.services import debit_fee, lock_funds, unlock_funds
 
 from ..dispatch import enqueue_after_commit
-from ..errors import TransferRejected, WithdrawalNotConfigured
+from ..errors import ExchangeUnavailable, TransferRejected, WithdrawalNotConfigured
 from ..models import ExchangeTransfer, ExchangeTransferStatus, MarketMakingOrder, OrderState, PaymentState
 from .payment import refund_received
 from .refunds import refund_settle_pending
@@ -42,7 +42,15 @@ def _mode() -> str:
 
 
 def _targets(order: MarketMakingOrder) -> list[dict]:
-    """Where each principal asset goes: exchange currency, network and the deposit address."""
+    """Where each principal asset goes: exchange currency, network and the deposit address.
+
+    Raises ExchangeUnavailable when the exchange may answer later, WithdrawalNotConfigured when
+    it will not (unknown currency, disabled account, credentials): the order cannot proceed.
+    """
+    import ccxt
+
+    from exchanges.errors import ExchangeError
+    from exchanges.policy import Action, error_action
     from exchanges.services import exchange_deposit_address
 
     account = order.exchange_account or order.pair.exchange_account
@@ -54,7 +62,15 @@ def _targets(order: MarketMakingOrder) -> list[dict]:
         (pair.base_asset_id, pair.base_exchange_asset, pair.base_network, order.base_amount),
         (pair.quote_asset_id, pair.quote_exchange_asset, pair.quote_network, order.quote_amount),
     ):
-        deposit = exchange_deposit_address(account_id=account.pk, asset=exchange_asset, network=network or None)
+        try:
+            deposit = exchange_deposit_address(account_id=account.pk, asset=exchange_asset, network=network or None)
+        except ccxt.BaseError as exc:
+            if error_action(exc, "read") == Action.RETRY:
+                raise ExchangeUnavailable(f"deposit address of {exchange_asset}: {type(exc).__name__}: {exc}") from exc
+            raise WithdrawalNotConfigured(
+                f"no deposit address of {exchange_asset} on {account.label}: {type(exc).__name__}: {exc}") from exc
+        except ExchangeError as exc:
+            raise WithdrawalNotConfigured(f"exchange account {account.label}: {exc}") from exc
         targets.append(dict(asset_id=asset_id, exchange_asset=exchange_asset, amount=amount,
                             address=deposit.address, network=deposit.network or "", tag=deposit.tag or ""))
     return targets
@@ -184,6 +200,9 @@ def withdrawal_send_pending(*, order_id) -> str:
 
 def withdrawal_monitor(*, order_id, by: str = "task:monitor_mixin_withdrawal") -> str:
     """Check the order's deposits on the exchange: ``confirmed``, ``pending`` or ``timeout``."""
+    import ccxt
+
+    from exchanges.errors import ExchangeError
     from exchanges.services import exchange_deposit_status
 
     order = MarketMakingOrder.objects.select_related("pair__exchange_account", "exchange_account").get(
@@ -194,7 +213,13 @@ def withdrawal_monitor(*, order_id, by: str = "task:monitor_mixin_withdrawal") -
         return "noop"
     account = order.exchange_account or order.pair.exchange_account
     for transfer in order.exchange_transfers.filter(status=ExchangeTransferStatus.SENT):
-        status = exchange_deposit_status(account_id=account.pk, asset=transfer.exchange_asset, tx_id=transfer.tx_id)
+        try:
+            status = exchange_deposit_status(account_id=account.pk, asset=transfer.exchange_asset,
+                                             tx_id=transfer.tx_id)
+        except (ccxt.BaseError, ExchangeError) as exc:  # unreadable is "not confirmed yet"; the deadline decides
+            logger.warning("event=deposit_status_unreadable order_id=%s asset=%s error=%s: %s",
+                           order_id, transfer.exchange_asset, type(exc).__name__, exc)
+            continue
         if status == "confirmed":
             ExchangeTransfer.objects.filter(pk=transfer.pk).update(
                 status=ExchangeTransferStatus.CONFIRMED, updated_at=timezone.now())

@@ -122,3 +122,41 @@ def test_stop_of_an_order_still_awaiting_payment_is_refused(order):
     with pytest.raises(IllegalTransition):
         order_stop(order_id=order.order_id, by="test")
     assert state(order) == "payment_pending"
+
+
+def test_exchange_outage_while_resolving_addresses_leaves_the_order_for_a_retry(sim_pair, make_order, settings):
+    from exchanges.simulator.services import simulator_set_faults
+    from orders.errors import ExchangeUnavailable
+
+    settings.MM_WITHDRAW_MODE = "transfer"
+    order = paid(make_order(sim_pair))
+    simulator_set_faults(account_label="orders-sim", http_5xx=1)
+    with pytest.raises(ExchangeUnavailable):
+        withdrawal_start(order_id=order.order_id)
+    # nothing locked, nothing sent, the state unchanged: the job's retry starts clean
+    assert state(order) == "payment_complete"
+    assert get_balance(user_id=order.user_id, asset_id=BTC).locked == 0
+    assert not ExchangeTransfer.objects.exists()
+    assert withdrawal_start(order_id=order.order_id) == "sent"
+
+
+def test_disabled_exchange_account_fails_the_order_and_refunds(sim_pair, make_order, settings):
+    settings.MM_WITHDRAW_MODE = "transfer"
+    order = paid(make_order(sim_pair))
+    sim_pair.exchange_account.enabled = False
+    sim_pair.exchange_account.save()
+    assert withdrawal_start(order_id=order.order_id) == "failed"
+    order.refresh_from_db()
+    assert order.state == "failed" and "disabled" in order.reason
+    assert Refund.objects.filter(order=order, status=RefundStatus.SENT).count() == 3
+
+
+def test_local_provider_refuses_an_address_it_cannot_reach(transactional_db):
+    from orders.errors import TransferRejected
+    from orders.models import OutgoingTransfer
+    from orders.providers.local import LocalPaymentProvider
+
+    with pytest.raises(TransferRejected, match="not a deposit address"):
+        LocalPaymentProvider().withdraw(request_id="0b4a3d1e-0000-4000-8000-000000000001", asset_id=BTC,
+                                        exchange_asset="BTC", amount=Decimal("1"), address="bc1-nowhere")
+    assert not OutgoingTransfer.objects.exists()
