@@ -622,9 +622,13 @@ def test_property_desired_orders_respect_book_budget_layers_and_precision(scenar
         # Budget.
         assert sum((o.price * o.amount for o in buys), D(0)) <= budget.quote
         assert sum((o.amount for o in sells), D(0)) <= budget.base
-        # Precision and minimums.
+        # Precision and minimums; rounding never makes a quote more aggressive.
         for order in proposal.orders:
+            assert type(order.price) is D and type(order.amount) is D
             assert order.price > 0 and order.amount > 0
+            unrounded = params.layer_price(proposal.reference_price, order.side, order.layer)
+            assert order.price <= unrounded if order.side is Side.BUY else order.price >= unrounded
+            assert order.price - unrounded < rules.price_tick and unrounded - order.price < rules.price_tick
             assert order.price % rules.price_tick == 0
             assert order.amount % rules.amount_step == 0
             assert order.amount >= rules.min_amount
