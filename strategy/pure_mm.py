@@ -46,8 +46,8 @@ from dataclasses import dataclass, fields
 from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from enum import Enum
 
-# Enough digits for 1e12 units at 1e-18 resolution, with room for products: nothing computed
-# here is ever rounded by the context, only by the explicit tick and step rounding.
+# Enough digits for 1e12 units at 1e-18 resolution, with room for products: sums and
+# products of prices and amounts are exact; only the explicit tick and step rounding rounds.
 _PRECISION = 60
 _CONTEXT = Context(prec=_PRECISION, traps=[InvalidOperation, DivisionByZero, Overflow])
 _ZERO = Decimal(0)
