@@ -101,5 +101,31 @@ class RefundAdmin(admin.ModelAdmin):
         return False
 
 
-for model in (ExchangeTransfer, CampaignParticipation):
-    admin.site.register(model, list_display=[f.name for f in model._meta.fields][:8])
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ExchangeTransfer)
+class ExchangeTransferAdmin(ReadOnlyAdmin):
+    list_display = ("order", "exchange_asset", "amount", "address", "status", "tx_id", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("order__order_id", "tx_id", "address")
+
+
+@admin.register(CampaignParticipation)
+class CampaignParticipationAdmin(ReadOnlyAdmin):
+    list_display = ("order", "campaign_ref", "joined_at")
+
+
+@admin.register(OrderTransition)
+class OrderTransitionAdmin(ReadOnlyAdmin):
+    list_display = ("order", "from_state", "to_state", "by", "reason", "at")
+    list_filter = ("to_state",)
+    search_fields = ("order__order_id", "by")

@@ -141,7 +141,8 @@ class MarketMakingOrder(ConcurrentTransitionMixin, models.Model):
 
 
 class OrderTransition(models.Model):
-    """One state change of an order: from, to, by whom or what, why, when. Append-only."""
+    """One state change of an order: from, to, by whom or what, why, when. Written once by the
+    transition service, read-only in the admin."""
 
     order = models.ForeignKey(MarketMakingOrder, on_delete=models.PROTECT, related_name="transitions")
     name = models.CharField(max_length=64)

@@ -75,6 +75,14 @@ def snapshot_record(*, provider: str, data: dict) -> tuple[Snapshot, bool]:
     return snapshot, created
 
 
+def _uuid_text(value: str) -> str:
+    """A Mixin id in canonical form (lowercase UUID), or the text as it is when it is not a UUID."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value
+
+
 def _find_order(snapshot: Snapshot, now) -> tuple[MarketMakingOrder | None, str]:
     """The order the snapshot pays, or the reason it pays none (then it is refunded)."""
     try:
@@ -93,7 +101,7 @@ def _find_order(snapshot: Snapshot, now) -> tuple[MarketMakingOrder | None, str]
         return order, f"order {order.order_id} is {order.state}, not awaiting payment"
     if now >= order.expires_at:
         return order, f"order {order.order_id} expired at {order.expires_at.isoformat()}"
-    if snapshot.opponent_id != order.user_id:
+    if _uuid_text(snapshot.opponent_id) != order.user_id:
         return order, f"payer {snapshot.opponent_id or '(none)'} is not the order's user {order.user_id}"
     if snapshot.asset_id not in order.payment.assets():
         return order, f"asset {snapshot.asset_id} pays no leg of order {order.order_id}"
@@ -140,11 +148,7 @@ def _credit(snapshot: Snapshot, order: MarketMakingOrder, now) -> None:
 
 def _reject(snapshot: Snapshot, order: MarketMakingOrder | None, reason: str) -> None:
     snapshot.reason = reason
-    payer = snapshot.opponent_id
-    try:
-        payer = str(uuid.UUID(payer))
-    except ValueError:
-        pass
+    payer = _uuid_text(snapshot.opponent_id)
     if not payer:
         # Nobody to pay back: the money stays with the provider's wallet and the row says why.
         snapshot.outcome = SnapshotOutcome.HELD

@@ -11,6 +11,7 @@ import uuid
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import F
 
 from ledger.services import credit_deposit, debit_withdrawal
 
@@ -57,7 +58,7 @@ def refund_execute(*, refund_id: int) -> str:
     refund = Refund.objects.get(pk=refund_id)
     if refund.status != RefundStatus.PENDING:
         return refund.status
-    Refund.objects.filter(pk=refund_id).update(attempts=refund.attempts + 1)
+    Refund.objects.filter(pk=refund_id).update(attempts=F("attempts") + 1)
     provider = get_payment_provider()
     try:
         receipt = provider.transfer(

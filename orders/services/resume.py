@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 
 from ..dispatch import enqueue_after_commit
 from ..models import MarketMakingOrder, OrderState, Snapshot, SnapshotOutcome
@@ -31,7 +33,9 @@ def lifecycle_resume() -> dict[str, int]:
 
     for snapshot_id in Snapshot.objects.filter(outcome=SnapshotOutcome.RECEIVED).values_list("snapshot_id", flat=True):
         queue("process_market_making_snapshots", snapshot_id)
-    pending = MarketMakingOrder.objects.filter(state=OrderState.PAYMENT_PENDING, payment__check_started_at__isnull=False)
+    # Orders with a check chain, and unpaid orders past their deadline (so they end as failed).
+    pending = MarketMakingOrder.objects.filter(state=OrderState.PAYMENT_PENDING).filter(
+        Q(payment__check_started_at__isnull=False) | Q(expires_at__lte=timezone.now()))
     for order_id in pending.values_list("order_id", flat=True):
         queue("check_payment_complete", str(order_id))
     if settings.MM_WITHDRAW_MODE != "disabled":

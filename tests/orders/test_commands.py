@@ -115,3 +115,17 @@ def test_admin_action_stops_an_order_through_the_same_service(admin_client, orde
     order.refresh_from_db()
     assert order.state == "stopped"
     assert OrderTransition.objects.filter(order=order).last().by == "admin:admin"
+
+
+def test_mm_resume_ends_an_unpaid_expired_order_as_failed(order, capsys, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orders.services import payment_check
+
+    MarketMakingOrder.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        call_command("mm_resume")
+    assert [(cb.args[0], cb.args[1]) for cb in queued] == [("check_payment_complete", (str(order.order_id),))]
+    assert payment_check(order_id=order.order_id) == "failed"

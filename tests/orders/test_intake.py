@@ -90,11 +90,27 @@ def assert_refunded(payload, reason_part):
     return snapshot
 
 
+def _memo(payload: bytes) -> str:
+    import hashlib
+
+    from orders.memo import b58encode
+
+    return b58encode(payload + hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4])
+
+
+_IDS = uuid.uuid4().bytes + uuid.uuid4().bytes
+
+
 @pytest.mark.parametrize(
     "memo_text, reason",
     [
         ("not base58 0OIl", "bad_base58"),
         ("2NEpo7TZRRrLZSi2U2NEpo7TZRRrLZSi2U2NEpo7TZRRrLZSi2U", "bad_checksum"),
+        (_memo(bytes([2, 1, 1]) + _IDS), "wrong_version"),
+        (_memo(bytes([1, 2, 1]) + _IDS), "wrong_trading_type"),
+        (_memo(bytes([1, 1, 2]) + _IDS), "wrong_action"),
+        (_memo(bytes([1, 1, 1]) + _IDS[:-1]), "wrong_length"),
+        ("", "empty"),
     ],
 )
 def test_bad_memo_is_refunded_with_the_reason(db, memo_text, reason):
