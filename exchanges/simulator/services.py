@@ -164,8 +164,14 @@ def simulator_set_faults(*, account_label: str, **faults) -> dict:
     return values
 
 
-def simulator_take_fault(*, account_id: int, kind: str) -> bool:
-    """Consume one count of the fault ``kind`` of an account; True when it applies to this request."""
+def simulator_take_fault(*, account: SimAccount, kind: str) -> bool:
+    """Consume one count of the fault ``kind`` of an account; True when it applies to this request.
+
+    ``account`` is the row read by the request: without a count there, nothing is locked.
+    """
+    if not int(account.faults.get(kind) or 0):
+        return False
+    account_id = account.pk
     with transaction.atomic():
         account = SimAccount.objects.select_for_update().only("faults").get(pk=account_id)
         remaining = int(account.faults.get(kind) or 0)
@@ -337,7 +343,8 @@ def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, o
             raise e.SimulatorApiError(-2010, "Order would not be fully filled (FOK).")
         SimTrade.objects.bulk_create(trades)
         _save_balances(balances)
-        order.save()
+        if trades or order.status != SimOrderStatus.NEW:
+            order.save()
     logger.info(
         "sim_order_placed account_id=%s order_id=%s client_order_id=%s symbol=%s side=%s price=%s qty=%s status=%s taker_fills=%s",
         account_id, order.pk, client_order_id, market.symbol, side, price, qty, order.status, len(trades),

@@ -98,16 +98,16 @@ def endpoint(*, signed: bool = False, order_request: bool = False):
                 params = _params(request)
                 if signed:
                     account = _authenticate(request, params)
+                    if order_request and request.method in ("POST", "DELETE"):
+                        services.simulator_request_started(account_id=account.pk)
+                        counted = True
                     latency_ms = int(account.faults.get("latency_ms") or 0)
                     if latency_ms > 0:
                         time.sleep(latency_ms / 1000)
-                    if services.simulator_take_fault(account_id=account.pk, kind="http_429"):
+                    if services.simulator_take_fault(account=account, kind="http_429"):
                         raise e.too_many_requests()
-                    if services.simulator_take_fault(account_id=account.pk, kind="http_5xx"):
+                    if services.simulator_take_fault(account=account, kind="http_5xx"):
                         return HttpResponse("Service Unavailable.", status=503, content_type="text/plain")
-                if order_request and account is not None and request.method in ("POST", "DELETE"):
-                    services.simulator_request_started(account_id=account.pk)
-                    counted = True
                 return view(request, params, account, *args, **kwargs)
             except e.SimulatorApiError as error:
                 response = JsonResponse({"code": error.code, "msg": error.msg}, status=error.status)
@@ -367,7 +367,7 @@ def _lookup_ids(params) -> tuple[int | None, str | None]:
 def _get_order(request, params, account):
     market = _market(params)
     order_id, client_order_id = _lookup_ids(params)
-    if services.simulator_take_fault(account_id=account.pk, kind="unknown_order"):
+    if services.simulator_take_fault(account=account, kind="unknown_order"):
         raise e.order_does_not_exist()
     order = services.simulator_find_order(account_id=account.pk, exchange_symbol=market.exchange_symbol,
                                           order_id=order_id, client_order_id=client_order_id)
@@ -379,7 +379,7 @@ def _get_order(request, params, account):
 def _cancel_order(request, params, account):
     market = _market(params)
     order_id, client_order_id = _lookup_ids(params)
-    if services.simulator_take_fault(account_id=account.pk, kind="unknown_order"):
+    if services.simulator_take_fault(account=account, kind="unknown_order"):
         raise e.unknown_order_sent()
     order = services.simulator_cancel_order(account_id=account.pk, exchange_symbol=market.exchange_symbol,
                                             order_id=order_id, client_order_id=client_order_id)

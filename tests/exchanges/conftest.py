@@ -41,6 +41,6 @@ def simulator(transactional_db):
 
 
 @pytest.fixture
-def client(simulator):
+def binance(simulator):
     """A real ccxt binance instance pointed at the simulator, markets loaded."""
     return simulator.client()

@@ -71,12 +71,12 @@ def test_secrets_never_reach_the_logs_of_a_trading_session(simulator, caplog):
 
     caplog.set_level(logging.DEBUG)
     simulator_set_faults(account_label=simulator.sim_label, http_5xx=1)
-    client = exchange_client(account_id=simulator.account.pk)
+    binance = exchange_client(account_id=simulator.account.pk)
     try:
-        client.fetch_balance()
+        binance.fetch_balance()
     except Exception:
         logging.getLogger("test").exception("fetch_balance failed")
-    client.create_order("BTC/USDT", "limit", "buy", "0.001", "29000", {"newClientOrderId": "mm-log-1"})
+    binance.create_order("BTC/USDT", "limit", "buy", "0.001", "29000", {"newClientOrderId": "mm-log-1"})
 
     logged = "\n".join(record.getMessage() + str(record.exc_info or "") for record in caplog.records)
     assert "sim_order_placed" in logged  # the logs were captured

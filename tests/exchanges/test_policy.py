@@ -16,68 +16,68 @@ def _raised(call):
     raise AssertionError("the call succeeded but a fault was injected")
 
 
-def test_http_429_is_ddos_protection_and_retried(simulator, client):
+def test_http_429_is_ddos_protection_and_retried(simulator, binance):
     simulator_set_faults(account_label=simulator.sim_label, http_429=1)
 
-    error = _raised(lambda: client.create_order("BTC/USDT", "limit", "buy", "0.001", "29000"))
+    error = _raised(lambda: binance.create_order("BTC/USDT", "limit", "buy", "0.001", "29000"))
 
     assert isinstance(error, ccxt.DDoSProtection)
     assert error_action(error, Operation.CREATE) == Action.RETRY
-    assert client.fetch_open_orders("BTC/USDT") == []  # refused, so nothing was placed
+    assert binance.fetch_open_orders("BTC/USDT") == []  # refused, so nothing was placed
 
 
-def test_http_5xx_is_exchange_not_available_retried_on_read_and_looked_up_on_write(simulator, client):
+def test_http_5xx_is_exchange_not_available_retried_on_read_and_looked_up_on_write(simulator, binance):
     simulator_set_faults(account_label=simulator.sim_label, http_5xx=1)
 
-    error = _raised(lambda: client.fetch_balance())
+    error = _raised(lambda: binance.fetch_balance())
 
     assert isinstance(error, ccxt.ExchangeNotAvailable)
     assert error_action(error, Operation.READ) == Action.RETRY
     assert error_action(error, Operation.CREATE) == Action.LOOKUP
-    assert client.fetch_balance()["info"]["balances"]  # one count only: the next call works
+    assert binance.fetch_balance()["info"]["balances"]  # one count only: the next call works
 
 
-def test_transient_unknown_order_is_order_not_found_and_gone(simulator, client):
-    order = client.create_order("BTC/USDT", "limit", "buy", "0.001", "29000", {"newClientOrderId": "mm-pol-1"})
+def test_transient_unknown_order_is_order_not_found_and_gone(simulator, binance):
+    order = binance.create_order("BTC/USDT", "limit", "buy", "0.001", "29000", {"newClientOrderId": "mm-pol-1"})
     simulator_set_faults(account_label=simulator.sim_label, unknown_order=1)
 
-    error = _raised(lambda: client.fetch_order(order["id"], "BTC/USDT"))
+    error = _raised(lambda: binance.fetch_order(order["id"], "BTC/USDT"))
 
     assert isinstance(error, ccxt.OrderNotFound)
     assert error_action(error, Operation.READ) == Action.GONE
     assert error_action(error, Operation.CANCEL) == Action.GONE
-    assert client.fetch_order(order["id"], "BTC/USDT")["status"] == "open"
+    assert binance.fetch_order(order["id"], "BTC/USDT")["status"] == "open"
 
 
 def test_timeout_after_acceptance_is_ambiguous_and_the_lookup_finds_exactly_one_order(simulator):
-    client = simulator.client(timeout_ms=500)
+    binance = simulator.client(timeout_ms=500)
     simulator_set_faults(account_label=simulator.sim_label, timeout_after_accept_s=1.5)
 
-    error = _raised(lambda: client.create_order("BTC/USDT", "limit", "buy", "0.001", "29000",
+    error = _raised(lambda: binance.create_order("BTC/USDT", "limit", "buy", "0.001", "29000",
                                                 {"newClientOrderId": "mm-ambiguous-1"}))
 
     assert isinstance(error, ccxt.RequestTimeout)
     assert error_action(error, Operation.CREATE) == Action.LOOKUP
     simulator_set_faults(account_label=simulator.sim_label)
-    found = client.fetch_order(None, "BTC/USDT", {"origClientOrderId": "mm-ambiguous-1"})
+    found = binance.fetch_order(None, "BTC/USDT", {"origClientOrderId": "mm-ambiguous-1"})
     assert found["clientOrderId"] == "mm-ambiguous-1" and found["status"] == "open"
-    assert [o["clientOrderId"] for o in client.fetch_open_orders("BTC/USDT")] == ["mm-ambiguous-1"]
+    assert [o["clientOrderId"] for o in binance.fetch_open_orders("BTC/USDT")] == ["mm-ambiguous-1"]
 
 
-def test_added_latency_delays_signed_calls(simulator, client):
+def test_added_latency_delays_signed_calls(simulator, binance):
     simulator_set_faults(account_label=simulator.sim_label, latency_ms=300)
 
-    started = client.milliseconds()
-    client.fetch_balance()
+    started = binance.milliseconds()
+    binance.fetch_balance()
 
-    assert client.milliseconds() - started >= 300
+    assert binance.milliseconds() - started >= 300
 
 
 def test_connection_refused_is_a_network_error_never_order_not_found(simulator):
-    client = simulator.client()
-    client.urls["api"] = {key: "http://127.0.0.1:9/api/v3" for key in client.urls["api"]}
+    binance = simulator.client()
+    binance.urls["api"] = {key: "http://127.0.0.1:9/api/v3" for key in binance.urls["api"]}
 
-    error = _raised(lambda: client.fetch_order("1", "BTC/USDT"))
+    error = _raised(lambda: binance.fetch_order("1", "BTC/USDT"))
 
     assert isinstance(error, ccxt.NetworkError) and not isinstance(error, ccxt.OrderNotFound)
     assert error_action(error, Operation.READ) == Action.RETRY

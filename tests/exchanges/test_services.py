@@ -61,10 +61,10 @@ def test_a_transfer_stays_pending_until_its_confirmation_time(simulator, setting
     assert _btc_free(simulator.sim_label) == Decimal("11.25")
 
 
-def test_order_services_speak_decimal_and_client_order_ids(simulator, client):
+def test_order_services_speak_decimal_and_client_order_ids(simulator, binance):
     from exchanges.precision import limit_order_prepare, market_rules
 
-    order = limit_order_prepare(market_rules(client, "BTC/USDT"), side="sell", amount="0.00123", price="31000.5")
+    order = limit_order_prepare(market_rules(binance, "BTC/USDT"), side="sell", amount="0.00123", price="31000.5")
 
     placed = exchange_order_create(account_id=simulator.account.pk, order=order, client_order_id="mm-svc-1")
     fetched = exchange_order_fetch(account_id=simulator.account.pk, symbol="BTC/USDT", client_order_id="mm-svc-1")
