@@ -75,3 +75,40 @@ def test_ingested_payment_runs_to_running_through_the_worker_and_stops(
         "running", "stopped"]
     report = audit_ledger()
     assert report.ok, report.drifts
+
+
+def wait_until_failed(orders, worker):
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        states = {o.pk: MarketMakingOrder.objects.get(pk=o.pk) for o in orders}
+        if all(s.state == "failed" for s in states.values()):
+            return states
+        time.sleep(0.2)
+    pytest.fail(f"orders not failed: {[(s.state, s.reason) for s in states.values()]};\n"
+                f"worker log:\n{worker.log_path.read_text()[-6000:]}")
+
+
+def test_worker_fails_and_refunds_at_the_deadline_or_when_checks_run_out(pair, make_order, celery_worker,
+                                                                          settings, transactional_db):
+    from orders.models import Refund
+    from orders.services import snapshot_record
+
+    # given a worker that checks every second, three times at most
+    worker = celery_worker(env={"MM_PAYMENT_FIRST_CHECK_S": "0", "MM_PAYMENT_CHECK_INTERVAL_S": "1",
+                                "MM_PAYMENT_MAX_CHECKS": "3"})
+    # an order whose deadline comes first, and one whose checks run out first; both half paid
+    settings.MM_PAYMENT_TIMEOUT_S = 2
+    by_deadline = make_order(pair)
+    settings.MM_PAYMENT_TIMEOUT_S = 600
+    by_checks = make_order(pair)
+    for order in (by_deadline, by_checks):
+        snapshot_record(provider="local", data=snapshot_payload(order, asset_id=USDT, amount="400"))
+    # then both fail through the worker's retries, each with its reason, and each refund is paid once
+    states = wait_until_failed([by_deadline, by_checks], worker)
+    assert "deadline" in states[by_deadline.pk].reason
+    assert "after 3 checks" in states[by_checks.pk].reason
+    for order in (by_deadline, by_checks):
+        refund = Refund.objects.get(order=order)
+        assert (refund.asset_id, refund.amount, refund.status) == (USDT, Decimal("400"), "sent")
+        assert get_balance(user_id=order.user_id, asset_id=USDT).total == 0
+    assert audit_ledger().ok
