@@ -351,6 +351,32 @@ def test_orders_below_minimum_amount_or_notional_are_dropped_not_rounded_up(
             assert reasons(proposal, side) == {0: reason}
 
 
+def test_prices_and_amounts_stay_exact_at_a_trillion_units_and_18_decimals():
+    tick = step = D("0.000000000000000001")
+    market = MarketSnapshot(
+        best_bid=D("999999999999.999999999999999998"), best_ask=D("999999999999.999999999999999999")
+    )
+    budget = Budget(base=D("0.333333333333333333"), quote=D("333333333333.333333333333333333"))
+    proposal = propose(
+        market=market,
+        rules=MarketRules(price_tick=tick, amount_step=step),
+        bid_spread=D("0.000000000000000001"),
+        ask_spread=D("0.000000000000000001"),
+        order_amount=D("0.333333333333333333"),
+        budget=budget,
+    )
+
+    (buy,) = proposal.side(Side.BUY)
+    (sell,) = proposal.side(Side.SELL)
+    # mid = 1e12 - 1.5e-18; mid * (1 -/+ 1e-18) = 1e12 -/+ 1e-6 - 1.5e-18 (+/- 1.5e-36),
+    # rounded down for the buy and up for the sell at the 18th decimal.
+    assert buy.price == D("999999999999.999998999999999998")
+    assert sell.price == D("1000000000000.000000999999999999")
+    assert buy.amount == D("0.333333333333333333")  # 333333333333.33 quote budget fits 0.333... at ~1e12
+    assert buy.price * buy.amount <= budget.quote
+    assert sell.amount == D("0.333333333333333333")
+
+
 def test_amount_rounded_to_zero_is_dropped():
     proposal = propose(order_amount=D("0.0004"))
 
