@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 
-from ledger.amounts import parse_amount
+from ledger.amounts import canonical, parse_amount
 
 from ..models import (
     OPEN_ORDER_STATUSES,
@@ -98,7 +98,8 @@ def simulator_market_ensure(*, symbol: str, start_price, seed: int = 0, reset: b
             for name, value in {**(path if reset else {}), **(fields if overrides else {})}.items():
                 setattr(market, name, value)
             market.save()
-    logger.info("sim_market_ready symbol=%s price=%s seed=%s created=%s", market.symbol, market.price, market.seed, created)
+    logger.info("sim_market_ready symbol=%s price=%s seed=%s created=%s", market.symbol, canonical(market.price),
+                market.seed, created)
     return market
 
 
@@ -297,7 +298,7 @@ def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, o
         raise e.bad_parameter("side")
     if order_type not in ("LIMIT", "LIMIT_MAKER"):
         raise e.SimulatorApiError(-1116, "Invalid orderType.")
-    if time_in_force not in ("GTC", "IOC", "FOK") or (order_type == "LIMIT_MAKER" and time_in_force != "GTC"):
+    if time_in_force not in ("GTC", "IOC") or (order_type == "LIMIT_MAKER" and time_in_force != "GTC"):
         raise e.SimulatorApiError(-1115, "Invalid timeInForce.")
     try:
         price = _amount(price, "price")
@@ -335,19 +336,17 @@ def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, o
             trades.append(_apply_fill(order=order, market=market, balances=balances, price=level.price,
                                       qty=take, is_maker=False, at_ms=at))
             remaining -= take
-        if remaining > 0 and time_in_force in ("IOC", "FOK"):
+        if remaining > 0 and time_in_force == "IOC":
             _release(order, balances)
             order.status = SimOrderStatus.EXPIRED
-        if time_in_force == "FOK" and remaining > 0:
-            transaction.set_rollback(True)
-            raise e.SimulatorApiError(-2010, "Order would not be fully filled (FOK).")
         SimTrade.objects.bulk_create(trades)
         _save_balances(balances)
         if trades or order.status != SimOrderStatus.NEW:
             order.save()
     logger.info(
         "sim_order_placed account_id=%s order_id=%s client_order_id=%s symbol=%s side=%s price=%s qty=%s status=%s taker_fills=%s",
-        account_id, order.pk, client_order_id, market.symbol, side, price, qty, order.status, len(trades),
+        account_id, order.pk, client_order_id, market.symbol, side, canonical(price), canonical(qty), order.status,
+        len(trades),
     )
     return order, trades
 
