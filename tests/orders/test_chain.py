@@ -112,3 +112,52 @@ def test_worker_fails_and_refunds_at_the_deadline_or_when_checks_run_out(pair, m
         assert (refund.asset_id, refund.amount, refund.status) == (USDT, Decimal("400"), "sent")
         assert get_balance(user_id=order.user_id, asset_id=USDT).total == 0
     assert audit_ledger().ok
+
+
+def _pool_children(pid: int) -> list[int]:
+    import subprocess
+
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(line) for line in out.split()]
+
+
+def test_job_of_a_killed_worker_process_is_redelivered_and_applied_once(sim_pair, make_order, celery_worker,
+                                                                         settings):
+    import os
+    import signal
+
+    from exchanges.simulator.services import simulator_set_faults
+
+    from .conftest import pay_in_full
+
+    # given a prefork worker, and an exchange that answers slowly, so the job is caught mid-flight
+    worker = celery_worker(pool="prefork", env={
+        "MM_WITHDRAW_MODE": "transfer", "MM_WITHDRAWAL_CHECK_INTERVAL_S": "1"})
+    simulator_set_faults(account_label="orders-sim", latency_ms=5000)
+    settings.MM_WITHDRAW_MODE = "transfer"
+    order = make_order(sim_pair)
+    pay_in_full(order)
+    from orders.services import payment_check
+
+    assert payment_check(order_id=order.order_id) == "complete"  # queues withdraw_to_exchange
+    deadline = time.monotonic() + 30
+    while b"withdraw_to_exchange" not in worker.log_path.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    # when the pool process running withdraw_to_exchange is killed
+    children = _pool_children(worker.pid)
+    assert children, worker.log_path.read_text()[-3000:]
+    simulator_set_faults(account_label="orders-sim")
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    # then the job is redelivered to a new pool process and the chain completes, every effect once
+    wait_for_state(order, "running", worker)
+    log = worker.log_path.read_text()
+    assert "WorkerLostError" in log, log[-3000:]
+    assert log.count("Task withdraw_to_exchange[") >= 2, log[-3000:]  # received again after the kill
+    assert SimDeposit.objects.count() == 2
+    assert get_balance(user_id=order.user_id, asset_id=BTC).locked == Decimal("0.5")
+    assert get_balance(user_id=order.user_id, asset_id=USDT).locked == Decimal("1000")
+    assert list(OrderTransition.objects.filter(order=order).values_list("to_state", flat=True)) == [
+        "payment_pending", "payment_complete", "withdrawing", "withdrawal_confirmed", "campaign_joined", "running"]
+    assert audit_ledger().ok
