@@ -2,9 +2,15 @@
 
 Each mutation is one transaction: lock the user's balance rows (fixed order), claim the
 idempotency key by inserting the entry, update the balances and write balanced postings.
-The hot path is hand-written SQL over Django's connection, so a mutation costs the same
-round trips as the minimal raw transaction (lock, update, insert) plus one bulk insert:
-see bench/ledger.py and docs/benchmarks.md.
+
+- PostgreSQL: all of that is one prepared statement (data-modifying CTEs, see
+  ``_postgres_statement``). Called outside a transaction, the statement is its own
+  transaction: one round trip per mutation, and the row lock is held only while it runs.
+  Inside a caller's transaction it joins it. A first touch of a user:asset creates the
+  balance row in a transaction first.
+- SQLite (embedded default, one writer at a time under IMMEDIATE): the same steps as
+  separate statements (``_write_stepwise``).
+See bench/ledger.py and docs/benchmarks.md for what this costs against a raw transaction.
 
 Same key + same payload returns the first result with ``applied=False``; same key with a
 different payload raises IdempotencyConflict; the database keeps ``available >= 0`` and
@@ -18,7 +24,9 @@ import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db import connection, transaction
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from psycopg.types.json import Jsonb
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -97,7 +105,9 @@ def _payload_hash(payload: dict) -> str:
 
 
 def _lock_balances(cur, vendor: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, Decimal, Decimal]]:
-    """Row-lock the balance rows of ``keys`` in (user_id, asset_id) order, creating missing ones."""
+    """Lock the balance rows of ``keys`` in (user_id, asset_id) order, creating missing ones.
+
+    Used by the stepwise (SQLite) path, where the IMMEDIATE transaction is the lock."""
     where = " OR ".join(["(user_id = %s AND asset_id = %s)"] * len(keys))
     params = [part for key in keys for part in key]
     suffix = " FOR UPDATE" if vendor == "postgresql" else ""
@@ -150,6 +160,174 @@ def _replay(key: str, payload_hash: str) -> LedgerResult:
     return LedgerResult(applied=False, entry=entry, balance=balance, balances={entry.asset_id: balance})
 
 
+def _after(op: str, keys, before: dict, deltas: dict) -> tuple[dict[tuple[str, str], BalanceView], InsufficientFunds | None]:
+    """The balances after the deltas, and the first bucket that would go negative (if any)."""
+    after: dict[tuple[str, str], BalanceView] = {}
+    shortfall = None
+    for bkey in keys:
+        available, locked = before[bkey]
+        d_avail, d_locked = deltas[bkey]
+        new = BalanceView(available + d_avail, locked + d_locked)
+        after[bkey] = new
+        if shortfall is None and (new.available < 0 or new.locked < 0):
+            bucket = "available" if new.available < 0 else "locked"
+            have = available if bucket == "available" else locked
+            need = (d_avail if bucket == "available" else d_locked).copy_negate()
+            shortfall = InsufficientFunds(
+                f"{op}: user {bkey[0]} has {have} {bkey[1]} {bucket}, {need} needed",
+                user_id=bkey[0], asset_id=bkey[1], bucket=bucket,
+            )
+    return after, shortfall
+
+
+def _write_stepwise(cur, *, keys, deltas, moves, claim) -> tuple[dict, int | None]:
+    """SQLite (one writer at a time under IMMEDIATE): lock, check, claim the key, update, post.
+
+    Returns the balances before the mutation and the new entry's id (None: nothing written,
+    either a shortfall or the key was already used).
+    """
+    vendor = connection.vendor
+    rows = _lock_balances(cur, vendor, keys)
+    before = {bkey: (available, locked) for bkey, (_, available, locked) in rows.items()}
+    after, shortfall = _after(claim["op"], keys, before, deltas)
+    if shortfall is not None:
+        return before, None
+    primary = after[(claim["user_id"], claim["asset_id"])]
+    entry_id = _claim_key(cur, vendor, after=primary, **claim)
+    if entry_id is None:
+        return before, None
+    db_now = connection.ops.adapt_datetimefield_value(claim["now"])
+    for bkey in keys:
+        new = after[bkey]
+        cur.execute(
+            "UPDATE ledger_balance SET available = %s, locked = %s, updated_at = %s WHERE id = %s",
+            [to_db(new.available, vendor), to_db(new.locked, vendor), db_now, rows[bkey][0]],
+        )
+    cur.execute(
+        "INSERT INTO ledger_posting (entry_id, account, user_id, asset_id, amount) VALUES "
+        + ", ".join(["(%s, %s, %s, %s, %s)"] * len(moves)),
+        [p for m in moves for p in (entry_id, m.account, m.user_id, m.asset_id, to_db(m.amount, vendor))],
+    )
+    return before, entry_id
+
+
+# Balance rows this process has seen exist. Rows are never deleted in operation; if one is
+# (a test flush), the statement finds it missing and the row is created again.
+_known_balances: set[tuple[str, str]] = set()
+_KNOWN_BALANCES_MAX = 100_000
+
+
+def _create_balances(keys) -> None:
+    """Zero balance rows for ``keys`` (in order), unless they exist."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO ledger_balance (user_id, asset_id, available, locked, updated_at) VALUES "
+            + ", ".join(["(%s, %s, 0, 0, %s)"] * len(keys))
+            + " ON CONFLICT (user_id, asset_id) DO NOTHING",
+            [p for user_id, asset_id in keys for p in (user_id, asset_id, timezone.now())],
+        )
+
+
+def _postgres_statement(n_keys: int, n_moves: int) -> str:
+    """One statement for the whole mutation: lock the balance rows in (user, asset) order, and
+    only if every row exists and none would go negative, claim the key, update the balances
+    from the locked values and write the postings. Returns the locked rows and the entry id.
+
+    Data-modifying CTEs run once and to completion; ``u`` and ``p`` depend on ``e``, so a key
+    conflict (no ``e`` row) or a shortfall (``ok`` false) writes nothing.
+    """
+    deltas = ", ".join(["(%s::varchar, %s::varchar, %s::numeric, %s::numeric)"] * n_keys)
+    moves = ", ".join(["(%s::varchar, %s::varchar, %s::varchar, %s::numeric)"] * n_moves)
+    return f"""
+WITH d (user_id, asset_id, d_available, d_locked) AS (VALUES {deltas}),
+b AS (
+    SELECT bal.id, bal.user_id, bal.asset_id, bal.available, bal.locked
+    FROM ledger_balance bal JOIN d ON bal.user_id = d.user_id AND bal.asset_id = d.asset_id
+    ORDER BY bal.user_id, bal.asset_id
+    FOR UPDATE OF bal
+),
+n AS (
+    SELECT b.id, b.user_id, b.asset_id, b.available + d.d_available AS available, b.locked + d.d_locked AS locked
+    FROM b JOIN d ON b.user_id = d.user_id AND b.asset_id = d.asset_id
+),
+ok AS (SELECT count(*) = {n_keys} AND bool_and(available >= 0 AND locked >= 0) AS ok FROM n),
+e AS (
+    INSERT INTO ledger_ledgerentry (idempotency_key, operation, user_id, asset_id, amount, ref_type, ref_id,
+                                    payload_hash, available_after, locked_after, details, created_at)
+    SELECT %s::varchar, %s::varchar, n.user_id, n.asset_id, %s::numeric, %s::varchar, %s::varchar, %s::varchar,
+           n.available, n.locked, %s::jsonb, %s::timestamptz
+    FROM n, ok WHERE ok.ok AND n.user_id = %s::varchar AND n.asset_id = %s::varchar
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+),
+u AS (
+    UPDATE ledger_balance bal SET available = n.available, locked = n.locked, updated_at = %s::timestamptz
+    FROM n WHERE bal.id = n.id AND EXISTS (SELECT 1 FROM e)
+),
+p AS (
+    INSERT INTO ledger_posting (entry_id, account, user_id, asset_id, amount)
+    SELECT e.id, m.account, m.user_id, m.asset_id, m.amount
+    FROM e, (VALUES {moves}) AS m (account, user_id, asset_id, amount)
+)
+SELECT b.user_id, b.asset_id, b.available, b.locked, (SELECT id FROM e) FROM b
+"""
+
+
+_statements: dict[tuple[int, int], str] = {}
+_cursor: psycopg.Cursor | None = None  # the last connection's cursor, reused while it is the same
+_NEVER_AUTO_PREPARE = 2**31  # psycopg prepares only what asks for it (prepare=True)
+
+
+def _run_statement(db, *, keys, deltas, moves, claim) -> tuple[dict, int | None] | None:
+    """Run the mutation statement on connection ``db``; None when a balance row is missing
+    (then nothing was written)."""
+    shape = (len(keys), len(moves))
+    sql = _statements.get(shape)
+    if sql is None:
+        sql = _statements[shape] = _postgres_statement(*shape)
+    now = claim["now"]
+    params = [p for bkey in keys for p in (bkey[0], bkey[1], deltas[bkey][0], deltas[bkey][1])]
+    params += [claim["key"], claim["op"], claim["amount"], claim["ref_type"], claim["ref_id"], claim["payload_hash"],
+               Jsonb(claim["details"]), now, claim["user_id"], claim["asset_id"], now]
+    params += [p for m in moves for p in (m.account, m.user_id, m.asset_id, m.amount)]
+
+    # Django's cursors bind parameters client side (the statement is rebuilt as text in Python on
+    # every call); a plain psycopg cursor on the same connection (and transaction, if any) sends
+    # them separately. The statement is also prepared once per connection, so PostgreSQL does
+    # not plan it on every call. Django leaves prepared statements off for connection poolers;
+    # its own cursors bind client side and never prepare, so opting in here affects the ledger's
+    # statement alone.
+    global _cursor
+    conn = db.connection
+    cur = _cursor  # a local: another thread may swap the global for its own connection's cursor
+    if cur is None or cur.connection is not conn:
+        if conn.prepare_threshold is None:
+            conn.prepare_threshold = _NEVER_AUTO_PREPARE
+        cur = _cursor = psycopg.Cursor(conn)
+    with db.wrap_database_errors:  # callers see django.db errors, as from any query
+        cur.execute(sql, params, prepare=True)
+        rows = cur.fetchall()
+    if db.queries_logged:  # keep django_assert_num_queries and DEBUG honest
+        db.queries_log.append({"sql": sql, "time": "0.000"})
+    if len(rows) < len(keys):
+        return None
+    if len(_known_balances) > _KNOWN_BALANCES_MAX:
+        _known_balances.clear()
+    _known_balances.update(keys)
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}, rows[0][4]
+
+
+def _write_postgres(db, *, keys, deltas, moves, claim) -> tuple[dict, int | None]:
+    """Inside a transaction: create missing balance rows, then the statement."""
+    if not _known_balances.issuperset(keys):
+        _create_balances(keys)
+    outcome = _run_statement(db, keys=keys, deltas=deltas, moves=moves, claim=claim)
+    if outcome is None:  # a row this process thought existed is gone: create it, lock again
+        _create_balances(keys)
+        outcome = _run_statement(db, keys=keys, deltas=deltas, moves=moves, claim=claim)
+    return outcome
+
+
 def _apply(**kwargs) -> LedgerResult:
     # Amounts of an 18-decimal asset reach 31 digits at 1e12 units: past Decimal's default
     # 28-digit context, which would round the new balance silently.
@@ -176,68 +354,60 @@ def _apply_exact(*, op: str, key: str, user_id: str, asset_id: str, amount: Deci
             pair = deltas.setdefault((move.user_id, move.asset_id), [ZERO, ZERO])
             pair[0 if move.account == Account.USER_AVAILABLE else 1] += move.amount
     keys = sorted(deltas)
-    vendor = connection.vendor
     now = timezone.now()
+    claim = dict(key=key, op=op, user_id=user_id, asset_id=asset_id, amount=amount, ref_type=ref_type,
+                 ref_id=ref_id, payload_hash=payload_hash, details=details or {}, now=now)
 
-    with transaction.atomic(), connection.cursor() as cur:
-        rows = _lock_balances(cur, vendor, keys)
-        after: dict[tuple[str, str], BalanceView] = {}
-        shortfall = None
-        for bkey in keys:
-            _, available, locked = rows[bkey]
-            d_avail, d_locked = deltas[bkey]
-            new = BalanceView(available + d_avail, locked + d_locked)
-            after[bkey] = new
-            if shortfall is None and (new.available < 0 or new.locked < 0):
-                bucket = "available" if new.available < 0 else "locked"
-                have = available if bucket == "available" else locked
-                need = -(d_avail if bucket == "available" else d_locked)
-                shortfall = InsufficientFunds(
-                    f"{op}: user {bkey[0]} has {have} {bkey[1]} {bucket}, {need} needed",
-                    user_id=bkey[0], asset_id=bkey[1], bucket=bucket,
-                )
-        if shortfall is not None:
-            # A replay of an entry that was applied when funds sufficed is still a replay.
-            if LedgerEntry.objects.filter(idempotency_key=key).exists():
-                return _replay(key, payload_hash)
-            raise shortfall
+    outcome = None
+    db = connections[DEFAULT_DB_ALIAS]  # once: every `connection.x` is a lookup through a proxy
+    postgres = db.vendor == "postgresql"
+    if postgres:
+        db.ensure_connection()
+        if db.autocommit and _known_balances.issuperset(keys):
+            # Outside any transaction the one statement is its own transaction: PostgreSQL
+            # commits it atomically on completion, so a mutation is a single round trip.
+            outcome = _run_statement(db, keys=keys, deltas=deltas, moves=moves, claim=claim)
+    if outcome is not None:
+        return _conclude(outcome, keys=keys, deltas=deltas, claim=claim)
+    with transaction.atomic():
+        if postgres:
+            outcome = _write_postgres(db, keys=keys, deltas=deltas, moves=moves, claim=claim)
+        else:
+            with connection.cursor() as cur:
+                outcome = _write_stepwise(cur, keys=keys, deltas=deltas, moves=moves, claim=claim)
+        # Inside the transaction: a shortfall rolls back balance rows created for it.
+        return _conclude(outcome, keys=keys, deltas=deltas, claim=claim)
 
-        primary = after[(user_id, asset_id)]
-        entry_id = _claim_key(
-            cur, vendor, key=key, op=op, user_id=user_id, asset_id=asset_id, amount=amount,
-            ref_type=ref_type, ref_id=ref_id, payload_hash=payload_hash, after=primary,
-            details=details or {}, now=now,
-        )
-        if entry_id is None:
+
+def _conclude(outcome: tuple[dict, int | None], *, keys, deltas, claim) -> LedgerResult:
+    """The result of a written entry, or the replay of the key's first result, or the shortfall."""
+    before, entry_id = outcome
+    key, payload_hash, user_id = claim["key"], claim["payload_hash"], claim["user_id"]
+    after, shortfall = _after(claim["op"], keys, before, deltas)
+    if shortfall is not None:
+        # A replay of an entry that was applied when funds sufficed is still a replay.
+        if LedgerEntry.objects.filter(idempotency_key=key).exists():
             return _replay(key, payload_hash)
-
-        db_now = connection.ops.adapt_datetimefield_value(now)
-        for bkey in keys:
-            new = after[bkey]
-            cur.execute(
-                "UPDATE ledger_balance SET available = %s, locked = %s, updated_at = %s WHERE id = %s",
-                [to_db(new.available, vendor), to_db(new.locked, vendor), db_now, rows[bkey][0]],
-            )
-        cur.execute(
-            "INSERT INTO ledger_posting (entry_id, account, user_id, asset_id, amount) VALUES "
-            + ", ".join(["(%s, %s, %s, %s, %s)"] * len(moves)),
-            [p for m in moves for p in (entry_id, m.account, m.user_id, m.asset_id, to_db(m.amount, vendor))],
-        )
-
-    entry = LedgerEntry(
-        id=entry_id, idempotency_key=key, operation=op, user_id=user_id, asset_id=asset_id, amount=amount,
-        ref_type=ref_type, ref_id=ref_id, payload_hash=payload_hash, available_after=primary.available,
-        locked_after=primary.locked, details=details or {}, created_at=now,
-    )
-    entry._state.adding = False
+        raise shortfall
+    if entry_id is None:
+        return _replay(key, payload_hash)
+    primary = after[(user_id, claim["asset_id"])]
+    entry = LedgerEntry.from_db(connection.alias, _ENTRY_FIELDS, (
+        entry_id, key, claim["op"], user_id, claim["asset_id"], claim["amount"], claim["ref_type"],
+        claim["ref_id"], payload_hash, primary.available, primary.locked, claim["details"], claim["now"],
+    ))
     logger.info(
         "event=ledger_mutation op=%s user_id=%s asset_id=%s amount=%s key=%s ref=%s:%s",
-        op, user_id, asset_id, amount, key, ref_type, ref_id,
+        claim["op"], user_id, claim["asset_id"], claim["amount"], key, claim["ref_type"], claim["ref_id"],
     )
     return LedgerResult(
         applied=True, entry=entry, balance=primary,
         balances={a: v for (u, a), v in after.items() if u == user_id},
     )
+
+
+_ENTRY_FIELDS = ["id", "idempotency_key", "operation", "user_id", "asset_id", "amount", "ref_type", "ref_id",
+                 "payload_hash", "available_after", "locked_after", "details", "created_at"]
 
 
 def _single_asset(op: str, *, user_id, asset_id, amount, idempotency_key, ref_type, ref_id,

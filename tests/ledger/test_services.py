@@ -384,3 +384,43 @@ def test_settle_fill_refuses_bad_input(user, market, kwargs, error, message):
     with pytest.raises(error, match=message):
         fill(user, base, quote, **kwargs)
     assert counts() == before
+
+
+# --- outside any transaction (PostgreSQL: the mutation is one statement, its own transaction) ---
+@pytest.mark.django_db(transaction=True)
+class TestOutsideAnyTransaction:
+    def test_mutations_replays_and_refusals_behave_the_same(self, user, asset):
+        first = deposit(user, asset, 10, key="dep-" + user)
+        again = deposit(user, asset, 10, key="dep-" + user)
+        assert (first.applied, again.applied, again.entry.pk) == (True, False, first.entry.pk)
+        with pytest.raises(IdempotencyConflict):
+            deposit(user, asset, 11, key="dep-" + user)
+        before = counts()
+        with pytest.raises(InsufficientFunds):
+            services.debit_withdrawal(user_id=user, asset_id=asset, amount="10.01", idempotency_key=fresh("w"))
+        assert counts() == before
+        assert services.lock_funds(user_id=user, asset_id=asset, amount=4, idempotency_key=fresh("l")).balance == \
+            services.BalanceView(D(6), D(4))
+        assert_audit_clean()
+
+    def test_refusal_on_an_untouched_account_leaves_no_balance_row(self, user, asset):
+        with pytest.raises(InsufficientFunds):
+            services.debit_withdrawal(user_id=user, asset_id=asset, amount=1, idempotency_key=fresh("w"))
+        assert not Balance.objects.filter(user_id=user, asset_id=asset).exists()
+
+    def test_a_balance_row_removed_behind_the_ledgers_back_is_created_again(self, user, asset):
+        from django.db import connection
+
+        deposit(user, asset, 5)
+        with connection.cursor() as cur:  # the balance table has no append-only trigger
+            cur.execute("DELETE FROM ledger_balance WHERE user_id = %s AND asset_id = %s", [user, asset])
+        result = deposit(user, asset, 2)
+        assert result.applied and result.balance.available == 2
+        assert Balance.objects.get(user_id=user, asset_id=asset).available == 2
+
+
+def test_the_ledger_statement_is_counted_as_a_query(user, asset, django_assert_max_num_queries):
+    deposit(user, asset, 1)  # warm: the balance row exists, the asset scale is cached
+    with django_assert_max_num_queries(10) as captured:
+        deposit(user, asset, 1)
+    assert any("INSERT INTO ledger_ledgerentry" in query["sql"] for query in captured.captured_queries)
