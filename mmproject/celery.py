@@ -33,6 +33,7 @@ app.conf.task_routes = {
     "strategy_tick": {"queue": TICK_QUEUE},
     "refresh_market_data": {"queue": TICK_QUEUE},
     "track_exchange_orders": {"queue": TICK_QUEUE},
+    "reconcile": {"queue": TICK_QUEUE},
 }
 
 
@@ -46,6 +47,11 @@ def _beat_schedule():
             "task": "strategy_tick",
             "schedule": tick,
             "options": {"expires": max(tick.total_seconds(), 1.0)},
+        },
+        "reconcile": {
+            "task": "reconcile",
+            "schedule": timedelta(seconds=settings.RECONCILE_INTERVAL_S),
+            "options": {"expires": float(settings.RECONCILE_INTERVAL_S)},
         },
     }
 

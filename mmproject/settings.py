@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "orders",
     "strategy",
     "intents",
+    "reconciliation",
 ]
 
 MIDDLEWARE = [
@@ -127,6 +128,8 @@ STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = env.int(
 # crashed worker's intent is taken over quickly.
 STRATEGY_INTENT_LEASE_S = env.int("STRATEGY_INTENT_LEASE_S", default=30)
 STRATEGY_INTENT_MAX_ATTEMPTS = env.int("STRATEGY_INTENT_MAX_ATTEMPTS", default=5)
+# Reconciliation (ledger and tracked orders vs the exchanges) runs every this many seconds.
+RECONCILE_INTERVAL_S = env.int("RECONCILE_INTERVAL_S", default=60)
 
 # --- Order lifecycle ------------------------------------------------------------------
 MM_WITHDRAW_MODE = env.str("MM_WITHDRAW_MODE", default="disabled")  # disabled|validation|transfer

@@ -1,0 +1,187 @@
+"""Reads for reconciliation: what is in scope, what the ledger says orders hold, stuck intents."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Q, Sum
+
+from exchanges.models import ExchangeAccount
+from intents.models import OPEN_TRACKED_STATUSES, Intent, IntentStatus, TrackedOrder
+from ledger.amounts import exact_context
+from ledger.models import Account, Posting
+from orders.models import MarketMakingOrder, MarketMakingPair
+from strategy.models import SessionStatus, StrategySession
+
+from .models import BalanceBaseline
+
+ZERO = Decimal(0)
+# The ledger ref under which an order's funds are locked, unlocked and its fills settled
+# (orders/services/withdrawal.py: ref_type="mm_order", ref_id=str(order_id)).
+ORDER_REF_TYPE = "mm_order"
+TRADING_SESSION_STATUSES = (SessionStatus.RUNNING, SessionStatus.STOPPING)
+
+
+def order_scope() -> dict[int, set[str]]:
+    """{account id: symbols} to compare with the exchange's open orders.
+
+    Enabled accounts with tracked orders not yet final, or with sessions still trading;
+    the symbols are those of the tracked orders and of the sessions' pairs.
+    """
+    scope: dict[int, set[str]] = defaultdict(set)
+    enabled = set(ExchangeAccount.objects.filter(enabled=True).values_list("pk", flat=True))
+    for account_id, symbol in TrackedOrder.objects.filter(status__in=OPEN_TRACKED_STATUSES).values_list(
+            "account_id", "symbol").distinct():
+        scope[account_id].add(symbol)
+    for account_id, pair_account_id, symbol in StrategySession.objects.filter(
+            status__in=TRADING_SESSION_STATUSES).values_list(
+            "order__exchange_account_id", "order__pair__exchange_account_id", "order__pair__symbol").distinct():
+        scope[account_id or pair_account_id].add(symbol)
+    return {account_id: symbols for account_id, symbols in scope.items() if account_id in enabled}
+
+
+def tracked_open(account_id: int, symbol: str) -> dict[str, TrackedOrder]:
+    """Tracked orders we believe are on the exchange's book (sent and not final), by client id."""
+    rows = TrackedOrder.objects.filter(account_id=account_id, symbol=symbol,
+                                       status__in=[s for s in OPEN_TRACKED_STATUSES if s != "pending_create"])
+    return {row.client_order_id: row for row in rows}
+
+
+def tracked_statuses(client_order_ids) -> dict[str, str]:
+    """Current tracked status of each client id we know (any status)."""
+    return dict(TrackedOrder.objects.filter(client_order_id__in=list(client_order_ids)).values_list(
+        "client_order_id", "status"))
+
+
+def _sum_by(queryset, keys: tuple[str, ...]) -> dict[tuple, Decimal]:
+    """Exact sums of posting amounts by ``keys`` (SQL on PostgreSQL, Decimal on SQLite's text)."""
+    if connection.vendor == "postgresql":
+        return {tuple(row[k] for k in keys): row["total"]
+                for row in queryset.values(*keys).annotate(total=Sum("amount")).order_by()}
+    totals: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
+    with exact_context():
+        for *group, amount in queryset.values_list(*keys, "amount").iterator(chunk_size=5000):
+            totals[tuple(group)] += amount
+    return dict(totals)
+
+
+@dataclass(frozen=True)
+class Position:
+    """What the ledger says the orders on one exchange account hold of one exchange asset."""
+
+    account_id: int
+    asset: str  # exchange currency code
+    amount: Decimal
+    orders: int
+
+
+def ledger_positions() -> dict[tuple[int, str], Position]:
+    """{(account id, exchange asset): Position} from the locked postings of every order's ref.
+
+    An order's position in an asset is the sum of the ``user_locked`` postings of the entries
+    carrying its ref: its locks minus its unlocks, plus its settled fills net of fees. Ledger
+    asset ids map to exchange codes through the order's pair (base and quote); a position in
+    any other asset has no exchange counterpart on that account and is left out.
+    """
+    sums = _sum_by(Posting.objects.filter(account=Account.USER_LOCKED, entry__ref_type=ORDER_REF_TYPE),
+                   ("entry__ref_id", "asset_id"))
+    sums = {key: amount for key, amount in sums.items() if amount}  # settled orders hold nothing
+    ref_ids = {ref_id for ref_id, _ in sums}
+    orders = {
+        str(order_id): (account_id or pair_account_id, {base_id: base_code, quote_id: quote_code})
+        for order_id, account_id, pair_account_id, base_id, base_code, quote_id, quote_code in
+        MarketMakingOrder.objects.filter(order_id__in=_uuids(ref_ids)).values_list(
+            "order_id", "exchange_account_id", "pair__exchange_account_id", "pair__base_asset_id",
+            "pair__base_exchange_asset", "pair__quote_asset_id", "pair__quote_exchange_asset")
+    }
+    totals: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    counts: dict[tuple[int, str], set[str]] = defaultdict(set)
+    with exact_context():
+        for (ref_id, asset_id), amount in sums.items():
+            account_id, codes = orders.get(ref_id, (None, {}))
+            code = codes.get(asset_id)
+            if account_id is None or not code:
+                continue
+            key = (account_id, code.upper())
+            totals[key] += amount
+            counts[key].add(ref_id)
+    return {key: Position(account_id=key[0], asset=key[1], amount=amount, orders=len(counts[key]))
+            for key, amount in totals.items()}
+
+
+def _uuids(ref_ids) -> list:
+    import uuid
+
+    out = []
+    for ref_id in ref_ids:
+        try:
+            out.append(uuid.UUID(ref_id))
+        except ValueError:
+            continue  # a ref that is not an order id names no order
+    return out
+
+
+def balance_scope(positions: dict[tuple[int, str], Position]) -> dict[int, set[str]]:
+    """{enabled account id: exchange asset codes} whose balances are compared with the ledger.
+
+    The base and quote codes of every pair traded on the account (by the pair or by an order),
+    every asset an order position or a stored baseline names there.
+    """
+    scope: dict[int, set[str]] = defaultdict(set)
+    for account_id, base, quote in MarketMakingPair.objects.filter(exchange_account__isnull=False).values_list(
+            "exchange_account_id", "base_exchange_asset", "quote_exchange_asset"):
+        scope[account_id] |= {base.upper(), quote.upper()}
+    for account_id, base, quote in MarketMakingOrder.objects.filter(exchange_account__isnull=False).values_list(
+            "exchange_account_id", "pair__base_exchange_asset", "pair__quote_exchange_asset").distinct():
+        scope[account_id] |= {base.upper(), quote.upper()}
+    for account_id, asset in positions:
+        scope[account_id].add(asset)
+    for account_id, asset in BalanceBaseline.objects.values_list("account_id", "asset"):
+        scope[account_id].add(asset)
+    enabled = set(ExchangeAccount.objects.filter(enabled=True, pk__in=list(scope)).values_list("pk", flat=True))
+    return {account_id: {a for a in assets if a} for account_id, assets in scope.items() if account_id in enabled}
+
+
+def baselines() -> dict[tuple[int, str], BalanceBaseline]:
+    return {(b.account_id, b.asset): b for b in BalanceBaseline.objects.all()}
+
+
+def intents_in_flight() -> int:
+    return Intent.objects.filter(status=IntentStatus.IN_FLIGHT).count()
+
+
+def intents_stuck(*, now: datetime, grace_s: float) -> list[Intent]:
+    """In-flight intents whose lease ended more than ``grace_s`` ago (or that have no lease)."""
+    cutoff = now - timedelta(seconds=grace_s)
+    return list(Intent.objects.filter(status=IntentStatus.IN_FLIGHT).filter(
+        Q(lease_until__lt=cutoff) | Q(lease_until__isnull=True)).select_related("account").order_by("id"))
+
+
+def run_report(run) -> dict:
+    """A run and its drifts as JSON-able values (amounts as exact decimal strings)."""
+    def text(value):
+        return None if value is None else format(value.normalize(), "f") if value else "0"
+
+    drifts = run.drifts.select_related("account").order_by("id")
+    return {
+        "run_id": run.pk,
+        "ok": run.ok,
+        "trigger": run.trigger,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "duration_s": round((run.finished_at - run.started_at).total_seconds(), 3) if run.finished_at else None,
+        "counts": {"accounts": run.accounts_checked, "orders": run.orders_checked,
+                   "balances": run.balances_checked, "intents_in_flight": run.intents_checked,
+                   "baselines_set": run.baselines_set, "drifts": run.drift_count},
+        "error": run.error,
+        "drifts": [
+            {"kind": d.kind, "account": d.account.label if d.account else None, "account_id": d.account_id,
+             "symbol": d.symbol, "asset": d.asset, "expected": text(d.expected), "actual": text(d.actual),
+             "difference": text(d.difference), "client_order_id": d.client_order_id, "intent_id": d.intent_id,
+             "detail": d.detail}
+            for d in drifts
+        ],
+    }

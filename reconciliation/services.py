@@ -1,0 +1,326 @@
+"""reconcile_run: compare our state with the exchanges' and store every drift with its numbers.
+
+Three checks, each read-only towards the exchange and the rest of the system:
+
+- orders, per enabled account and symbol in scope: a tracked order we believe is on the book
+  (open, partially filled, pending cancel) that the exchange does not list open is
+  ``tracked_not_open`` (looked up by client id to say what the exchange knows of it); an open
+  exchange order carrying a session prefix (``mm`` + 12 hex) that we do not track as live is
+  ``untracked_open``. Both are confirmed against a second read of our rows, so an order the
+  runtime placed or closed during the run is not reported.
+- balances, per account and exchange asset: the exchange total (free + locked) minus what the
+  ledger says the orders on that account hold; a change of that difference from its baseline
+  is ``balance_changed`` (docs/reconciliation.md gives the rule).
+- intents: in flight with a lease that ended more than a grace ago is ``stuck_intent``.
+
+Any exchange read that fails is ``unreachable``: never read as "no orders" or "order gone".
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+import ccxt
+from django.db import transaction
+from django.utils import timezone
+
+from exchanges.clients import exchange_client
+from exchanges.errors import AccountDisabled
+from exchanges.models import ExchangeAccount
+from intents.models import TrackedOrderStatus
+from ledger.amounts import exact_context
+from orders.models import MarketMakingOrder
+from strategy.runtime import client_order_prefix
+from strategy.trackers import dec, fetch_by_client_id
+
+from . import selectors
+from .errors import ReconciliationCrashed
+from .models import BalanceBaseline, Drift, DriftKind, ReconciliationRun
+
+logger = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+# A lease that ended this recently may be released by its worker right now: not stuck yet.
+STUCK_INTENT_GRACE_S = 5
+SESSION_PREFIX = re.compile(r"^mm[0-9a-f]{12}")
+# Tracked states in which the order is on the exchange's book as far as we know.
+LIVE_STATUSES = {TrackedOrderStatus.OPEN, TrackedOrderStatus.PARTIALLY_FILLED, TrackedOrderStatus.PENDING_CANCEL}
+# States in which an exchange order with that client id is expected or about to be open.
+NOT_ORPHAN_STATUSES = LIVE_STATUSES | {TrackedOrderStatus.PENDING_CREATE}
+
+
+@dataclass
+class Finding:
+    kind: str
+    detail: str
+    account_id: int | None = None
+    symbol: str = ""
+    asset: str = ""
+    expected: Decimal | None = None
+    actual: Decimal | None = None
+    difference: Decimal | None = None
+    client_order_id: str = ""
+    intent_id: str = ""
+
+    def as_drift(self, run: ReconciliationRun) -> Drift:
+        return Drift(run=run, kind=self.kind, account_id=self.account_id, symbol=self.symbol, asset=self.asset,
+                     expected=self.expected, actual=self.actual, difference=self.difference,
+                     client_order_id=self.client_order_id, intent_id=self.intent_id, detail=self.detail)
+
+
+@dataclass
+class _Counts:
+    accounts: set
+    clients: dict  # {account id: ccxt client or None}: one connection attempt per account per run
+    orders: int = 0
+    balances: int = 0
+    intents: int = 0
+    baselines_set: int = 0
+
+
+def reconcile_run(*, trigger: str = "command", set_baseline: bool = False) -> ReconciliationRun:
+    """Run every check once; store the run and its drifts; return the finished run.
+
+    ``set_baseline`` accepts the current exchange-minus-ledger difference of every balance in
+    scope as the new baseline (no ``balance_changed`` in that run); orders and intents are
+    still checked. Raises ReconciliationCrashed (after recording it on the run) on a bug.
+    """
+    run = ReconciliationRun.objects.create(trigger=trigger, started_at=timezone.now())
+    findings: list[Finding] = []
+    counts = _Counts(accounts=set(), clients={})
+    try:
+        _check_intents(findings, counts)
+        _check_orders(findings, counts)
+        _check_balances(findings, counts, run=run, set_baseline=set_baseline)
+    except Exception as exc:
+        run.finished_at, run.ok = timezone.now(), False
+        run.error = f"{type(exc).__name__}: {exc}"[:4000]
+        run.save(update_fields=["finished_at", "ok", "error"])
+        logger.exception("event=reconcile_crashed run_id=%s", run.pk)
+        raise ReconciliationCrashed(f"reconciliation run {run.pk} crashed: {run.error}") from exc
+
+    with transaction.atomic():
+        Drift.objects.bulk_create([f.as_drift(run) for f in findings])
+        run.finished_at = timezone.now()
+        run.ok = not findings
+        run.drift_count = len(findings)
+        run.accounts_checked = len(counts.accounts)
+        run.orders_checked = counts.orders
+        run.balances_checked = counts.balances
+        run.intents_checked = counts.intents
+        run.baselines_set = counts.baselines_set
+        run.save()
+    for f in findings:
+        logger.warning("event=reconcile_drift run_id=%s kind=%s account_id=%s symbol=%s asset=%s expected=%s "
+                       "actual=%s difference=%s client_order_id=%s intent_id=%s detail=%r", run.pk, f.kind,
+                       f.account_id, f.symbol, f.asset, f.expected, f.actual, f.difference, f.client_order_id,
+                       f.intent_id, f.detail)
+    logger.info("event=reconcile_finished run_id=%s trigger=%s ok=%s drifts=%s accounts=%s orders=%s balances=%s "
+                "intents=%s baselines_set=%s", run.pk, trigger, run.ok, run.drift_count, run.accounts_checked,
+                run.orders_checked, run.balances_checked, run.intents_checked, run.baselines_set)
+    return run
+
+
+# --- intents -------------------------------------------------------------------------------------
+
+
+def _check_intents(findings: list[Finding], counts: _Counts) -> None:
+    now = timezone.now()
+    counts.intents = selectors.intents_in_flight()
+    for intent in selectors.intents_stuck(now=now, grace_s=STUCK_INTENT_GRACE_S):
+        if intent.lease_until is None:
+            overdue, since = None, "no lease at all"
+        else:
+            overdue = Decimal(int((now - intent.lease_until).total_seconds() * 1000)).scaleb(-3)
+            since = f"its lease ended at {intent.lease_until.isoformat()}, {overdue}s ago"
+        what = f"{intent.kind} {intent.side} {intent.amount}@{intent.price}" if intent.kind == "create" \
+            else intent.kind
+        findings.append(Finding(
+            kind=DriftKind.STUCK_INTENT, account_id=intent.account_id, symbol=intent.symbol,
+            difference=overdue, client_order_id=intent.client_order_id, intent_id=intent.intent_id,
+            detail=(f"intent {intent.intent_id} ({what}, client id {intent.client_order_id}) is in flight and "
+                    f"{since} (grace {STUCK_INTENT_GRACE_S}s; {intent.attempts} attempt(s), sent "
+                    f"{'at ' + intent.sent_at.isoformat() if intent.sent_at else 'not yet'}): no worker holds it"),
+        ))
+
+
+# --- orders --------------------------------------------------------------------------------------
+
+
+def _number(order: dict, info_key: str, unified_key: str) -> Decimal | None:
+    """An order number from the exchange's raw text when it has one, else ccxt's value via str()."""
+    raw = (order.get("info") or {}).get(info_key)
+    if raw not in (None, ""):
+        return Decimal(str(raw))
+    return dec(order.get(unified_key))
+
+
+def _describe(order: dict) -> str:
+    amount, filled = _number(order, "origQty", "amount"), _number(order, "executedQty", "filled")
+    return (f"{order.get('status')} {order.get('side')} {amount}@{_number(order, 'price', 'price')} "
+            f"filled {filled} (exchange id {order.get('id')})")
+
+
+def _unreachable(account_id: int, what: str, exc: BaseException, *, symbol: str = "",
+                 client_order_id: str = "") -> Finding:
+    return Finding(kind=DriftKind.UNREACHABLE, account_id=account_id, symbol=symbol, client_order_id=client_order_id,
+                   detail=f"{what} failed: {type(exc).__name__}: {str(exc)[:300]}; nothing was verified there")
+
+
+def _client(account_id: int, findings: list[Finding], counts: _Counts):
+    if account_id not in counts.clients:
+        try:
+            counts.clients[account_id] = exchange_client(account_id=account_id)
+        except AccountDisabled:
+            counts.clients[account_id] = None  # disabled after the scope was read: out of scope
+        except ccxt.BaseError as exc:
+            findings.append(_unreachable(account_id, "connecting (loading markets)", exc))
+            counts.clients[account_id] = None
+    return counts.clients[account_id]
+
+
+def _check_orders(findings: list[Finding], counts: _Counts) -> None:
+    for account_id, symbols in sorted(selectors.order_scope().items()):
+        client = _client(account_id, findings, counts)
+        counts.accounts.add(account_id)
+        if client is None:
+            continue
+        for symbol in sorted(symbols):
+            _check_market(client, account_id, symbol, findings, counts)
+
+
+def _check_market(client, account_id: int, symbol: str, findings: list[Finding], counts: _Counts) -> None:
+    # Our view first: an order placed after this read is confirmed against a second read below.
+    believed = selectors.tracked_open(account_id, symbol)
+    try:
+        exchange_open = {o.get("clientOrderId") or "": o for o in client.fetch_open_orders(symbol)}
+    except ccxt.BaseError as exc:
+        findings.append(_unreachable(account_id, f"reading open orders of {symbol}", exc, symbol=symbol))
+        return
+    counts.orders += len(set(believed) | set(exchange_open))
+
+    missing: dict[str, tuple] = {}
+    for client_order_id, row in sorted(believed.items()):
+        if client_order_id in exchange_open:
+            continue
+        try:
+            found = fetch_by_client_id(client, symbol, client_order_id)
+        except ccxt.BaseError as exc:
+            findings.append(_unreachable(account_id, f"looking up {client_order_id}", exc, symbol=symbol,
+                                         client_order_id=client_order_id))
+            continue
+        missing[client_order_id] = (row, found)
+
+    ours = {cid: o for cid, o in exchange_open.items() if SESSION_PREFIX.match(cid)}
+    current = selectors.tracked_statuses(set(missing) | set(ours))
+    for client_order_id, (row, found) in missing.items():
+        if current.get(client_order_id) not in LIVE_STATUSES:
+            continue  # the tracker caught up during the run
+        with exact_context():
+            remaining = row.amount - row.filled
+        says = _describe(found) if found else "no order with this client id (order not found)"
+        findings.append(Finding(
+            kind=DriftKind.TRACKED_NOT_OPEN, account_id=account_id, symbol=symbol, expected=remaining,
+            actual=ZERO, difference=remaining.copy_negate(), client_order_id=client_order_id,
+            detail=(f"tracked {row.status} {row.side} {row.amount}@{row.price} filled {row.filled} "
+                    f"({row.strategy_key}), not open on the exchange; exchange says: {says}"),
+        ))
+
+    orphans = {cid: o for cid, o in ours.items() if current.get(cid) not in NOT_ORPHAN_STATUSES}
+    owners = _owners_by_prefix(account_id) if orphans else {}
+    for client_order_id, order in sorted(orphans.items()):
+        amount, filled = _number(order, "origQty", "amount"), _number(order, "executedQty", "filled") or ZERO
+        with exact_context():
+            remaining = amount - filled if amount is not None else None
+        prefix = SESSION_PREFIX.match(client_order_id).group(0)
+        owner = owners.get(prefix)
+        tracked = current.get(client_order_id)
+        findings.append(Finding(
+            kind=DriftKind.UNTRACKED_OPEN, account_id=account_id, symbol=symbol, expected=ZERO, actual=remaining,
+            difference=remaining, client_order_id=client_order_id,
+            detail=(f"open on the exchange: {_describe(order)}; "
+                    f"{'tracked as ' + tracked if tracked else 'not tracked at all'}; prefix {prefix} "
+                    f"{'of order ' + owner if owner else 'matches no order on this account'}"),
+        ))
+
+
+def _owners_by_prefix(account_id: int) -> dict[str, str]:
+    """{session prefix: 'order_id (state)'} of the orders trading on this account."""
+    rows = MarketMakingOrder.objects.filter(exchange_account_id=account_id).values_list("order_id", "state")
+    return {client_order_prefix(order_id): f"{order_id} ({state})" for order_id, state in rows}
+
+
+# --- balances ------------------------------------------------------------------------------------
+
+
+def exchange_totals(balance: dict) -> dict[str, Decimal]:
+    """{currency code: free + locked} from a ccxt fetch_balance result, exactly.
+
+    Binance-style raw ``info.balances`` strings when present; otherwise ccxt's unified
+    free/used numbers through their text form.
+    """
+    rows = (balance.get("info") or {}).get("balances")
+    totals: dict[str, Decimal] = {}
+    with exact_context():
+        if isinstance(rows, list):
+            for row in rows:
+                totals[str(row["asset"]).upper()] = Decimal(str(row["free"])) + Decimal(str(row["locked"]))
+            return totals
+        for code, free in (balance.get("free") or {}).items():
+            totals[code.upper()] = (dec(free) or ZERO) + (dec((balance.get("used") or {}).get(code)) or ZERO)
+    return totals
+
+
+def _check_balances(findings: list[Finding], counts: _Counts, *, run: ReconciliationRun, set_baseline: bool) -> None:
+    positions = selectors.ledger_positions()
+    baselines = selectors.baselines()
+    labels = dict(ExchangeAccount.objects.values_list("pk", "label"))
+    for account_id, assets in sorted(selectors.balance_scope(positions).items()):
+        counts.accounts.add(account_id)
+        client = _client(account_id, findings, counts)
+        if client is None:
+            continue
+        try:
+            totals = exchange_totals(client.fetch_balance())
+        except ccxt.BaseError as exc:
+            findings.append(_unreachable(account_id, "reading balances", exc))
+            continue
+        for asset in sorted(assets):
+            counts.balances += 1
+            position = positions.get((account_id, asset))
+            exchange_total = totals.get(asset, ZERO)
+            ledger_total = position.amount if position else ZERO
+            with exact_context():
+                difference = exchange_total - ledger_total
+            baseline = baselines.get((account_id, asset))
+            if baseline is None or set_baseline:
+                _baseline_store(account_id, asset, difference=difference, exchange_total=exchange_total,
+                                ledger_total=ledger_total, run=run, previous=baseline)
+                counts.baselines_set += 1
+                continue
+            with exact_context():
+                change = difference - baseline.difference
+                expected = ledger_total + baseline.difference
+            if change:
+                findings.append(Finding(
+                    kind=DriftKind.BALANCE_CHANGED, account_id=account_id, asset=asset, expected=expected,
+                    actual=exchange_total, difference=change,
+                    detail=(f"{labels.get(account_id)} holds {exchange_total} {asset}; the ledger says its orders "
+                            f"hold {ledger_total} ({position.orders if position else 0} order(s)) and the "
+                            f"baseline float is {baseline.difference} (set {baseline.set_at.isoformat()}), so "
+                            f"{expected} was expected: changed by {change:+f}"),
+                ))
+
+
+def _baseline_store(account_id: int, asset: str, *, difference: Decimal, exchange_total: Decimal,
+                    ledger_total: Decimal, run: ReconciliationRun, previous: BalanceBaseline | None) -> None:
+    BalanceBaseline.objects.update_or_create(
+        account_id=account_id, asset=asset,
+        defaults=dict(difference=difference, exchange_total=exchange_total, ledger_total=ledger_total,
+                      set_at=timezone.now(), set_by_run=run),
+    )
+    logger.info("event=reconcile_baseline_set run_id=%s account_id=%s asset=%s difference=%s previous=%s "
+                "exchange_total=%s ledger_total=%s", run.pk, account_id, asset, difference,
+                previous.difference if previous else None, exchange_total, ledger_total)
