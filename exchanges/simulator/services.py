@@ -229,6 +229,8 @@ def _balances_for_update(account: SimAccount, *assets: str) -> dict[str, SimBala
     for asset in assets:
         if asset not in rows:
             rows[asset] = SimBalance.objects.create(account=account, asset=asset)
+    for row in rows.values():
+        row.loaded = (row.free, row.locked)
     return rows
 
 
@@ -274,10 +276,12 @@ def _apply_fill(*, order: SimOrder, market: SimMarket, balances: dict[str, SimBa
 
 
 def _save_balances(balances: dict[str, SimBalance]) -> None:
+    """Write the rows that changed; a negative amount is a bug of this module: refuse to commit it."""
     for balance in balances.values():
         if balance.free < 0 or balance.locked < 0:
             raise AssertionError(f"simulator balance went negative: {balance}")
-        balance.save(update_fields=["free", "locked"])
+        if (balance.free, balance.locked) != balance.loaded:
+            balance.save(update_fields=["free", "locked"])
 
 
 def _market_depth(market: SimMarket):
@@ -289,9 +293,14 @@ def _market_depth(market: SimMarket):
 
 
 def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, order_type: str, price,
-                          qty, client_order_id: str, time_in_force: str = "GTC") -> tuple[SimOrder, list[SimTrade]]:
-    """Place a limit order: validate filters and funds, take what crosses the book, rest the rest."""
-    market = SimMarket.objects.filter(exchange_symbol=exchange_symbol).first()
+                          qty, client_order_id: str, time_in_force: str = "GTC",
+                          market: SimMarket | None = None) -> tuple[SimOrder, list[SimTrade]]:
+    """Place a limit order: validate filters and funds, take what crosses the book, rest the rest.
+
+    ``market`` may be passed when the caller already read it (it saves a query).
+    """
+    if market is None or market.exchange_symbol != exchange_symbol:
+        market = SimMarket.objects.filter(exchange_symbol=exchange_symbol).first()
     if market is None:
         raise e.invalid_symbol()
     if side not in ("BUY", "SELL"):

@@ -336,7 +336,7 @@ def _new_order(request, params, account):
     order, trades = services.simulator_place_order(
         account_id=account.pk, exchange_symbol=market.exchange_symbol, side=params["side"].upper(),
         order_type=params["type"].upper(), price=params["price"], qty=params["quantity"],
-        client_order_id=client_order_id, time_in_force=(params.get("timeInForce") or "GTC").upper(),
+        client_order_id=client_order_id, time_in_force=(params.get("timeInForce") or "GTC").upper(), market=market,
     )
     order.market = market
     accepted_timeout_s = float(account.faults.get("timeout_after_accept_s") or 0)
