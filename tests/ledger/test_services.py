@@ -408,6 +408,16 @@ class TestOutsideAnyTransaction:
             services.debit_withdrawal(user_id=user, asset_id=asset, amount=1, idempotency_key=fresh("w"))
         assert not Balance.objects.filter(user_id=user, asset_id=asset).exists()
 
+    def test_on_postgres_a_mutation_is_one_statement(self, user, asset, django_assert_num_queries):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            pytest.skip("SQLite runs the stepwise path")
+        deposit(user, asset, 5)  # warm: the balance row exists, the asset scale is cached
+        with django_assert_num_queries(1):
+            services.lock_funds(user_id=user, asset_id=asset, amount=2, idempotency_key=fresh("l"))
+        assert services.get_balance(user_id=user, asset_id=asset) == services.BalanceView(D(3), D(2))
+
     def test_a_balance_row_removed_behind_the_ledgers_back_is_created_again(self, user, asset):
         from django.db import connection
 
