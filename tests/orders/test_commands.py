@@ -87,6 +87,7 @@ def test_api_creates_an_order_intent(client, pair, user_id):
         ({"bid_spread": "abc"}, 400, "not a decimal"),
         ({"user_id": "bob"}, 400, "Mixin user id"),
         ({"pair_id": str(uuid.uuid4())}, 404, "no market-making pair"),
+        ({"base_amount": "0.123456789"}, 400, "decimal places"),
         ({"color": "red"}, 400, "bad fields"),
         ({"order_refresh_time": 0}, 400, "positive integer"),
     ],
@@ -99,6 +100,15 @@ def test_api_refuses_bad_requests_and_creates_nothing(client, pair, user_id, cha
     assert response.status_code == status
     assert message in response.content.decode()
     assert not MarketMakingOrder.objects.exists()
+
+
+def test_api_refuses_a_disabled_pair(client, pair, user_id):
+    pair.enabled = False
+    pair.save()
+    body = dict(user_id=user_id, pair_id=str(pair.pair_id), base_amount="0.5", quote_amount="1000",
+                bid_spread="0.001", ask_spread="0.001", order_amount="0.01")
+    response = client.post("/api/orders/", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 409 and "disabled" in response.json()["error"]
 
 
 def test_api_accepts_only_post(client):

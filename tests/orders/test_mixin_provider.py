@@ -116,3 +116,21 @@ def test_requests_with_a_wrong_key_are_refused(mixin, settings):
     with pytest.raises(TransferRejected, match="401"):
         MixinPaymentProvider.from_settings().transfer(request_id=str(uuid.uuid4()), asset_id=BTC,
                                                       amount=Decimal("1"), opponent_id=str(uuid.uuid4()))
+
+
+def test_poll_snapshots_command_polls_once_and_reports(mixin, order, capsys, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    mixin.snapshots.append(mixin_snapshot(order, "2026-11-24T10:00:00Z", asset_id=USDT, amount="3"))
+    with django_capture_on_commit_callbacks(execute=False):
+        call_command("poll_snapshots")
+    assert "1 received, 1 new, 0 malformed; cursor 2026-11-24T10:00:00Z" in capsys.readouterr().out
+
+
+def test_poll_snapshots_command_fails_clearly_when_mixin_is_down(mixin):
+    from django.core.management import CommandError, call_command
+
+    mixin.fail_next = 1
+    with pytest.raises(CommandError, match="HTTP 500"):
+        call_command("poll_snapshots")
+    assert not ProviderCursor.objects.exists()
