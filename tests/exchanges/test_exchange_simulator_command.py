@@ -61,3 +61,25 @@ def test_command_serves_the_configured_account_and_markets_to_ccxt(simulator_pro
     assert order["status"] == "open"
     locked = {b["asset"]: Decimal(b["locked"]) for b in binance.fetch_balance()["info"]["balances"]}
     assert locked["USDT"] == Decimal("950")
+
+
+@pytest.mark.django_db
+def test_setup_only_prepares_account_markets_and_exchange_account_for_the_web_process(monkeypatch):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from exchanges.models import ExchangeAccount, SimAccount, SimBalance, SimMarket
+
+    monkeypatch.setenv("SIM_API_KEY", "web-key")
+    monkeypatch.setenv("SIM_API_SECRET", "web-secret")
+    monkeypatch.setenv("SIM_BALANCES", "USDT=70,BTC=0.5")
+    monkeypatch.setenv("SIM_SYMBOLS", "BTC/USDT=25000")
+
+    call_command("exchange_simulator", "--port", "8000", "--setup-only", "--exchange-account", "web-sim", stdout=StringIO())
+
+    account = ExchangeAccount.objects.get(label="web-sim")
+    assert (account.base_url, account.api_key, account.api_secret) == ("http://127.0.0.1:8000", "web-key", "web-secret")
+    assert SimAccount.objects.get(label="sim").api_secret == "web-secret"
+    assert SimMarket.objects.get(symbol="BTC/USDT").price == Decimal("25000")
+    assert {b.asset: b.free for b in SimBalance.objects.all()} == {"USDT": Decimal("70"), "BTC": Decimal("0.5")}

@@ -50,8 +50,11 @@ class Command(BaseCommand):
                             help="advance markets one step per this many ms of wall time (SIM_STEP_MS; 0: only on demand)")
         parser.add_argument("--exchange-account", metavar="LABEL",
                             help="also create/update an ExchangeAccount LABEL (binance) pointing at this simulator")
+        parser.add_argument("--setup-only", action="store_true",
+                            help="create the account and markets, then exit: the web process on PORT serves the API")
 
-    def handle(self, *args, port, seed, threads, reset, reset_balances, step_ms, exchange_account, **options):
+    def handle(self, *args, port, seed, threads, reset, reset_balances, step_ms, exchange_account, setup_only,
+               **options):
         if not 0 < port < 65536:
             raise CommandError(f"--port {port} is not a TCP port")
         if step_ms is not None:
@@ -74,6 +77,9 @@ class Command(BaseCommand):
                 defaults={"exchange_id": "binance", "api_key": api_key, "base_url": base_url, "enabled": True,
                           "api_secret_encrypted": encrypt_secret(api_secret)},
             )
+        if setup_only:
+            self.stdout.write(f"exchange simulator account {label!r} and markets {', '.join(symbols)} ready for {base_url}")
+            return
         server = simulator_server(port=port, threads=threads)
         self.stdout.write(
             f"exchange simulator on {base_url} (account {label!r}, markets {', '.join(symbols)}); "
