@@ -18,7 +18,7 @@ from ledger.models import Account, Asset, Balance, Posting
 
 from .helpers import assert_audit_clean, fresh
 
-pytestmark = [pytest.mark.embedded, pytest.mark.django_db]
+pytestmark = [pytest.mark.embedded, pytest.mark.django_db]  # the second test overrides: transaction=True
 
 ZERO = Decimal(0)
 SINGLE = {
@@ -148,9 +148,23 @@ class LedgerModel(RuleBasedStateMachine):
             assert_audit_clean()
 
 
-def test_random_mutations_match_the_model():
+def run_machine(examples: int):
     run_state_machine_as_test(
         LedgerModel,
-        settings=settings(max_examples=20, stateful_step_count=25, deadline=None, database=None,
+        settings=settings(max_examples=examples, stateful_step_count=25, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow]),
     )
+
+
+def test_random_mutations_match_the_model():
+    """Inside a transaction (the test's): on PostgreSQL the statement joins the caller's transaction."""
+    run_machine(15)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_random_mutations_match_the_model_outside_transactions():
+    """Every call its own transaction: on PostgreSQL the one-statement path, committed as it runs."""
+    from django.db import connection
+
+    assert not connection.in_atomic_block
+    run_machine(8)
