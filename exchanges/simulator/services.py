@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.db.models.functions import Greatest
 
 from ledger.amounts import canonical, parse_amount
@@ -117,7 +117,8 @@ def simulator_account_ensure(*, label: str, api_key: str, api_secret: str, balan
                              reset_balances: bool = False) -> SimAccount:
     """Create or reuse the account ``label``; set its credentials; seed balances.
 
-    Balances are set only for assets the account does not hold yet, unless ``reset_balances``.
+    Balances are set only for assets the account does not hold yet, unless ``reset_balances``,
+    which also cancels the account's open orders (their reserved funds no longer exist).
     """
     with transaction.atomic():
         account = SimAccount.objects.select_for_update().filter(label=label).first()
@@ -130,6 +131,10 @@ def simulator_account_ensure(*, label: str, api_key: str, api_secret: str, balan
             account.api_key = api_key
             account.api_secret = api_secret
             account.save(update_fields=["api_key", "api_secret_encrypted"])
+        if reset_balances:
+            SimOrder.objects.filter(account=account, status__in=OPEN_ORDER_STATUSES).update(
+                status=SimOrderStatus.CANCELED, locked_remaining=Decimal(0), updated_ms=now_ms()
+            )
         for asset, free in (balances or {}).items():
             amount = _amount(free, f"balance of {asset}")
             balance, created = SimBalance.objects.get_or_create(account=account, asset=asset.upper(),
@@ -405,11 +410,14 @@ def _step_market(market: SimMarket, close: Decimal | None) -> list[SimTrade]:
         start_price=market.start_price, volatility=market.volatility, tick=market.tick_size,
         step_volume=market.step_volume, lot=market.step_size, close=close,
     )
-    candidates = list(
-        SimOrder.objects.filter(market=market, status__in=OPEN_ORDER_STATUSES)
-        .filter(_crossed_q(step))
-        .values_list("pk", "account_id")
-    )
+    # Compared in Python: amounts are text on SQLite, where SQL would compare them as strings.
+    candidates = [
+        (pk, account_id)
+        for pk, account_id, side, price in SimOrder.objects.filter(
+            market=market, status__in=OPEN_ORDER_STATUSES
+        ).values_list("pk", "account_id", "side", "price")
+        if _traded_through(step, side, price)
+    ]
     trades: list[SimTrade] = []
     if candidates:
         account_ids = sorted({account_id for _, account_id in candidates})
@@ -446,9 +454,9 @@ def _step_market(market: SimMarket, close: Decimal | None) -> list[SimTrade]:
     return trades
 
 
-def _crossed_q(step: engine.Step) -> Q:
-    # A resting order fills only when the market trades through its price, not merely at it.
-    return Q(side="BUY", price__gt=step.low) | Q(side="SELL", price__lt=step.high)
+def _traded_through(step: engine.Step, side: str, price: Decimal) -> bool:
+    """A resting order fills only when the market trades through its price, not merely at it."""
+    return price > step.low if side == "BUY" else price < step.high
 
 
 def simulator_advance(symbol: str, steps: int = 1) -> list[SimTrade]:

@@ -96,3 +96,18 @@ def test_random_session_conserves_every_balance_against_its_trades():
         assert btc.locked == sum((o.locked_remaining for o in open_orders if o.side == "SELL"), Decimal(0))
         assert usdt.locked == sum((o.locked_remaining for o in open_orders if o.side == "BUY"), Decimal(0))
         assert min(btc.free, btc.locked, usdt.free, usdt.locked) >= 0
+
+
+@pytest.mark.django_db
+def test_fills_compare_prices_as_numbers_across_a_change_of_digit_count():
+    from exchanges.simulator.services import simulator_move_to
+
+    simulator_market_ensure(symbol="ETH/USDT", start_price="10050", seed=3)
+    account = simulator_account_ensure(label="digits", api_key="dk", api_secret="ds",
+                                       balances={"USDT": "100000", "ETH": "10"})
+    below, _ = simulator_place_order(account_id=account.pk, exchange_symbol="ETHUSDT", side="BUY", order_type="LIMIT",
+                                     price=Decimal("9990"), qty=Decimal("0.1"), client_order_id="below")
+
+    assert simulator_move_to("ETH/USDT", "10020") == []  # "9990" > "10009" as text, not as numbers
+
+    assert simulator_move_to("ETH/USDT", "9980")[0].order_id == below.pk
