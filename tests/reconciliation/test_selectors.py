@@ -1,0 +1,57 @@
+"""What the ledger says the orders on each exchange account hold, exactly, on either database."""
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from exchanges.models import ExchangeAccount
+from ledger import services as ledger
+from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
+from reconciliation.selectors import balance_scope, ledger_positions
+from tests.runtime_fixtures import BTC, USDT
+
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
+
+
+def order_on(account, pair, n):
+    order = MarketMakingOrder.objects.create(
+        user_id=f"rec-user-{n}", pair=pair, exchange_account=account, state=OrderState.RUNNING, memo="m",
+        base_amount=Decimal(1), quote_amount=Decimal(1), bid_spread=Decimal("0.001"), ask_spread=Decimal("0.001"),
+        order_amount=Decimal("0.01"), order_refresh_time=5, number_of_layers=1,
+        expires_at=timezone.now() + timedelta(hours=1))
+    for asset, amount in ((BTC, "2.00000001"), (USDT, "123456789.12345678")):
+        ledger.credit_deposit(user_id=order.user_id, asset_id=asset, amount=amount, idempotency_key=f"in:{n}:{asset}")
+        ledger.lock_funds(user_id=order.user_id, asset_id=asset, amount=amount, idempotency_key=f"lock:{n}:{asset}",
+                          ref_type="mm_order", ref_id=str(order.order_id))
+    return order
+
+
+def test_positions_sum_each_accounts_orders_by_exchange_code_exactly():
+    # Given two orders on account A (one of which bought 0.5 BTC for 15000.00000001 USDT, fee 15 USDT)
+    # and one order on account B whose funds were all released
+    a = ExchangeAccount.objects.create(exchange_id="binance", label="rec-a")
+    b = ExchangeAccount.objects.create(exchange_id="binance", label="rec-b")
+    pairs = {acc: MarketMakingPair.objects.create(
+        exchange_account=acc, symbol="BTC/USDT", exchange_id="binance", base_asset_id=BTC, quote_asset_id=USDT,
+        base_exchange_asset="BTC", quote_exchange_asset="usdt") for acc in (a, b)}
+    first, _, released = order_on(a, pairs[a], 1), order_on(a, pairs[a], 2), order_on(b, pairs[b], 3)
+    ledger.settle_fill(user_id=first.user_id, exchange="binance", trade_id="t1", side="buy", base_asset_id=BTC,
+                       quote_asset_id=USDT, base_amount="0.5", quote_amount="15000.00000001", fee_amount="15",
+                       ref_type="mm_order", ref_id=str(first.order_id))
+    for asset, amount in ((BTC, "2.00000001"), (USDT, "123456789.12345678")):
+        ledger.unlock_funds(user_id=released.user_id, asset_id=asset, amount=amount,
+                            idempotency_key=f"unlock:3:{asset}", ref_type="mm_order", ref_id=str(released.order_id))
+    # and funds locked under some other ref, which no order holds
+    ledger.credit_deposit(user_id="other", asset_id=BTC, amount="9", idempotency_key="o-in")
+    ledger.lock_funds(user_id="other", asset_id=BTC, amount="9", idempotency_key="o-lock", ref_type="refund",
+                      ref_id="x")
+
+    positions = ledger_positions()
+
+    assert {key: (p.amount, p.orders) for key, p in positions.items()} == {
+        (a.pk, "BTC"): (Decimal("4.50000002"), 2),
+        (a.pk, "USDT"): (Decimal("246898563.24691355"), 2),
+    }
+    # and both accounts are in the balance scope, by their pairs' exchange codes (upper case)
+    assert balance_scope(positions) == {a.pk: {"BTC", "USDT"}, b.pk: {"BTC", "USDT"}}

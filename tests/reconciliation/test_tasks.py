@@ -1,0 +1,36 @@
+"""The periodic reconcile task: routed to the tick queue, scheduled every RECONCILE_INTERVAL_S, a thin shell."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from exchanges.models import ExchangeAccount
+from intents.models import Intent, IntentStatus
+from mmproject.celery import TICK_QUEUE, _beat_schedule, app
+from reconciliation.models import ReconciliationRun
+from reconciliation.tasks import reconcile
+
+
+def test_reconcile_is_routed_to_the_tick_queue_and_scheduled_by_the_setting(settings):
+    settings.RECONCILE_INTERVAL_S = 45
+
+    entry = _beat_schedule()["reconcile"]
+
+    assert app.conf.task_routes["reconcile"] == {"queue": TICK_QUEUE}
+    assert entry["task"] == "reconcile" and entry["schedule"] == timedelta(seconds=45)
+    assert entry["options"]["expires"] == 45
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db
+def test_reconcile_task_stores_a_run_with_its_drifts():
+    account = ExchangeAccount.objects.create(exchange_id="binance", label="rec-task")
+    Intent.objects.create(intent_id="mm:t:stuck", strategy_key="mm:t", account=account, kind="cancel",
+                          symbol="BTC/USDT", client_order_id="coid-t", status=IntentStatus.IN_FLIGHT,
+                          lease_until=timezone.now() - timedelta(minutes=5))
+
+    result = reconcile.apply().get()
+
+    run = ReconciliationRun.objects.get(pk=result["run_id"])
+    assert (run.trigger, run.ok, run.drift_count) == ("beat", False, 1) == ("beat", result["ok"], result["drifts"])
+    assert run.drifts.get().kind == "stuck_intent"
