@@ -57,7 +57,10 @@ def snapshot_record(*, provider: str, data: dict) -> tuple[Snapshot, bool]:
         raise InvalidSnapshot(f"snapshot {snapshot_id}: {exc}") from None
     created_at = None
     if data.get("created_at"):
-        created_at = parse_datetime(_text(data, "created_at"))
+        try:
+            created_at = parse_datetime(_text(data, "created_at"))
+        except ValueError:
+            created_at = None
         if created_at is None:
             raise InvalidSnapshot(f"snapshot {snapshot_id}: created_at {data['created_at']!r} is not a timestamp")
     with transaction.atomic():
@@ -69,6 +72,11 @@ def snapshot_record(*, provider: str, data: dict) -> tuple[Snapshot, bool]:
                 memo_hex=_text(data, "memo", required=False), snapshot_created_at=created_at, raw=data,
             ),
         )
+        if not created and (snapshot.asset_id, snapshot.amount, snapshot.opponent_id) != (
+                asset_id, amount, _text(data, "opponent_id", required=False)):
+            raise InvalidSnapshot(
+                f"snapshot {snapshot_id} was already recorded as {snapshot.amount} {snapshot.asset_id} from "
+                f"{snapshot.opponent_id or '(none)'}; this delivery differs and is ignored")
         if snapshot.outcome == SnapshotOutcome.RECEIVED:
             enqueue_after_commit("process_market_making_snapshots", snapshot_id)
     logger.info("event=snapshot_recorded snapshot_id=%s provider=%s created=%s", snapshot_id, provider, created)

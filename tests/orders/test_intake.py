@@ -203,6 +203,7 @@ def test_refund_the_provider_rejects_is_compensated_once(db):
         ({"snapshot_id": ""}, "snapshot_id"),
         ({"asset_id": None}, "asset_id"),
         ({"created_at": "yesterday"}, "not a timestamp"),
+        ({"created_at": "2026-13-45T10:00:00Z"}, "not a timestamp"),
     ],
 )
 def test_malformed_snapshot_is_refused_and_not_stored(db, broken, message):
@@ -212,3 +213,13 @@ def test_malformed_snapshot_is_refused_and_not_stored(db, broken, message):
     with pytest.raises(InvalidSnapshot, match=message):
         snapshot_record(provider="local", data=payload)
     assert not Snapshot.objects.exists()
+
+
+def test_redelivery_with_different_content_is_refused_and_the_first_stands(order):
+    payload = snapshot_payload(order, asset_id=USDT, amount="5")
+    snapshot_record(provider="local", data=payload)
+    from orders.errors import InvalidSnapshot
+
+    with pytest.raises(InvalidSnapshot, match="already recorded as 5"):
+        snapshot_record(provider="local", data={**payload, "amount": "50"})
+    assert Snapshot.objects.get(snapshot_id=payload["snapshot_id"]).amount == Decimal("5")
