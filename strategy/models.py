@@ -6,6 +6,7 @@ from ledger.amounts import AmountField
 
 class SessionStatus(models.TextChoices):
     RUNNING = "running"
+    STOPPING = "stopping"  # no new orders; cancelling what is open, settling fills
     STOPPED = "stopped"
 
 
