@@ -21,6 +21,7 @@ from exchanges.policy import Action, Operation, error_action, retry_delay_s
 from strategy.trackers import apply_exchange_order, fetch_by_client_id
 
 from .gates import release
+from .halt import halt_engaged
 from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,9 @@ def _execute(intent: Intent, tracked: TrackedOrder) -> _Outcome:
 def _create(intent: Intent, tracked: TrackedOrder, client) -> _Outcome:
     if tracked.status != TrackedOrderStatus.PENDING_CREATE:
         return _Outcome(IntentStatus.DONE, f"order already {tracked.status}", exchange_order_id=tracked.exchange_order_id)
+    if intent.sent_at is None and not _may_place_orders(intent):
+        _set_status(tracked, TrackedOrderStatus.CANCELLED)
+        return _Outcome(IntentStatus.SUPERSEDED, "not sent: kill switch engaged or session no longer running")
     if intent.sent_at is not None:
         # Sent before (a retry, a reclaimed crash, a redelivered message): it may be on the exchange.
         existing = fetch_by_client_id(client, intent.symbol, intent.client_order_id)
@@ -140,6 +144,13 @@ def _create(intent: Intent, tracked: TrackedOrder, client) -> _Outcome:
     )
     apply_exchange_order(tracked, order)
     return _Outcome(IntentStatus.DONE, exchange_order_id=tracked.exchange_order_id)
+
+
+def _may_place_orders(intent: Intent) -> bool:
+    """The last check before a new order leaves: kill switch off and the session still running."""
+    from strategy.runtime import session_accepts_orders
+
+    return not halt_engaged() and session_accepts_orders(intent.strategy_key)
 
 
 def _cancel(intent: Intent, tracked: TrackedOrder, client) -> _Outcome:

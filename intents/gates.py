@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from .halt import halt_engaged
 from .models import Intent, IntentSlot, IntentStatus
 
 logger = logging.getLogger(__name__)
@@ -100,12 +101,14 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
         if not account_slots:
             return []
         accounts = list(account_slots)
+        # With the kill switch engaged only cancels are claimed.
+        kinds = "AND i.kind = 'cancel' " if halt_engaged() else ""
         cur.execute(
             _locking(
                 "SELECT i.id, i.account_id, i.strategy_key FROM intents_intent i "
                 "WHERE ((i.status = 'new' AND (i.not_before IS NULL OR i.not_before <= %s)) "
                 "   OR (i.status = 'in_flight' AND i.lease_until < %s)) "
-                f"AND i.account_id IN ({', '.join(['%s'] * len(accounts))}) "
+                f"AND i.account_id IN ({', '.join(['%s'] * len(accounts))}) {kinds}"
                 "AND NOT EXISTS (SELECT 1 FROM intents_intent j WHERE j.strategy_key = i.strategy_key "
                 "   AND j.status = 'in_flight' AND j.id <> i.id) "
                 "ORDER BY i.id LIMIT %s"

@@ -127,3 +127,42 @@ class TrackedOrder(models.Model):
 
     def __str__(self):
         return f"{self.client_order_id} {self.side} {self.amount}@{self.price} {self.status}"
+
+
+class TrackedFill(models.Model):
+    """One exchange trade of one of our orders, recorded once and settled into the ledger."""
+
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="fills")
+    trade_id = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=32)
+    tracked_order = models.ForeignKey(TrackedOrder, on_delete=models.PROTECT, related_name="fills")
+    strategy_key = models.CharField(max_length=128, db_index=True)
+    side = models.CharField(max_length=4)
+    price = AmountField()
+    amount = AmountField()
+    cost = AmountField()
+    fee = AmountField(default=0)
+    fee_currency = models.CharField(max_length=16, blank=True)
+    traded_at_ms = models.BigIntegerField()
+    ledger_entry_id = models.BigIntegerField(null=True, blank=True)
+    settle_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "symbol", "trade_id"], name="tracked_fill_trade_uniq")]
+
+    def __str__(self):
+        return f"fill {self.trade_id} {self.side} {self.amount}@{self.price}"
+
+
+class TradingHalt(models.Model):
+    """The kill switch: while engaged, no create intent is claimed or sent; cancels still go through."""
+
+    name = models.CharField(max_length=32, unique=True, default="global")
+    engaged = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    changed_by = models.CharField(max_length=128, blank=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"kill switch {'ENGAGED' if self.engaged else 'off'}"

@@ -97,3 +97,15 @@ def audit_ledger() -> AuditReport:
         entries_checked=len({entry_id for entry_id, _ in entry_sums}),
         system_balances=system,
     )
+
+
+def ref_positions(*, ref_type: str, ref_ids) -> dict[tuple[str, str], Decimal]:
+    """What each referenced thing (e.g. an order) holds locked, per asset: {(ref_id, asset_id): amount}.
+
+    The sum of the ``user_locked`` postings of the entries carrying that ref: its locks minus its
+    unlocks, plus its settled fills net of fees. This is what a stopped order really holds.
+    """
+    queryset = Posting.objects.filter(account=Account.USER_LOCKED, entry__ref_type=ref_type,
+                                      entry__ref_id__in=[str(r) for r in ref_ids])
+    return {(ref_id, asset_id): total for (ref_id, asset_id), total in
+            _sums(("entry__ref_id", "asset_id"), queryset).items()}

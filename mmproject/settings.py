@@ -130,6 +130,8 @@ STRATEGY_INTENT_LEASE_S = env.int("STRATEGY_INTENT_LEASE_S", default=30)
 STRATEGY_INTENT_MAX_ATTEMPTS = env.int("STRATEGY_INTENT_MAX_ATTEMPTS", default=5)
 # Reconciliation (ledger and tracked orders vs the exchanges) runs every this many seconds.
 RECONCILE_INTERVAL_S = env.int("RECONCILE_INTERVAL_S", default=60)
+# The kill switch as a setting (the `kill_switch` command sets the same in the database).
+STRATEGY_KILL_SWITCH = env.bool("STRATEGY_KILL_SWITCH", default=False)
 
 # --- Order lifecycle ------------------------------------------------------------------
 MM_WITHDRAW_MODE = env.str("MM_WITHDRAW_MODE", default="disabled")  # disabled|validation|transfer
@@ -149,6 +151,8 @@ MM_WITHDRAWAL_MAX_CHECKS = env.int(
 )
 # Transient errors (database, provider timeouts) retry with exponential backoff up to this many times.
 MM_JOB_MAX_RETRIES = env.int("MM_JOB_MAX_RETRIES", default=8)
+# stop_mm keeps cancelling and confirming (backoff up to 30 s) this many times before giving up.
+MM_STOP_MAX_RETRIES = env.int("MM_STOP_MAX_RETRIES", default=60)
 # Mixin provider (MM_PAYMENT_PROVIDER=mixin): API root, bot credentials, snapshots per poll.
 MIXIN_API_BASE = env.str("MIXIN_API_BASE", default="https://api.mixin.one")
 MIXIN_CLIENT_ID = env.str("MIXIN_CLIENT_ID", default="")

@@ -1,12 +1,15 @@
 """Admin: inspect pairs, orders (with history, payment and snapshots), refunds; stop an order."""
 from django.contrib import admin, messages
 
+from .dispatch import enqueue_after_commit
 from .errors import IllegalTransition
 from .models import (
     CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderTransition, PaymentState,
     Refund, Snapshot,
 )
 from .services import order_stop
+
+ADMIN_STOP_WAIT_S = 10
 
 
 @admin.register(MarketMakingPair)
@@ -66,9 +69,15 @@ class MarketMakingOrderAdmin(admin.ModelAdmin):
         for order_id in queryset.values_list("order_id", flat=True):
             try:
                 outcome = order_stop(order_id=order_id, by=f"admin:{request.user.get_username()}",
-                                     reason="stopped from the admin")
+                                     reason="stopped from the admin", wait_s=ADMIN_STOP_WAIT_S)
             except IllegalTransition as exc:
                 self.message_user(request, str(exc), level=messages.ERROR)
+                continue
+            if outcome == "stopping":
+                # Orders still open on the exchange: the stop_mm job keeps cancelling and confirming.
+                enqueue_after_commit("stop_mm", str(order_id), "stopped from the admin")
+                self.message_user(request, f"order {order_id}: stopping; cancels are being confirmed in the background",
+                                  level=messages.WARNING)
                 continue
             self.message_user(request, f"order {order_id}: {outcome}")
 

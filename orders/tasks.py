@@ -75,4 +75,7 @@ def start_mm(self, order_id: str):
 
 @_job("stop_mm")
 def stop_mm(self, order_id: str, reason: str = "stop requested"):
-    services.order_stop(order_id=order_id, by="task:stop_mm", reason=reason)
+    outcome = services.order_stop(order_id=order_id, by="task:stop_mm", reason=reason, wait_s=5)
+    if outcome == "stopping":
+        # Orders still open or in flight on the exchange: cancel and confirm again, with backoff.
+        raise self.retry(countdown=min(2 ** self.request.retries, 30), max_retries=settings.MM_STOP_MAX_RETRIES)

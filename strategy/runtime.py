@@ -13,12 +13,15 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from intents.halt import halt_engaged
 from intents.models import (
     OPEN_TRACKED_STATUSES,
     Intent,
@@ -27,12 +30,14 @@ from intents.models import (
     TrackedOrder,
     TrackedOrderStatus,
 )
-from ledger.models import Balance
+from ledger.selectors import ref_positions
 
 from . import order_diff, pure_mm
 from .models import MarketData, SessionStatus, StrategySession
 
 logger = logging.getLogger(__name__)
+
+ORDER_REF = "mm_order"  # ledger ref_type of everything an order locks, settles and unlocks
 
 # How long stored market data stays fresh enough to quote on.
 STALE_AFTER_TICKS = 5
@@ -51,6 +56,15 @@ class CycleSummary:
 
 def strategy_key(order_id) -> str:
     return f"mm:{order_id}"
+
+
+def order_id_of(key: str) -> str:
+    return key.split(":", 1)[1]
+
+
+def session_accepts_orders(key: str) -> bool:
+    """True while the session of a strategy key is running (not stopping, stopped or missing)."""
+    return StrategySession.objects.filter(order__order_id=order_id_of(key), status=SessionStatus.RUNNING).exists()
 
 
 def client_order_prefix(order_id) -> str:
@@ -82,7 +96,8 @@ def params_for(order) -> pure_mm.PureMMParams:
         ask_spread=order.ask_spread,
         order_amount=order.order_amount,
         order_levels=order.number_of_layers,
-        order_level_spread=getattr(order, "order_level_spread", None) or Decimal(0),
+        # Orders carry no layer spread of their own: each layer sits one more bid spread out.
+        order_level_spread=order.bid_spread,
         amount_change_type=order.amount_change_type,
         amount_change_per_layer=order.amount_change_per_layer,
         price_source=_price_source(order.price_source_type),
@@ -116,6 +131,10 @@ def _tracked_view(row: TrackedOrder) -> order_diff.TrackedOrder:
 def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) -> CycleSummary:
     """Run every running session whose next run is due; write the intents of all of them."""
     now = now or timezone.now()
+    if halt_engaged():
+        # Kill switch: plan nothing; cancels already written still go through.
+        logger.warning("event=strategy_cycle_halted")
+        return CycleSummary()
     slot = slot if slot is not None else int(now.timestamp() * 1000) // max(settings.STRATEGY_TICK_SIZE_MS, 1)
     sessions = list(
         StrategySession.objects.filter(status=SessionStatus.RUNNING, next_run_at__lte=now)
@@ -127,9 +146,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     markets = {(m.account_id, m.symbol): m for m in MarketData.objects.filter(
         account_id__in={s.order.exchange_account_id for s in sessions},
         symbol__in={s.order.pair.symbol for s in sessions})}
-    users = {s.order.user_id for s in sessions}
-    assets = {a for s in sessions for a in (s.order.pair.base_asset_id, s.order.pair.quote_asset_id)}
-    balances = {(b.user_id, b.asset_id): b for b in Balance.objects.filter(user_id__in=users, asset_id__in=assets)}
+    positions = ref_positions(ref_type=ORDER_REF, ref_ids=[s.order.order_id for s in sessions])
     keys = {strategy_key(s.order.order_id): s for s in sessions}
     recent = now - timedelta(seconds=RECENT_FILLS_S)
     tracked: dict[str, list[TrackedOrder]] = {key: [] for key in keys}
@@ -138,8 +155,9 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         tracked[row.strategy_key].append(row)
 
     stale_before = _stale_before(now)
-    new_intents: list[Intent] = []
-    new_tracked: list[TrackedOrder] = []
+    # Rows as plain dicts: building thousands of model instances costs more than writing them.
+    new_intents: list[dict] = []
+    new_tracked: list[dict] = []
     cancel_ids: list[str] = []
     hang_ids: list[str] = []
     ran: list[StrategySession] = []
@@ -151,10 +169,10 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         if market is None or market.fetched_at < stale_before:
             stale += 1
             continue
+        # The order's own locked position (locks, fills, fees): never the user's other orders' funds.
         zero = Decimal(0)
-        base = balances.get((order.user_id, order.pair.base_asset_id))
-        quote = balances.get((order.user_id, order.pair.quote_asset_id))
-        budget = pure_mm.Budget(base=base.locked if base else zero, quote=quote.locked if quote else zero)
+        budget = pure_mm.Budget(base=max(positions.get((str(order.order_id), order.pair.base_asset_id), zero), zero),
+                                quote=max(positions.get((str(order.order_id), order.pair.quote_asset_id), zero), zero))
         try:
             params = params_for(order)
             proposal = pure_mm.propose_orders(
@@ -181,18 +199,18 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
             common = dict(strategy_key=key, account_id=order.exchange_account_id, symbol=order.pair.symbol,
                           side=desired.side.value, price=desired.price, amount=desired.amount,
                           client_order_id=client_order_id)
-            new_intents.append(Intent(intent_id=intent_id, kind=IntentKind.CREATE, **common))
-            new_tracked.append(TrackedOrder(layer=desired.layer, status=TrackedOrderStatus.PENDING_CREATE, **common))
+            new_intents.append(dict(intent_id=intent_id, kind=CREATE, **common))
+            new_tracked.append(dict(layer=desired.layer, status=PENDING_CREATE, **common))
 
     superseded = 0
     with transaction.atomic():
         if cancel_ids:
             superseded = _write_cancels(cancel_ids, keys, slot, new_intents)
         if hang_ids:
-            TrackedOrder.objects.filter(client_order_id__in=hang_ids).update(hanging=True, updated_at=now)
-        TrackedOrder.objects.bulk_create(new_tracked, ignore_conflicts=True)
-        Intent.objects.bulk_create(new_intents, ignore_conflicts=True)
-        StrategySession.objects.bulk_update(list(keys.values()), ["next_run_at"])
+            TrackedOrder.objects.filter(client_order_id__in=_among(hang_ids)).update(hanging=True, updated_at=now)
+        _insert_ignoring_conflicts(TrackedOrder, new_tracked, now)
+        _insert_ignoring_conflicts(Intent, new_intents, now)
+        _schedule_next_runs(list(keys.values()), now)
     summary = CycleSummary(sessions_due=len(sessions), sessions_run=len(ran), sessions_stale=stale,
                            intents_written=len(new_intents), superseded=superseded)
     logger.info("event=strategy_cycle due=%s run=%s stale=%s intents=%s superseded=%s", summary.sessions_due,
@@ -200,25 +218,89 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     return summary
 
 
-def _write_cancels(cancel_ids: list[str], keys: dict, slot: int, new_intents: list[Intent]) -> int:
+def _write_cancels(cancel_ids: list[str], keys: dict, slot: int, new_intents: list[dict]) -> int:
     """Cancel intents for sent orders; a create still waiting to be sent is superseded instead."""
     unsent = set(Intent.objects.filter(
-        client_order_id__in=cancel_ids, kind=IntentKind.CREATE, status=IntentStatus.NEW,
+        client_order_id__in=_among(cancel_ids), kind=IntentKind.CREATE, status=IntentStatus.NEW,
     ).values_list("client_order_id", flat=True))
     if unsent:
-        Intent.objects.filter(client_order_id__in=unsent, kind=IntentKind.CREATE, status=IntentStatus.NEW).update(
+        Intent.objects.filter(client_order_id__in=_among(unsent), kind=IntentKind.CREATE,
+                              status=IntentStatus.NEW).update(
             status=IntentStatus.SUPERSEDED, finished_at=timezone.now(), last_error="cancelled before it was sent")
-        TrackedOrder.objects.filter(client_order_id__in=unsent).update(status=TrackedOrderStatus.CANCELLED)
+        TrackedOrder.objects.filter(client_order_id__in=_among(unsent)).update(status=TrackedOrderStatus.CANCELLED)
     to_cancel = [cid for cid in cancel_ids if cid not in unsent]
-    rows = TrackedOrder.objects.filter(client_order_id__in=to_cancel).values_list(
+    if not to_cancel:
+        return len(unsent)
+    rows = TrackedOrder.objects.filter(client_order_id__in=_among(to_cancel)).values_list(
         "client_order_id", "strategy_key", "account_id", "symbol")
     for client_order_id, key, account_id, symbol in rows:
-        new_intents.append(Intent(
+        new_intents.append(dict(
             intent_id=f"{key}:{slot}:cancel:{client_order_id}", strategy_key=key, account_id=account_id,
-            kind=IntentKind.CANCEL, symbol=symbol, client_order_id=client_order_id,
+            kind=CANCEL, symbol=symbol, client_order_id=client_order_id,
         ))
-    TrackedOrder.objects.filter(client_order_id__in=to_cancel).update(status=TrackedOrderStatus.PENDING_CANCEL)
+    TrackedOrder.objects.filter(client_order_id__in=_among(to_cancel)).update(
+        status=TrackedOrderStatus.PENDING_CANCEL)
     return len(unsent)
+
+
+# --- Bulk writes whose cost does not grow with Django's per-row and per-parameter overhead ------
+CREATE, CANCEL = IntentKind.CREATE.value, IntentKind.CANCEL.value
+PENDING_CREATE = TrackedOrderStatus.PENDING_CREATE.value
+
+
+def _among(values, db_type: str = "text"):
+    """The right-hand side of an ``__in`` filter over many values: one array parameter on PostgreSQL.
+
+    Thousands of separate parameters cost more to compile and bind (client-side, in psycopg)
+    than the statement costs to run; ``IN (SELECT unnest(%s::text[]))`` binds one.
+    """
+    values = list(values)
+    if connection.vendor == "postgresql":
+        return RawSQL(f"SELECT unnest(%s::{db_type}[])", [values])
+    return values
+
+
+def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
+    """Insert ``rows`` (field values by attname), skipping conflicting rows, as
+    ``bulk_create(ignore_conflicts=True)`` does.
+
+    Omitted fields take their (constant) default; auto_now and auto_now_add fields take ``now``.
+    On PostgreSQL: one ``INSERT ... SELECT FROM unnest(...)`` with one array per column, no
+    model instances and a statement that does not grow with the number of rows.
+    """
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create([model(**row) for row in rows], ignore_conflicts=True)
+        return
+    columns, casts, arrays = [], [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            default = now
+        else:
+            default = field.get_default()  # as bulk_create: "" for a non-null text field without one
+            default = default.value if isinstance(default, Enum) else default
+        name = field.attname
+        columns.append(connection.ops.quote_name(field.column))
+        casts.append(f"%s::{field.db_type(connection)}[]")
+        arrays.append([row.get(name, default) for row in rows])
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)}) "
+            f"SELECT * FROM unnest({', '.join(casts)}) ON CONFLICT DO NOTHING",
+            arrays,
+        )
+
+
+def _schedule_next_runs(sessions: list[StrategySession], now: datetime) -> None:
+    """Every session of the cycle is next due ``cadence_s`` after ``now``: one UPDATE, a case per cadence."""
+    cadences = sorted({s.cadence_s for s in sessions})
+    StrategySession.objects.filter(pk__in=_among([s.pk for s in sessions], "bigint")).update(next_run_at=Case(
+        *[When(cadence_s=cadence, then=Value(now + timedelta(seconds=cadence))) for cadence in cadences],
+        default=F("next_run_at"), output_field=DateTimeField(),
+    ))
 
 
 def refresh_market_data(markets, *, inline: bool) -> None:

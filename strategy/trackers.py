@@ -8,14 +8,16 @@ exchange's own "order not found" makes it lost, never a network error.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from decimal import Decimal
 
 import ccxt
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from exchanges.clients import exchange_client
 from exchanges.policy import Operation, error_action
-from intents.models import TrackedOrder, TrackedOrderStatus
+from intents.models import OPEN_TRACKED_STATUSES, TrackedFill, TrackedOrder, TrackedOrderStatus
 
 from .models import MarketData
 
@@ -97,12 +99,78 @@ def fetch_by_client_id(client: ccxt.Exchange, symbol: str, client_order_id: str)
         return None
 
 
+FILL_OVERLAP_MS = 60_000
+
+
+def fills_record(*, account_id: int, symbol: str, client: ccxt.Exchange | None = None,
+                 strategy_key: str | None = None) -> int:
+    """Record every new trade of our tracked orders on one market once, and settle it into the ledger.
+
+    Trades are fetched from a little before the newest one recorded (or the oldest tracked order),
+    so nothing between two runs is missed; the unique (account, symbol, trade id) and the ledger
+    key ``fill:{exchange}:{trade_id}`` make seeing a trade twice harmless.
+    """
+    client = client or exchange_client(account_id=account_id)
+    recent = timezone.now() - timedelta(days=1)
+    tracked = TrackedOrder.objects.filter(account_id=account_id, symbol=symbol).exclude(exchange_order_id="").filter(
+        Q(status__in=OPEN_TRACKED_STATUSES) | Q(updated_at__gte=recent))
+    if strategy_key:
+        tracked = tracked.filter(strategy_key=strategy_key)
+    by_exchange_id = {t.exchange_order_id: t for t in tracked}
+    if not by_exchange_id:
+        return 0
+    newest = TrackedFill.objects.filter(account_id=account_id, symbol=symbol).aggregate(m=Max("traded_at_ms"))["m"]
+    if newest is not None:
+        since = newest - FILL_OVERLAP_MS
+    else:
+        since = int(min(t.created_at for t in by_exchange_id.values()).timestamp() * 1000) - FILL_OVERLAP_MS
+    recorded = 0
+    while True:
+        trades = client.fetch_my_trades(symbol, since=since, limit=500)
+        for trade in trades:
+            order = by_exchange_id.get(str(trade.get("order")))
+            if order is not None and _fill_save(account_id, symbol, order, trade):
+                recorded += 1
+        if len(trades) < 500:
+            break
+        since = max(int(t["timestamp"]) for t in trades)
+    return recorded
+
+
+def _fill_save(account_id: int, symbol: str, order: TrackedOrder, trade: dict) -> bool:
+    from ledger.errors import LedgerError
+
+    from .services_fills import fill_settle
+
+    info = trade.get("info") or {}
+    fee = trade.get("fee") or {}
+    fill, created = TrackedFill.objects.get_or_create(
+        account_id=account_id, symbol=symbol, trade_id=str(trade["id"]),
+        defaults=dict(
+            tracked_order=order, strategy_key=order.strategy_key, side=trade["side"],
+            price=dec(info.get("price", trade["price"])), amount=dec(info.get("qty", trade["amount"])),
+            cost=dec(info.get("quoteQty", trade["cost"])),
+            fee=dec(info.get("commission", fee.get("cost"))) or Decimal(0),
+            fee_currency=info.get("commissionAsset") or fee.get("currency") or "",
+            traded_at_ms=int(trade["timestamp"]),
+        ),
+    )
+    if fill.ledger_entry_id is None:
+        try:
+            fill_settle(fill=fill)
+        except (LedgerError, ValueError) as exc:
+            TrackedFill.objects.filter(pk=fill.pk).update(settle_error=str(exc)[:2000])
+            logger.error("event=fill_settle_failed strategy_key=%s trade_id=%s error=%s", fill.strategy_key,
+                         fill.trade_id, exc)
+    return created
+
+
 def orders_track(*, account_id: int) -> dict[str, int]:
-    """Bring every tracked open order of one account in line with the exchange."""
+    """Bring every tracked open order of one account in line with the exchange, and record fills."""
     client = exchange_client(account_id=account_id)
     rows = list(TrackedOrder.objects.filter(account_id=account_id, status__in=[
         TrackedOrderStatus.OPEN, TrackedOrderStatus.PARTIALLY_FILLED, TrackedOrderStatus.PENDING_CANCEL]))
-    counts = {"checked": 0, "updated": 0, "lost": 0, "errors": 0}
+    counts = {"checked": 0, "updated": 0, "lost": 0, "errors": 0, "fills": 0}
     for symbol in sorted({row.symbol for row in rows}):
         try:
             open_orders = {o.get("clientOrderId"): o for o in client.fetch_open_orders(symbol)}
@@ -133,5 +201,11 @@ def orders_track(*, account_id: int) -> dict[str, int]:
             apply_exchange_order(row, order)
             if (row.status, row.filled) != before:
                 counts["updated"] += 1
+        try:
+            counts["fills"] += fills_record(account_id=account_id, symbol=symbol, client=client)
+        except ccxt.BaseError as exc:
+            counts["errors"] += 1
+            logger.warning("event=track_fills_failed account_id=%s symbol=%s error=%s", account_id, symbol,
+                           type(exc).__name__)
     return counts
 

@@ -69,7 +69,8 @@ def make_running_order(account, *, user_id=None, layers=2, base="1", quote="4000
     )
     for asset, amount in ((BTC, base), (USDT, quote)):
         ledger.credit_deposit(user_id=user_id, asset_id=asset, amount=amount, idempotency_key=f"t-in:{order.pk}:{asset}")
-        ledger.lock_funds(user_id=user_id, asset_id=asset, amount=amount, idempotency_key=f"t-lock:{order.pk}:{asset}")
+        ledger.lock_funds(user_id=user_id, asset_id=asset, amount=amount, idempotency_key=f"t-lock:{order.pk}:{asset}",
+                          ref_type="mm_order", ref_id=str(order.order_id))
     if session:
         now = timezone.now()
         StrategySession.objects.create(order=order, status=SessionStatus.RUNNING, cadence_s=refresh,

@@ -2,17 +2,24 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from django.db import transaction
 
+from ledger.selectors import ref_positions
+from ledger.services import unlock_funds
+from strategy.runtime import ORDER_REF
 from strategy.services import session_start, session_stop
+from strategy.stop import session_stop_begin, session_wind_down
 
 from ..dispatch import enqueue_after_commit
+from ..errors import IllegalTransition
 from ..models import CampaignParticipation, OrderState
 from .transitions import apply_transition, order_lock
-from .withdrawal import unlock_all
 
 logger = logging.getLogger(__name__)
+
+STOP_POLL_S = 0.5
 
 
 def campaign_join(*, order_id, by: str = "task:join_campaign") -> str:
@@ -44,17 +51,54 @@ def order_start(*, order_id, by: str = "task:start_mm") -> str:
     return "running"
 
 
-def order_stop(*, order_id, by: str, reason: str = "stop requested") -> str:
-    """Stop the strategy session, unlock the order's funds, set ``stopped``.
+def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: float = 0) -> str:
+    """Stop an order so that nothing is left open: ``stopped``, ``noop`` or ``stopping``.
 
-    Raises IllegalTransition when the order is neither running nor waiting to start; an
-    order already stopped is left as it is.
+    1. Under the order lock: the session stops taking orders (``stopping``), unsent creates are
+       superseded. 2. Outside any transaction: every open order of the session is cancelled on
+       the exchange and the exchange is asked again until none is left; the last fills are
+       settled. 3. Under the order lock again: the funds the order really holds are unlocked and
+       the order becomes ``stopped``. When the exchange is not clear within ``wait_s`` seconds
+       the result is ``stopping``: call again (the task retries with backoff). A second stop, or
+       one racing a tick, does nothing twice: step 3 runs once, under the lock.
+    Raises IllegalTransition when the order is neither running nor waiting to start.
     """
+    with transaction.atomic():
+        order = order_lock(order_id)
+        if order.state == OrderState.STOPPED:
+            return "noop"
+        if order.state not in (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED):
+            raise IllegalTransition(f"order {order.order_id} is {order.state}; 'stop' is not allowed from that state "
+                                    "(only a running order, or one waiting to start)", order_id=str(order.order_id),
+                                    state=order.state, transition="stop")
+        session_stop_begin(order_id=order.order_id)
+    if order.exchange_account_id:
+        deadline = time.monotonic() + wait_s
+        while True:
+            pass_ = session_wind_down(order_id=order.order_id, account_id=order.exchange_account_id,
+                                      symbol=order.pair.symbol)
+            if pass_.clear:
+                break
+            if time.monotonic() >= deadline:
+                logger.info("event=order_stopping order_id=%s open_left=%s in_flight=%s errors=%s", order.order_id,
+                            pass_.open_left, pass_.in_flight, pass_.errors)
+                return "stopping"
+            time.sleep(STOP_POLL_S)
     with transaction.atomic():
         order = order_lock(order_id)
         if order.state == OrderState.STOPPED:
             return "noop"
         apply_transition(order, "stop", by=by, reason=reason)
         session_stop(order_id=order.order_id)
-        unlock_all(order)
+        positions_unlock(order)
     return "stopped"
+
+
+def positions_unlock(order) -> None:
+    """Unlock what the order really holds in each asset: its locks, plus fills, minus fees."""
+    positions = ref_positions(ref_type=ORDER_REF, ref_ids=[order.order_id])
+    for (_, asset_id), amount in sorted(positions.items()):
+        if amount > 0:
+            unlock_funds(user_id=order.user_id, asset_id=asset_id, amount=amount,
+                         idempotency_key=f"mm-unlock:{order.order_id}:{asset_id}",
+                         ref_type=ORDER_REF, ref_id=str(order.order_id))

@@ -94,7 +94,7 @@ def test_stale_market_data_skips_quoting(sim, sync_driver):
 def _many_running_orders(account, n):
     from datetime import timedelta
 
-    from ledger.models import Balance
+    from ledger.models import LedgerEntry, Posting
     from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
     from strategy.models import MarketData, SessionStatus
 
@@ -115,8 +115,15 @@ def _many_running_orders(account, n):
         StrategySession(order=o, status=SessionStatus.RUNNING, cadence_s=5, next_run_at=now, started_at=now)
         for o in orders
     ])
-    Balance.objects.bulk_create([Balance(user_id=o.user_id, asset_id=a, available=0, locked=amount)
-                                 for o in orders for a, amount in ((BTC, Decimal("1")), (USDT, Decimal("40000")))])
+    # Each order's locked position, written as the ledger would (one entry, two postings per asset).
+    entries = LedgerEntry.objects.bulk_create([
+        LedgerEntry(idempotency_key=f"qc-lock:{o.order_id}:{a}", operation="lock_funds", user_id=o.user_id,
+                    asset_id=a, amount=amount, ref_type="mm_order", ref_id=str(o.order_id), payload_hash="-",
+                    available_after=0, locked_after=amount)
+        for o in orders for a, amount in ((BTC, Decimal("1")), (USDT, Decimal("40000")))])
+    Posting.objects.bulk_create([
+        Posting(entry=e, account=account, user_id=e.user_id, asset_id=e.asset_id, amount=sign * e.amount)
+        for e in entries for account, sign in (("user_available", -1), ("user_locked", 1))])
     MarketData.objects.update_or_create(account=account, symbol="BTC/USDT", defaults=dict(
         best_bid=Decimal("29990"), best_ask=Decimal("30010"), price_tick=Decimal("0.01"),
         amount_step=Decimal("0.00001"), min_amount=Decimal("0.00001"), min_notional=Decimal("5"), fetched_at=now))

@@ -1,0 +1,39 @@
+"""The kill switch: a setting or a database flag that blocks every new exchange order at once.
+
+Checked where an intent is claimed and again just before a create is sent; cancels still go
+through. Engaging it supersedes every create intent that was not sent yet.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus, TradingHalt
+
+logger = logging.getLogger(__name__)
+
+
+def halt_engaged() -> bool:
+    if settings.STRATEGY_KILL_SWITCH:
+        return True
+    return TradingHalt.objects.filter(name="global", engaged=True).exists()
+
+
+def halt_set(*, engaged: bool, reason: str = "", by: str = "") -> int:
+    """Engage or release the kill switch; returns how many unsent creates were superseded."""
+    with transaction.atomic():
+        TradingHalt.objects.update_or_create(name="global", defaults={"engaged": engaged, "reason": reason,
+                                                                      "changed_by": by})
+        superseded = 0
+        if engaged:
+            unsent = list(Intent.objects.filter(kind=IntentKind.CREATE, status=IntentStatus.NEW)
+                          .values_list("client_order_id", flat=True))
+            superseded = Intent.objects.filter(kind=IntentKind.CREATE, status=IntentStatus.NEW).update(
+                status=IntentStatus.SUPERSEDED, finished_at=timezone.now(), last_error="kill switch engaged")
+            TrackedOrder.objects.filter(client_order_id__in=unsent, status=TrackedOrderStatus.PENDING_CREATE).update(
+                status=TrackedOrderStatus.CANCELLED)
+    logger.warning("event=kill_switch engaged=%s by=%s reason=%s superseded=%s", engaged, by, reason, superseded)
+    return superseded
