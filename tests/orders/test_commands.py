@@ -139,3 +139,44 @@ def test_mm_resume_ends_an_unpaid_expired_order_as_failed(order, capsys, django_
         call_command("mm_resume")
     assert [(cb.args[0], cb.args[1]) for cb in queued] == [("check_payment_complete", (str(order.order_id),))]
     assert payment_check(order_id=order.order_id) == "failed"
+
+
+def test_mm_pair_create_then_an_order_on_it(user_id, capsys, db):
+    call_command("mm_pair", "create", "--symbol", "BTC/USDT", "--base-asset", BTC, "--quote-asset", USDT,
+                 "--exchange", "binance", "--base-fee-asset", BTC, "--base-fee", "0.0001")
+    pair = json.loads(capsys.readouterr().out)
+    assert pair["base_fee"] == {"asset_id": BTC, "amount": "0.0001"}
+    call_command("mm_order", "create", "--user", user_id, "--pair", pair["pair_id"], "--base-amount", "1",
+                 "--quote-amount", "10", "--bid-spread", "0.001", "--ask-spread", "0.001", "--order-amount", "0.1")
+    order = json.loads(capsys.readouterr().out)
+    assert {r["leg"] for r in order["required"]} == {"base", "quote", "base_fee"}
+    call_command("mm_pair", "list")
+    assert json.loads(capsys.readouterr().out)["pair_id"] == pair["pair_id"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--symbol", "BTCUSDT"], "BASE/QUOTE"),
+        (["--base-asset", "btc"], "Mixin asset id"),
+        (["--quote-asset", BTC], "different assets"),
+        (["--base-fee", "0.1"], "needs base_fee_asset_id"),
+        (["--exchange", ""], "exchange account or an exchange id"),
+        (["--exchange-account", "999999"], "no exchange account"),
+    ],
+)
+def test_mm_pair_create_refuses_bad_input(db, args, message):
+    base = {"--symbol": "BTC/USDT", "--base-asset": BTC, "--quote-asset": USDT, "--exchange": "binance"}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    with pytest.raises(CommandError, match=message):
+        call_command("mm_pair", "create", *[part for item in base.items() for part in item])
+
+
+def test_mm_order_show_prints_the_history(order, capsys):
+    call_command("mm_order", "show", str(order.order_id))
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == "payment_pending"
+    assert [(h["from"], h["to"], h["by"]) for h in shown["history"]] == [("", "payment_pending", "test")]
+    with pytest.raises(CommandError, match="no market-making order"):
+        call_command("mm_order", "show", "not-an-id")

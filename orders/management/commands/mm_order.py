@@ -1,6 +1,7 @@
 """``mm_order create ...``: create an order intent; prints order id, memo and required amounts as JSON."""
 import json
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from orders.errors import OrderError
@@ -28,8 +29,13 @@ class Command(BaseCommand):
         create.add_argument("--price-source-type", default="mid_price")
         create.add_argument("--ceiling-price")
         create.add_argument("--floor-price")
+        show = sub.add_parser("show", help="an order's summary and its state history")
+        show.add_argument("order_id")
 
     def handle(self, *args, action, **o):
+        if action == "show":
+            self.stdout.write(json.dumps(self._show(o["order_id"]), sort_keys=True))
+            return
         try:
             order = order_create(
                 user_id=o["user"], pair_id=o["pair"], base_amount=o["base_amount"], quote_amount=o["quote_amount"],
@@ -42,3 +48,19 @@ class Command(BaseCommand):
         except OrderError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(json.dumps(order_summary(order=order), sort_keys=True))
+
+    @staticmethod
+    def _show(order_id: str) -> dict:
+        from orders.models import MarketMakingOrder
+
+        try:
+            order = MarketMakingOrder.objects.select_related("pair", "payment").get(order_id=order_id)
+        except (MarketMakingOrder.DoesNotExist, ValueError, ValidationError):
+            raise CommandError(f"no market-making order {order_id}") from None
+        summary = order_summary(order=order)
+        summary["reason"] = order.reason
+        summary["history"] = [
+            {"at": t.at.isoformat(), "from": t.from_state, "to": t.to_state, "by": t.by, "reason": t.reason}
+            for t in order.transitions.order_by("at", "id")
+        ]
+        return summary
