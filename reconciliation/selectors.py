@@ -185,3 +185,21 @@ def run_report(run) -> dict:
             for d in drifts
         ],
     }
+
+
+def reconciliation_status() -> dict:
+    """The last finished run in a few numbers, for a metrics endpoint or a status command.
+
+    ``{"run_id", "finished_at", "ok", "drifts": {kind: count for every kind}}``; a run id of None
+    when no run has finished yet.
+    """
+    from django.db.models import Count
+
+    from .models import DriftKind, ReconciliationRun
+
+    run = ReconciliationRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-id").first()
+    counts = dict.fromkeys(DriftKind.values, 0)
+    if run is None:
+        return {"run_id": None, "finished_at": None, "ok": None, "drifts": counts}
+    counts.update({row["kind"]: row["n"] for row in run.drifts.values("kind").annotate(n=Count("id")).order_by()})
+    return {"run_id": run.pk, "finished_at": run.finished_at.isoformat(), "ok": run.ok, "drifts": counts}

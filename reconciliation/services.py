@@ -33,7 +33,7 @@ from intents.models import TrackedOrderStatus
 from ledger.amounts import exact_context
 from orders.models import MarketMakingOrder
 from strategy.runtime import client_order_prefix
-from strategy.trackers import dec, fetch_by_client_id
+from strategy.trackers import dec, fetch_by_client_id, tracked_status_of
 
 from . import selectors
 from .errors import ReconciliationCrashed
@@ -218,6 +218,9 @@ def _check_market(client, account_id: int, symbol: str, findings: list[Finding],
     for client_order_id, (row, found) in missing.items():
         if current.get(client_order_id) not in LIVE_STATUSES:
             continue  # the tracker caught up during the run
+        if row.status == TrackedOrderStatus.PENDING_CANCEL and found \
+                and tracked_status_of(found) == TrackedOrderStatus.CANCELLED:
+            continue  # we asked for this cancel; only the tracked row has not caught up yet
         with exact_context():
             remaining = row.amount - row.filled
         says = _describe(found) if found else "no order with this client id (order not found)"

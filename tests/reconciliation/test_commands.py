@@ -1,24 +1,46 @@
 """The reconcile command: summary and drifts with numbers, --json, exit 0 clean, 1 on drift, 2 on bad arguments."""
 import json
-import subprocess
-import sys
 from decimal import Decimal
 
 import pytest
-from django.core.management import call_command
+from django.core.management import ManagementUtility, call_command
 
 from reconciliation.models import ReconciliationRun
 from tests.reconciliation.conftest import cancel_behind_our_back, sim_shift_balance, sim_total
 
-MANAGE = [sys.executable, "manage.py", "reconcile"]
+
+def manage(*args) -> int:
+    """Run ``manage.py reconcile *args`` as the command line does (argument parsing, sys.exit); its status."""
+    try:
+        ManagementUtility(["manage.py", "reconcile", *args]).execute()
+    except SystemExit as exited:
+        return exited.code
+    return 0
 
 
-def test_clean_reconcile_prints_a_summary_and_exits_0(quoting, capsys):
-    call_command("reconcile")  # no SystemExit: exit status 0
-
+def test_reconcile_exit_status_is_0_when_clean_1_on_drift_2_on_bad_arguments(quoting, sim, capsys):
+    # Given a clean state: a summary, OK, status 0
+    assert manage() == 0
     out = capsys.readouterr().out
     assert "1 account(s), 4 order(s), 2 balance(s), 0 intent(s) in flight checked" in out
     assert out.rstrip().endswith("reconcile: OK") and "DRIFT" not in out
+
+    # Given an order cancelled behind our back: the drift with its numbers, status 1
+    account, order = quoting
+    victim = cancel_behind_our_back(sim, account, order)
+    assert manage() == 1
+    out = capsys.readouterr().out
+    assert (f"DRIFT tracked_not_open account={account.label} symbol=BTC/USDT client_order_id={victim.client_order_id} "
+            f"expected={victim.amount.normalize()} actual=0 difference=-{victim.amount.normalize()}: ") in out
+    assert out.rstrip().endswith("reconcile: 1 drift(s)")
+
+    # Given an argument it does not know: status 2, saying so
+    assert manage("--bogus") == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    # and --help explains the drift kinds and the exit status
+    assert manage("--help") == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "Exit status: 0 no drift, 1 any drift, 2 bad arguments" in help_text and "--set-baseline" in help_text
 
 
 def test_reconcile_json_reports_each_drift_with_numbers_and_exits_1(quoting, sim, capsys):
@@ -41,19 +63,3 @@ def test_reconcile_json_reports_each_drift_with_numbers_and_exits_1(quoting, sim
     assert Decimal(usdt["actual"]) == sim_total("USDT")
     assert Decimal(usdt["expected"]) == sim_total("USDT") - Decimal("7.25")
     assert ReconciliationRun.objects.get(pk=report["run_id"]).drift_count == 2
-
-
-@pytest.mark.slow
-def test_command_exit_status_in_a_process(quoting, sim, child_env):
-    # Given a drift (an order cancelled behind our back), the command in its own process exits 1
-    account, order = quoting
-    victim = cancel_behind_our_back(sim, account, order)
-    drift = subprocess.run(MANAGE, env=child_env, capture_output=True, text=True, timeout=120)
-    assert drift.returncode == 1, drift.stderr[-2000:]
-    assert f"DRIFT tracked_not_open account={account.label} symbol=BTC/USDT client_order_id={victim.client_order_id}" \
-        in drift.stdout
-    assert "reconcile: 1 drift(s)" in drift.stdout
-
-    # and with an argument it does not know, it exits 2 saying so
-    bad = subprocess.run([*MANAGE, "--bogus"], env=child_env, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "unrecognized arguments: --bogus" in bad.stderr

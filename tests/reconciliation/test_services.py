@@ -54,6 +54,10 @@ def test_order_cancelled_behind_our_back_is_tracked_not_open(quoting, sim):
     # Given one of the ladder's orders cancelled on the exchange by someone else
     account, order = quoting
     victim = cancel_behind_our_back(sim, account, order)
+    # and another one cancelled by our own cancel, its tracked row not updated yet (not a drift)
+    ours = TrackedOrder.objects.exclude(pk=victim.pk).filter(strategy_key=victim.strategy_key).first()
+    sim.client(account).cancel_order(ours.exchange_order_id, "BTC/USDT")
+    TrackedOrder.objects.filter(pk=ours.pk).update(status=TrackedOrderStatus.PENDING_CANCEL)
 
     # When reconciling
     run = reconcile_run(trigger="test")

@@ -8,6 +8,7 @@ from exchanges.models import ExchangeAccount
 from intents.models import Intent, IntentStatus
 from mmproject.celery import TICK_QUEUE, _beat_schedule, app
 from reconciliation.models import ReconciliationRun
+from reconciliation.selectors import reconciliation_status
 from reconciliation.tasks import reconcile
 
 
@@ -34,3 +35,8 @@ def test_reconcile_task_stores_a_run_with_its_drifts():
     run = ReconciliationRun.objects.get(pk=result["run_id"])
     assert (run.trigger, run.ok, run.drift_count) == ("beat", False, 1) == ("beat", result["ok"], result["drifts"])
     assert run.drifts.get().kind == "stuck_intent"
+    # and the status a metrics endpoint reads names it
+    status = reconciliation_status()
+    assert (status["run_id"], status["ok"]) == (run.pk, False)
+    assert status["drifts"] == {"tracked_not_open": 0, "untracked_open": 0, "balance_changed": 0,
+                                "stuck_intent": 1, "unreachable": 0}
