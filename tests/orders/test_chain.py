@@ -1,6 +1,7 @@
 """The whole lifecycle through a real Celery worker on the configured broker, in ``transfer`` mode:
 ``ingest_snapshots`` -> ... -> ``running``, then ``stop_mm`` -> ``stopped``; ledger audit clean."""
 import json
+import re
 import time
 from decimal import Decimal
 
@@ -140,10 +141,14 @@ def test_job_of_a_killed_worker_process_is_redelivered_and_applied_once(sim_pair
     from orders.services import payment_check
 
     assert payment_check(order_id=order.order_id) == "complete"  # queues withdraw_to_exchange
+    # wait until a pool process is inside the job: it has built its exchange client and is calling out
     deadline = time.monotonic() + 30
-    while b"withdraw_to_exchange" not in worker.log_path.read_bytes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
+    while time.monotonic() < deadline:
+        log = worker.log_path.read_text()
+        if re.search(r"Task withdraw_to_exchange\[\S+\] received", log) and "exchange_client_created" in log:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
     # when the pool process running withdraw_to_exchange is killed
     children = _pool_children(worker.pid)
     assert children, worker.log_path.read_text()[-3000:]
@@ -154,7 +159,7 @@ def test_job_of_a_killed_worker_process_is_redelivered_and_applied_once(sim_pair
     wait_for_state(order, "running", worker)
     log = worker.log_path.read_text()
     assert "WorkerLostError" in log, log[-3000:]
-    assert log.count("Task withdraw_to_exchange[") >= 2, log[-3000:]  # received again after the kill
+    assert len(re.findall(r"Task withdraw_to_exchange\[\S+\] received", log)) == 2, log[-3000:]  # redelivered once
     assert SimDeposit.objects.count() == 2
     assert get_balance(user_id=order.user_id, asset_id=BTC).locked == Decimal("0.5")
     assert get_balance(user_id=order.user_id, asset_id=USDT).locked == Decimal("1000")
