@@ -14,7 +14,7 @@ from intents.models import OPEN_TRACKED_STATUSES, Intent, IntentStatus, TrackedO
 from ledger.amounts import exact_context
 from ledger.models import Account, Posting
 from orders.models import MarketMakingOrder, MarketMakingPair
-from strategy.models import SessionStatus, StrategySession
+from strategy.models import StrategySession
 
 from .models import BalanceBaseline
 
@@ -22,22 +22,21 @@ ZERO = Decimal(0)
 # The ledger ref under which an order's funds are locked, unlocked and its fills settled
 # (orders/services/withdrawal.py: ref_type="mm_order", ref_id=str(order_id)).
 ORDER_REF_TYPE = "mm_order"
-TRADING_SESSION_STATUSES = (SessionStatus.RUNNING, SessionStatus.STOPPING)
 
 
 def order_scope() -> dict[int, set[str]]:
     """{account id: symbols} to compare with the exchange's open orders.
 
-    Enabled accounts with tracked orders not yet final, or with sessions still trading;
-    the symbols are those of the tracked orders and of the sessions' pairs.
+    Enabled accounts with tracked orders not yet final or with strategy sessions; the symbols
+    are those of the tracked orders and of the sessions' pairs. Sessions of any status count,
+    so an order a stopped session left on the book is still found (one read per pair).
     """
     scope: dict[int, set[str]] = defaultdict(set)
     enabled = set(ExchangeAccount.objects.filter(enabled=True).values_list("pk", flat=True))
     for account_id, symbol in TrackedOrder.objects.filter(status__in=OPEN_TRACKED_STATUSES).values_list(
             "account_id", "symbol").distinct():
         scope[account_id].add(symbol)
-    for account_id, pair_account_id, symbol in StrategySession.objects.filter(
-            status__in=TRADING_SESSION_STATUSES).values_list(
+    for account_id, pair_account_id, symbol in StrategySession.objects.values_list(
             "order__exchange_account_id", "order__pair__exchange_account_id", "order__pair__symbol").distinct():
         scope[account_id or pair_account_id].add(symbol)
     return {account_id: symbols for account_id, symbols in scope.items() if account_id in enabled}

@@ -17,6 +17,7 @@ from ledger.models import Posting
 from reconciliation.models import BalanceBaseline, DriftKind
 from reconciliation.services import STUCK_INTENT_GRACE_S, reconcile_run
 from strategy import runtime
+from strategy.models import SessionStatus, StrategySession
 from tests.reconciliation.conftest import cancel_behind_our_back, sim_shift_balance, sim_total
 from tests.runtime_fixtures import BTC, USDT
 
@@ -137,6 +138,24 @@ def test_untracked_open_order_with_a_session_prefix_is_an_orphan(quoting):
     assert (drift.kind, drift.client_order_id, drift.symbol) == (DriftKind.UNTRACKED_OPEN, orphan, "BTC/USDT")
     assert (drift.expected, drift.actual, drift.difference) == (0, Decimal("0.002"), Decimal("0.002"))
     assert f"of order {order.order_id}" in drift.detail and "not tracked at all" in drift.detail
+
+
+def test_orders_a_stopped_session_left_on_the_book_are_orphans(quoting):
+    # Given a session marked stopped, its tracked orders cancelled in our books, all 4 still on the exchange
+    account, order = quoting
+    StrategySession.objects.filter(order=order).update(status=SessionStatus.STOPPED)
+    key = runtime.strategy_key(order.order_id)
+    TrackedOrder.objects.filter(strategy_key=key).update(status=TrackedOrderStatus.CANCELLED)
+
+    # When reconciling
+    run = reconcile_run(trigger="test")
+
+    # Then each is reported as an orphan of that order
+    drifts = drifts_of(run)
+    assert {d.kind for d in drifts} == {DriftKind.UNTRACKED_OPEN}
+    assert {d.client_order_id for d in drifts} == set(
+        TrackedOrder.objects.filter(strategy_key=key).values_list("client_order_id", flat=True))
+    assert all("tracked as cancelled" in d.detail and str(order.order_id) in d.detail for d in drifts)
 
 
 def test_exchange_errors_are_unreachable_never_orphans_or_missing_orders(quoting, sim):

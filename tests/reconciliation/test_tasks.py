@@ -1,4 +1,5 @@
 """The periodic reconcile task: routed to the tick queue, scheduled every RECONCILE_INTERVAL_S, a thin shell."""
+import time
 from datetime import timedelta
 
 import pytest
@@ -40,3 +41,24 @@ def test_reconcile_task_stores_a_run_with_its_drifts():
     assert (status["run_id"], status["ok"]) == (run.pk, False)
     assert status["drifts"] == {"tracked_not_open": 0, "untracked_open": 0, "balance_changed": 0,
                                 "stuck_intent": 1, "unreachable": 0}
+
+
+@pytest.mark.slow
+def test_a_worker_on_the_tick_queue_runs_the_periodic_reconcile(transactional_db, celery_worker):
+    # Given a stuck intent and a worker consuming only the tick queue
+    account = ExchangeAccount.objects.create(exchange_id="binance", label="rec-worker")
+    Intent.objects.create(intent_id="mm:w:stuck", strategy_key="mm:w", account=account, kind="cancel",
+                          symbol="BTC/USDT", client_order_id="coid-w", status=IntentStatus.IN_FLIGHT,
+                          lease_until=timezone.now() - timedelta(minutes=5))
+    celery_worker(queues=(TICK_QUEUE,))
+
+    # When beat's message is sent (routed by name, as beat sends it)
+    reconcile.apply_async(expires=60)
+
+    # Then the worker stores the run with the drift
+    deadline = time.monotonic() + 60
+    while not ReconciliationRun.objects.filter(trigger="beat", finished_at__isnull=False).exists():
+        assert time.monotonic() < deadline, "the tick worker did not run reconcile within 60 s"
+        time.sleep(0.2)
+    run = ReconciliationRun.objects.get(trigger="beat")
+    assert (run.ok, run.drift_count, run.drifts.get().intent_id) == (False, 1, "mm:w:stuck")
