@@ -34,6 +34,7 @@ def wait_for_state(order, wanted, worker):
                 f"worker log:\n{worker.log_path.read_text()[-6000:]}")
 
 
+@pytest.mark.embedded  # the embedded default (SQLite + filesystem broker) runs the same chain
 def test_ingested_payment_runs_to_running_through_the_worker_and_stops(
         sim_pair, make_order, celery_worker, tmp_path, capsys):
     # given a worker on the market-making queue in transfer mode, with short intervals
