@@ -178,5 +178,19 @@ def test_mm_order_show_prints_the_history(order, capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["state"] == "payment_pending"
     assert [(h["from"], h["to"], h["by"]) for h in shown["history"]] == [("", "payment_pending", "test")]
-    with pytest.raises(CommandError, match="no market-making order"):
+    unknown = str(uuid.uuid4())
+    with pytest.raises(CommandError, match=f"no market-making order {unknown}"):
+        call_command("mm_order", "show", unknown)
+    with pytest.raises(CommandError, match="not-an-id"):
         call_command("mm_order", "show", "not-an-id")
+
+
+def test_admin_pages_of_the_lifecycle_render(admin_client, order):
+    snapshot_record(provider="local", data=snapshot_payload(order, asset_id=USDT, amount="1"))
+    for url in ("/admin/orders/marketmakingorder/", f"/admin/orders/marketmakingorder/{order.pk}/change/",
+                "/admin/orders/snapshot/", "/admin/orders/refund/", "/admin/orders/marketmakingpair/",
+                f"/admin/orders/marketmakingpair/{order.pair.pk}/change/", "/admin/orders/ordertransition/",
+                "/admin/orders/exchangetransfer/", "/admin/strategy/strategysession/"):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+    assert str(order.order_id) in admin_client.get(f"/admin/orders/marketmakingorder/{order.pk}/change/").content.decode()
