@@ -8,12 +8,11 @@ import logging
 import os
 from decimal import Decimal
 
-from django.core.management.base import BaseCommand, CommandError
-
 from exchanges.crypto import encrypt_secret
 from exchanges.models import ExchangeAccount
 from exchanges.simulator.server import LOOPBACK, simulator_server
 from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure
+from mmproject.cli import OperatorCommand, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -29,16 +28,17 @@ def parse_pairs(text: str, what: str) -> dict[str, Decimal]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise CommandError(f"{what}: expected NAME=VALUE, got {item!r}")
+            raise UsageError(f"{what}: expected NAME=VALUE, got {item!r}")
         try:
             pairs[name.strip().upper()] = Decimal(value.strip())
         except ArithmeticError:
-            raise CommandError(f"{what}: {value!r} is not a decimal number") from None
+            raise UsageError(f"{what}: {value!r} is not a decimal number") from None
     return pairs
 
 
-class Command(BaseCommand):
-    help = "Serve the Binance-compatible exchange simulator on 127.0.0.1:PORT."
+class Command(OperatorCommand):
+    help = ("Serve the Binance-compatible exchange simulator on 127.0.0.1:PORT (account and markets from SIM_API_KEY, "
+            "SIM_API_SECRET, SIM_BALANCES, SIM_SYMBOLS, SIM_ACCOUNT_LABEL). Exit 2 on a bad port or environment value.")
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, required=True)
@@ -56,7 +56,7 @@ class Command(BaseCommand):
     def handle(self, *args, port, seed, threads, reset, reset_balances, step_ms, exchange_account, setup_only,
                **options):
         if not 0 < port < 65536:
-            raise CommandError(f"--port {port} is not a TCP port")
+            raise UsageError(f"--port {port} is not a TCP port")
         if step_ms is not None:
             os.environ["SIM_STEP_MS"] = str(step_ms)
         api_key = os.environ.get("SIM_API_KEY") or DEFAULT_API_KEY
@@ -66,7 +66,7 @@ class Command(BaseCommand):
         symbols = parse_pairs(os.environ.get("SIM_SYMBOLS") or DEFAULT_SYMBOLS, "SIM_SYMBOLS")
         for symbol, price in symbols.items():
             if "/" not in symbol:
-                raise CommandError(f"SIM_SYMBOLS: {symbol!r} is not BASE/QUOTE")
+                raise UsageError(f"SIM_SYMBOLS: {symbol!r} is not BASE/QUOTE")
             simulator_market_ensure(symbol=symbol, start_price=price, seed=seed, reset=reset)
         simulator_account_ensure(label=label, api_key=api_key, api_secret=api_secret, balances=balances,
                                  reset_balances=reset_balances)

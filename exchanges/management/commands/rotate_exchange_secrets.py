@@ -3,15 +3,23 @@
 Rotation: put the new key first in EXCHANGE_SECRET_KEYS (keep the old ones after it), run this
 command, then remove the old keys. Secrets are never printed.
 """
-from django.core.management.base import BaseCommand
+import json
+
 from django.db import transaction
 
 from exchanges.crypto import rotate_token
+from exchanges.errors import SecretDecryptionError
 from exchanges.models import ExchangeAccount, SimAccount
+from mmproject.cli import OperatorCommand
 
 
-class Command(BaseCommand):
-    help = "Re-encrypt exchange API secrets with the newest EXCHANGE_SECRET_KEYS key (MultiFernet rotation)."
+class Command(OperatorCommand):
+    help = ("Re-encrypt exchange API secrets with the newest EXCHANGE_SECRET_KEYS key (MultiFernet rotation). All "
+            "or nothing: exit 2, nothing changed, when a stored secret decrypts with none of the keys.")
+    domain_errors = (SecretDecryptionError,)
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help='print {"rotated": N}')
 
     def handle(self, *args, **options):
         rotated = 0
@@ -21,4 +29,4 @@ class Command(BaseCommand):
                     row.api_secret_encrypted = rotate_token(row.api_secret_encrypted)
                     row.save(update_fields=["api_secret_encrypted"])
                     rotated += 1
-        self.stdout.write(f"rotated={rotated}")
+        self.stdout.write(json.dumps({"rotated": rotated}) if options["json"] else f"rotated={rotated}")

@@ -2,16 +2,15 @@
 import json
 import sys
 
-from django.core.management.base import BaseCommand
-
 from ledger.selectors import audit_ledger
+from mmproject.cli import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Recompute every user balance and every asset's total from the ledger postings. "
         "Prints a summary; exits 1 and names each drift if any balance differs from its "
-        "postings, an asset's postings do not sum to zero, or an entry is unbalanced."
+        "postings, an asset's postings do not sum to zero, or an entry is unbalanced; exits 2 on bad arguments."
     )
 
     def add_arguments(self, parser):
