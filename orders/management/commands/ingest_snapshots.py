@@ -1,18 +1,19 @@
 """``ingest_snapshots PATH``: feed snapshots (JSON lines, Mixin shape) to the local payment provider."""
 import json
 
-from django.core.management.base import BaseCommand, CommandError
-
+from mmproject.cli import OperatorCommand, UsageError
 from orders.errors import InvalidSnapshot
 from orders.services import snapshot_record
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = ("Record snapshots from a JSON-lines file (snapshot_id, asset_id, amount, opponent_id, memo hex, "
-            "created_at) and queue their processing. A malformed line is reported; the rest are processed.")
+            "created_at) and queue their processing. A malformed line is reported on stderr (line number and why) and "
+            "the rest are processed. Exit 0 all lines taken, 2 an unreadable file or any malformed line.")
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="JSON-lines file, or - for standard input")
+        parser.add_argument("--json", action="store_true", help="print the counts (new, known, malformed) as JSON")
 
     def handle(self, *args, path, **options):
         import sys
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         try:
             stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
         except OSError as exc:
-            raise CommandError(f"cannot read {path}: {exc}") from None
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
         new = seen = bad = 0
         with stream:
             for number, line in enumerate(stream, start=1):
@@ -34,6 +35,9 @@ class Command(BaseCommand):
                     continue
                 new += created
                 seen += not created
-        self.stdout.write(f"snapshots: {new} new, {seen} already known, {bad} malformed")
+        if options["json"]:
+            self.stdout.write(json.dumps({"new": new, "known": seen, "malformed": bad}))
+        else:
+            self.stdout.write(f"snapshots: {new} new, {seen} already known, {bad} malformed")
         if bad:
             raise SystemExit(2)

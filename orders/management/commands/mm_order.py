@@ -2,21 +2,24 @@
 import json
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
 
+from mmproject.cli import OperatorCommand, UsageError, uuid_argument
 from orders.errors import OrderError
 from orders.selectors import order_summary
 from orders.services import order_create
 
 
-class Command(BaseCommand):
-    help = "Market-making orders. `create` makes an order intent in payment_pending."
+class Command(OperatorCommand):
+    help = ("Market-making orders. `create` makes an order intent in payment_pending and prints its id, memo and "
+            "required amounts as JSON; `show` prints an order and its state history as JSON. Exit 2 on bad "
+            "input (unknown order, unknown or disabled pair, invalid amount).")
+    domain_errors = (OrderError,)
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
         create = sub.add_parser("create", help="create an order intent")
         create.add_argument("--user", required=True, help="Mixin user id of the payer")
-        create.add_argument("--pair", required=True, help="pair id (UUID)")
+        create.add_argument("--pair", required=True, type=uuid_argument, help="pair id (UUID)")
         create.add_argument("--base-amount", required=True)
         create.add_argument("--quote-amount", required=True)
         create.add_argument("--bid-spread", required=True, help="fraction, e.g. 0.001")
@@ -30,23 +33,20 @@ class Command(BaseCommand):
         create.add_argument("--ceiling-price")
         create.add_argument("--floor-price")
         show = sub.add_parser("show", help="an order's summary and its state history")
-        show.add_argument("order_id")
+        show.add_argument("order_id", type=uuid_argument, help="the order id (UUID)")
 
     def handle(self, *args, action, **o):
         if action == "show":
             self.stdout.write(json.dumps(self._show(o["order_id"]), sort_keys=True))
             return
-        try:
-            order = order_create(
-                user_id=o["user"], pair_id=o["pair"], base_amount=o["base_amount"], quote_amount=o["quote_amount"],
-                bid_spread=o["bid_spread"], ask_spread=o["ask_spread"], order_amount=o["order_amount"],
-                order_refresh_time=o["order_refresh_time"], number_of_layers=o["number_of_layers"],
-                amount_change_per_layer=o["amount_change_per_layer"], amount_change_type=o["amount_change_type"],
-                price_source_type=o["price_source_type"], ceiling_price=o["ceiling_price"],
-                floor_price=o["floor_price"], by="command:mm_order",
-            )
-        except OrderError as exc:
-            raise CommandError(str(exc)) from None
+        order = order_create(
+            user_id=o["user"], pair_id=o["pair"], base_amount=o["base_amount"], quote_amount=o["quote_amount"],
+            bid_spread=o["bid_spread"], ask_spread=o["ask_spread"], order_amount=o["order_amount"],
+            order_refresh_time=o["order_refresh_time"], number_of_layers=o["number_of_layers"],
+            amount_change_per_layer=o["amount_change_per_layer"], amount_change_type=o["amount_change_type"],
+            price_source_type=o["price_source_type"], ceiling_price=o["ceiling_price"],
+            floor_price=o["floor_price"], by="command:mm_order",
+        )
         self.stdout.write(json.dumps(order_summary(order=order), sort_keys=True))
 
     @staticmethod
@@ -56,7 +56,7 @@ class Command(BaseCommand):
         try:
             order = MarketMakingOrder.objects.select_related("pair", "payment").get(order_id=order_id)
         except (MarketMakingOrder.DoesNotExist, ValueError, ValidationError):
-            raise CommandError(f"no market-making order {order_id}") from None
+            raise UsageError(f"no market-making order {order_id}") from None
         summary = order_summary(order=order)
         summary["reason"] = order.reason
         summary["history"] = [

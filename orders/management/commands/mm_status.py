@@ -1,13 +1,12 @@
 """``mm_status [--json]``: orders per state, snapshots per outcome, refunds per status."""
 import json
 
-from django.core.management.base import BaseCommand
-
+from mmproject.cli import OperatorCommand
 from orders.selectors import lifecycle_status
 
 
-class Command(BaseCommand):
-    help = "Show the order lifecycle at a glance."
+class Command(OperatorCommand):
+    help = "Show the order lifecycle at a glance: orders per state, snapshots per outcome, refunds per status."
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
