@@ -95,23 +95,12 @@ def reconcile_run(*, trigger: str = "command", set_baseline: bool = False) -> Re
         _check_orders(findings, counts)
         _check_balances(findings, counts, run=run, set_baseline=set_baseline)
     except Exception as exc:
-        run.finished_at, run.ok = timezone.now(), False
-        run.error = f"{type(exc).__name__}: {exc}"[:4000]
-        run.save(update_fields=["finished_at", "ok", "error"])
+        # What was found before the crash is kept; the run is not ok, whatever it found.
+        _finish(run, findings, counts, error=f"{type(exc).__name__}: {exc}"[:4000])
         logger.exception("event=reconcile_crashed run_id=%s", run.pk)
         raise ReconciliationCrashed(f"reconciliation run {run.pk} crashed: {run.error}") from exc
 
-    with transaction.atomic():
-        Drift.objects.bulk_create([f.as_drift(run) for f in findings])
-        run.finished_at = timezone.now()
-        run.ok = not findings
-        run.drift_count = len(findings)
-        run.accounts_checked = len(counts.accounts)
-        run.orders_checked = counts.orders
-        run.balances_checked = counts.balances
-        run.intents_checked = counts.intents
-        run.baselines_set = counts.baselines_set
-        run.save()
+    _finish(run, findings, counts)
     for f in findings:
         logger.warning("event=reconcile_drift run_id=%s kind=%s account_id=%s symbol=%s asset=%s expected=%s "
                        "actual=%s difference=%s client_order_id=%s intent_id=%s detail=%r", run.pk, f.kind,
@@ -121,6 +110,21 @@ def reconcile_run(*, trigger: str = "command", set_baseline: bool = False) -> Re
                 "intents=%s baselines_set=%s", run.pk, trigger, run.ok, run.drift_count, run.accounts_checked,
                 run.orders_checked, run.balances_checked, run.intents_checked, run.baselines_set)
     return run
+
+
+def _finish(run: ReconciliationRun, findings: list[Finding], counts: _Counts, *, error: str = "") -> None:
+    with transaction.atomic():
+        Drift.objects.bulk_create([f.as_drift(run) for f in findings])
+        run.finished_at = timezone.now()
+        run.ok = not findings and not error
+        run.error = error
+        run.drift_count = len(findings)
+        run.accounts_checked = len(counts.accounts)
+        run.orders_checked = counts.orders
+        run.balances_checked = counts.balances
+        run.intents_checked = counts.intents
+        run.baselines_set = counts.baselines_set
+        run.save()
 
 
 # --- intents -------------------------------------------------------------------------------------

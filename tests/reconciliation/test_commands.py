@@ -1,10 +1,15 @@
 """The reconcile command: summary and drifts with numbers, --json, exit 0 clean, 1 on drift, 2 on bad arguments."""
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.management import ManagementUtility, call_command
+from django.core.management import CommandError, ManagementUtility, call_command
+from django.utils import timezone
 
+from exchanges.models import ExchangeAccount
+from intents.models import Intent, IntentStatus
+from reconciliation import selectors
 from reconciliation.models import ReconciliationRun
 from tests.reconciliation.conftest import cancel_behind_our_back, sim_shift_balance, sim_total
 
@@ -63,3 +68,27 @@ def test_reconcile_json_reports_each_drift_with_numbers_and_exits_1(quoting, sim
     assert Decimal(usdt["actual"]) == sim_total("USDT")
     assert Decimal(usdt["expected"]) == sim_total("USDT") - Decimal("7.25")
     assert ReconciliationRun.objects.get(pk=report["run_id"]).drift_count == 2
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db
+def test_a_run_that_fails_exits_3_and_keeps_what_it_found(monkeypatch):
+    # Given a stuck intent, and the balance check failing on a bug (the ledger read raising)
+    account = ExchangeAccount.objects.create(exchange_id="binance", label="rec-crash")
+    Intent.objects.create(intent_id="mm:c:stuck", strategy_key="mm:c", account=account, kind="cancel",
+                          symbol="BTC/USDT", client_order_id="coid-c", status=IntentStatus.IN_FLIGHT,
+                          lease_until=timezone.now() - timedelta(minutes=5))
+
+    def broken():
+        raise ZeroDivisionError("planted bug")
+
+    monkeypatch.setattr(selectors, "ledger_positions", broken)
+
+    # When the command runs: a CommandError with status 3 (what manage.py exits with), saying why
+    with pytest.raises(CommandError) as failed:
+        call_command("reconcile")
+    assert failed.value.returncode == 3 and "crashed: ZeroDivisionError: planted bug" in str(failed.value)
+    # and the run is stored as failed, with the drift found before the crash
+    run = ReconciliationRun.objects.get()
+    assert (run.ok, run.error, run.drift_count) == (False, "ZeroDivisionError: planted bug", 1)
+    assert run.drifts.get().intent_id == "mm:c:stuck"

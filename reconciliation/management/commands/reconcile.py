@@ -2,9 +2,10 @@
 import json
 import sys
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from reconciliation.selectors import run_report
+from reconciliation.errors import ReconciliationCrashed
 from reconciliation.services import reconcile_run
 
 
@@ -16,7 +17,8 @@ class Command(BaseCommand):
         "balance total minus what the ledger says the orders on the account hold, compared with its "
         "stored baseline (balance_changed); and intents in flight past their lease (stuck_intent). "
         "An exchange that cannot be read is reported as unreachable. The run and its drifts are stored "
-        "(admin: Reconciliation). Exit status: 0 no drift, 1 any drift, 2 bad arguments. "
+        "(admin: Reconciliation). Exit status: 0 no drift, 1 any drift, 2 bad arguments, 3 the run itself "
+        "failed (error stored with the run). "
         "See docs/reconciliation.md."
     )
 
@@ -30,7 +32,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        run = reconcile_run(trigger="command", set_baseline=options["set_baseline"])
+        try:
+            run = reconcile_run(trigger="command", set_baseline=options["set_baseline"])
+        except ReconciliationCrashed as exc:
+            raise CommandError(f"{exc} (what it found before is stored with the run)", returncode=3) from exc
         report = run_report(run)
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
