@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "strategy",
     "intents",
     "reconciliation",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -167,6 +168,32 @@ MIXIN_HTTP_TIMEOUT_S = env.float("MIXIN_HTTP_TIMEOUT_S", default=10.0)
 EXCHANGE_SECRET_KEYS = env.list("EXCHANGE_SECRET_KEYS", default=[])
 # ccxt request timeout; an order write that times out is looked up by client order id.
 EXCHANGE_TIMEOUT_MS = env.int("EXCHANGE_TIMEOUT_MS", default=10000)
+
+# --- Security (production) -----------------------------------------------------------
+# Defaults suit the embedded run on http://127.0.0.1. Behind TLS set DJANGO_HTTPS=true (secure
+# cookies, HSTS, HTTP->HTTPS redirect), DJANGO_DEBUG=false, a DJANGO_SECRET_KEY of 50+ random
+# characters and DJANGO_ALLOWED_HOSTS; `manage.py check --deploy` then reports no issue. Each
+# value below can still be set on its own.
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
+# Paths served over plain HTTP even so (regexes without the leading slash), e.g. ^metrics$.
+SECURE_REDIRECT_EXEMPT = env.list("DJANGO_SECURE_REDIRECT_EXEMPT", default=[])
+# Behind a TLS-terminating proxy: the header that proxy sets, e.g. "HTTP_X_FORWARDED_PROTO=https".
+# Only set it when the proxy always overwrites that header (otherwise a client can claim HTTPS).
+_proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header.split("=", 1)) if "=" in _proxy_ssl_header else None
+USE_X_FORWARDED_HOST = env.bool("DJANGO_USE_X_FORWARDED_HOST", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=HTTPS)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=HTTPS)
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=HTTPS)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# /metrics: when set, a scrape must send "Authorization: Bearer <token>".
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -1,10 +1,28 @@
 #!/usr/bin/env python
-"""Run the whole system locally: one Celery worker for every queue and beat.
+"""Run the whole system locally with a live demo (`make run`; the database is migrated by make).
 
-Ctrl-C (SIGINT) or SIGTERM stops every child and waits for it; nothing is left running.
+Starts, each in its own process group with its output in ``var/logs/NAME.log``:
+  simulator  ``manage.py exchange_simulator`` on a loopback port, its price walking one step a second
+  web        a waitress WSGI server on ``mmproject.wsgi`` (admin, /api/, the simulator API)
+  worker     one Celery worker for the queues market-making, intents and tick
+  beat       Celery beat (the tick every STRATEGY_TICK_SIZE_MS)
+then ``demo_setup`` (operator login, exchange account on the simulator, pair, a demo order paid
+with local snapshots) and a live view of the order until Ctrl-C. Ctrl-C (SIGINT) or SIGTERM:
+``stop_mm`` for the demo order (its exchange orders cancelled, its funds settled and unlocked),
+then every child gets SIGTERM, and SIGKILL after a grace; nothing is left running.
+
+The environment decides the database and broker (DATABASE_URL, CELERY_BROKER_URL), as for every
+process of the project. Ports: MM_WEB_PORT (default 8000, or a free one if 8000 is taken) and
+MM_SIM_PORT (default: a free port).
+
+``run_local.py web --port PORT`` is the web child itself.
 """
+from __future__ import annotations
+
+import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,63 +30,327 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-STOP_GRACE_S = 15
+LOOPBACK = "127.0.0.1"
+QUEUES = "market-making,intents,tick"
+STOP_WAIT_S = 5.0        # stop_mm keeps cancelling and confirming this long
+CHILD_GRACE_S = 8.0      # SIGTERM, then SIGKILL after this long (a worker on the filesystem broker needs ~4-7 s)
+READY_TIMEOUT_S = 60.0   # a child's port must answer within this
+REFRESH_S = 1.5          # live view period
+LINE_EVERY_S = 5.0       # without a terminal: one status line this often
+
+# The demo's settings; an explicit environment value wins, except the withdrawal mode, which the
+# demo needs (it is what moves the paid funds to the simulator and starts the strategy).
+DEMO_ENV_DEFAULTS = {
+    "STRATEGY_TICK_SIZE_MS": "1000",
+    "MM_PAYMENT_FIRST_CHECK_S": "1",
+    "MM_PAYMENT_CHECK_INTERVAL_S": "2",
+    "MM_WITHDRAWAL_CHECK_INTERVAL_S": "1",
+    "SIM_STEP_MS": "1000",
+    "SIM_SEED": "42",
+    "SIM_BALANCES": "USDT=0,BTC=0,ETH=0",
+    "SIM_SYMBOLS": "BTC/USDT=30000,ETH/USDT=2000",
+}
+DEMO_ENV_FORCED = {"MM_WITHDRAW_MODE": "transfer", "MM_PAYMENT_PROVIDER": "local"}
 
 
-def children_commands(var_dir: Path) -> dict[str, list[str]]:
+def log(message: str) -> None:
+    print(f"run_local: {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Supervisor:
+    def __init__(self, var_dir: Path, env: dict[str, str]):
+        self.var_dir = var_dir
+        self.logs_dir = var_dir / "logs"
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.env = env
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+        self.failed = False
+
+    # --- signals ------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        def request_stop(signum, frame):
+            if self.stopping:
+                # A second Ctrl-C while stopping: give up waiting, go straight to killing.
+                raise KeyboardInterrupt
+            self.stopping = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+
+    # --- children -----------------------------------------------------------------------
+    def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        path = self.logs_dir / f"{name}.log"
+        with open(path, "ab") as out:
+            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+            out.flush()
+            # Own session and process group: the terminal's Ctrl-C reaches only the supervisor, which
+            # stops the demo order first; stopping a group also stops a worker's pool processes.
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs[name] = proc
+        log(f"started {name} pid={proc.pid} (log {path})")
+        return proc
+
+    def dead_child(self) -> str | None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                return name
+        return None
+
+    def wait_port(self, name: str, port: int) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline and not self.stopping:
+            if port_answers(port):
+                return True
+            if self.procs[name].poll() is not None:
+                break
+            time.sleep(0.1)
+        if not self.stopping:
+            log(f"{name} is not answering on port {port}; see {self.logs_dir / (name + '.log')}")
+        return False
+
+    def stop_children(self) -> None:
+        # SIGTERM to each leader only: a Celery worker then shuts its own pool down (warm shutdown).
+        for name in reversed(list(self.procs)):
+            if self.procs[name].poll() is None:
+                self.procs[name].send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + CHILD_GRACE_S
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log(f"{name} did not stop within {CHILD_GRACE_S:g}s; killing it")
+        for proc in self.procs.values():
+            # Also a group whose leader is gone: a worker's pool processes must not outlive it.
+            self._signal_group(proc, signal.SIGKILL)
+            proc.wait()
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def children_commands(*, var_dir: Path, web_port: int, sim_port: int, seed: str) -> dict[str, list[str]]:
+    manage = [PY, str(ROOT / "manage.py")]
     celery = [PY, "-m", "celery", "-A", "mmproject"]
     return {
-        "worker": celery
-        + ["worker", "-Q", "market-making,intents,tick", "--concurrency", "2", "-n", "local@%h",
-           "--loglevel", "INFO"],
-        "beat": celery
-        + ["beat", "--loglevel", "INFO", "--schedule", str(var_dir / "celerybeat-schedule")],
+        "simulator": manage + ["exchange_simulator", "--port", str(sim_port), "--seed", seed, "--threads", "4"],
+        "web": [PY, str(Path(__file__).resolve()), "web", "--port", str(web_port)],
+        "worker": celery + ["worker", "-Q", QUEUES, "--concurrency", "2", "-n", f"local-{os.getpid()}@%h",
+                            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        "beat": celery + ["beat", "--loglevel", "INFO", "--schedule", str(var_dir / "celerybeat-schedule")],
     }
 
 
-def main() -> int:
-    var_dir = Path(os.environ.get("MM_VAR_DIR", ROOT / "var"))
-    var_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs: dict[str, subprocess.Popen] = {}
-    stopping = False
+def demo_env(var_dir: Path) -> dict[str, str]:
+    env = {**DEMO_ENV_DEFAULTS, **os.environ, **DEMO_ENV_FORCED}
+    env.update({"PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "mmproject.settings", "MM_VAR_DIR": str(var_dir)})
+    return env
 
-    def request_stop(signum, frame):
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+def log_to_file(path: Path) -> None:
+    """The supervisor's own Django logs go to a file: the terminal shows only the live view."""
+    import logging
 
-    for name, cmd in children_commands(var_dir).items():
-        # Own process group: the terminal's Ctrl-C reaches only us, and we stop children in order.
-        procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
-        print(f"run_local: started {name} pid={procs[name].pid}", flush=True)
+    root = logging.getLogger()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
 
-    exit_code = 0
-    while not stopping:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"run_local: {name} exited with {proc.returncode}; stopping", flush=True)
-                exit_code = 1
-                stopping = True
-        time.sleep(0.2)
 
-    print("run_local: stopping", flush=True)
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for name, proc in procs.items():
+def warm_exchange_client(label: str) -> None:
+    """Build the ccxt client of the demo account now (seconds of CPU), not when Ctrl-C needs stop_mm."""
+    from exchanges.clients import exchange_client
+    from exchanges.models import ExchangeAccount
+
+    try:
+        exchange_client(account_id=ExchangeAccount.objects.get(label=label).pk)
+    except Exception as exc:  # stop_mm builds it again if this failed; the view must go on
+        log(f"exchange client not ready yet: {type(exc).__name__}: {exc}")
+
+
+def live_view(sup: Supervisor, *, order_id: str, header: list[str]) -> None:
+    """Refresh the view until a stop is requested or a child dies."""
+    from django.db import close_old_connections
+
+    from demo.selectors import demo_view
+    from demo.view import render_line, render_screen
+    from orders.models import MarketMakingOrder
+
+    tty = sys.stdout.isatty()
+    order = MarketMakingOrder.objects.select_related("pair").get(order_id=order_id)
+    last_line = 0.0
+    while not sup.stopping:
+        dead = sup.dead_child()
+        if dead:
+            log(f"{dead} exited with {sup.procs[dead].returncode}; stopping (see {sup.logs_dir / (dead + '.log')})")
+            sup.failed = True
+            return
+        close_old_connections()
+        order.refresh_from_db()
         try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"run_local: {name} did not stop in time; killing", flush=True)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    print("run_local: all processes stopped", flush=True)
-    return exit_code
+            view = demo_view(order)
+        except Exception as exc:  # the view must never take the demo down (e.g. a locked SQLite read)
+            view = None
+            log(f"live view skipped: {type(exc).__name__}: {exc}")
+        if view is not None:
+            if tty:
+                sys.stdout.write("\033[H\033[J" + render_screen(view, header=header))
+                sys.stdout.flush()
+            elif time.monotonic() - last_line >= LINE_EVERY_S:
+                print(render_line(view), flush=True)
+                last_line = time.monotonic()
+        deadline = time.monotonic() + REFRESH_S
+        while time.monotonic() < deadline and not sup.stopping:
+            time.sleep(0.1)
+
+
+def stop_demo_order(order_id: str) -> None:
+    """``stop_mm`` for the demo order, when it is in a state that can stop (running or about to start)."""
+    from django.core.management import CommandError, call_command
+    from django.db import close_old_connections
+
+    from orders.models import MarketMakingOrder, OrderState
+
+    close_old_connections()
+    state = MarketMakingOrder.objects.get(order_id=order_id).state
+    if state not in (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED):
+        log(f"demo order {order_id} is {state}: nothing to stop_mm")
+        return
+    log(f"stop_mm {order_id} (cancelling its orders on the exchange, settling, unlocking)")
+    started = time.monotonic()
+    try:
+        call_command("stop_mm", order_id, "--wait", str(STOP_WAIT_S), "--reason", "make run stopped (Ctrl-C)")
+    except CommandError as exc:
+        log(f"stop_mm did not finish: {exc}")
+        return
+    log(f"demo order {order_id} is {MarketMakingOrder.objects.get(order_id=order_id).state} "
+        f"({time.monotonic() - started:.1f}s)")
+
+
+def run() -> int:
+    var_dir = Path(os.environ.get("MM_VAR_DIR") or ROOT / "var").resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = demo_env(var_dir)
+    os.environ.update(env)  # the supervisor reads the same database as its children
+    web_port = int(env.get("MM_WEB_PORT") or (8000 if port_free(8000) else free_port()))
+    sim_port = int(env.get("MM_SIM_PORT") or free_port())
+    sup = Supervisor(var_dir, env)
+    sup.install_signals()
+    order_id = None
+    try:
+        commands = children_commands(var_dir=var_dir, web_port=web_port, sim_port=sim_port, seed=env["SIM_SEED"])
+        sup.start("simulator", commands.pop("simulator"))
+        if not sup.wait_port("simulator", sim_port):
+            sup.failed = not sup.stopping
+            return 1 if sup.failed else 0
+        for name, cmd in commands.items():
+            sup.start(name, cmd)
+
+        import django
+
+        django.setup()
+        log_to_file(sup.logs_dir / "supervisor.log")
+        from demo.errors import DemoError
+        from demo.services import demo_setup
+
+        try:
+            result = demo_setup(exchange_url=f"http://{LOOPBACK}:{sim_port}",
+                                api_key=env.get("SIM_API_KEY") or "sim-api-key",
+                                api_secret=env.get("SIM_API_SECRET") or "sim-api-secret")
+        except DemoError as exc:
+            log(f"demo setup failed: {exc}")
+            sup.failed = True
+            return 1
+        order_id = result.order_id
+        log(f"demo order {order_id} ({'created' if result.order_created else 'reused'}, {result.state}); "
+            f"{result.snapshots}")
+        warm_exchange_client(result.exchange_account)
+        if not sup.wait_port("web", web_port):
+            sup.failed = not sup.stopping
+            return 1 if sup.failed else 0
+        admin = f"http://{LOOPBACK}:{web_port}/admin/"
+        header = [
+            f"make run: admin {admin}  login {result.admin_user} / {result.admin_password}   Ctrl-C stops everything",
+            f"          simulator http://{LOOPBACK}:{sim_port}  database {env.get('DATABASE_URL') or 'sqlite (var)'}"
+            f"  broker {env.get('CELERY_BROKER_URL') or 'filesystem://'}  logs {sup.logs_dir}",
+            "",
+        ]
+        for line in header[:2]:
+            log(line.strip())
+        live_view(sup, order_id=order_id, header=header)
+    except KeyboardInterrupt:
+        log("second interrupt: not waiting for stop_mm")
+        order_id = None
+    finally:
+        sup.stopping = True
+        if order_id is not None:
+            try:
+                stop_demo_order(order_id)
+            except KeyboardInterrupt:
+                log("second interrupt: stop_mm abandoned (run `manage.py stop_mm ORDER_ID` later)")
+            except Exception as exc:  # the children must be stopped whatever happened
+                log(f"stop_mm failed: {type(exc).__name__}: {exc}")
+        log("stopping every process")
+        sup.stop_children()
+        log("all processes stopped")
+    return 1 if sup.failed else 0
+
+
+def serve_web(port: int) -> int:
+    """The web child: waitress on 127.0.0.1:PORT, with the admin's static files served as well."""
+    import waitress
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmproject.settings")
+    sys.path.insert(0, str(ROOT))
+    from mmproject.wsgi import application
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    waitress.serve(StaticFilesHandler(application), host=LOOPBACK, port=port, threads=4, ident="mm")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode")
+    web = sub.add_parser("web", help="serve the web process (what run_local starts as its web child)")
+    web.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    if args.mode == "web":
+        return serve_web(args.port)
+    sys.path.insert(0, str(ROOT))
+    return run()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,7 @@
+"""App config of demo."""
+from django.apps import AppConfig
+
+
+class DemoConfig(AppConfig):
+    name = "demo"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,163 @@
+"""The demo bootstrap: an operator login, an exchange account on the simulator, a pair, a paid order.
+
+Idempotent: a second run keeps the login (password set again), the account (base URL updated),
+the pair, and the demo order that is still on its way or running; its snapshots have fixed ids,
+so ingesting them again changes nothing. A new order is made only when the last one ended
+(stopped, failed, refunded) or its payment deadline passed.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+
+from exchanges.models import ExchangeAccount, SimAccount
+from orders.memo import encode_snapshot_memo
+from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
+from orders.services import order_create
+
+from .errors import DemoError
+
+logger = logging.getLogger(__name__)
+
+# Mixin asset ids of BTC and USDT (ERC-20), as the real payment provider would send them.
+BTC_ASSET_ID = "c6d0c728-2624-429b-8e0d-d9d19b6592fa"
+USDT_ASSET_ID = "4d8c508b-91c5-375b-92b0-ee702ed2dac5"
+DEMO_NAMESPACE = uuid.UUID("5b1f0f53-2a2c-4f0e-9a57-6f2f4f0c1d2e")
+DEMO_USER_ID = str(uuid.uuid5(DEMO_NAMESPACE, "demo-user"))
+DEMO_ACCOUNT_LABEL = "demo-sim"
+DEMO_SYMBOL = "BTC/USDT"
+
+# Parameters that trade visibly on the simulator (BTC/USDT from 30000, up to 0.2 % a step, one
+# step a second): two layers 0.05 % from the mid, refreshed every 2 s.
+DEMO_ORDER = dict(
+    base_amount="0.5", quote_amount="15000", bid_spread="0.0005", ask_spread="0.0005", order_amount="0.01",
+    order_refresh_time=2, number_of_layers=2, amount_change_per_layer="0.005", amount_change_type="fixed",
+)
+# Orders in these states are the demo order of this run: it is reused, not made again.
+ACTIVE_STATES = (
+    OrderState.PAYMENT_PENDING, OrderState.PAYMENT_COMPLETE, OrderState.WITHDRAWING,
+    OrderState.WITHDRAWAL_CONFIRMED, OrderState.CAMPAIGN_JOINED, OrderState.RUNNING,
+)
+
+
+@dataclass(frozen=True)
+class DemoSetup:
+    order_id: str
+    order_created: bool
+    state: str
+    snapshots: str
+    pair_id: str
+    exchange_account: str
+    exchange_url: str
+    admin_user: str
+    admin_password: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def admin_credentials() -> tuple[str, str]:
+    """DEMO_ADMIN_USER / DEMO_ADMIN_PASSWORD (defaults: operator / operator-demo)."""
+    return (os.environ.get("DEMO_ADMIN_USER") or "operator", os.environ.get("DEMO_ADMIN_PASSWORD") or "operator-demo")
+
+
+def operator_ensure(*, username: str, password: str) -> None:
+    """A superuser ``username`` whose password is ``password`` (set again on every run)."""
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        User.objects.create_superuser(username=username, email="", password=password)
+        return
+    user.is_staff = user.is_superuser = user.is_active = True
+    user.set_password(password)
+    user.save()
+
+
+def exchange_account_ensure(*, exchange_url: str, api_key: str, api_secret: str) -> ExchangeAccount:
+    """The demo's binance account, pointed at the simulator on ``exchange_url``."""
+    if not SimAccount.objects.filter(api_key=api_key).exists():
+        raise DemoError(f"the simulator has no account with API key {api_key!r}: start `manage.py exchange_simulator` "
+                        "first (it creates the account and markets)")
+    account = ExchangeAccount.objects.filter(label=DEMO_ACCOUNT_LABEL).first() or ExchangeAccount(label=DEMO_ACCOUNT_LABEL)
+    account.exchange_id = "binance"
+    account.api_key = api_key
+    account.api_secret = api_secret
+    account.base_url = exchange_url.rstrip("/")
+    account.enabled = True
+    account.save()
+    return account
+
+
+def pair_ensure(*, account: ExchangeAccount) -> MarketMakingPair:
+    pair, _ = MarketMakingPair.objects.update_or_create(
+        exchange_account=account, symbol=DEMO_SYMBOL,
+        defaults=dict(exchange_id="binance", base_asset_id=BTC_ASSET_ID, quote_asset_id=USDT_ASSET_ID,
+                      base_exchange_asset="BTC", quote_exchange_asset="USDT", enabled=True),
+    )
+    return pair
+
+
+def demo_order_latest() -> MarketMakingOrder | None:
+    """The newest order of the demo user (any state)."""
+    return MarketMakingOrder.objects.filter(user_id=DEMO_USER_ID).select_related("pair").order_by("-created_at").first()
+
+
+def _order_ensure(pair: MarketMakingPair) -> tuple[MarketMakingOrder, bool]:
+    current = (MarketMakingOrder.objects.filter(user_id=DEMO_USER_ID, pair=pair, state__in=ACTIVE_STATES)
+               .order_by("-created_at").first())
+    expired = current is not None and current.state == OrderState.PAYMENT_PENDING and current.expires_at <= timezone.now()
+    if current is not None and not expired:
+        return current, False
+    return order_create(user_id=DEMO_USER_ID, pair_id=pair.pair_id, by="command:demo_setup", **DEMO_ORDER), True
+
+
+def demo_snapshots(order: MarketMakingOrder) -> list[dict]:
+    """The snapshots paying ``order`` in full, from the demo user; ids fixed per order and asset."""
+    memo = encode_snapshot_memo(order.pair.pair_id, order.order_id)
+    return [
+        {"snapshot_id": str(uuid.uuid5(DEMO_NAMESPACE, f"snapshot:{order.order_id}:{asset_id}")),
+         "asset_id": asset_id, "amount": str(amount), "opponent_id": order.user_id, "memo": memo,
+         "created_at": timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+        for asset_id, amount in ((order.pair.base_asset_id, order.base_amount),
+                                 (order.pair.quote_asset_id, order.quote_amount))
+    ]
+
+
+def demo_setup(*, exchange_url: str, api_key: str, api_secret: str) -> DemoSetup:
+    """Everything the demo needs, then its order paid through ``ingest_snapshots`` (local provider)."""
+    if settings.MM_PAYMENT_PROVIDER != "local":
+        raise DemoError(f"the demo pays its order with local snapshots; MM_PAYMENT_PROVIDER is "
+                        f"{settings.MM_PAYMENT_PROVIDER!r}, not 'local'")
+    username, password = admin_credentials()
+    with transaction.atomic():
+        operator_ensure(username=username, password=password)
+        account = exchange_account_ensure(exchange_url=exchange_url, api_key=api_key, api_secret=api_secret)
+        pair = pair_ensure(account=account)
+    order, created = _order_ensure(pair)
+    snapshots = "none needed"
+    if order.state == OrderState.PAYMENT_PENDING:
+        folder = Path(settings.VAR_DIR) / "demo"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"snapshots-{order.order_id}.jsonl"
+        path.write_text("".join(json.dumps(s, sort_keys=True) + "\n" for s in demo_snapshots(order)), encoding="utf-8")
+        out = io.StringIO()
+        call_command("ingest_snapshots", str(path), stdout=out)
+        snapshots = out.getvalue().strip()
+    order.refresh_from_db()
+    logger.info("event=demo_setup order_id=%s created=%s state=%s account=%s base_url=%s", order.order_id, created,
+                order.state, account.label, account.base_url)
+    return DemoSetup(order_id=str(order.order_id), order_created=created, state=order.state, snapshots=snapshots,
+                     pair_id=str(pair.pair_id), exchange_account=account.label, exchange_url=account.base_url,
+                     admin_user=username, admin_password=password)
+
