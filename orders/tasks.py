@@ -79,3 +79,11 @@ def stop_mm(self, order_id: str, reason: str = "stop requested"):
     if outcome == "stopping":
         # Orders still open or in flight on the exchange: cancel and confirm again, with backoff.
         raise self.retry(countdown=min(2 ** self.request.retries, 30), max_retries=settings.MM_STOP_MAX_RETRIES)
+
+
+@shared_task(name="resume_market_making", acks_late=True, ignore_result=True)
+def resume_market_making():
+    """The sweeper as a periodic job (``mm_resume`` is the same service): re-queues what is due."""
+    from .services.resume import lifecycle_resume
+
+    lifecycle_resume()

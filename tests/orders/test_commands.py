@@ -194,3 +194,14 @@ def test_admin_pages_of_the_lifecycle_render(admin_client, order):
         response = admin_client.get(url)
         assert response.status_code == 200, url
     assert str(order.order_id) in admin_client.get(f"/admin/orders/marketmakingorder/{order.pk}/change/").content.decode()
+
+
+def test_resume_job_runs_the_sweeper(order, django_capture_on_commit_callbacks):
+    from orders.tasks import resume_market_making
+
+    payload = snapshot_payload(order, asset_id=USDT, amount="1")
+    with django_capture_on_commit_callbacks(execute=False):
+        snapshot_record(provider="local", data=payload)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        resume_market_making.run()
+    assert [cb.args[0] for cb in queued] == ["process_market_making_snapshots"]
