@@ -30,8 +30,8 @@ from psycopg.types.json import Jsonb
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from .amounts import canonical, exact_context, from_db, parse_amount, to_db
-from .errors import IdempotencyConflict, InsufficientFunds, InvalidAmount
+from .amounts import MAX_AMOUNT, canonical, exact_context, from_db, parse_amount, to_db
+from .errors import IdempotencyConflict, InsufficientFunds, InvalidAmount, LedgerError
 from .models import Account, Asset, Balance, LedgerEntry, Operation
 
 logger = logging.getLogger(__name__)
@@ -160,37 +160,43 @@ def _replay(key: str, payload_hash: str) -> LedgerResult:
     return LedgerResult(applied=False, entry=entry, balance=balance, balances={entry.asset_id: balance})
 
 
-def _after(op: str, keys, before: dict, deltas: dict) -> tuple[dict[tuple[str, str], BalanceView], InsufficientFunds | None]:
-    """The balances after the deltas, and the first bucket that would go negative (if any)."""
+def _after(op: str, keys, before: dict, deltas: dict) -> tuple[dict[tuple[str, str], BalanceView], LedgerError | None]:
+    """The balances after the deltas, and why they are refused, if they are: a bucket would go
+    negative (InsufficientFunds) or past what NUMERIC(38,18) stores (InvalidAmount)."""
     after: dict[tuple[str, str], BalanceView] = {}
-    shortfall = None
+    refusal = None
     for bkey in keys:
         available, locked = before[bkey]
         d_avail, d_locked = deltas[bkey]
         new = BalanceView(available + d_avail, locked + d_locked)
         after[bkey] = new
-        if shortfall is None and (new.available < 0 or new.locked < 0):
+        if refusal is None and (new.available >= MAX_AMOUNT or new.locked >= MAX_AMOUNT):
+            refusal = InvalidAmount(
+                f"{op}: user {bkey[0]}'s {bkey[1]} balance would reach available={new.available} "
+                f"locked={new.locked}, past the largest balance the ledger stores ({MAX_AMOUNT})"
+            )
+        if refusal is None and (new.available < 0 or new.locked < 0):
             bucket = "available" if new.available < 0 else "locked"
             have = available if bucket == "available" else locked
             need = (d_avail if bucket == "available" else d_locked).copy_negate()
-            shortfall = InsufficientFunds(
+            refusal = InsufficientFunds(
                 f"{op}: user {bkey[0]} has {have} {bkey[1]} {bucket}, {need} needed",
                 user_id=bkey[0], asset_id=bkey[1], bucket=bucket,
             )
-    return after, shortfall
+    return after, refusal
 
 
 def _write_stepwise(cur, *, keys, deltas, moves, claim) -> tuple[dict, int | None]:
     """SQLite (one writer at a time under IMMEDIATE): lock, check, claim the key, update, post.
 
     Returns the balances before the mutation and the new entry's id (None: nothing written,
-    either a shortfall or the key was already used).
+    a refusal (shortfall, overflow) or the key was already used).
     """
     vendor = connection.vendor
     rows = _lock_balances(cur, vendor, keys)
     before = {bkey: (available, locked) for bkey, (_, available, locked) in rows.items()}
-    after, shortfall = _after(claim["op"], keys, before, deltas)
-    if shortfall is not None:
+    after, refusal = _after(claim["op"], keys, before, deltas)
+    if refusal is not None:
         return before, None
     primary = after[(claim["user_id"], claim["asset_id"])]
     entry_id = _claim_key(cur, vendor, after=primary, **claim)
@@ -230,11 +236,12 @@ def _create_balances(keys) -> None:
 
 def _postgres_statement(n_keys: int, n_moves: int) -> str:
     """One statement for the whole mutation: lock the balance rows in (user, asset) order, and
-    only if every row exists and none would go negative, claim the key, update the balances
-    from the locked values and write the postings. Returns the locked rows and the entry id.
+    only if every row exists and none would go negative (or past MAX_AMOUNT), claim the key,
+    update the balances from the locked values and write the postings. Returns the locked rows
+    and the entry id.
 
     Data-modifying CTEs run once and to completion; ``u`` and ``p`` depend on ``e``, so a key
-    conflict (no ``e`` row) or a shortfall (``ok`` false) writes nothing.
+    conflict (no ``e`` row) or a refusal (``ok`` false) writes nothing.
     """
     deltas = ", ".join(["(%s::varchar, %s::varchar, %s::numeric, %s::numeric)"] * n_keys)
     moves = ", ".join(["(%s::varchar, %s::varchar, %s::varchar, %s::numeric)"] * n_moves)
@@ -250,7 +257,9 @@ n AS (
     SELECT b.id, b.user_id, b.asset_id, b.available + d.d_available AS available, b.locked + d.d_locked AS locked
     FROM b JOIN d ON b.user_id = d.user_id AND b.asset_id = d.asset_id
 ),
-ok AS (SELECT count(*) = {n_keys} AND bool_and(available >= 0 AND locked >= 0) AS ok FROM n),
+ok AS (SELECT count(*) = {n_keys} AND bool_and(available >= 0 AND locked >= 0
+                                                AND available < {MAX_AMOUNT} AND locked < {MAX_AMOUNT}) AS ok
+       FROM n),
 e AS (
     INSERT INTO ledger_ledgerentry (idempotency_key, operation, user_id, asset_id, amount, ref_type, ref_id,
                                     payload_hash, available_after, locked_after, details, created_at)
@@ -375,20 +384,20 @@ def _apply_exact(*, op: str, key: str, user_id: str, asset_id: str, amount: Deci
         else:
             with connection.cursor() as cur:
                 outcome = _write_stepwise(cur, keys=keys, deltas=deltas, moves=moves, claim=claim)
-        # Inside the transaction: a shortfall rolls back balance rows created for it.
+        # Inside the transaction: a refusal rolls back balance rows created for it.
         return _conclude(outcome, keys=keys, deltas=deltas, claim=claim)
 
 
 def _conclude(outcome: tuple[dict, int | None], *, keys, deltas, claim) -> LedgerResult:
-    """The result of a written entry, or the replay of the key's first result, or the shortfall."""
+    """The result of a written entry, the replay of the key's first result, or the refusal raised."""
     before, entry_id = outcome
     key, payload_hash, user_id = claim["key"], claim["payload_hash"], claim["user_id"]
-    after, shortfall = _after(claim["op"], keys, before, deltas)
-    if shortfall is not None:
+    after, refusal = _after(claim["op"], keys, before, deltas)
+    if refusal is not None:
         # A replay of an entry that was applied when funds sufficed is still a replay.
         if LedgerEntry.objects.filter(idempotency_key=key).exists():
             return _replay(key, payload_hash)
-        raise shortfall
+        raise refusal
     if entry_id is None:
         return _replay(key, payload_hash)
     primary = after[(user_id, claim["asset_id"])]

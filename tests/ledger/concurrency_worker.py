@@ -124,7 +124,8 @@ def main(scenario: str, spec: dict) -> dict:
     outcomes = [results.get(timeout=RESULT_TIMEOUT_S) for _ in children]
     for proc in children:
         proc.join(10)
-    summary = {"errors": [o["error"] for o in outcomes if "error" in o], "outcomes": [o for o in outcomes if "error" not in o]}
+    summary = {"errors": [o["error"] for o in outcomes if "error" in o],
+               "outcomes": [o for o in outcomes if "error" not in o]}
     summary["pids"] = sorted({proc.pid for proc in children})
     return summary
 

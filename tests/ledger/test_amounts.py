@@ -86,7 +86,8 @@ def test_zero_allowed_only_when_asked():
         parse_amount("-1", scale=8, allow_zero=True)
 
 
-@pytest.mark.parametrize(("scale", "ok", "too_precise"), [(0, "5", "5.1"), (2, "1.01", "1.001"), (6, "0.000001", "0.0000001")])
+@pytest.mark.parametrize(
+    ("scale", "ok", "too_precise"), [(0, "5", "5.1"), (2, "1.01", "1.001"), (6, "0.000001", "0.0000001")])
 def test_scale_bounds_the_decimals(scale, ok, too_precise):
     assert parse_amount(ok, scale=scale) == Decimal(ok)
     with pytest.raises(InvalidAmount, match=f"more than {scale} decimal places"):

@@ -132,6 +132,18 @@ def test_a_trillion_units_at_1e_minus_8_resolution_are_exact(user, asset):
     assert_audit_clean()
 
 
+def test_a_balance_past_the_storable_maximum_is_refused_on_both_databases(user, asset):
+    # NUMERIC(38,18) holds less than 1e20: PostgreSQL would fail the write, SQLite would store it.
+    key = fresh("dep")
+    first = deposit(user, asset, "99999999999999999999", key=key)
+    assert deposit(user, asset, "99999999999999999999", key=key).entry.pk == first.entry.pk  # a replay, not a refusal
+    before = counts()
+    with pytest.raises(InvalidAmount, match="past the largest balance the ledger stores"):
+        deposit(user, asset, 1)
+    assert counts() == before
+    assert services.get_balance(user_id=user, asset_id=asset).available == D("99999999999999999999")
+
+
 def test_asset_scale_is_per_asset(user):
     cents, whole, fine = fresh("cents"), fresh("whole"), fresh("fine")
     Asset.objects.create(asset_id=cents, symbol="USD2", scale=2)
