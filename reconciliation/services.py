@@ -24,6 +24,7 @@ from decimal import Decimal
 
 import ccxt
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from exchanges.clients import exchange_client
@@ -203,7 +204,8 @@ def _check_market(client, account_id: int, symbol: str, findings: list[Finding],
     except ccxt.BaseError as exc:
         findings.append(_unreachable(account_id, f"reading open orders of {symbol}", exc, symbol=symbol))
         return
-    counts.orders += len(set(believed) | set(exchange_open))
+    ours = {cid: o for cid, o in exchange_open.items() if SESSION_PREFIX.match(cid)}
+    counts.orders += len(set(believed) | set(ours))
 
     missing: dict[str, tuple] = {}
     for client_order_id, row in sorted(believed.items()):
@@ -217,7 +219,6 @@ def _check_market(client, account_id: int, symbol: str, findings: list[Finding],
             continue
         missing[client_order_id] = (row, found)
 
-    ours = {cid: o for cid, o in exchange_open.items() if SESSION_PREFIX.match(cid)}
     current = selectors.tracked_statuses(set(missing) | set(ours))
     for client_order_id, (row, found) in missing.items():
         if current.get(client_order_id) not in LIVE_STATUSES:
@@ -255,7 +256,9 @@ def _check_market(client, account_id: int, symbol: str, findings: list[Finding],
 
 def _owners_by_prefix(account_id: int) -> dict[str, str]:
     """{session prefix: 'order_id (state)'} of the orders trading on this account."""
-    rows = MarketMakingOrder.objects.filter(exchange_account_id=account_id).values_list("order_id", "state")
+    rows = MarketMakingOrder.objects.filter(
+        Q(exchange_account_id=account_id) | Q(exchange_account__isnull=True, pair__exchange_account_id=account_id)
+    ).values_list("order_id", "state")
     return {client_order_prefix(order_id): f"{order_id} ({state})" for order_id, state in rows}
 
 
