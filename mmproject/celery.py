@@ -59,6 +59,9 @@ def _beat_schedule():
 @app.on_after_configure.connect
 def _configure_beat(sender, **kwargs):
     sender.conf.beat_schedule = _beat_schedule()
+    # A process that only sends (a command, the web process) never finalizes the app: its first
+    # send on a fresh var/ would fail because the filesystem broker's folders do not exist yet.
+    _ensure_filesystem_broker_dirs()
 
 
 def _ensure_filesystem_broker_dirs():
