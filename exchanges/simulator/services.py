@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_DOWN, Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
-from django.db.models.functions import Greatest
 
 from ledger.amounts import canonical, parse_amount
 
@@ -201,14 +200,26 @@ def simulator_set_balance(*, account_label: str, asset: str, free) -> None:
 # --- In-flight order requests (the exchange's view of our concurrency) ------------------------
 
 
+# Plain SQL: these two run on every order request, and one atomic UPDATE each (the new
+# maximum computed from the row's values before the update) is the whole point.
+_STARTED_SQL = (
+    "UPDATE {table} SET in_flight = in_flight + 1, max_in_flight = CASE WHEN max_in_flight > in_flight "
+    "THEN max_in_flight ELSE in_flight + 1 END WHERE account_id = %s"
+)
+_FINISHED_SQL = "UPDATE {table} SET in_flight = in_flight - 1 WHERE account_id = %s"
+
+
+def _gauge(sql: str, account_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql.format(table=connection.ops.quote_name(SimConcurrency._meta.db_table)), [account_id])
+
+
 def simulator_request_started(*, account_id: int) -> None:
-    SimConcurrency.objects.filter(account_id=account_id).update(
-        in_flight=F("in_flight") + 1, max_in_flight=Greatest(F("max_in_flight"), F("in_flight") + 1)
-    )
+    _gauge(_STARTED_SQL, account_id)
 
 
 def simulator_request_finished(*, account_id: int) -> None:
-    SimConcurrency.objects.filter(account_id=account_id).update(in_flight=F("in_flight") - 1)
+    _gauge(_FINISHED_SQL, account_id)
 
 
 def simulator_max_concurrency(account_label: str) -> int:
