@@ -2,8 +2,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from mmproject.metrics import metrics_view
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("api/", include("orders.urls")),
     path("", include("exchanges.urls")),
 ]

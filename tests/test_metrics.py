@@ -1,0 +1,181 @@
+"""/metrics: every family is read from the database (or the broker) at scrape time, so it is true
+for work done in any process; an unreadable section or broker never fails the scrape."""
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from exchanges.models import ExchangeAccount
+from intents.models import Intent, IntentSlot
+from mmproject.metrics import TICK_DURATION_BUCKETS_MS, celery_queue_depths
+from reconciliation.models import Drift, ReconciliationRun
+from strategy.models import SessionStatus, StrategySession, TickLease
+from tests.runtime_fixtures import make_running_order
+
+pytestmark = pytest.mark.embedded
+
+
+def scrape(client, **headers) -> dict:
+    """{(sample name, ((label, value), ...)): value} of one GET /metrics."""
+    response = client.get("/metrics", **headers)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/plain; version=")
+    samples = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def account(label: str) -> ExchangeAccount:
+    acc = ExchangeAccount(exchange_id="binance", label=label, api_key="k", base_url="http://127.0.0.1:9")
+    acc.api_secret = "s"
+    acc.save()
+    return acc
+
+
+def intent(acc, status: str, **fields) -> Intent:
+    return Intent.objects.create(intent_id=f"i-{uuid.uuid4().hex}", strategy_key=f"k-{uuid.uuid4().hex[:8]}",
+                                 account=acc, kind="create", symbol="BTC/USDT", side="buy",
+                                 client_order_id=uuid.uuid4().hex[:20], status=status, **fields)
+
+
+@pytest.mark.slow
+def test_ticks_run_by_another_process_fill_the_histogram_this_process_serves(transactional_db, child_env, client):
+    # given two ticks in one period slot and one in the next, run by a separate process
+    script = ("import django; django.setup()\n"
+              "from datetime import datetime, timezone, timedelta\n"
+              "from strategy.tick import tick_run\n"
+              "now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)\n"
+              "print(tick_run(now=now).ran, tick_run(now=now).ran, tick_run(now=now + timedelta(seconds=5)).ran)\n")
+    done = subprocess.run([sys.executable, "-c", script], env=child_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "True"]
+
+    # when this process is scraped
+    samples = scrape(client)
+
+    # then the histogram counts the two ticks run, the skip is counted, and the sum is theirs
+    lease = TickLease.objects.get(name="tick")
+    assert samples[("mm_tick_duration_seconds_count", ())] == 2
+    assert samples[("mm_tick_duration_seconds_bucket", (("le", "+Inf"),))] == 2
+    assert samples[("mm_tick_duration_seconds_sum", ())] == pytest.approx(lease.duration_ms_total / 1000)
+    assert samples[("mm_ticks_skipped_total", ())] == 1
+    buckets = [samples[("mm_tick_duration_seconds_bucket", (("le", f"{b / 1000:g}"),))] for b in TICK_DURATION_BUCKETS_MS]
+    assert buckets == sorted(buckets), "cumulative buckets never decrease"
+    assert buckets[-1] == 2  # both ticks took well under 30 s
+    slowest_fits = next(b for b in TICK_DURATION_BUCKETS_MS if b >= lease.last_duration_ms)
+    assert samples[("mm_tick_duration_seconds_bucket", (("le", f"{slowest_fits / 1000:g}"),))] >= 1
+
+
+def test_sessions_intents_in_flight_ledger_and_drifts_are_counted_from_the_database(db, client):
+    # given two running orders (deposit + lock per asset each), one of them stopped
+    acc, idle = account("metrics-a"), account("metrics-b")
+    make_running_order(acc)
+    stopped = make_running_order(acc)
+    StrategySession.objects.filter(order=stopped).update(status=SessionStatus.STOPPED)
+    # and intents: two new, one in flight holding a live global and account slot, one done
+    now = timezone.now()
+    for status in ("new", "new", "done"):
+        intent(acc, status)
+    flying = intent(acc, "in_flight", lease_until=now + timedelta(seconds=30))
+    IntentSlot.objects.create(scope="global", index=0, intent=flying, lease_until=now + timedelta(seconds=30))
+    IntentSlot.objects.create(scope=f"account:{acc.pk}", index=0, intent=flying, lease_until=now + timedelta(seconds=30))
+    # an expired claim holds nothing
+    IntentSlot.objects.create(scope="global", index=1, intent=intent(acc, "in_flight"), lease_until=now - timedelta(seconds=1))
+    # and an older clean reconciliation run, then one that found two drifts
+    ReconciliationRun.objects.create(trigger="test", started_at=now - timedelta(minutes=2),
+                                     finished_at=now - timedelta(minutes=2), ok=True)
+    run = ReconciliationRun.objects.create(trigger="test", started_at=now, finished_at=now, ok=False, drift_count=2)
+    Drift.objects.create(run=run, kind="tracked_not_open", detail="gone")
+    Drift.objects.create(run=run, kind="tracked_not_open", detail="gone too")
+
+    # when /metrics is scraped
+    samples = scrape(client)
+
+    # then each family says exactly that
+    assert samples[("mm_strategy_sessions", (("status", "running"),))] == 1
+    assert samples[("mm_strategy_sessions", (("status", "stopped"),))] == 1
+    assert samples[("mm_strategy_sessions", (("status", "stopping"),))] == 0
+    assert samples[("mm_orders", (("state", "running"),))] == 2
+    assert samples[("mm_intents", (("status", "new"),))] == 2
+    assert samples[("mm_intents", (("status", "in_flight"),))] == 2
+    assert samples[("mm_intents", (("status", "done"),))] == 1
+    assert samples[("mm_intents_in_flight", ())] == 1
+    per_account = "mm_intents_in_flight_per_exchange_account"
+    assert samples[(per_account, (("account", "metrics-a"), ("account_id", str(acc.pk))))] == 1
+    assert samples[(per_account, (("account", "metrics-b"), ("account_id", str(idle.pk))))] == 0
+    assert samples[("mm_ledger_mutations_total", (("operation", "credit_deposit"),))] == 4
+    assert samples[("mm_ledger_mutations_total", (("operation", "lock_funds"),))] == 4
+    assert samples[("mm_ledger_mutations_total", (("operation", "settle_fill"),))] == 0
+    assert samples[("mm_reconciliation_drifts", (("kind", "tracked_not_open"),))] == 2
+    assert samples[("mm_reconciliation_drifts", (("kind", "balance_changed"),))] == 0
+    assert samples[("mm_reconciliation_last_run_ok", ())] == 0
+    assert samples[("mm_reconciliation_last_run_timestamp_seconds", ())] == pytest.approx(now.timestamp())
+    assert all(value == 1 for (name, _), value in samples.items() if name == "mm_metrics_section_up")
+
+
+def test_a_table_not_migrated_yet_drops_only_its_section(db, client):
+    # given the reconciliation drift table is missing (renamed inside this test's transaction)
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE reconciliation_drift RENAME TO reconciliation_drift_away")
+    ReconciliationRun.objects.create(trigger="test", started_at=timezone.now(), finished_at=timezone.now(), ok=True)
+
+    # when /metrics is scraped
+    samples = scrape(client)
+
+    # then that section is reported down and left out; the others are served
+    assert samples[("mm_metrics_section_up", (("section", "reconciliation"),))] == 0
+    assert not any(name.startswith("mm_reconciliation") for name, _ in samples)
+    assert samples[("mm_metrics_section_up", (("section", "ledger"),))] == 1
+    assert ("mm_strategy_sessions", (("status", "running"),)) in samples
+
+
+def test_queue_depth_counts_the_messages_waiting_on_the_configured_broker(db):
+    from mmproject.celery import TICK_QUEUE, app
+
+    # given an empty tick queue, then three messages nobody consumes
+    app.finalize(auto=True)  # as a worker or the web process would: the filesystem broker makes its folders
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(TICK_QUEUE)
+    for _ in range(3):
+        app.send_task("reconcile", queue=TICK_QUEUE, expires=60)
+    try:
+        # then its depth is three and the other queues are untouched
+        depths = celery_queue_depths()
+        assert depths[TICK_QUEUE] == 3
+        assert set(depths) == {"market-making", "intents", "tick"}
+    finally:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(TICK_QUEUE)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:{port}/0", "amqp://guest:guest@127.0.0.1:{port}//"])
+def test_unreachable_broker_reports_minus_one_quickly(url, unused_port):
+    started = timezone.now()
+    depths = celery_queue_depths(broker_url=url.format(port=unused_port), timeout_s=1.0)
+    assert depths == {"market-making": -1, "intents": -1, "tick": -1}
+    assert timezone.now() - started < timedelta(seconds=10)
+
+
+def test_metrics_token_is_required_when_set(db, client, settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert ("mm_metrics_section_up", (("section", "ledger"),)) in scrape(
+        client, HTTP_AUTHORIZATION="Bearer scrape-secret")
+
+
+@pytest.fixture
+def unused_port():
+    """A loopback TCP port nobody listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
