@@ -41,9 +41,25 @@ class TickLease(models.Model):
     last_duration_ms = models.PositiveIntegerField(default=0)
     ticks_run = models.PositiveBigIntegerField(default=0)
     ticks_skipped = models.PositiveBigIntegerField(default=0)
+    # Sum of the durations of the ticks run: with ticks_run, the histogram's _sum and _count.
+    duration_ms_total = models.PositiveBigIntegerField(default=0)
 
     def __str__(self):
         return f"tick lease {self.name} (run {self.ticks_run}, skipped {self.ticks_skipped})"
+
+
+class TickDurationBucket(models.Model):
+    """One cumulative bucket of the tick-duration histogram: how many ticks took at most ``le_ms``.
+
+    Counted in the database, one UPDATE per tick by the lease holder, so /metrics is true across
+    every worker process and machine; constant in size, unlike a table of samples.
+    """
+
+    le_ms = models.PositiveIntegerField(unique=True)
+    count = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return f"ticks <= {self.le_ms} ms: {self.count}"
 
 
 class MarketData(models.Model):

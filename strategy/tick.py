@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+
+from mmproject.metrics import tick_duration_observe
 
 from .models import TickLease
 
@@ -55,10 +58,13 @@ def _acquire(now: datetime, slot: int) -> bool:
 
 
 def _release(duration_ms: int) -> None:
-    TickLease.objects.filter(name=TICK_LEASE_NAME, holder=_holder()).update(
-        lease_until=None, last_finished_at=timezone.now(), last_duration_ms=duration_ms,
-        ticks_run=F("ticks_run") + 1,
-    )
+    with transaction.atomic():
+        released = TickLease.objects.filter(name=TICK_LEASE_NAME, holder=_holder()).update(
+            lease_until=None, last_finished_at=timezone.now(), last_duration_ms=duration_ms,
+            ticks_run=F("ticks_run") + 1, duration_ms_total=F("duration_ms_total") + duration_ms,
+        )
+        if released:
+            tick_duration_observe(duration_ms)
 
 
 def tick_run(*, now: datetime | None = None) -> TickOutcome:
