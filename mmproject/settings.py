@@ -175,6 +175,11 @@ EXCHANGE_TIMEOUT_MS = env.int("EXCHANGE_TIMEOUT_MS", default=10000)
 # characters and DJANGO_ALLOWED_HOSTS; `manage.py check --deploy` then reports no issue. Each
 # value below can still be set on its own.
 HTTPS = env.bool("DJANGO_HTTPS", default=False)
+if HTTPS and SECRET_KEY == "insecure-embedded-default-change-me":
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("DJANGO_HTTPS=true needs DJANGO_SECRET_KEY (50+ random characters); "
+                               "the embedded default key is public")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
 # Paths served over plain HTTP even so (regexes without the leading slash), e.g. ^metrics$.
 SECURE_REDIRECT_EXEMPT = env.list("DJANGO_SECURE_REDIRECT_EXEMPT", default=[])
