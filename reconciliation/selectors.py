@@ -12,8 +12,14 @@ from django.db.models import Q, Sum
 from exchanges.models import ExchangeAccount
 from intents.models import OPEN_TRACKED_STATUSES, Intent, IntentStatus, TrackedOrder
 from ledger.amounts import exact_context
-from ledger.models import Account, Posting
-from orders.models import MarketMakingOrder, MarketMakingPair
+from ledger.models import Account, Operation, Posting
+from orders.models import (
+    ExchangeTransfer,
+    ExchangeTransferStatus,
+    MarketMakingOrder,
+    MarketMakingPair,
+    OrderState,
+)
 from strategy.models import StrategySession
 
 from .models import BalanceBaseline
@@ -69,46 +75,77 @@ def _sum_by(queryset, keys: tuple[str, ...]) -> dict[tuple, Decimal]:
 
 @dataclass(frozen=True)
 class Position:
-    """What the ledger says the orders on one exchange account hold of one exchange asset."""
+    """What the ledger says the orders on one exchange account have there, in one exchange asset."""
 
     account_id: int
     asset: str  # exchange currency code
     amount: Decimal
     orders: int
+    # Part of ``amount`` that stopped orders released to their users in the ledger and that
+    # stays on the exchange account until the operator moves it.
+    released: Decimal = ZERO
 
 
 def ledger_positions() -> dict[tuple[int, str], Position]:
-    """{(account id, exchange asset): Position} from the locked postings of every order's ref.
+    """{(account id, exchange asset): Position}: what the ledger says is on each exchange account.
 
     An order's position in an asset is the sum of the ``user_locked`` postings of the entries
-    carrying its ref: its locks minus its unlocks, plus its settled fills net of fees. Ledger
-    asset ids map to exchange codes through the order's pair (base and quote); a position in
-    any other asset has no exchange counterpart on that account and is left out.
+    carrying its ref: its locks minus its unlocks, plus its settled fills net of fees. Two
+    corrections make it what is physically on the exchange account:
+
+    - a stopped order's unlocks are not subtracted: the stop releases its funds to the user in
+      the ledger, but nothing moves them off the exchange (the operator does, and says so with
+      ``reconcile --set-baseline``);
+    - a transfer to the exchange still in flight (order ``withdrawing``, transfer pending or sent)
+      is not there yet: its amount is subtracted until the deposit is confirmed.
+
+    Ledger asset ids map to exchange codes through the order's pair (base and quote); a position
+    in any other asset has no exchange counterpart on that account and is left out.
     """
-    sums = _sum_by(Posting.objects.filter(account=Account.USER_LOCKED, entry__ref_type=ORDER_REF_TYPE),
-                   ("entry__ref_id", "asset_id"))
-    sums = {key: amount for key, amount in sums.items() if amount}  # settled orders hold nothing
-    ref_ids = {ref_id for ref_id, _ in sums}
+    locked = Posting.objects.filter(account=Account.USER_LOCKED, entry__ref_type=ORDER_REF_TYPE)
+    sums = _sum_by(locked, ("entry__ref_id", "asset_id"))
+    unlocks = _sum_by(locked.filter(entry__operation=Operation.UNLOCK_FUNDS), ("entry__ref_id", "asset_id"))
+    ref_ids = {ref_id for (ref_id, _), amount in [*sums.items(), *unlocks.items()] if amount}
     orders = {
-        str(order_id): (account_id or pair_account_id, {base_id: base_code, quote_id: quote_code})
-        for order_id, account_id, pair_account_id, base_id, base_code, quote_id, quote_code in
+        str(order_id): (account_id or pair_account_id, state, {base_id: base_code, quote_id: quote_code})
+        for order_id, account_id, pair_account_id, state, base_id, base_code, quote_id, quote_code in
         MarketMakingOrder.objects.filter(order_id__in=_uuids(ref_ids)).values_list(
-            "order_id", "exchange_account_id", "pair__exchange_account_id", "pair__base_asset_id",
+            "order_id", "exchange_account_id", "pair__exchange_account_id", "state", "pair__base_asset_id",
             "pair__base_exchange_asset", "pair__quote_asset_id", "pair__quote_exchange_asset")
     }
+    in_transit = _sum_transfers_in_transit()
     totals: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    released: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
     counts: dict[tuple[int, str], set[str]] = defaultdict(set)
     with exact_context():
-        for (ref_id, asset_id), amount in sums.items():
-            account_id, codes = orders.get(ref_id, (None, {}))
-            code = codes.get(asset_id)
-            if account_id is None or not code:
-                continue
-            key = (account_id, code.upper())
-            totals[key] += amount
-            counts[key].add(ref_id)
-    return {key: Position(account_id=key[0], asset=key[1], amount=amount, orders=len(counts[key]))
+        for ref_id, (account_id, state, codes) in orders.items():
+            for asset_id, code in codes.items():
+                if account_id is None or not code:
+                    continue
+                key = (account_id, code.upper())
+                amount = sums.get((ref_id, asset_id), ZERO) - in_transit.get((ref_id, asset_id), ZERO)
+                if state == OrderState.STOPPED:
+                    freed = unlocks.get((ref_id, asset_id), ZERO).copy_negate()
+                    amount += freed
+                    released[key] += freed
+                if amount:
+                    totals[key] += amount
+                    counts[key].add(ref_id)
+    return {key: Position(account_id=key[0], asset=key[1], amount=amount, orders=len(counts[key]),
+                          released=released[key])
             for key, amount in totals.items()}
+
+
+def _sum_transfers_in_transit() -> dict[tuple[str, str], Decimal]:
+    """{(order id, ledger asset id): amount} of transfers to the exchange not confirmed yet."""
+    totals: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    with exact_context():
+        for order_id, asset_id, amount in ExchangeTransfer.objects.filter(
+                order__state=OrderState.WITHDRAWING,
+                status__in=[ExchangeTransferStatus.PENDING, ExchangeTransferStatus.SENT]).values_list(
+                "order__order_id", "asset_id", "amount"):
+            totals[(str(order_id), asset_id)] += amount
+    return totals
 
 
 def _uuids(ref_ids) -> list:

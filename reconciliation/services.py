@@ -318,7 +318,8 @@ def _check_balances(findings: list[Finding], counts: _Counts, *, run: Reconcilia
                     kind=DriftKind.BALANCE_CHANGED, account_id=account_id, asset=asset, expected=expected,
                     actual=exchange_total, difference=change,
                     detail=(f"{labels.get(account_id)} holds {exchange_total} {asset}; the ledger says its orders "
-                            f"hold {ledger_total} ({position.orders if position else 0} order(s)) and the "
+                            f"have {ledger_total} there ({position.orders if position else 0} order(s), "
+                            f"{position.released if position else ZERO} of it released by stopped orders) and the "
                             f"baseline float is {baseline.difference} (set {baseline.set_at.isoformat()}), so "
                             f"{expected} was expected: changed by {change:+f}"),
                 ))

@@ -1,4 +1,5 @@
 """What the ledger says the orders on each exchange account hold, exactly, on either database."""
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -7,7 +8,7 @@ from django.utils import timezone
 
 from exchanges.models import ExchangeAccount
 from ledger import services as ledger
-from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
+from orders.models import ExchangeTransfer, ExchangeTransferStatus, MarketMakingOrder, MarketMakingPair, OrderState
 from reconciliation.selectors import balance_scope, ledger_positions
 from tests.runtime_fixtures import BTC, USDT
 
@@ -55,3 +56,32 @@ def test_positions_sum_each_accounts_orders_by_exchange_code_exactly():
     }
     # and both accounts are in the balance scope, by their pairs' exchange codes (upper case)
     assert balance_scope(positions) == {a.pk: {"BTC", "USDT"}, b.pk: {"BTC", "USDT"}}
+
+
+def test_stopped_orders_keep_counting_and_transfers_in_flight_do_not_yet():
+    account = ExchangeAccount.objects.create(exchange_id="binance", label="rec-c")
+    pair = MarketMakingPair.objects.create(
+        exchange_account=account, symbol="BTC/USDT", exchange_id="binance", base_asset_id=BTC, quote_asset_id=USDT,
+        base_exchange_asset="BTC", quote_exchange_asset="USDT")
+    # Given a stopped order whose funds (2.00000001 BTC, 123456789.12345678 USDT) the stop released in the ledger
+    stopped = order_on(account, pair, 1)
+    for asset, amount in ((BTC, "2.00000001"), (USDT, "123456789.12345678")):
+        ledger.unlock_funds(user_id=stopped.user_id, asset_id=asset, amount=amount, idempotency_key=f"stop:{asset}",
+                            ref_type="mm_order", ref_id=str(stopped.order_id))
+    MarketMakingOrder.objects.filter(pk=stopped.pk).update(state=OrderState.STOPPED)
+    # and an order withdrawing to the exchange: its BTC confirmed there, its USDT transfer still in flight
+    withdrawing = order_on(account, pair, 2)
+    MarketMakingOrder.objects.filter(pk=withdrawing.pk).update(state=OrderState.WITHDRAWING)
+    for asset, code, status in ((BTC, "BTC", ExchangeTransferStatus.CONFIRMED),
+                                (USDT, "USDT", ExchangeTransferStatus.SENT)):
+        ExchangeTransfer.objects.create(order=withdrawing, asset_id=asset, exchange_asset=code, address="a",
+                                        amount=Decimal("2.00000001") if asset == BTC else Decimal("123456789.12345678"),
+                                        request_id=uuid.uuid4(), status=status)
+
+    positions = ledger_positions()
+
+    # Then the stopped order still counts what it had on the exchange; the USDT on its way does not
+    btc, usdt = positions[(account.pk, "BTC")], positions[(account.pk, "USDT")]
+    assert (btc.amount, btc.orders, btc.released) == (Decimal("4.00000002"), 2, Decimal("2.00000001"))
+    usdt_of_one_order = Decimal("123456789.12345678")
+    assert (usdt.amount, usdt.orders, usdt.released) == (usdt_of_one_order, 1, usdt_of_one_order)

@@ -7,17 +7,19 @@ import pytest
 from django.utils import timezone
 
 from exchanges.clients import exchange_clients_clear
-from exchanges.models import ExchangeAccount
+from exchanges.models import ExchangeAccount, SimTrade
 from exchanges.precision import LimitOrder
 from exchanges.services import exchange_order_create
-from exchanges.simulator.services import simulator_set_faults
+from exchanges.simulator.services import simulator_move_to, simulator_set_faults
 from intents.models import Intent, IntentStatus, TrackedOrder, TrackedOrderStatus
 from ledger import services as ledger
 from ledger.models import Posting
+from orders.services import order_stop
 from reconciliation.models import BalanceBaseline, DriftKind
 from reconciliation.services import STUCK_INTENT_GRACE_S, reconcile_run
 from strategy import runtime
 from strategy.models import SessionStatus, StrategySession
+from strategy.trackers import orders_track
 from tests.reconciliation.conftest import cancel_behind_our_back, sim_shift_balance, sim_total
 from tests.runtime_fixtures import BTC, USDT
 
@@ -111,6 +113,24 @@ def test_balance_rule_follows_the_ledger_positions_of_the_account(quoting):
     [drift] = drifts_of(reconcile_run(trigger="test"))
     assert (drift.kind, drift.asset, drift.difference) == (DriftKind.BALANCE_CHANGED, "BTC", Decimal("0.1"))
     assert drift.actual == sim_total("BTC") and drift.expected == drift.actual - Decimal("0.1")
+
+
+def test_real_fills_settled_by_the_tracker_and_a_stop_leave_no_drift(quoting, sim):
+    account, order = quoting
+    # Given the market trading through the bids, then through the asks, the tracker settling each fill
+    for price in ("29800", "30240"):
+        simulator_move_to("BTC/USDT", price)
+        orders_track(account_id=account.pk)
+    assert SimTrade.objects.filter(order__client_order_id__startswith=runtime.client_order_prefix(
+        order.order_id)).values("order__side").distinct().count() == 2  # both sides traded
+    # Then exchange totals and ledger positions moved together, fees included
+    filled = reconcile_run(trigger="test")
+    assert filled.ok, [d.detail for d in drifts_of(filled)]
+
+    # and after a stop (orders cancelled, funds released to the user in the ledger) nothing drifts either
+    assert order_stop(order_id=order.order_id, by="test", wait_s=30) == "stopped"
+    stopped = reconcile_run(trigger="test")
+    assert stopped.ok, [d.detail for d in drifts_of(stopped)]
 
 
 def place_with_prefix(account, order, suffix):
