@@ -24,7 +24,8 @@ from django.utils import timezone
 from exchanges.models import ExchangeAccount, SimAccount
 from orders.memo import encode_snapshot_memo
 from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
-from orders.services import order_create
+from orders.services import order_create, order_stop
+from strategy.models import SessionStatus, StrategySession
 
 from .errors import DemoError
 
@@ -44,6 +45,7 @@ DEMO_ORDER = dict(
     base_amount="0.5", quote_amount="15000", bid_spread="0.0005", ask_spread="0.0005", order_amount="0.01",
     order_refresh_time=2, number_of_layers=2, amount_change_per_layer="0.005", amount_change_type="fixed",
 )
+STOP_WAIT_S = 10.0
 # Orders in these states are the demo order of this run: it is reused, not made again.
 ACTIVE_STATES = (
     OrderState.PAYMENT_PENDING, OrderState.PAYMENT_COMPLETE, OrderState.WITHDRAWING,
@@ -116,6 +118,15 @@ def demo_order_latest() -> MarketMakingOrder | None:
 def _order_ensure(pair: MarketMakingPair) -> tuple[MarketMakingOrder, bool]:
     current = (MarketMakingOrder.objects.filter(user_id=DEMO_USER_ID, pair=pair, state__in=ACTIVE_STATES)
                .order_by("-created_at").first())
+    if current is not None and current.state == OrderState.RUNNING and StrategySession.objects.filter(
+            order=current).exclude(status=SessionStatus.RUNNING).exists():
+        # An earlier run was interrupted while stopping it: finish that stop, then start afresh.
+        outcome = order_stop(order_id=current.order_id, by="command:demo_setup", wait_s=STOP_WAIT_S,
+                             reason="demo_setup: finishing the stop an earlier run began")
+        if outcome == "stopping":
+            raise DemoError(f"demo order {current.order_id} is still stopping: orders of it are open or in flight "
+                            f"on the exchange after {STOP_WAIT_S:g}s; run `manage.py stop_mm {current.order_id}`")
+        current = None
     expired = current is not None and current.state == OrderState.PAYMENT_PENDING and current.expires_at <= timezone.now()
     if current is not None and not expired:
         return current, False

@@ -88,11 +88,14 @@ class Supervisor:
         self.env = env
         self.procs: dict[str, subprocess.Popen] = {}
         self.stopping = False
+        self.killing = False
         self.failed = False
 
     # --- signals ------------------------------------------------------------------------
     def install_signals(self) -> None:
         def request_stop(signum, frame):
+            if self.killing:
+                return  # already stopping every child: nothing may interrupt that
             if self.stopping:
                 # A second Ctrl-C while stopping: give up waiting, go straight to killing.
                 raise KeyboardInterrupt
@@ -134,6 +137,7 @@ class Supervisor:
         return False
 
     def stop_children(self) -> None:
+        self.killing = True
         # SIGTERM to each leader only: a Celery worker then shuts its own pool down (warm shutdown).
         for name in reversed(list(self.procs)):
             if self.procs[name].poll() is None:

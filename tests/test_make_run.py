@@ -84,9 +84,11 @@ def test_make_run_from_a_fresh_clone_trades_then_sigint_stops_the_order_and_ever
         make = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/.installed", "run"], cwd=clone,
                                 env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
+    started_at = time.monotonic()
     try:
         # then the demo order runs and has filled orders within 90 s
         view = wait_until_trading(clone, env, make, log)
+        trading_after = time.monotonic() - started_at
         assert view["order"]["path"][:1] == ["payment_pending"] and view["order"]["path"][-1] == "running"
         running = processes_in(clone)
         names = " ".join(running.values())
@@ -112,6 +114,8 @@ def test_make_run_from_a_fresh_clone_trades_then_sigint_stops_the_order_and_ever
     # then every process exited within 15 s; the supervisor succeeded (make itself, interrupted,
     # re-raises SIGINT once its recipe is done: that is its exit status, as for any interrupted make)
     assert not left, f"still running {took:.1f}s after SIGINT: {left}"
+    print(f"make run: trading (running, {view['fills']['count']} fills) after {trading_after:.1f}s; "
+          f"every process gone {took:.1f}s after SIGINT")
     output = log.read_text()
     assert make.returncode in (0, -signal.SIGINT), output[-4000:]
     assert "run_local: all processes stopped" in output and "] Error " not in output, output[-4000:]
