@@ -19,7 +19,9 @@ migrate: venv
 	mkdir -p var
 	$(PY) manage.py migrate --noinput
 
-# The whole system on the embedded default (SQLite + filesystem broker). Ctrl-C stops it.
+# The whole system with a live demo order, on the embedded default (SQLite + filesystem broker);
+# DATABASE_URL / CELERY_BROKER_URL switch it. Ctrl-C stops the order (stop_mm), then every process.
+# Logs: var/logs/*.log. A checkout reusing a built .venv: `make -o .venv/.installed run`.
 run: migrate
 	$(PY) scripts/run_local.py
 
