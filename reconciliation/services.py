@@ -46,6 +46,9 @@ ZERO = Decimal(0)
 # A lease that ended this recently may be released by its worker right now: not stuck yet.
 STUCK_INTENT_GRACE_S = 5
 SESSION_PREFIX = re.compile(r"^mm[0-9a-f]{12}")
+# Lookups by client id per run (one exchange call each, ~0.1 s): a mass cancel behind our back
+# is still reported in full, only without the exchange's word on the orders past this budget.
+MAX_LOOKUPS_PER_RUN = 200
 # Tracked states in which the order is on the exchange's book as far as we know.
 LIVE_STATUSES = {TrackedOrderStatus.OPEN, TrackedOrderStatus.PARTIALLY_FILLED, TrackedOrderStatus.PENDING_CANCEL}
 # States in which an exchange order with that client id is expected or about to be open.
@@ -75,6 +78,7 @@ class Finding:
 class _Counts:
     accounts: set
     clients: dict  # {account id: ccxt client or None}: one connection attempt per account per run
+    lookups: int = 0
     orders: int = 0
     balances: int = 0
     intents: int = 0
@@ -196,6 +200,9 @@ def _check_orders(findings: list[Finding], counts: _Counts) -> None:
             _check_market(client, account_id, symbol, findings, counts)
 
 
+NOT_LOOKED_UP = object()  # marker: the lookup budget was spent before this order
+
+
 def _check_market(client, account_id: int, symbol: str, findings: list[Finding], counts: _Counts) -> None:
     # Our view first: an order placed after this read is confirmed against a second read below.
     believed = selectors.tracked_open(account_id, symbol)
@@ -211,6 +218,10 @@ def _check_market(client, account_id: int, symbol: str, findings: list[Finding],
     for client_order_id, row in sorted(believed.items()):
         if client_order_id in exchange_open:
             continue
+        if counts.lookups >= MAX_LOOKUPS_PER_RUN:
+            missing[client_order_id] = (row, NOT_LOOKED_UP)
+            continue
+        counts.lookups += 1
         try:
             found = fetch_by_client_id(client, symbol, client_order_id)
         except ccxt.BaseError as exc:
@@ -223,12 +234,15 @@ def _check_market(client, account_id: int, symbol: str, findings: list[Finding],
     for client_order_id, (row, found) in missing.items():
         if current.get(client_order_id) not in LIVE_STATUSES:
             continue  # the tracker caught up during the run
-        if row.status == TrackedOrderStatus.PENDING_CANCEL and found \
+        if row.status == TrackedOrderStatus.PENDING_CANCEL and found not in (None, NOT_LOOKED_UP) \
                 and tracked_status_of(found) == TrackedOrderStatus.CANCELLED:
             continue  # we asked for this cancel; only the tracked row has not caught up yet
         with exact_context():
             remaining = row.amount - row.filled
-        says = _describe(found) if found else "no order with this client id (order not found)"
+        if found is NOT_LOOKED_UP:
+            says = f"not looked up (budget of {MAX_LOOKUPS_PER_RUN} lookups per run spent)"
+        else:
+            says = _describe(found) if found else "no order with this client id (order not found)"
         findings.append(Finding(
             kind=DriftKind.TRACKED_NOT_OPEN, account_id=account_id, symbol=symbol, expected=remaining,
             actual=ZERO, difference=remaining.copy_negate(), client_order_id=client_order_id,

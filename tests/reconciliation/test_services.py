@@ -15,6 +15,7 @@ from intents.models import Intent, IntentStatus, TrackedOrder, TrackedOrderStatu
 from ledger import services as ledger
 from ledger.models import Posting
 from orders.services import order_stop
+from reconciliation import services
 from reconciliation.models import BalanceBaseline, DriftKind
 from reconciliation.services import STUCK_INTENT_GRACE_S, reconcile_run
 from strategy import runtime
@@ -38,7 +39,7 @@ def test_clean_run_reports_nothing(quoting, django_assert_max_num_queries):
     # Given a session quoting 4 orders and the baselines stored by a first run
     account, order = quoting
 
-    # When reconciling again (a constant number of queries: 20 with 4 or 80 open orders)
+    # When reconciling again (a constant number of queries: 22 with 4 or 100 open orders)
     with django_assert_max_num_queries(24):
         run = reconcile_run(trigger="test")
 
@@ -54,7 +55,7 @@ def test_clean_run_reports_nothing(quoting, django_assert_max_num_queries):
         assert baselines[code].difference == sim_total(code) - held
 
 
-def test_order_cancelled_behind_our_back_is_tracked_not_open(quoting, sim):
+def test_order_cancelled_behind_our_back_is_tracked_not_open(quoting, sim, monkeypatch):
     # Given one of the ladder's orders cancelled on the exchange by someone else
     account, order = quoting
     victim = cancel_behind_our_back(sim, account, order)
@@ -72,6 +73,13 @@ def test_order_cancelled_behind_our_back_is_tracked_not_open(quoting, sim):
     assert (drift.expected, drift.actual, drift.difference) == (victim.amount, 0, -victim.amount)
     assert "exchange says: canceled" in drift.detail
     assert run.ok is False and run.drift_count == 1
+
+    # and with the lookup budget spent, both are reported (ours cannot be told apart without a lookup)
+    monkeypatch.setattr(services, "MAX_LOOKUPS_PER_RUN", 0)
+    unlooked = drifts_of(reconcile_run(trigger="test"))
+    assert {(d.kind, d.client_order_id) for d in unlooked} == {
+        (DriftKind.TRACKED_NOT_OPEN, victim.client_order_id), (DriftKind.TRACKED_NOT_OPEN, ours.client_order_id)}
+    assert all("not looked up (budget of 0 lookups per run spent)" in d.detail for d in unlooked)
 
 
 def test_balance_changed_on_the_exchange_is_reported_until_accepted(quoting):
