@@ -21,7 +21,3 @@ def deposit_confirm_seconds() -> float:
 def step_ms() -> int:
     """SIM_STEP_MS: when > 0, each market advances one step per this many milliseconds of wall time."""
     return sim_setting("SIM_STEP_MS", 0, int)
-
-
-def recv_window_max_ms() -> int:
-    return 60000

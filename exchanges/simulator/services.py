@@ -7,7 +7,6 @@ so the two orders of acquisition cannot cross and two writers never deadlock.
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_DOWN, Decimal
 
@@ -232,11 +231,6 @@ def simulator_reset_concurrency(account_label: str) -> None:
 
 
 # --- Orders -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fill:
-    trade: SimTrade
 
 
 def _balances_for_update(account: SimAccount, *assets: str) -> dict[str, SimBalance]:

@@ -12,7 +12,7 @@ import logging
 import time
 from decimal import Decimal
 
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
 from ..models import OPEN_ORDER_STATUSES, SimAccount, SimBalance, SimDeposit, SimMarket, SimOrder, SimTrade
@@ -37,8 +37,6 @@ def fmt(value: Decimal) -> str:
 def _params(request) -> dict:
     merged = {key: request.GET.get(key) for key in request.GET}
     if request.method in ("POST", "PUT", "DELETE") and request.body:
-        from django.http import QueryDict
-
         body = QueryDict(request.body.decode(), encoding="utf-8")
         merged.update({key: body.get(key) for key in body})
     return merged
