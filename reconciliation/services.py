@@ -9,8 +9,8 @@ Three checks, each read-only towards the exchange and the rest of the system:
   ``untracked_open``. Both are confirmed against a second read of our rows, so an order the
   runtime placed or closed during the run is not reported.
 - balances, per account and exchange asset: the exchange total (free + locked) minus what the
-  ledger says the orders on that account hold; a change of that difference from its baseline
-  is ``balance_changed`` (docs/reconciliation.md gives the rule).
+  ledger says the orders on that account have there; a change of that difference from its
+  baseline is ``balance_changed`` (docs/reconciliation.md gives the rule).
 - intents: in flight with a lease that ended more than a grace ago is ``stuck_intent``.
 
 Any exchange read that fails is ``unreachable``: never read as "no orders" or "order gone".
@@ -75,7 +75,9 @@ class Finding:
 
 
 @dataclass
-class _Counts:
+class _RunState:
+    """What one run has seen so far: accounts, clients, lookups spent, and the counts it stores."""
+
     accounts: set
     clients: dict  # {account id: ccxt client or None}: one connection attempt per account per run
     lookups: int = 0
@@ -94,7 +96,7 @@ def reconcile_run(*, trigger: str = "command", set_baseline: bool = False) -> Re
     """
     run = ReconciliationRun.objects.create(trigger=trigger, started_at=timezone.now())
     findings: list[Finding] = []
-    counts = _Counts(accounts=set(), clients={})
+    counts = _RunState(accounts=set(), clients={})
     try:
         _check_intents(findings, counts)
         _check_orders(findings, counts)
@@ -117,7 +119,7 @@ def reconcile_run(*, trigger: str = "command", set_baseline: bool = False) -> Re
     return run
 
 
-def _finish(run: ReconciliationRun, findings: list[Finding], counts: _Counts, *, error: str = "") -> None:
+def _finish(run: ReconciliationRun, findings: list[Finding], counts: _RunState, *, error: str = "") -> None:
     with transaction.atomic():
         Drift.objects.bulk_create([f.as_drift(run) for f in findings])
         run.finished_at = timezone.now()
@@ -135,7 +137,7 @@ def _finish(run: ReconciliationRun, findings: list[Finding], counts: _Counts, *,
 # --- intents -------------------------------------------------------------------------------------
 
 
-def _check_intents(findings: list[Finding], counts: _Counts) -> None:
+def _check_intents(findings: list[Finding], counts: _RunState) -> None:
     now = timezone.now()
     counts.intents = selectors.intents_in_flight()
     for intent in selectors.intents_stuck(now=now, grace_s=STUCK_INTENT_GRACE_S):
@@ -178,7 +180,7 @@ def _unreachable(account_id: int, what: str, exc: BaseException, *, symbol: str 
                    detail=f"{what} failed: {type(exc).__name__}: {str(exc)[:300]}; nothing was verified there")
 
 
-def _client(account_id: int, findings: list[Finding], counts: _Counts):
+def _client(account_id: int, findings: list[Finding], counts: _RunState):
     if account_id not in counts.clients:
         try:
             counts.clients[account_id] = exchange_client(account_id=account_id)
@@ -190,7 +192,7 @@ def _client(account_id: int, findings: list[Finding], counts: _Counts):
     return counts.clients[account_id]
 
 
-def _check_orders(findings: list[Finding], counts: _Counts) -> None:
+def _check_orders(findings: list[Finding], counts: _RunState) -> None:
     for account_id, symbols in sorted(selectors.order_scope().items()):
         client = _client(account_id, findings, counts)
         counts.accounts.add(account_id)
@@ -203,7 +205,7 @@ def _check_orders(findings: list[Finding], counts: _Counts) -> None:
 NOT_LOOKED_UP = object()  # marker: the lookup budget was spent before this order
 
 
-def _check_market(client, account_id: int, symbol: str, findings: list[Finding], counts: _Counts) -> None:
+def _check_market(client, account_id: int, symbol: str, findings: list[Finding], counts: _RunState) -> None:
     # Our view first: an order placed after this read is confirmed against a second read below.
     believed = selectors.tracked_open(account_id, symbol)
     try:
@@ -297,7 +299,8 @@ def exchange_totals(balance: dict) -> dict[str, Decimal]:
     return totals
 
 
-def _check_balances(findings: list[Finding], counts: _Counts, *, run: ReconciliationRun, set_baseline: bool) -> None:
+def _check_balances(findings: list[Finding], counts: _RunState, *, run: ReconciliationRun,
+                    set_baseline: bool) -> None:
     positions = selectors.ledger_positions()
     baselines = selectors.baselines()
     labels = dict(ExchangeAccount.objects.values_list("pk", "label"))
