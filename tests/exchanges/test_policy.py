@@ -50,8 +50,8 @@ def test_transient_unknown_order_is_order_not_found_and_gone(simulator, binance)
 
 
 def test_timeout_after_acceptance_is_ambiguous_and_the_lookup_finds_exactly_one_order(simulator):
-    binance = simulator.client(timeout_ms=500)
-    simulator_set_faults(account_label=simulator.sim_label, timeout_after_accept_s=1.5)
+    binance = simulator.client(timeout_ms=1000)
+    simulator_set_faults(account_label=simulator.sim_label, timeout_after_accept_s=2)
 
     error = _raised(lambda: binance.create_order("BTC/USDT", "limit", "buy", "0.001", "29000",
                                                 {"newClientOrderId": "mm-ambiguous-1"}))

@@ -38,7 +38,7 @@ def test_concurrent_orders_on_one_account_never_overspend(simulator):
 
 
 def test_in_flight_gauge_records_the_most_concurrent_order_requests(simulator):
-    simulator_set_faults(account_label=simulator.sim_label, latency_ms=300)
+    simulator_set_faults(account_label=simulator.sim_label, latency_ms=600)
     simulator_reset_concurrency(simulator.sim_label)
     clients = [simulator.client() for _ in range(3)]
 
