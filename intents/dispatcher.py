@@ -19,7 +19,9 @@ def intents_dispatch(*, inline: bool) -> int:
     from .executor import intent_execute
     from .tasks import execute_intent
 
-    accounts = set(Intent.objects.filter(status__in=ACTIVE_INTENT_STATUSES).values_list("account_id", flat=True))
+    # DISTINCT: every execution dispatches, and a backlog of thousands of intents is one row per account.
+    accounts = set(Intent.objects.filter(status__in=ACTIVE_INTENT_STATUSES).order_by()
+                   .values_list("account_id", flat=True).distinct())
     if not accounts:
         return 0
     sync_slots(accounts)
