@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from exchanges.clients import exchange_client
-from exchanges.errors import AccountDisabled
+from exchanges.errors import AccountDisabled, ExchangeError
 from exchanges.models import ExchangeAccount
 from intents.models import TrackedOrderStatus
 from ledger.amounts import exact_context
@@ -186,7 +186,9 @@ def _client(account_id: int, findings: list[Finding], counts: _RunState):
             counts.clients[account_id] = exchange_client(account_id=account_id)
         except AccountDisabled:
             counts.clients[account_id] = None  # disabled after the scope was read: out of scope
-        except ccxt.BaseError as exc:
+        except (ccxt.BaseError, ExchangeError, ValueError) as exc:
+            # Down, or misconfigured (unknown exchange id, undecryptable secret): this account
+            # cannot be checked, the others still are.
             findings.append(_unreachable(account_id, "connecting (loading markets)", exc))
             counts.clients[account_id] = None
     return counts.clients[account_id]

@@ -14,6 +14,7 @@ from exchanges.simulator.services import simulator_move_to, simulator_set_faults
 from intents.models import Intent, IntentStatus, TrackedOrder, TrackedOrderStatus
 from ledger import services as ledger
 from ledger.models import Posting
+from orders.models import MarketMakingPair
 from orders.services import order_stop
 from reconciliation import services
 from reconciliation.models import BalanceBaseline, DriftKind
@@ -193,14 +194,24 @@ def test_exchange_errors_are_unreachable_never_orphans_or_missing_orders(quoting
     cancel_behind_our_back(sim, account, order)
     place_with_prefix(account, order, "f" * 16)
     simulator_set_faults(account_label="rt-sim-0", http_5xx=1)
+    # and a second account misconfigured with an exchange ccxt does not know
+    broken = ExchangeAccount.objects.create(exchange_id="no-such-exchange", label="rec-broken")
+    MarketMakingPair.objects.create(exchange_account=broken, symbol="BTC/USDT", exchange_id="no-such-exchange",
+                                    base_asset_id=BTC, quote_asset_id=USDT, base_exchange_asset="BTC",
+                                    quote_exchange_asset="USDT")
 
     # When the open-orders read fails
     run = reconcile_run(trigger="test")
 
-    # Then the market is reported unreachable and nothing is claimed about its orders
-    [drift] = drifts_of(run)
-    assert (drift.kind, drift.symbol) == (DriftKind.UNREACHABLE, "BTC/USDT")
-    assert "ExchangeNotAvailable" in drift.detail
+    # Then the market is reported unreachable and nothing is claimed about its orders,
+    # the broken account is reported once, and the balances of the first are still checked
+    market, connecting = drifts_of(run)
+    assert (market.kind, market.account_id, market.symbol) == (DriftKind.UNREACHABLE, account.pk, "BTC/USDT")
+    assert "ExchangeNotAvailable" in market.detail
+    assert (connecting.kind, connecting.account_id) == (DriftKind.UNREACHABLE, broken.pk)
+    assert "ccxt has no exchange 'no-such-exchange'" in connecting.detail
+    assert run.balances_checked == 2
+    MarketMakingPair.objects.filter(exchange_account=broken).delete()
 
     # Given the account pointing at a port nobody listens on
     with socket.socket() as s:
