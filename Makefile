@@ -42,5 +42,21 @@ bench-ledger: venv
 	scripts/ensure_services.sh postgres
 	DATABASE_URL=$(PG_URL) $(PY) bench/ledger.py
 
+# Trading-runtime benchmarks (docs/benchmarks.md, "Trading runtime"): each uses its own database
+# (mm_bench_rt) and Redis db 8, and cleans up its processes and queues.
+.PHONY: bench-tick bench-intents bench-memory
+BENCH_BROKER_URL ?= redis://127.0.0.1:6379/8
+bench-tick: venv
+	scripts/ensure_services.sh postgres redis
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) $(PY) bench/tick.py $(BENCH_ARGS)
+
+bench-intents: venv
+	scripts/ensure_services.sh postgres redis
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) $(PY) bench/intents.py $(BENCH_ARGS)
+
+bench-memory: venv
+	scripts/ensure_services.sh postgres redis
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) $(PY) bench/worker_memory.py $(BENCH_ARGS)
+
 clean:
 	rm -rf var/broker var/*.sqlite3* .pytest_cache
