@@ -104,6 +104,11 @@ def test_lifecycle_runs_end_to_end_with_rabbitmq_as_the_broker(sim_pair, make_or
         "running", "stopped"]
     report = audit_ledger()
     assert report.ok, report.drifts
+    # and every log line of the worker and the commands that names the order carries order_id=
+    logged = worker.log_path.read_text().splitlines() + ingested.stderr.splitlines() + stopped.stderr.splitlines()
+    naming = [line for line in logged if str(order.order_id) in line and line[:3] in ("[20", "202")]
+    assert len(naming) > 10
+    assert [line for line in naming if f"order_id={order.order_id}" not in line] == []
     # a warm shutdown of a solo worker on AMQP waits out the fixture's 15 s; nothing is left to finish
     os.killpg(worker.pid, signal.SIGQUIT)
     worker.wait(timeout=15)
