@@ -13,13 +13,15 @@ logger = logging.getLogger(__name__)
 
 def _send(task_name: str, args: tuple, countdown: float | None) -> None:
     from mmproject.celery import app
+    from mmproject.logcontext import order_id_of_job, order_log_context
 
-    try:
-        app.send_task(task_name, args=args, countdown=countdown)
-    except Exception:
-        logger.exception("event=job_enqueue_failed job=%s args=%s (mm_resume re-dispatches it)", task_name, args)
-        return
-    logger.info("event=job_enqueued job=%s args=%s countdown=%s", task_name, args, countdown)
+    with order_log_context(order_id_of_job(task_name, args)):
+        try:
+            app.send_task(task_name, args=args, countdown=countdown)
+        except Exception:
+            logger.exception("event=job_enqueue_failed job=%s args=%s (mm_resume re-dispatches it)", task_name, args)
+            return
+        logger.info("event=job_enqueued job=%s args=%s countdown=%s", task_name, args, countdown)
 
 
 def enqueue_after_commit(task_name: str, *args, countdown: float | None = None) -> None:
