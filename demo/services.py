@@ -24,7 +24,9 @@ from django.utils import timezone
 from exchanges.models import ExchangeAccount, SimAccount
 from orders.memo import encode_snapshot_memo
 from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
+from orders.errors import TransferUncertain
 from orders.services import order_create, order_stop
+from orders.services.resume import lifecycle_resume
 from strategy.models import SessionStatus, StrategySession
 
 from .errors import DemoError
@@ -156,6 +158,13 @@ def demo_setup(*, exchange_url: str, api_key: str, api_secret: str) -> DemoSetup
         account = exchange_account_ensure(exchange_url=exchange_url, api_key=api_key, api_secret=api_secret)
         pair = pair_ensure(account=account)
     order, created = _order_ensure(pair)
+    if not created and order.state != OrderState.RUNNING:
+        # An earlier run stopped mid-way (e.g. Ctrl-C while the order was withdrawing): queue again
+        # whatever job the database says is due. The sweeper is idempotent.
+        try:
+            lifecycle_resume()
+        except TransferUncertain as exc:
+            logger.warning("event=demo_resume_uncertain error=%s", exc)
     snapshots = "none needed"
     if order.state == OrderState.PAYMENT_PENDING:
         folder = Path(settings.VAR_DIR) / "demo"

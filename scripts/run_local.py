@@ -136,19 +136,21 @@ class Supervisor:
             log(f"{name} is not answering on port {port}; see {self.logs_dir / (name + '.log')}")
         return False
 
-    def stop_children(self) -> None:
+    def stop_children(self, names: list[str]) -> None:
+        """SIGTERM each (the leader only: a Celery worker then shuts its own pool down, a warm
+        shutdown), SIGKILL to the whole group of each after the grace."""
         self.killing = True
-        # SIGTERM to each leader only: a Celery worker then shuts its own pool down (warm shutdown).
-        for name in reversed(list(self.procs)):
-            if self.procs[name].poll() is None:
-                self.procs[name].send_signal(signal.SIGTERM)
+        procs = {name: self.procs[name] for name in names if name in self.procs}
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + CHILD_GRACE_S
-        for name, proc in self.procs.items():
+        for name, proc in procs.items():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log(f"{name} did not stop within {CHILD_GRACE_S:g}s; killing it")
-        for proc in self.procs.values():
+        for proc in procs.values():
             # Also a group whose leader is gone: a worker's pool processes must not outlive it.
             self._signal_group(proc, signal.SIGKILL)
             proc.wait()
@@ -238,7 +240,7 @@ def live_view(sup: Supervisor, *, order_id: str, header: list[str]) -> None:
             time.sleep(0.1)
 
 
-def stop_demo_order(order_id: str) -> None:
+def stop_demo_order(order_id: str, *, quiet: bool = False) -> None:
     """``stop_mm`` for the demo order, when it is in a state that can stop (running or about to start)."""
     from django.core.management import CommandError, call_command
     from django.db import close_old_connections
@@ -248,7 +250,8 @@ def stop_demo_order(order_id: str) -> None:
     close_old_connections()
     state = MarketMakingOrder.objects.get(order_id=order_id).state
     if state not in (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED):
-        log(f"demo order {order_id} is {state}: nothing to stop_mm")
+        if not quiet:
+            log(f"demo order {order_id} is {state}: nothing to stop_mm (the next make run continues it)")
         return
     log(f"stop_mm {order_id} (cancelling its orders on the exchange, settling, unlocking)")
     started = time.monotonic()
@@ -259,6 +262,32 @@ def stop_demo_order(order_id: str) -> None:
         return
     log(f"demo order {order_id} is {MarketMakingOrder.objects.get(order_id=order_id).state} "
         f"({time.monotonic() - started:.1f}s)")
+
+
+def shut_down(sup: Supervisor, order_id: str | None) -> None:
+    """Stop the demo order, then every child; nothing may leave the order trading.
+
+    1. stop_mm while the worker still runs (it finishes any intent in flight).
+    2. Stop beat, the worker and the web process. A worker's warm shutdown finishes the job it
+       holds, which may move an order that was on its way (e.g. start_mm): 3. stop_mm again if so,
+       while the simulator still answers. 4. Stop the simulator.
+    """
+    if order_id is not None:
+        try:
+            stop_demo_order(order_id)
+        except KeyboardInterrupt:
+            log("second interrupt: stop_mm abandoned (the next make run finishes it)")
+        except Exception as exc:  # the children must be stopped whatever happened
+            log(f"stop_mm failed: {type(exc).__name__}: {exc}")
+    log("stopping every process")
+    sup.stop_children(["beat", "worker", "web"])
+    if order_id is not None:
+        try:
+            stop_demo_order(order_id, quiet=True)
+        except Exception as exc:
+            log(f"stop_mm failed: {type(exc).__name__}: {exc}")
+    sup.stop_children(["simulator"])
+    log("all processes stopped")
 
 
 def run() -> int:
@@ -317,16 +346,7 @@ def run() -> int:
         order_id = None
     finally:
         sup.stopping = True
-        if order_id is not None:
-            try:
-                stop_demo_order(order_id)
-            except KeyboardInterrupt:
-                log("second interrupt: stop_mm abandoned (run `manage.py stop_mm ORDER_ID` later)")
-            except Exception as exc:  # the children must be stopped whatever happened
-                log(f"stop_mm failed: {type(exc).__name__}: {exc}")
-        log("stopping every process")
-        sup.stop_children()
-        log("all processes stopped")
+        shut_down(sup, order_id)
     return 1 if sup.failed else 0
 
 
