@@ -9,7 +9,8 @@ Starts, each in its own process group with its output in ``var/logs/NAME.log``:
 then ``demo_setup`` (operator login, exchange account on the simulator, pair, a demo order paid
 with local snapshots) and a live view of the order until Ctrl-C. Ctrl-C (SIGINT) or SIGTERM:
 ``stop_mm`` for the demo order (its exchange orders cancelled, its funds settled and unlocked),
-then every child gets SIGTERM, and SIGKILL after a grace; nothing is left running.
+then every child gets SIGTERM, and SIGKILL after a grace; nothing is left running (see
+``shut_down``). A second Ctrl-C skips waiting for stop_mm; the next run finishes that stop.
 
 The environment decides the database and broker (DATABASE_URL, CELERY_BROKER_URL), as for every
 process of the project. Ports: MM_WEB_PORT (default 8000, or a free one if 8000 is taken) and

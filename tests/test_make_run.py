@@ -2,7 +2,7 @@
 (the terminal's Ctrl-C, sent to make's process group) ends every process within 15 s, with the
 order ``stopped`` and the ledger audit clean.
 
-The clone reuses this checkout's built virtualenv (a symlink, and ``make -o .venv/.installed`` so
+The clone reuses the virtualenv running this suite (a symlink, and ``make -o .venv/.installed`` so
 make does not reinstall it) and runs on the embedded default, forced here whatever the suite runs
 on: SQLite and the filesystem broker in a temporary var dir, ports picked at run time.
 """
@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_make_run_from_a_fresh_clone_trades_then_sigint_stops_the_order_and_ever
     # given a fresh clone of HEAD that reuses the built virtualenv, on the embedded default
     clone = (tmp_path / "clone").resolve()
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=COMMAND_TIMEOUT_S)
-    (clone / ".venv").symlink_to(REPO / ".venv")
+    (clone / ".venv").symlink_to(Path(sys.prefix))  # the virtualenv running this suite
     var = tmp_path / "var"
     var.mkdir()
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{var}/mm.sqlite3", CELERY_BROKER_URL="filesystem://",
