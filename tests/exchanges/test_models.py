@@ -15,9 +15,9 @@ pytestmark = pytest.mark.embedded
 SECRET = "very-secret-api-secret-4f1c"
 
 
-def _raw_rows():
+def _raw_rows(table="exchanges_exchangeaccount"):
     with connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM exchanges_exchangeaccount")
+        cursor.execute(f"SELECT * FROM {table}")
         return " ".join(str(value) for row in cursor.fetchall() for value in row)
 
 
@@ -30,6 +30,16 @@ def test_secret_is_not_stored_in_plain_text_but_reads_back():
     assert SECRET not in _raw_rows()
     assert ExchangeAccount.objects.get(pk=account.pk).api_secret == SECRET
     assert SECRET not in repr(account) and SECRET not in str(account)
+
+
+@pytest.mark.django_db
+def test_the_simulator_keeps_its_accounts_secrets_encrypted_too():
+    from exchanges.simulator.services import simulator_account_ensure
+
+    account = simulator_account_ensure(label="sim", api_key="k", api_secret=SECRET)
+
+    assert SECRET not in _raw_rows("exchanges_simaccount")
+    assert account.api_secret == SECRET and SECRET not in repr(account)
 
 
 @pytest.mark.django_db
