@@ -81,6 +81,18 @@ def port_answers(port: int) -> bool:
         return False
 
 
+def die_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM when the supervisor dies, even by SIGKILL, so a
+    killed supervisor leaves no child running (the demo order then stays running: the next
+    ``make run`` reuses it and Ctrl-C stops it)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Supervisor:
     def __init__(self, var_dir: Path, env: dict[str, str]):
         self.var_dir = var_dir
@@ -104,6 +116,7 @@ class Supervisor:
 
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGHUP, request_stop)  # the terminal closed: stop as for Ctrl-C
 
     # --- children -----------------------------------------------------------------------
     def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
@@ -114,7 +127,7 @@ class Supervisor:
             # Own session and process group: the terminal's Ctrl-C reaches only the supervisor, which
             # stops the demo order first; stopping a group also stops a worker's pool processes.
             proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
         self.procs[name] = proc
         log(f"started {name} pid={proc.pid} (log {path})")
         return proc
