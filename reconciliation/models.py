@@ -14,6 +14,8 @@ class DriftKind(models.TextChoices):
     UNTRACKED_OPEN = "untracked_open"      # open on the exchange with one of our prefixes; not tracked as open
     BALANCE_CHANGED = "balance_changed"    # exchange total minus ledger positions moved from its baseline
     STUCK_INTENT = "stuck_intent"          # in flight past its lease (plus grace): no worker owns it
+    # closed on the exchange since the last run without any cancel of ours (tracker already caught up)
+    CANCELLED_EXTERNALLY = "cancelled_externally"
     UNREACHABLE = "unreachable"            # the exchange could not be read: nothing was verified there
 
 

@@ -10,7 +10,14 @@ from django.db import connection
 from django.db.models import Q, Sum
 
 from exchanges.models import ExchangeAccount
-from intents.models import OPEN_TRACKED_STATUSES, Intent, IntentStatus, TrackedOrder
+from intents.models import (
+    OPEN_TRACKED_STATUSES,
+    Intent,
+    IntentKind,
+    IntentStatus,
+    TrackedOrder,
+    TrackedOrderStatus,
+)
 from ledger.amounts import exact_context
 from ledger.models import Account, Operation, Posting
 from orders.models import (
@@ -20,7 +27,8 @@ from orders.models import (
     MarketMakingPair,
     OrderState,
 )
-from strategy.models import StrategySession
+from strategy.models import SessionStatus, StrategySession
+from strategy.runtime import strategy_key
 
 from .models import BalanceBaseline
 
@@ -183,6 +191,32 @@ def balance_scope(positions: dict[tuple[int, str], Position]) -> dict[int, set[s
 
 def baselines() -> dict[tuple[int, str], BalanceBaseline]:
     return {(b.account_id, b.asset): b for b in BalanceBaseline.objects.all()}
+
+
+def closed_without_our_cancel(*, since: datetime) -> list[TrackedOrder]:
+    """Tracked orders that were on the exchange and became cancelled or lost since ``since``
+    though we never cancelled them: no cancel intent for them, and their session is not stopping
+    or stopped (a stop cancels directly)."""
+    rows = list(TrackedOrder.objects.filter(
+        status__in=[TrackedOrderStatus.CANCELLED, TrackedOrderStatus.LOST], updated_at__gte=since,
+    ).exclude(exchange_order_id="").order_by("id"))
+    if not rows:
+        return []
+    ours = set(Intent.objects.filter(kind=IntentKind.CANCEL, client_order_id__in=[r.client_order_id for r in rows])
+               .values_list("client_order_id", flat=True))
+    stopping = {strategy_key(order_id) for order_id in StrategySession.objects.filter(
+        status__in=[SessionStatus.STOPPING, SessionStatus.STOPPED],
+        order__order_id__in=_uuids({r.strategy_key.split(":", 1)[-1] for r in rows}),
+    ).values_list("order__order_id", flat=True)}
+    return [r for r in rows if r.client_order_id not in ours and r.strategy_key not in stopping]
+
+
+def previous_run(run) -> "ReconciliationRun | None":
+    """The last run that finished before ``run`` started (what it saw bounds what is new now)."""
+    from .models import ReconciliationRun
+
+    return ReconciliationRun.objects.filter(finished_at__isnull=False, started_at__lt=run.started_at).exclude(
+        pk=run.pk).order_by("-started_at", "-id").first()
 
 
 def intents_in_flight() -> int:

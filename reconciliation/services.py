@@ -7,7 +7,9 @@ Three checks, each read-only towards the exchange and the rest of the system:
   ``tracked_not_open`` (looked up by client id to say what the exchange knows of it); an open
   exchange order carrying a session prefix (``mm`` + 12 hex) that we do not track as live is
   ``untracked_open``. Both are confirmed against a second read of our rows, so an order the
-  runtime placed or closed during the run is not reported.
+  runtime placed or closed during the run is not reported. A tracked order that became
+  cancelled or lost since the previous run without any cancel of ours is
+  ``cancelled_externally`` (the trackers see a cancel behind our back within a tick).
 - balances, per account and exchange asset: the exchange total (free + locked) minus what the
   ledger says the orders on that account have there; a change of that difference from its
   baseline is ``balance_changed`` (docs/reconciliation.md gives the rule).
@@ -99,6 +101,7 @@ def reconcile_run(*, trigger: str = "command", set_baseline: bool = False) -> Re
     counts = _RunState(accounts=set(), clients={})
     try:
         _check_intents(findings, counts)
+        _check_external_cancels(findings, run=run)
         _check_orders(findings, counts)
         _check_balances(findings, counts, run=run, set_baseline=set_baseline)
     except Exception as exc:
@@ -154,6 +157,31 @@ def _check_intents(findings: list[Finding], counts: _RunState) -> None:
             detail=(f"intent {intent.intent_id} ({what}, client id {intent.client_order_id}) is in flight and "
                     f"{since} (grace {STUCK_INTENT_GRACE_S}s; {intent.attempts} attempt(s), sent "
                     f"{'at ' + intent.sent_at.isoformat() if intent.sent_at else 'not yet'}): no worker holds it"),
+        ))
+
+
+def _check_external_cancels(findings: list[Finding], *, run: ReconciliationRun) -> None:
+    """Orders closed behind our back that the tracker already marked: gone from the book, so the
+    orders check cannot see them. Reported once: from the previous run's start on, less what that
+    run reported. The first run has no window and reports none."""
+    previous = selectors.previous_run(run)
+    if previous is None:
+        return
+    reported = set(previous.drifts.filter(kind=DriftKind.CANCELLED_EXTERNALLY).values_list(
+        "client_order_id", flat=True))
+    for row in selectors.closed_without_our_cancel(since=previous.started_at):
+        if row.client_order_id in reported:
+            continue
+        with exact_context():
+            remaining = row.amount - row.filled
+        findings.append(Finding(
+            kind=DriftKind.CANCELLED_EXTERNALLY, account_id=row.account_id, symbol=row.symbol,
+            expected=remaining, actual=ZERO, difference=remaining.copy_negate(),
+            client_order_id=row.client_order_id,
+            detail=(f"tracked {row.side} {row.amount}@{row.price} filled {row.filled} ({row.strategy_key}, exchange id "
+                    f"{row.exchange_order_id}) became {row.status} at {row.updated_at.isoformat()} without a cancel "
+                    f"of ours (no cancel intent, session not stopping): cancelled by someone else or by the "
+                    f"exchange"),
         ))
 
 

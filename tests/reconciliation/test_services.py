@@ -40,8 +40,8 @@ def test_clean_run_reports_nothing(quoting, django_assert_max_num_queries):
     # Given a session quoting 4 orders and the baselines stored by a first run
     account, order = quoting
 
-    # When reconciling again (a constant number of queries: 22 with 4 or 100 open orders)
-    with django_assert_max_num_queries(24):
+    # When reconciling again (a constant number of queries: 25 with 4 or 100 open orders)
+    with django_assert_max_num_queries(26):
         run = reconcile_run(trigger="test")
 
     # Then nothing is reported, and everything in scope was looked at
@@ -81,6 +81,31 @@ def test_order_cancelled_behind_our_back_is_tracked_not_open(quoting, sim, monke
     assert {(d.kind, d.client_order_id) for d in unlooked} == {
         (DriftKind.TRACKED_NOT_OPEN, victim.client_order_id), (DriftKind.TRACKED_NOT_OPEN, ours.client_order_id)}
     assert all("not looked up (budget of 0 lookups per run spent)" in d.detail for d in unlooked)
+
+
+def test_cancel_behind_our_back_already_seen_by_the_tracker_is_reported_once(quoting, sim):
+    account, order = quoting
+    key = runtime.strategy_key(order.order_id)
+    # Given one order cancelled on the exchange by someone else, and one cancelled by a cancel intent of ours
+    victim = cancel_behind_our_back(sim, account, order)
+    ours = TrackedOrder.objects.filter(strategy_key=key).exclude(pk=victim.pk).first()
+    Intent.objects.create(intent_id=f"{key}:1:cancel:{ours.client_order_id}", strategy_key=key, account=account,
+                          kind="cancel", symbol="BTC/USDT", client_order_id=ours.client_order_id,
+                          status=IntentStatus.DONE)
+    sim.client(account).cancel_order(ours.exchange_order_id, "BTC/USDT")
+    # and the tracker marking both cancelled before reconciliation looks
+    orders_track(account_id=account.pk)
+    assert set(TrackedOrder.objects.filter(pk__in=[victim.pk, ours.pk]).values_list("status", flat=True)) == {
+        TrackedOrderStatus.CANCELLED}
+
+    # When reconciling: only the one we did not cancel is reported, with what was left of it
+    [drift] = drifts_of(reconcile_run(trigger="test"))
+    assert (drift.kind, drift.client_order_id) == (DriftKind.CANCELLED_EXTERNALLY, victim.client_order_id)
+    assert (drift.expected, drift.actual, drift.difference) == (victim.amount, 0, -victim.amount)
+    assert "without a cancel of ours" in drift.detail
+
+    # and the next run does not report it again
+    assert reconcile_run(trigger="test").ok
 
 
 def test_balance_changed_on_the_exchange_is_reported_until_accepted(quoting):

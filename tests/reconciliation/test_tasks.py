@@ -40,7 +40,7 @@ def test_reconcile_task_stores_a_run_with_its_drifts():
     status = reconciliation_status()
     assert (status["run_id"], status["ok"]) == (run.pk, False)
     assert status["drifts"] == {"tracked_not_open": 0, "untracked_open": 0, "balance_changed": 0,
-                                "stuck_intent": 1, "unreachable": 0}
+                                "stuck_intent": 1, "cancelled_externally": 0, "unreachable": 0}
 
 
 @pytest.mark.slow

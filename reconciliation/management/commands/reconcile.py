@@ -13,7 +13,8 @@ class Command(BaseCommand):
     help = (
         "Reconcile our state with the exchanges, once. Per enabled exchange account: tracked orders we "
         "believe are open but the exchange does not list open (tracked_not_open), open exchange orders "
-        "carrying a session's client-id prefix that we do not track (untracked_open), the exchange's "
+        "carrying a session's client-id prefix that we do not track (untracked_open), orders the trackers "
+        "saw closed since the last run without any cancel of ours (cancelled_externally), the exchange's "
         "balance total minus what the ledger says the orders on the account hold, compared with its "
         "stored baseline (balance_changed); and intents in flight past their lease (stuck_intent). "
         "An exchange that cannot be read is reported as unreachable. The run and its drifts are stored "
