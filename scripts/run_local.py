@@ -34,7 +34,11 @@ PY = sys.executable
 LOOPBACK = "127.0.0.1"
 QUEUES = "market-making,intents,tick"
 STOP_WAIT_S = 5.0        # stop_mm keeps cancelling and confirming this long
-CHILD_GRACE_S = 8.0      # SIGTERM, then SIGKILL after this long (a worker on the filesystem broker needs ~4-7 s)
+# Everything is gone this long after Ctrl-C: a child still there when its share runs out gets SIGKILL
+# (a Celery worker's warm shutdown takes 5-10 s here; every job is acks_late and idempotent, so a
+# killed one is redelivered and applied once).
+SHUTDOWN_BUDGET_S = 11.0
+MIN_GRACE_S = 2.0
 READY_TIMEOUT_S = 60.0   # a child's port must answer within this
 REFRESH_S = 1.5          # live view period
 LINE_EVERY_S = 5.0       # without a terminal: one status line this often
@@ -103,6 +107,7 @@ class Supervisor:
         self.stopping = False
         self.killing = False
         self.failed = False
+        self.stop_requested_at: float | None = None
 
     # --- signals ------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -113,6 +118,7 @@ class Supervisor:
                 # A second Ctrl-C while stopping: give up waiting, go straight to killing.
                 raise KeyboardInterrupt
             self.stopping = True
+            self.stop_requested_at = time.monotonic()
 
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
@@ -150,20 +156,20 @@ class Supervisor:
             log(f"{name} is not answering on port {port}; see {self.logs_dir / (name + '.log')}")
         return False
 
-    def stop_children(self, names: list[str]) -> None:
+    def stop_children(self, names: list[str], *, grace_s: float) -> None:
         """SIGTERM each (the leader only: a Celery worker then shuts its own pool down, a warm
-        shutdown), SIGKILL to the whole group of each after the grace."""
+        shutdown), SIGKILL to the whole group of each after ``grace_s``."""
         self.killing = True
         procs = {name: self.procs[name] for name in names if name in self.procs}
         for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + CHILD_GRACE_S
+        deadline = time.monotonic() + grace_s
         for name, proc in procs.items():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log(f"{name} did not stop within {CHILD_GRACE_S:g}s; killing it")
+                log(f"{name} did not stop within {grace_s:.1f}s; killing it")
         for proc in procs.values():
             # Also a group whose leader is gone: a worker's pool processes must not outlive it.
             self._signal_group(proc, signal.SIGKILL)
@@ -294,14 +300,16 @@ def shut_down(sup: Supervisor, order_id: str | None) -> None:
         except Exception as exc:  # the children must be stopped whatever happened
             log(f"stop_mm failed: {type(exc).__name__}: {exc}")
     log("stopping every process")
-    sup.stop_children(["beat", "worker", "web"])
+    started = sup.stop_requested_at or time.monotonic()
+    left = SHUTDOWN_BUDGET_S - (time.monotonic() - started)
+    sup.stop_children(["beat", "worker", "web"], grace_s=max(MIN_GRACE_S, left - MIN_GRACE_S))
     if order_id is not None:
         try:
             stop_demo_order(order_id, quiet=True)
         except Exception as exc:
             log(f"stop_mm failed: {type(exc).__name__}: {exc}")
-    sup.stop_children(["simulator"])
-    log("all processes stopped")
+    sup.stop_children(["simulator"], grace_s=MIN_GRACE_S)
+    log(f"all processes stopped ({time.monotonic() - started:.1f}s)")
 
 
 def run() -> int:
@@ -390,5 +398,17 @@ def main(argv: list[str]) -> int:
     return run()
 
 
+def exit_now(code: int) -> None:
+    """Every child is gone: exit without the interpreter's teardown of ccxt, kombu and Django
+    (seconds on a loaded machine, and Ctrl-C must end everything promptly)."""
+    if "django" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))
