@@ -1,10 +1,13 @@
 """Serving the simulator on loopback with waitress (a threaded, production-grade WSGI server)."""
+import logging
 import threading
 
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
 from waitress import wasyncore
 from waitress.server import create_server
+
+logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 
@@ -59,6 +62,12 @@ class BackgroundSimulator:
         # Closing only the listener would leave clients' keep-alive channels serving.
         self.server.task_dispatcher.shutdown(timeout=5)
         # Close every socket from the serving thread itself (the trigger runs the thunk there).
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        try:
+            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        except OSError:
+            # The loop already closed its sockets (the trigger among them): nothing is left to close.
+            logger.info("sim_server_already_closed port=%s", self.server.effective_port)
         self.thread.join(timeout=5)
+        if self.thread.is_alive():
+            logger.warning("sim_server_thread_still_running port=%s", self.server.effective_port)
         return False
