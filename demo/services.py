@@ -42,10 +42,10 @@ DEMO_ACCOUNT_LABEL = "demo-sim"
 DEMO_SYMBOL = "BTC/USDT"
 
 # Parameters that trade visibly on the simulator (BTC/USDT from 30000, up to 0.2 % a step, one
-# step a second): two layers 0.05 % from the mid, refreshed every 2 s.
+# step a second): two layers 0.05 % from the mid, refreshed every 5 s.
 DEMO_ORDER = dict(
     base_amount="0.5", quote_amount="15000", bid_spread="0.0005", ask_spread="0.0005", order_amount="0.01",
-    order_refresh_time=2, number_of_layers=2, amount_change_per_layer="0.005", amount_change_type="fixed",
+    order_refresh_time=5, number_of_layers=2, amount_change_per_layer="0.005", amount_change_type="fixed",
 )
 STOP_WAIT_S = 10.0
 # Orders in these states are the demo order of this run: it is reused, not made again.

@@ -47,6 +47,8 @@ LINE_EVERY_S = 5.0       # without a terminal: one status line this often
 # demo needs (it is what moves the paid funds to the simulator and starts the strategy).
 DEMO_ENV_DEFAULTS = {
     "STRATEGY_TICK_SIZE_MS": "1000",
+    # Two orders of the ladder on their way at once (the worker runs two tasks at a time).
+    "STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE": "2",
     "MM_PAYMENT_FIRST_CHECK_S": "1",
     "MM_PAYMENT_CHECK_INTERVAL_S": "2",
     "MM_WITHDRAWAL_CHECK_INTERVAL_S": "1",
