@@ -9,6 +9,7 @@ line of stdout.
 import json
 import logging
 import multiprocessing
+import re
 import sys
 import traceback
 
@@ -22,8 +23,9 @@ class _JobCounter(logging.Handler):
         self.jobs = []
 
     def emit(self, record):
-        if record.getMessage().startswith("event=job_enqueued"):
-            self.jobs.append(record.args[0])
+        match = re.match(r"event=job_enqueued job=(\S+)", record.getMessage())
+        if match:
+            self.jobs.append(match.group(1))
 
 
 def _child(barrier, results, payload):
