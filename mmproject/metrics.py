@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -80,6 +81,59 @@ def _counts(queryset, field: str) -> dict[str, int]:
     return {row[field]: row["n"] for row in queryset.values(field).annotate(n=Count("id")).order_by()}
 
 
+class IncrementalCounts:
+    """Exact counts by ``field`` of an ever-growing table, in time proportional to the rows added
+    lately rather than to the whole table (500k ledger entries cost ~170 ms per full count).
+
+    Rows up to ``settled_id`` are final (older than ``METRICS_SETTLE_AFTER_S`` and, for intents,
+    no longer active): counted once per process and kept. Rows after it are counted on every
+    scrape. A row whose transaction commits later than that margin after it was written, with an
+    id below the boundary, would be missed; ledger and intent writes commit within seconds.
+    """
+
+    def __init__(self, model, field: str, active=None):
+        self.model, self.field, self.active = model, field, active
+        self.settled_id = 0
+        self.settled: dict[str, int] = {}
+
+    def counts(self) -> dict[str, int]:
+        from django.db.models import Max, Min
+        from django.utils import timezone
+
+        rows = self.model.objects
+        if self.settled_id and not rows.filter(pk=self.settled_id).exists():
+            self.settled_id, self.settled = 0, {}  # the table was emptied (a test flush, a restore)
+        newer = rows.filter(pk__gt=self.settled_id)
+        horizon = timezone.now() - timedelta(seconds=settings.METRICS_SETTLE_AFTER_S)
+        stops = [newer.filter(created_at__gte=horizon).aggregate(m=Min("pk"))["m"]]
+        if self.active is not None:
+            stops.append(newer.filter(self.active).aggregate(m=Min("pk"))["m"])
+        stops = [stop for stop in stops if stop is not None]
+        upper = min(stops) - 1 if stops else (newer.aggregate(m=Max("pk"))["m"] or self.settled_id)
+        if upper > self.settled_id:
+            final = rows.filter(pk__gt=self.settled_id, pk__lte=upper)
+            top = final.aggregate(m=Max("pk"))["m"]  # the boundary is a row that exists (see the check above)
+            if top is not None:
+                for key, n in _counts(final, self.field).items():
+                    self.settled[key] = self.settled.get(key, 0) + n
+                self.settled_id = top
+        counts = dict(self.settled)
+        for key, n in _counts(rows.filter(pk__gt=self.settled_id), self.field).items():
+            counts[key] = counts.get(key, 0) + n
+        return counts
+
+
+_incremental: dict[tuple, IncrementalCounts] = {}
+
+
+def incremental_counts(model, field: str, active=None) -> dict[str, int]:
+    """``IncrementalCounts`` of ``model`` by ``field``, one per database and table in this process."""
+    key = (connection.settings_dict["NAME"], model._meta.label, field)
+    if key not in _incremental:
+        _incremental[key] = IncrementalCounts(model, field, active)
+    return _incremental[key].counts()
+
+
 def _tick_families():
     from strategy.models import TickDurationBucket, TickLease
     from strategy.tick import TICK_LEASE_NAME
@@ -123,10 +177,10 @@ def _order_families():
 def _intent_families():
     from exchanges.models import ExchangeAccount
     from intents.gates import account_scope, in_flight_counts
-    from intents.models import Intent, IntentStatus
+    from intents.models import ACTIVE_INTENT_STATUSES, Intent, IntentStatus
 
     by_status = GaugeMetricFamily("mm_intents", "Intents by status.", labels=["status"])
-    counts = _counts(Intent.objects, "status")
+    counts = incremental_counts(Intent, "status", active=Q(status__in=ACTIVE_INTENT_STATUSES))
     for status in IntentStatus.values:
         by_status.add_metric([status], counts.get(status, 0))
     slots = in_flight_counts()
@@ -146,7 +200,7 @@ def _ledger_families():
     from ledger.models import LedgerEntry, Operation
 
     family = CounterMetricFamily("mm_ledger_mutations", "Ledger entries written, by operation.", labels=["operation"])
-    counts = _counts(LedgerEntry.objects, "operation")
+    counts = incremental_counts(LedgerEntry, "operation")
     for operation in Operation.values:
         family.add_metric([operation], counts.get(operation, 0))
     return [family]

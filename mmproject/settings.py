@@ -199,6 +199,8 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 # /metrics: when set, a scrape must send "Authorization: Bearer <token>".
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# /metrics counts ledger entries and intents older than this once per process, then only newer rows.
+METRICS_SETTLE_AFTER_S = env.int("METRICS_SETTLE_AFTER_S", default=300)
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

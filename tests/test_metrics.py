@@ -179,3 +179,49 @@ def unused_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_intent_counts_stay_exact_while_only_new_rows_are_counted_again(db, settings):
+    from django.db.models import Q
+
+    from intents.models import ACTIVE_INTENT_STATUSES
+    from mmproject.metrics import IncrementalCounts
+
+    # given rows older than the settling margin: two done, one still new, one done after it
+    settings.METRICS_SETTLE_AFTER_S = 0
+    acc = account("metrics-inc")
+    first = [intent(acc, "done"), intent(acc, "done")]
+    waiting = intent(acc, "new")
+    intent(acc, "superseded")
+    counter = IncrementalCounts(Intent, "status", active=Q(status__in=ACTIVE_INTENT_STATUSES))
+
+    # when counted, the rows before the active one settle; the rest are counted live
+    assert counter.counts() == {"done": 2, "new": 1, "superseded": 1}
+    assert counter.settled_id == first[-1].pk
+
+    # when the waiting intent finishes and more arrive, the totals stay exact and the boundary moves on
+    Intent.objects.filter(pk=waiting.pk).update(status="done")
+    latest = intent(acc, "failed")
+    assert counter.counts() == {"done": 3, "superseded": 1, "failed": 1}
+    assert counter.settled_id == latest.pk
+    assert counter.counts() == {"done": 3, "superseded": 1, "failed": 1}
+
+    # when the table is emptied (a restore, a test flush), counting starts over
+    Intent.objects.all().delete()
+    assert counter.counts() == {}
+
+
+def test_young_ledger_entries_are_not_settled_until_the_margin_passes(db, settings):
+    from ledger import services as ledger
+    from ledger.models import LedgerEntry
+    from mmproject.metrics import IncrementalCounts
+
+    for n in range(3):
+        ledger.credit_deposit(user_id="u-inc", asset_id="asset-inc", amount="1", idempotency_key=f"inc:{n}")
+    counter = IncrementalCounts(LedgerEntry, "operation")
+    settings.METRICS_SETTLE_AFTER_S = 300
+    assert counter.counts() == {"credit_deposit": 3} and counter.settled_id == 0
+    settings.METRICS_SETTLE_AFTER_S = 0
+    ledger.lock_funds(user_id="u-inc", asset_id="asset-inc", amount="2", idempotency_key="inc:lock")
+    assert counter.counts() == {"credit_deposit": 3, "lock_funds": 1}
+    assert counter.settled_id == LedgerEntry.objects.latest("pk").pk
