@@ -43,8 +43,9 @@ READY_TIMEOUT_S = 60.0   # a child's port must answer within this
 REFRESH_S = 1.5          # live view period
 LINE_EVERY_S = 5.0       # without a terminal: one status line this often
 
-# The demo's settings; an explicit environment value wins, except the withdrawal mode, which the
-# demo needs (it is what moves the paid funds to the simulator and starts the strategy).
+# The demo's settings; an explicit environment value wins, except the withdrawal mode and the
+# payment provider, which the demo needs (local snapshots pay the order; `transfer` moves the paid
+# funds to the simulator and starts the strategy).
 DEMO_ENV_DEFAULTS = {
     "STRATEGY_TICK_SIZE_MS": "1000",
     # Two orders of the ladder on their way at once (the worker runs two tasks at a time).
@@ -77,6 +78,17 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def without_password(url: str) -> str:
+    """A database or broker URL fit for the terminal: its password masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def port_answers(port: int) -> bool:
@@ -339,11 +351,12 @@ def run() -> int:
         log_to_file(sup.logs_dir / "supervisor.log")
         from demo.errors import DemoError
         from demo.services import demo_setup
+        from exchanges.management.commands.exchange_simulator import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
         try:
             result = demo_setup(exchange_url=f"http://{LOOPBACK}:{sim_port}",
-                                api_key=env.get("SIM_API_KEY") or "sim-api-key",
-                                api_secret=env.get("SIM_API_SECRET") or "sim-api-secret")
+                                api_key=env.get("SIM_API_KEY") or DEFAULT_API_KEY,
+                                api_secret=env.get("SIM_API_SECRET") or DEFAULT_API_SECRET)
         except DemoError as exc:
             log(f"demo setup failed: {exc}")
             sup.failed = True
@@ -358,8 +371,9 @@ def run() -> int:
         admin = f"http://{LOOPBACK}:{web_port}/admin/"
         header = [
             f"make run: admin {admin}  login {result.admin_user} / {result.admin_password}   Ctrl-C stops everything",
-            f"          simulator http://{LOOPBACK}:{sim_port}  database {env.get('DATABASE_URL') or 'sqlite (var)'}"
-            f"  broker {env.get('CELERY_BROKER_URL') or 'filesystem://'}  logs {sup.logs_dir}",
+            f"          simulator http://{LOOPBACK}:{sim_port}  database "
+            f"{without_password(env.get('DATABASE_URL') or 'sqlite (var)')}  broker "
+            f"{without_password(env.get('CELERY_BROKER_URL') or 'filesystem://')}  logs {sup.logs_dir}",
             "",
         ]
         for line in header[:2]:
