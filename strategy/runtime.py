@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -120,11 +121,39 @@ def _price_source(value: str) -> pure_mm.PriceSource:
         raise pure_mm.StrategyInputError(f"unknown price source {value!r}") from None
 
 
-def _tracked_view(row: TrackedOrder) -> order_diff.TrackedOrder:
+# What the cycle reads of a session, its order and the order's pair (add a field here when
+# params_for or the cycle needs one). Read as values into plain objects: model instances of
+# three models (with the order's FSM fields and its dates) cost more than the strategy itself.
+_SESSION_FIELDS = ("pk", "cadence_s")
+_ORDER_FIELDS = ("order_id", "user_id", "exchange_account_id", "bid_spread", "ask_spread", "order_amount",
+                 "number_of_layers", "amount_change_type", "amount_change_per_layer", "price_source_type",
+                 "ceiling_price", "floor_price")
+_PAIR_FIELDS = ("symbol", "base_asset_id", "quote_asset_id")
+
+
+def _due_sessions(now: datetime) -> list[SimpleNamespace]:
+    """Running sessions due at ``now``: ``session.order`` and ``session.order.pair`` as attributes."""
+    columns = (*_SESSION_FIELDS, *(f"order__{f}" for f in _ORDER_FIELDS), *(f"order__pair__{f}" for f in _PAIR_FIELDS))
+    n_session, n_order = len(_SESSION_FIELDS), len(_ORDER_FIELDS)
+    sessions = []
+    for row in StrategySession.objects.filter(status=SessionStatus.RUNNING, next_run_at__lte=now).values_list(*columns):
+        order = SimpleNamespace(**dict(zip(_ORDER_FIELDS, row[n_session:n_session + n_order])))
+        order.pair = SimpleNamespace(**dict(zip(_PAIR_FIELDS, row[n_session + n_order:])))
+        sessions.append(SimpleNamespace(**dict(zip(_SESSION_FIELDS, row[:n_session])), order=order))
+    return sessions
+
+
+# Tracked orders are read as rows of these columns, not model instances: a cycle reads thousands.
+_TRACKED_COLUMNS = ("strategy_key", "client_order_id", "side", "price", "amount", "layer", "status", "created_at",
+                    "filled", "last_fill_at", "hanging")
+
+
+def _tracked_view(row: tuple) -> order_diff.TrackedOrder:
+    _, client_order_id, side, price, amount, layer, status, created_at, filled, last_fill_at, hanging = row
     return order_diff.TrackedOrder(
-        client_order_id=row.client_order_id, side=pure_mm.Side(row.side), price=row.price,
-        amount=row.amount, layer=row.layer, status=order_diff.TrackedStatus(row.status),
-        created_at=row.created_at, filled_amount=row.filled, last_fill_at=row.last_fill_at, hanging=row.hanging,
+        client_order_id=client_order_id, side=pure_mm.Side(side), price=price,
+        amount=amount, layer=layer, status=order_diff.TrackedStatus(status),
+        created_at=created_at, filled_amount=filled, last_fill_at=last_fill_at, hanging=hanging,
     )
 
 
@@ -136,10 +165,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         logger.warning("event=strategy_cycle_halted")
         return CycleSummary()
     slot = slot if slot is not None else int(now.timestamp() * 1000) // max(settings.STRATEGY_TICK_SIZE_MS, 1)
-    sessions = list(
-        StrategySession.objects.filter(status=SessionStatus.RUNNING, next_run_at__lte=now)
-        .select_related("order", "order__pair")
-    )
+    sessions = _due_sessions(now)
     if not sessions:
         return CycleSummary()
 
@@ -149,10 +175,11 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     positions = ref_positions(ref_type=ORDER_REF, ref_ids=[s.order.order_id for s in sessions])
     keys = {strategy_key(s.order.order_id): s for s in sessions}
     recent = now - timedelta(seconds=RECENT_FILLS_S)
-    tracked: dict[str, list[TrackedOrder]] = {key: [] for key in keys}
-    for row in TrackedOrder.objects.filter(strategy_key__in=keys).filter(
-            Q(status__in=OPEN_TRACKED_STATUSES) | Q(status=TrackedOrderStatus.FILLED, updated_at__gte=recent)):
-        tracked[row.strategy_key].append(row)
+    tracked: dict[str, list[tuple]] = {key: [] for key in keys}
+    for row in TrackedOrder.objects.filter(strategy_key__in=_among(keys)).filter(
+            Q(status__in=OPEN_TRACKED_STATUSES) | Q(status=TrackedOrderStatus.FILLED, updated_at__gte=recent)
+    ).values_list(*_TRACKED_COLUMNS):
+        tracked[row[0]].append(row)
 
     stale_before = _stale_before(now)
     # Rows as plain dicts: building thousands of model instances costs more than writing them.
@@ -160,7 +187,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     new_tracked: list[dict] = []
     cancel_ids: list[str] = []
     hang_ids: list[str] = []
-    ran: list[StrategySession] = []
+    ran: list[SimpleNamespace] = []
     stale = 0
     for key, session in keys.items():
         order = session.order
@@ -294,7 +321,7 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
         )
 
 
-def _schedule_next_runs(sessions: list[StrategySession], now: datetime) -> None:
+def _schedule_next_runs(sessions: list, now: datetime) -> None:
     """Every session of the cycle is next due ``cadence_s`` after ``now``: one UPDATE, a case per cadence."""
     cadences = sorted({s.cadence_s for s in sessions})
     StrategySession.objects.filter(pk__in=_among([s.pk for s in sessions], "bigint")).update(next_run_at=Case(
