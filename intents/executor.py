@@ -124,17 +124,23 @@ def _execute(intent: Intent, tracked: TrackedOrder) -> _Outcome:
 
 
 def _create(intent: Intent, tracked: TrackedOrder, client) -> _Outcome:
-    if tracked.status != TrackedOrderStatus.PENDING_CREATE:
+    cancelled_meanwhile = tracked.status == TrackedOrderStatus.PENDING_CANCEL
+    if tracked.status not in (TrackedOrderStatus.PENDING_CREATE, TrackedOrderStatus.PENDING_CANCEL):
         return _Outcome(IntentStatus.DONE, f"order already {tracked.status}", exchange_order_id=tracked.exchange_order_id)
-    if intent.sent_at is None and not _may_place_orders(intent):
+    if intent.sent_at is None and (cancelled_meanwhile or not _may_place_orders(intent)):
+        # Never sent, and no longer wanted: nothing is on the exchange, so nothing to cancel.
         _set_status(tracked, TrackedOrderStatus.CANCELLED)
-        return _Outcome(IntentStatus.SUPERSEDED, "not sent: kill switch engaged or session no longer running")
+        why = "cancelled by a later cycle" if cancelled_meanwhile else "kill switch engaged or session not running"
+        return _Outcome(IntentStatus.SUPERSEDED, f"not sent: {why}")
     if intent.sent_at is not None:
         # Sent before (a retry, a reclaimed crash, a redelivered message): it may be on the exchange.
         existing = fetch_by_client_id(client, intent.symbol, intent.client_order_id)
         if existing is not None:
             apply_exchange_order(tracked, existing)
             return _Outcome(IntentStatus.DONE, "found by client order id", exchange_order_id=tracked.exchange_order_id)
+        if cancelled_meanwhile:
+            _set_status(tracked, TrackedOrderStatus.CANCELLED)
+            return _Outcome(IntentStatus.SUPERSEDED, "not on the exchange and cancelled by a later cycle: not resent")
     else:
         intent.sent_at = timezone.now()
         Intent.objects.filter(pk=intent.pk).update(sent_at=intent.sent_at)

@@ -141,3 +141,29 @@ def test_strategy_cycle_query_count_does_not_grow_with_sessions(db, sessions, dj
 
     assert summary.sessions_run == sessions
     assert Intent.objects.count() == sessions * 4
+
+
+def test_create_cancelled_by_a_later_cycle_before_it_was_sent_is_never_sent(sim, sync_driver):
+    from intents.executor import intent_execute
+    from intents.gates import claim_intents, sync_slots
+
+    # Given a create intent already claimed (in flight) when the next cycle decides to cancel its order
+    account = sim.accounts[0]
+    order = make_running_order(account, layers=1)
+    from strategy.trackers import market_data_refresh
+
+    market_data_refresh(account_id=account.pk, symbol="BTC/USDT")
+    runtime.strategies_run_due(now=timezone.now(), slot=1)
+    sync_slots([account.pk])
+    claims = claim_intents(max_claims=1)
+    [claim] = claims
+    intent = Intent.objects.get(pk=claim.intent_pk)
+    TrackedOrder.objects.filter(client_order_id=intent.client_order_id).update(status=TrackedOrderStatus.PENDING_CANCEL)
+
+    # When the create is executed
+    outcome = intent_execute(intent_pk=claim.intent_pk, token=claim.token)
+
+    # Then it is superseded, its order cancelled (not lost), and nothing reached the exchange
+    assert outcome == IntentStatus.SUPERSEDED
+    assert TrackedOrder.objects.get(client_order_id=intent.client_order_id).status == TrackedOrderStatus.CANCELLED
+    assert open_orders_of(sim.client(account), order) == []
