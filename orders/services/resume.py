@@ -44,6 +44,10 @@ def lifecycle_resume() -> dict[str, int]:
     for state, job in NEXT_JOB.items():
         for order_id in MarketMakingOrder.objects.filter(state=state).values_list("order_id", flat=True):
             queue(job, str(order_id))
+    # A stop whose job ran out of retries (or was lost) leaves the session stopping: finish it.
+    stopping = MarketMakingOrder.objects.filter(state=OrderState.RUNNING, strategy_session__status="stopping")
+    for order_id in stopping.values_list("order_id", flat=True):
+        queue("stop_mm", str(order_id))
     statuses = refund_settle_pending()
     counts["refunds_sent"] = statuses.count("sent")
     counts["refunds_still_pending"] = statuses.count("pending")

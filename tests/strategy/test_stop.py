@@ -190,3 +190,15 @@ def test_kill_switch_setting_blocks_claims_of_creates_but_not_cancels(sim, setti
     runtime.dispatch(inline=True)
 
     assert ours_open(sim.client(account), order) == []
+
+
+def test_resume_finishes_a_stop_left_stopping(sim):
+    from orders.services.resume import lifecycle_resume
+
+    account = sim.accounts[0]
+    order = make_running_order(account, layers=1)
+    StrategySession.objects.filter(order=order).update(status=SessionStatus.STOPPING)
+
+    counts = lifecycle_resume()
+
+    assert counts.get("stop_mm") == 1
