@@ -8,11 +8,12 @@ from orders.models import OrderState
 
 pytestmark = pytest.mark.embedded
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "lifecycle.md"
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_documented_diagram_matches_the_fsm():
-    text = DOC.read_text()
+@pytest.mark.parametrize("doc", ["docs/lifecycle.md", "README.md"])
+def test_documented_diagram_matches_the_fsm(doc):
+    text = (ROOT / doc).read_text()
     begin = text.index("```mermaid\n", text.index("<!-- state-diagram:begin -->")) + len("```mermaid\n")
     end = text.index("```", begin)
     assert text[begin:end] == state_diagram(), "run: python manage.py mm_lifecycle_diagram, paste into docs/lifecycle.md"
