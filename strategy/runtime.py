@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models import BooleanField, Case, DateTimeField, F, Q, Value, When
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -176,7 +176,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     keys = {strategy_key(s.order.order_id): s for s in sessions}
     recent = now - timedelta(seconds=RECENT_FILLS_S)
     tracked: dict[str, list[tuple]] = {key: [] for key in keys}
-    for row in TrackedOrder.objects.filter(strategy_key__in=_among(keys)).filter(
+    for row in TrackedOrder.objects.filter(_among(TrackedOrder, "strategy_key", keys)).filter(
             Q(status__in=OPEN_TRACKED_STATUSES) | Q(status=TrackedOrderStatus.FILLED, updated_at__gte=recent)
     ).values_list(*_TRACKED_COLUMNS):
         tracked[row[0]].append(row)
@@ -234,7 +234,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         if cancel_ids:
             superseded = _write_cancels(cancel_ids, keys, slot, new_intents)
         if hang_ids:
-            TrackedOrder.objects.filter(client_order_id__in=_among(hang_ids)).update(hanging=True, updated_at=now)
+            TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", hang_ids)).update(hanging=True, updated_at=now)
         _insert_ignoring_conflicts(TrackedOrder, new_tracked, now)
         _insert_ignoring_conflicts(Intent, new_intents, now)
         _schedule_next_runs(list(keys.values()), now)
@@ -248,24 +248,24 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
 def _write_cancels(cancel_ids: list[str], keys: dict, slot: int, new_intents: list[dict]) -> int:
     """Cancel intents for sent orders; a create still waiting to be sent is superseded instead."""
     unsent = set(Intent.objects.filter(
-        client_order_id__in=_among(cancel_ids), kind=IntentKind.CREATE, status=IntentStatus.NEW,
+        _among(Intent, "client_order_id", cancel_ids), kind=IntentKind.CREATE, status=IntentStatus.NEW,
     ).values_list("client_order_id", flat=True))
     if unsent:
-        Intent.objects.filter(client_order_id__in=_among(unsent), kind=IntentKind.CREATE,
+        Intent.objects.filter(_among(Intent, "client_order_id", unsent), kind=IntentKind.CREATE,
                               status=IntentStatus.NEW).update(
             status=IntentStatus.SUPERSEDED, finished_at=timezone.now(), last_error="cancelled before it was sent")
-        TrackedOrder.objects.filter(client_order_id__in=_among(unsent)).update(status=TrackedOrderStatus.CANCELLED)
+        TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", unsent)).update(status=TrackedOrderStatus.CANCELLED)
     to_cancel = [cid for cid in cancel_ids if cid not in unsent]
     if not to_cancel:
         return len(unsent)
-    rows = TrackedOrder.objects.filter(client_order_id__in=_among(to_cancel)).values_list(
+    rows = TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", to_cancel)).values_list(
         "client_order_id", "strategy_key", "account_id", "symbol")
     for client_order_id, key, account_id, symbol in rows:
         new_intents.append(dict(
             intent_id=f"{key}:{slot}:cancel:{client_order_id}", strategy_key=key, account_id=account_id,
             kind=CANCEL, symbol=symbol, client_order_id=client_order_id,
         ))
-    TrackedOrder.objects.filter(client_order_id__in=_among(to_cancel)).update(
+    TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", to_cancel)).update(
         status=TrackedOrderStatus.PENDING_CANCEL)
     return len(unsent)
 
@@ -275,16 +275,20 @@ CREATE, CANCEL = IntentKind.CREATE.value, IntentKind.CANCEL.value
 PENDING_CREATE = TrackedOrderStatus.PENDING_CREATE.value
 
 
-def _among(values, db_type: str = "text"):
-    """The right-hand side of an ``__in`` filter over many values: one array parameter on PostgreSQL.
+def _among(model, field: str, values, db_type: str = "text"):
+    """A filter ``field IN values`` over many values: one array parameter on PostgreSQL.
 
     Thousands of separate parameters cost more to compile and bind (client-side, in psycopg)
-    than the statement costs to run; ``IN (SELECT unnest(%s::text[]))`` binds one.
+    than the statement costs to run. ``= ANY(array)`` rather than ``IN (SELECT unnest(...))``:
+    PostgreSQL hashes a constant array, whereas the join form, when its statistics are stale
+    after a burst of inserts, became a nested loop comparing every new intent with every id.
     """
     values = list(values)
     if connection.vendor == "postgresql":
-        return RawSQL(f"SELECT unnest(%s::{db_type}[])", [values])
-    return values
+        qn = connection.ops.quote_name
+        column = f"{qn(model._meta.db_table)}.{qn(model._meta.get_field(field).column)}"
+        return RawSQL(f"{column} = ANY(%s::{db_type}[])", [values], output_field=BooleanField())
+    return Q(**{f"{field}__in": values})
 
 
 def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
@@ -324,7 +328,7 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
 def _schedule_next_runs(sessions: list, now: datetime) -> None:
     """Every session of the cycle is next due ``cadence_s`` after ``now``: one UPDATE, a case per cadence."""
     cadences = sorted({s.cadence_s for s in sessions})
-    StrategySession.objects.filter(pk__in=_among([s.pk for s in sessions], "bigint")).update(next_run_at=Case(
+    StrategySession.objects.filter(_among(StrategySession, "id", [s.pk for s in sessions], "bigint")).update(next_run_at=Case(
         *[When(cadence_s=cadence, then=Value(now + timedelta(seconds=cadence))) for cadence in cadences],
         default=F("next_run_at"), output_field=DateTimeField(),
     ))
