@@ -46,6 +46,8 @@ def broker_url() -> str:
 
 def bootstrap(*, settings_overrides: dict[str, str] | None = None, fresh: bool = True) -> str:
     """Environment for this process and its children, a fresh migrated database; returns its URL."""
+    # A TERM (timeout, Ctrl-C from make) unwinds like an exception, so every finally stops its processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     url = bench_database_url()
     os.environ["DATABASE_URL"] = url
     os.environ["CELERY_BROKER_URL"] = broker_url()
