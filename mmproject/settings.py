@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "intents",
     "reconciliation",
     "demo",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -80,6 +81,14 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (the API's per-user rate limit) ---------------------------------------------
+# Shared by every process: the database cache by default (its table is made by the api app's
+# migration), Redis with e.g. CACHE_URL=redis://127.0.0.1:6379/2.
+CACHES = {"default": env.cache_url("CACHE_URL", default="dbcache://mm_cache")}
+# JSON API: requests per user per fixed window of API_RATE_WINDOW_S seconds (then 429 + Retry-After).
+API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=60)
+API_RATE_WINDOW_S = env.int("API_RATE_WINDOW_S", default=60)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,4 +1,4 @@
-"""Management commands and the JSON endpoint: mm_order create, stop_mm, mm_status, mm_resume, POST /api/orders/."""
+"""Management commands: mm_order create, stop_mm, mm_status, mm_resume (the JSON API: test_api.py)."""
 import json
 import uuid
 from decimal import Decimal
@@ -68,51 +68,6 @@ def test_mm_resume_processes_a_snapshot_whose_job_was_lost(order, capsys, django
                                                              (payload["snapshot_id"],))]
     assert json.loads(capsys.readouterr().out)["process_market_making_snapshots"] == 1
     assert Snapshot.objects.get(snapshot_id=payload["snapshot_id"]).outcome == "received"
-
-
-def test_api_creates_an_order_intent(client, pair, user_id):
-    body = dict(user_id=user_id, pair_id=str(pair.pair_id), base_amount="0.5", quote_amount="1000",
-                bid_spread="0.001", ask_spread="0.001", order_amount="0.01", order_refresh_time=5)
-    response = client.post("/api/orders/", data=json.dumps(body), content_type="application/json")
-    assert response.status_code == 201, response.content
-    data = response.json()
-    assert MarketMakingOrder.objects.get(order_id=data["order_id"]).order_refresh_time == 5
-    assert decode_memo(data["memo"]).order_id == uuid.UUID(data["order_id"])
-
-
-@pytest.mark.parametrize(
-    "change, status, message",
-    [
-        ({"base_amount": 0.5}, 400, "not a float"),
-        ({"bid_spread": "abc"}, 400, "not a decimal"),
-        ({"user_id": "bob"}, 400, "Mixin user id"),
-        ({"pair_id": str(uuid.uuid4())}, 404, "no market-making pair"),
-        ({"base_amount": "0.123456789"}, 400, "decimal places"),
-        ({"color": "red"}, 400, "bad fields"),
-        ({"order_refresh_time": 0}, 400, "positive integer"),
-    ],
-)
-def test_api_refuses_bad_requests_and_creates_nothing(client, pair, user_id, change, status, message):
-    body = dict(user_id=user_id, pair_id=str(pair.pair_id), base_amount="0.5", quote_amount="1000",
-                bid_spread="0.001", ask_spread="0.001", order_amount="0.01")
-    body.update(change)
-    response = client.post("/api/orders/", data=json.dumps(body), content_type="application/json")
-    assert response.status_code == status
-    assert message in response.content.decode()
-    assert not MarketMakingOrder.objects.exists()
-
-
-def test_api_refuses_a_disabled_pair(client, pair, user_id):
-    pair.enabled = False
-    pair.save()
-    body = dict(user_id=user_id, pair_id=str(pair.pair_id), base_amount="0.5", quote_amount="1000",
-                bid_spread="0.001", ask_spread="0.001", order_amount="0.01")
-    response = client.post("/api/orders/", data=json.dumps(body), content_type="application/json")
-    assert response.status_code == 409 and "disabled" in response.json()["error"]
-
-
-def test_api_accepts_only_post(client):
-    assert client.get("/api/orders/").status_code == 405
 
 
 def test_admin_action_stops_an_order_through_the_same_service(admin_client, order):
