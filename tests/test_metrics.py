@@ -14,7 +14,7 @@ from exchanges.models import ExchangeAccount
 from intents.models import Intent, IntentSlot
 from mmproject.metrics import TICK_DURATION_BUCKETS_MS, celery_queue_depths
 from reconciliation.models import Drift, ReconciliationRun
-from strategy.models import SessionStatus, StrategySession, TickLease
+from strategy.models import SessionStatus, StrategySession, TickDurationBucket, TickLease
 from tests.runtime_fixtures import make_running_order
 
 pytestmark = pytest.mark.embedded
@@ -47,7 +47,11 @@ def intent(acc, status: str, **fields) -> Intent:
 
 @pytest.mark.slow
 def test_ticks_run_by_another_process_fill_the_histogram_this_process_serves(transactional_db, child_env, client):
-    # given two ticks in one period slot and one in the next, run by a separate process
+    # given no tick history (a lease row left by an earlier test with another period would skip these)
+    TickLease.objects.all().delete()
+    TickDurationBucket.objects.all().delete()
+    # and two ticks in one period slot and one in the next, run by a separate process with 1 s periods
+    child_env = dict(child_env, STRATEGY_TICK_SIZE_MS="1000")
     script = ("import django; django.setup()\n"
               "from datetime import datetime, timezone, timedelta\n"
               "from strategy.tick import tick_run\n"
