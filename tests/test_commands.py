@@ -74,8 +74,8 @@ def assert_one_line_exit_2(case: Case, *fragments: str):
 
 
 @pytest.mark.slow
-def test_bad_input_to_every_command_is_one_line_and_exit_2(transactional_db, child_env, pair, make_order, tmp_path,  # noqa: F811
-                                                           settings):
+def test_bad_input_to_every_command_is_one_line_and_exit_2(transactional_db, child_env, pair,  # noqa: F811
+                                                           make_order, tmp_path, settings):  # noqa: F811
     # given an order awaiting payment, an account whose secret only an old key decrypts, and a snapshot file
     # with two good lines, one line that is not JSON and one that lacks its amount
     order = make_order(pair)

@@ -70,7 +70,8 @@ def test_ticks_run_by_another_process_fill_the_histogram_this_process_serves(tra
     assert samples[("mm_tick_duration_seconds_bucket", (("le", "+Inf"),))] == 2
     assert samples[("mm_tick_duration_seconds_sum", ())] == pytest.approx(lease.duration_ms_total / 1000)
     assert samples[("mm_ticks_skipped_total", ())] == 1
-    buckets = [samples[("mm_tick_duration_seconds_bucket", (("le", f"{b / 1000:g}"),))] for b in TICK_DURATION_BUCKETS_MS]
+    buckets = [samples[("mm_tick_duration_seconds_bucket", (("le", f"{bound / 1000:g}"),))]
+               for bound in TICK_DURATION_BUCKETS_MS]
     assert buckets == sorted(buckets), "cumulative buckets never decrease"
     assert buckets[-1] == 2  # both ticks took well under 30 s
     slowest_fits = next(b for b in TICK_DURATION_BUCKETS_MS if b >= lease.last_duration_ms)
@@ -89,9 +90,11 @@ def test_sessions_intents_in_flight_ledger_and_drifts_are_counted_from_the_datab
         intent(acc, status)
     flying = intent(acc, "in_flight", lease_until=now + timedelta(seconds=30))
     IntentSlot.objects.create(scope="global", index=0, intent=flying, lease_until=now + timedelta(seconds=30))
-    IntentSlot.objects.create(scope=f"account:{acc.pk}", index=0, intent=flying, lease_until=now + timedelta(seconds=30))
+    IntentSlot.objects.create(scope=f"account:{acc.pk}", index=0, intent=flying,
+                              lease_until=now + timedelta(seconds=30))
     # an expired claim holds nothing
-    IntentSlot.objects.create(scope="global", index=1, intent=intent(acc, "in_flight"), lease_until=now - timedelta(seconds=1))
+    IntentSlot.objects.create(scope="global", index=1, intent=intent(acc, "in_flight"),
+                              lease_until=now - timedelta(seconds=1))
     # and an older clean reconciliation run, then one that found two drifts
     ReconciliationRun.objects.create(trigger="test", started_at=now - timedelta(minutes=2),
                                      finished_at=now - timedelta(minutes=2), ok=True)
