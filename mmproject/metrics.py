@@ -151,7 +151,12 @@ def _tick_families():
     skipped.add_metric([], lease.ticks_skipped if lease else 0)
     last = GaugeMetricFamily("mm_tick_last_duration_seconds", "Duration of the last tick run.")
     last.add_metric([], (lease.last_duration_ms if lease else 0) / 1000)
-    return [histogram, skipped, last]
+    families = [histogram, skipped, last]
+    if lease and lease.last_finished_at:  # alert on time() - this: ticks stopped
+        finished = GaugeMetricFamily("mm_tick_last_finished_timestamp_seconds", "When the last tick finished (Unix time).")
+        finished.add_metric([], lease.last_finished_at.timestamp())
+        families.append(finished)
+    return families
 
 
 def _session_families():

@@ -70,6 +70,7 @@ def test_ticks_run_by_another_process_fill_the_histogram_this_process_serves(tra
     assert samples[("mm_tick_duration_seconds_bucket", (("le", "+Inf"),))] == 2
     assert samples[("mm_tick_duration_seconds_sum", ())] == pytest.approx(lease.duration_ms_total / 1000)
     assert samples[("mm_ticks_skipped_total", ())] == 1
+    assert samples[("mm_tick_last_finished_timestamp_seconds", ())] == pytest.approx(lease.last_finished_at.timestamp())
     buckets = [samples[("mm_tick_duration_seconds_bucket", (("le", f"{bound / 1000:g}"),))]
                for bound in TICK_DURATION_BUCKETS_MS]
     assert buckets == sorted(buckets), "cumulative buckets never decrease"
