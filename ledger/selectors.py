@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Sum
 
+from .amounts import exact_context
 from .models import Account, Balance, Posting
 
 ZERO = Decimal(0)
@@ -37,8 +38,9 @@ def _sums(keys: tuple[str, ...], queryset=None) -> dict[tuple, Decimal]:
             for row in queryset.values(*keys).annotate(total=Sum("amount")).order_by()
         }
     totals: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
-    for *group, amount in queryset.values_list(*keys, "amount").iterator(chunk_size=5000):
-        totals[tuple(group)] += amount
+    with exact_context():  # 31+ digit sums must not be rounded to Decimal's default 28
+        for *group, amount in queryset.values_list(*keys, "amount").iterator(chunk_size=5000):
+            totals[tuple(group)] += amount
     return dict(totals)
 
 

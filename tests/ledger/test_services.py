@@ -169,12 +169,7 @@ def test_asset_scale_is_per_asset(user):
                            (Account.EXTERNAL, D("-1E-18")), (Account.USER_AVAILABLE, D("1E-18"))])
 
 
-def test_audit_sums_31_digit_amounts_exactly(user, request):
-    from django.db import connection
-
-    if connection.vendor == "sqlite":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="ledger.selectors sums SQLite postings in Decimal's 28-digit default context"))
+def test_audit_sums_31_digit_amounts_exactly(user):
     fine = fresh("fine")
     Asset.objects.create(asset_id=fine, symbol="ETH18", scale=18)
     deposit(user, fine, "1000000000000.000000000000000001")
