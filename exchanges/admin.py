@@ -31,6 +31,13 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
     list_filter = ["exchange_id", "enabled"]
     search_fields = ["label"]
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not self.has_change_permission(request, obj):
+            # A view-only page shows every form field's value: the decrypted secret must not be one.
+            fields = [name for name in fields if name != "api_secret"]
+        return fields
+
 
 @admin.register(SimMarket)
 class SimMarketAdmin(admin.ModelAdmin):

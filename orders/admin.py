@@ -1,15 +1,111 @@
-"""Admin: inspect pairs, orders (with history, payment and snapshots), refunds; stop an order."""
+"""Admin: inspect pairs, orders (payment legs, snapshots, ledger, history, session, intents, PnL), refunds.
+
+Everything an order holds is read-only here: its state changes only through the services. Two
+actions, "Stop market making" and "Retry payment check", call the services; they are offered
+only to superusers and to staff with the ``orders.operate_orders`` permission; staff with view
+permissions see every page but get no action.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from decimal import Decimal
+
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from intents.models import Intent, TrackedFill, TrackedOrder
+from ledger.amounts import canonical
+from ledger.models import LedgerEntry
+from strategy.models import MarketData, StrategySession
+from strategy.runtime import ORDER_REF, strategy_key
 
 from .dispatch import enqueue_after_commit
 from .errors import IllegalTransition
 from .models import (
-    CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderTransition, PaymentState,
-    Refund, Snapshot,
+    CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderState, OrderTransition,
+    PaymentState, Refund, Snapshot,
 )
 from .services import order_stop
 
-ADMIN_STOP_WAIT_S = 10
+logger = logging.getLogger(__name__)
+
+ADMIN_STOP_WAIT_S = 5
+SECTION_ROWS = 50
+ZERO = Decimal(0)
+# As the demo's live view (demo/selectors.py): fills marked at the mid, fees included.
+PNL_PLACES = Decimal("0.00000001")
+OPERATE_PERMISSION = "orders.operate_orders"
+
+
+def orders_pnl(orders) -> dict[int, Decimal | None]:
+    """PnL in the quote asset of each order, by pk, in two queries whatever the number of orders:
+    base delta x mid + quote delta of its fills (fees in base or quote included), the basis of the
+    demo's live view; None while its market has no mid."""
+    orders = list(orders)
+    by_key = {strategy_key(order.order_id): order for order in orders}
+    deltas: dict[int, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    fills = TrackedFill.objects.filter(strategy_key__in=by_key).values_list(
+        "strategy_key", "side", "amount", "cost", "fee", "fee_currency")
+    for key, side, amount, cost, fee, fee_currency in fills.iterator():
+        order = by_key[key]
+        delta = deltas[order.pk]
+        sign = 1 if side == "buy" else -1
+        delta[0] += sign * amount
+        delta[1] -= sign * cost
+        fee_code = (fee_currency or "").upper()
+        if fee_code == order.pair.base_exchange_asset.upper():
+            delta[0] -= fee
+        elif fee_code == order.pair.quote_exchange_asset.upper():
+            delta[1] -= fee
+    markets = Q(pk__in=[])
+    for order in orders:
+        markets |= Q(account_id=order.exchange_account_id, symbol=order.pair.symbol)
+    mids = {(account_id, symbol): (bid + ask) / 2 for account_id, symbol, bid, ask in
+            MarketData.objects.filter(markets, best_bid__isnull=False, best_ask__isnull=False)
+            .values_list("account_id", "symbol", "best_bid", "best_ask")} if orders else {}
+    result = {}
+    for order in orders:
+        mid = mids.get((order.exchange_account_id, order.pair.symbol))
+        base, quote = deltas[order.pk]
+        result[order.pk] = None if mid is None else (base * mid + quote).quantize(PNL_PLACES)
+    return result
+
+
+def _age(moment) -> str:
+    seconds = int((timezone.now() - moment).total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def _table(headers, rows, *, empty: str, css_id: str, more: int = 0):
+    """A small read-only HTML table (values escaped)."""
+    if not rows:
+        return format_html('<p id="{}">{}</p>', css_id, empty)
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join("", "<tr>{}</tr>", (
+        (format_html_join("", "<td>{}</td>", ((value,) for value in row)),) for row in rows))
+    note = format_html("<p>{} more not shown</p>", more) if more > 0 else ""
+    return format_html('<table id="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}',
+                       css_id, head, body, note)
+
+
+def _amount(value) -> str:
+    return "" if value is None else canonical(value)
+
+
+def _can_view_orders(request) -> bool:
+    return request.user.has_perm("orders.view_marketmakingorder") or \
+        request.user.has_perm("orders.change_marketmakingorder")
 
 
 @admin.register(MarketMakingPair)
@@ -20,11 +116,16 @@ class MarketMakingPairAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyInline(admin.TabularInline):
+    """A read-only table on the order page, shown to whoever may view the order."""
+
     extra = 0
     can_delete = False
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields or [f.name for f in self.model._meta.fields]
+
+    def has_view_permission(self, request, obj=None):
+        return _can_view_orders(request)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -32,57 +133,180 @@ class ReadOnlyInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 class TransitionInline(ReadOnlyInline):
     model = OrderTransition
+    verbose_name_plural = "transition history"
     fields = ("at", "name", "from_state", "to_state", "by", "reason")
-
-
-class PaymentInline(ReadOnlyInline):
-    model = PaymentState
 
 
 class SnapshotInline(ReadOnlyInline):
     model = Snapshot
-    fields = ("snapshot_id", "asset_id", "amount", "opponent_id", "outcome", "reason", "received_at")
+    fields = ("snapshot_id", "asset_id", "amount", "opponent_id", "outcome", "allocation", "reason", "received_at")
 
 
 class RefundInline(ReadOnlyInline):
     model = Refund
-    fields = ("key", "asset_id", "amount", "status", "reason", "error")
+    fields = ("key", "asset_id", "amount", "status", "attempts", "reason", "error")
+
+
+class SessionInline(ReadOnlyInline):
+    model = StrategySession
+    verbose_name_plural = "strategy session"
+    fields = ("status", "cadence_s", "next_run_at", "started_at", "stopped_at")
+
+
+class OrderChangeList(ChangeList):
+    """Computes the PnL of the page's rows only, in two queries."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        self.result_list = list(self.result_list)
+        pnl = orders_pnl(self.result_list)
+        for order in self.result_list:
+            order.admin_pnl = pnl[order.pk]
 
 
 @admin.register(MarketMakingOrder)
 class MarketMakingOrderAdmin(admin.ModelAdmin):
-    list_display = ("order_id", "user_id", "pair", "state", "created_at", "expires_at")
-    list_filter = ("state", "pair")
-    search_fields = ("order_id", "user_id")
-    readonly_fields = [f.name for f in MarketMakingOrder._meta.fields]
-    inlines = [PaymentInline, TransitionInline, SnapshotInline, RefundInline]
-    actions = ["stop_orders"]
+    list_display = ("order_id", "state", "symbol", "exchange", "user_id", "age", "pnl")
+    list_filter = ("state", "pair__exchange_id", "pair__symbol", "exchange_account")
+    search_fields = ("order_id", "user_id", "memo", "pair__symbol")
+    list_select_related = ("pair", "exchange_account")
+    list_per_page = 50
+    fieldsets = [
+        (None, {"fields": ("order_id", "state", "reason", "user_id", "pair", "exchange_account", "memo",
+                           "created_at", "updated_at", "expires_at", "withdrawal_started_at")}),
+        ("Strategy parameters", {"classes": ("collapse",), "fields": (
+            "base_amount", "quote_amount", "bid_spread", "ask_spread", "order_amount", "order_refresh_time",
+            "number_of_layers", "amount_change_per_layer", "amount_change_type", "price_source_type",
+            "ceiling_price", "floor_price")}),
+        ("Payment legs", {"fields": ("payment_legs",)}),
+        ("Trading", {"fields": ("pnl", "intents", "tracked_orders")}),
+        ("Ledger entries", {"fields": ("ledger_entries",)}),
+    ]
+    readonly_fields = [f.name for f in MarketMakingOrder._meta.fields] + [
+        "payment_legs", "pnl", "intents", "tracked_orders", "ledger_entries"]
+    inlines = [SessionInline, TransitionInline, SnapshotInline, RefundInline]
+    actions = ["stop_orders", "retry_payment_check"]
 
+    def get_changelist(self, request, **kwargs):
+        return OrderChangeList
+
+    # --- permissions: inspect only; the actions need operate_orders ---------------------
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # nothing of an order is edited by hand, the state least of all
 
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Stop the selected orders (stop_mm)")
+    def has_operate_permission(self, request):
+        return request.user.is_active and request.user.has_perm(OPERATE_PERMISSION)
+
+    # --- list columns -------------------------------------------------------------------
+    @admin.display(description="pair", ordering="pair__symbol")
+    def symbol(self, order):
+        return order.pair.symbol
+
+    @admin.display(description="exchange", ordering="pair__exchange_id")
+    def exchange(self, order):
+        account = order.exchange_account
+        return f"{order.pair.exchange_id} ({account.label})" if account else order.pair.exchange_id
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, order):
+        return _age(order.created_at)
+
+    @admin.display(description="PnL (quote, at mid)")
+    def pnl(self, order):
+        value = order.admin_pnl if hasattr(order, "admin_pnl") else orders_pnl([order])[order.pk]
+        if value is None:
+            return "n/a (no market data)"
+        return f"{canonical(value)} {order.pair.quote_exchange_asset}"
+
+    # --- order page sections --------------------------------------------------------------
+    @admin.display(description="payment legs")
+    def payment_legs(self, order):
+        payment = PaymentState.objects.filter(order=order).first()
+        if payment is None:
+            return "no payment state"
+        rows = [(leg, asset, _amount(required), _amount(received), "yes" if received >= required else "no")
+                for leg, asset, required, received in payment.legs()]
+        return _table(("leg", "asset", "required", "received", "covered"), rows, empty="no legs",
+                      css_id="payment-legs")
+
+    @admin.display(description="intents")
+    def intents(self, order):
+        queryset = Intent.objects.filter(strategy_key=strategy_key(order.order_id)).order_by("-id")
+        rows = [(i.intent_id, i.kind, i.side, _amount(i.price), _amount(i.amount), i.status, i.attempts,
+                 i.exchange_order_id, i.last_error[:120], i.created_at) for i in queryset[:SECTION_ROWS]]
+        return _table(("intent", "kind", "side", "price", "amount", "status", "attempts", "exchange order",
+                       "last error", "created"), rows, empty="no intents", css_id="order-intents",
+                      more=queryset.count() - SECTION_ROWS if len(rows) == SECTION_ROWS else 0)
+
+    @admin.display(description="tracked orders")
+    def tracked_orders(self, order):
+        queryset = TrackedOrder.objects.filter(strategy_key=strategy_key(order.order_id)).order_by("-id")
+        rows = [(t.client_order_id, t.side, t.layer, _amount(t.price), _amount(t.amount), _amount(t.filled),
+                 t.status, t.exchange_order_id, t.created_at) for t in queryset[:SECTION_ROWS]]
+        return _table(("client order id", "side", "layer", "price", "amount", "filled", "status", "exchange order",
+                       "created"), rows, empty="no tracked orders", css_id="order-tracked-orders",
+                      more=queryset.count() - SECTION_ROWS if len(rows) == SECTION_ROWS else 0)
+
+    @admin.display(description="ledger entries (by ref)")
+    def ledger_entries(self, order):
+        """The order's entries (ref mm_order), the credits of its snapshots and its refunds' debits."""
+        snapshot_ids = list(Snapshot.objects.filter(order=order).values_list("snapshot_id", flat=True))
+        refund_keys = list(Refund.objects.filter(order=order).values_list("key", flat=True))
+        queryset = LedgerEntry.objects.filter(
+            Q(ref_type=ORDER_REF, ref_id=str(order.order_id)) | Q(ref_type="snapshot", ref_id__in=snapshot_ids)
+            | Q(idempotency_key__in=refund_keys)).order_by("id")
+        rows = [(e.pk, e.operation, e.asset_id, _amount(e.amount), f"{e.ref_type}:{e.ref_id}", e.idempotency_key,
+                 _amount(e.available_after), _amount(e.locked_after), e.created_at)
+                for e in queryset[:SECTION_ROWS * 4]]
+        return _table(("entry", "operation", "asset", "amount", "ref", "idempotency key", "available after",
+                       "locked after", "at"), rows, empty="no ledger entries", css_id="order-ledger-entries")
+
+    # --- actions ------------------------------------------------------------------------
+    @admin.action(description="Stop market making", permissions=["operate"])
     def stop_orders(self, request, queryset):
+        by = f"admin:{request.user.get_username()}"
         for order_id in queryset.values_list("order_id", flat=True):
             try:
-                outcome = order_stop(order_id=order_id, by=f"admin:{request.user.get_username()}",
-                                     reason="stopped from the admin", wait_s=ADMIN_STOP_WAIT_S)
+                outcome = order_stop(order_id=order_id, by=by, reason="stopped from the admin",
+                                     wait_s=ADMIN_STOP_WAIT_S)
             except IllegalTransition as exc:
                 self.message_user(request, str(exc), level=messages.ERROR)
                 continue
+            logger.info("event=admin_stop order_id=%s by=%s outcome=%s", order_id, by, outcome)
             if outcome == "stopping":
                 # Orders still open on the exchange: the stop_mm job keeps cancelling and confirming.
                 enqueue_after_commit("stop_mm", str(order_id), "stopped from the admin")
-                self.message_user(request, f"order {order_id}: stopping; cancels are being confirmed in the background",
+                self.message_user(request, f"order {order_id}: stopping; cancels are being confirmed in the "
+                                           "background (stop_mm queued)", level=messages.WARNING)
+                continue
+            self.message_user(request, f"order {order_id}: {'stopped' if outcome == 'stopped' else 'already stopped'}")
+
+    @admin.action(description="Retry payment check", permissions=["operate"])
+    def retry_payment_check(self, request, queryset):
+        by = f"admin:{request.user.get_username()}"
+        queued = []
+        for order_id, state in queryset.values_list("order_id", "state"):
+            if state != OrderState.PAYMENT_PENDING:
+                self.message_user(request, f"order {order_id} is {state}, not waiting for payment: no check queued",
                                   level=messages.WARNING)
                 continue
-            self.message_user(request, f"order {order_id}: {outcome}")
+            enqueue_after_commit("check_payment_complete", str(order_id))
+            logger.info("event=admin_payment_check_retry order_id=%s by=%s", order_id, by)
+            queued.append(str(order_id))
+        if queued:
+            self.message_user(request, f"payment check queued for {len(queued)} order(s): {', '.join(queued)}")
 
 
 @admin.register(Snapshot)

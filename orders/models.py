@@ -102,6 +102,8 @@ class MarketMakingOrder(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Staff with only the view permission inspect; this one also runs the admin actions.
+        permissions = [("operate_orders", "Can stop market making and retry payment checks from the admin")]
 
     def __str__(self):
         return f"order {self.order_id} ({self.state})"
