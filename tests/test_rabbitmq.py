@@ -70,7 +70,8 @@ def test_lifecycle_runs_end_to_end_with_rabbitmq_as_the_broker(sim_pair, make_or
         "MM_WITHDRAWAL_CHECK_INTERVAL_S": "1", "SIM_DEPOSIT_CONFIRM_S": "1",
     }
     settings.CELERY_BROKER_URL = rabbitmq_url  # what the worker fixture hands its worker
-    worker = celery_worker(env=lifecycle_env, purge=False)
+    # prefork, as in production: a solo worker on AMQP took ~10 s to receive each job a job had just queued
+    worker = celery_worker(env=lifecycle_env, purge=False, pool="prefork")
     assert "transport:   amqp://" in worker.log_path.read_text()
     lifecycle_env["CELERY_BROKER_URL"] = rabbitmq_url  # and the command processes below
     order = make_order(sim_pair)
