@@ -28,6 +28,7 @@ run: migrate
 # The whole suite on PostgreSQL + Redis, then the embedded-default tests on SQLite.
 test: venv
 	scripts/ensure_services.sh postgres redis rabbitmq
+	scripts/ensure_browser.sh
 	$(MAKE) --no-print-directory test-postgres test-sqlite
 
 test-postgres:

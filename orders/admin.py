@@ -235,7 +235,7 @@ class MarketMakingOrderAdmin(admin.ModelAdmin):
     def payment_legs(self, order):
         payment = PaymentState.objects.filter(order=order).first()
         if payment is None:
-            return "no payment state"
+            return format_html('<p id="payment-legs">{}</p>', "no payment state")
         rows = [(leg, asset, _amount(required), _amount(received), "yes" if received >= required else "no")
                 for leg, asset, required, received in payment.legs()]
         return _table(("leg", "asset", "required", "received", "covered"), rows, empty="no legs",
