@@ -35,6 +35,7 @@ from ledger.selectors import ref_positions
 
 from . import order_diff, pure_mm
 from .models import MarketData, SessionStatus, StrategySession
+from .tick import period_start_ms
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         # Kill switch: plan nothing; cancels already written still go through.
         logger.warning("event=strategy_cycle_halted")
         return CycleSummary()
-    slot = slot if slot is not None else int(now.timestamp() * 1000) // max(settings.STRATEGY_TICK_SIZE_MS, 1)
+    slot = slot if slot is not None else period_start_ms(now)
     sessions = _due_sessions(now)
     if not sessions:
         return CycleSummary()

@@ -45,6 +45,17 @@ def tick_period_ms() -> int:
     return max(int(settings.STRATEGY_TICK_SIZE_MS), 1)
 
 
+def period_start_ms(now: datetime) -> int:
+    """The tick's slot: the start of its period in epoch milliseconds.
+
+    Kept in milliseconds, not as a period number, so slots stay increasing when
+    STRATEGY_TICK_SIZE_MS changes (a period number would fall when the period grows, and every
+    later tick would look already run).
+    """
+    now_ms = int(now.timestamp() * 1000)
+    return now_ms - now_ms % tick_period_ms()
+
+
 def _acquire(now: datetime, slot: int) -> bool:
     TickLease.objects.get_or_create(name=TICK_LEASE_NAME)
     # A crashed tick's lease lapses after a few periods, so ticks resume on their own.
@@ -72,7 +83,7 @@ def tick_run(*, now: datetime | None = None) -> TickOutcome:
     from . import runtime
 
     now = now or timezone.now()
-    slot = int(now.timestamp() * 1000) // tick_period_ms()
+    slot = period_start_ms(now)
     if not _acquire(now, slot):
         logger.info("event=tick_skipped slot=%s", slot)
         return TickOutcome(ran=False, slot=slot)

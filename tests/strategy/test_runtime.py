@@ -167,3 +167,18 @@ def test_create_cancelled_by_a_later_cycle_before_it_was_sent_is_never_sent(sim,
     assert outcome == IntentStatus.SUPERSEDED
     assert TrackedOrder.objects.get(client_order_id=intent.client_order_id).status == TrackedOrderStatus.CANCELLED
     assert open_orders_of(sim.client(account), order) == []
+
+
+def test_ticks_keep_running_after_the_tick_period_grows(db, settings):
+    # Given ticks that ran with a 500 ms period
+    settings.STRATEGY_TICK_SIZE_MS = 500
+    start = timezone.now()
+    assert tick_run(now=start).ran
+
+    # When the period becomes 60 s, the next period's tick still runs (a period number would have fallen)
+    settings.STRATEGY_TICK_SIZE_MS = 60_000
+    from datetime import timedelta
+
+    later = start + timedelta(seconds=61)
+    assert tick_run(now=later).ran
+    assert not tick_run(now=later).ran
