@@ -2,14 +2,15 @@
 import json
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from reconciliation.selectors import run_report
+from mmproject.cli import OperatorCommand
 from reconciliation.errors import ReconciliationCrashed
+from reconciliation.selectors import run_report
 from reconciliation.services import reconcile_run
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Reconcile our state with the exchanges, once. Per enabled exchange account: tracked orders we "
         "believe are open but the exchange does not list open (tracked_not_open), open exchange orders "

@@ -1,13 +1,12 @@
 """kill_switch engage|release|status: block every new exchange order at once and stop all orders."""
 import json
 
-from django.core.management.base import BaseCommand
-
 from intents.models import TradingHalt
+from mmproject.cli import OperatorCommand
 from strategy.kill_switch import halt_engaged, kill_switch_engage, kill_switch_release
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "The kill switch. 'engage' blocks every new exchange order from this moment (cancels still go "
         "through), supersedes unsent creates, and stops every running order the way stop_mm does. "
