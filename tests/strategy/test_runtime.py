@@ -51,7 +51,7 @@ def test_ladders_never_stack_while_the_price_moves(sim, sync_driver):
     order = make_running_order(account, layers=2, spread="0.0005")
     client = sim.client(account)
     peak = 0
-    for step in range(40):
+    for step in range(100):
         make_due()
         tick_run()
         peak = max(peak, len(open_orders_of(client, order)))
