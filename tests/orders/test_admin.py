@@ -17,7 +17,8 @@ from tests.runtime_fixtures import make_running_order
 
 from .conftest import USDT, snapshot_payload
 
-pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
+pytestmark = [pytest.mark.django_db]
+embedded = pytest.mark.embedded
 
 LIST = "/admin/orders/marketmakingorder/"
 SECRET = "very-secret-exchange-key-9f3a"
@@ -75,6 +76,7 @@ def market(account, *, bid, ask):
         fetched_at=timezone.now()))
 
 
+@embedded
 def test_pnl_marks_fills_at_the_mid_with_fees_like_the_demo_view(account):
     # given a running order that bought 0.02 at 30000 (fee 0.6 USDT) and sold 0.01 at 30100, mid 30050
     order = make_running_order(account)
@@ -87,11 +89,13 @@ def test_pnl_marks_fills_at_the_mid_with_fees_like_the_demo_view(account):
     assert Decimal(demo_view(order)["pnl"]["quote"]) == orders_pnl([order])[order.pk]
 
 
+@embedded
 def test_pnl_is_unknown_without_market_data(account):
     order = make_running_order(account)
     assert orders_pnl([order]) == {order.pk: None}
 
 
+@embedded
 def test_order_list_shows_state_pair_exchange_user_age_and_pnl_in_constant_queries(
         admin_client, account, django_assert_max_num_queries):
     # given running orders with fills and a market
@@ -113,6 +117,7 @@ def test_order_list_shows_state_pair_exchange_user_age_and_pnl_in_constant_queri
         admin_client.get(LIST)
 
 
+@embedded
 def test_order_list_filters_by_state_and_searches_by_user(admin_client, account):
     running = make_running_order(account)
     stopped = make_running_order(account)
@@ -123,6 +128,7 @@ def test_order_list_filters_by_state_and_searches_by_user(admin_client, account)
     assert str(stopped.order_id) in page and str(running.order_id) not in page
 
 
+@embedded
 def test_order_page_shows_legs_snapshots_ledger_history_session_intents_and_tracked_orders(viewer, account, order):
     # given a paid-in snapshot on a pending order, and a running order with an intent and a tracked order
     snapshot = snapshot_payload(order, asset_id=USDT, amount="1")
@@ -148,6 +154,7 @@ def test_order_page_shows_legs_snapshots_ledger_history_session_intents_and_trac
     assert SECRET not in viewer.get(f"/admin/exchanges/exchangeaccount/{account.pk}/change/").content.decode()
 
 
+@embedded
 def test_the_state_is_never_editable(admin_client, account):
     order = make_running_order(account)
     page = admin_client.get(change_url(order)).content.decode()
@@ -158,6 +165,7 @@ def test_the_state_is_never_editable(admin_client, account):
     assert order.state == OrderState.RUNNING
 
 
+@embedded
 def test_staff_with_view_rights_gets_no_action_and_cannot_post_one(viewer, account):
     order = make_running_order(account)
     page = viewer.get(LIST).content.decode()
@@ -168,6 +176,7 @@ def test_staff_with_view_rights_gets_no_action_and_cannot_post_one(viewer, accou
     assert order.state == OrderState.RUNNING
 
 
+@embedded
 def test_an_operator_stops_market_making_through_the_service(operator, account):
     order = make_running_order(account, session=False)
     MarketMakingOrder.objects.filter(pk=order.pk).update(exchange_account=None)
@@ -180,6 +189,7 @@ def test_an_operator_stops_market_making_through_the_service(operator, account):
     assert OrderTransition.objects.filter(order=order).last().by.startswith("admin:staff-")
 
 
+@embedded
 def test_stopping_an_order_that_cannot_stop_says_why(admin_client, order):
     response = admin_client.post(LIST, {"action": "stop_orders", "_selected_action": [order.pk]}, follow=True)
     assert "is payment_pending; &#x27;stop&#x27; is not allowed" in response.content.decode()
@@ -187,6 +197,7 @@ def test_stopping_an_order_that_cannot_stop_says_why(admin_client, order):
     assert order.state == OrderState.PAYMENT_PENDING
 
 
+@embedded
 def test_retry_payment_check_queues_the_check_for_pending_orders_only(
         admin_client, order, account, django_capture_on_commit_callbacks):
     running = make_running_order(account)
@@ -196,3 +207,30 @@ def test_retry_payment_check_queues_the_check_for_pending_orders_only(
     assert [(cb.args[0], cb.args[1]) for cb in queued] == [("check_payment_complete", (str(order.order_id),))]
     page = response.content.decode()
     assert "Payment check queued for 1 order(s)" in page and "not waiting for payment" in page
+
+
+@pytest.mark.slow
+def test_a_stop_the_exchange_does_not_confirm_in_time_is_left_to_the_stop_mm_job(sim, settings, monkeypatch, caplog):
+    # given a running order with orders open on the simulator, and an exchange failing every request for now
+    from exchanges.simulator.services import simulator_set_faults
+    from strategy.tick import tick_run
+
+    settings.STRATEGY_INTENT_EXECUTION_DRIVER, settings.STRATEGY_TICK_SIZE_MS = "sync", 10
+    order = make_running_order(sim.accounts[0], layers=1)
+    tick_run()
+    assert TrackedOrder.objects.filter(strategy_key=f"mm:{order.order_id}", status="open").count() == 2
+    simulator_set_faults(account_label="rt-sim-0", http_5xx=100)
+    monkeypatch.setattr("orders.admin.ADMIN_STOP_WAIT_S", 0)
+    admin = get_user_model().objects.create_superuser(username="ops", password="pw", email="")
+    from django.test import Client
+    client = Client()
+    client.force_login(admin)
+    # when an operator stops it
+    with caplog.at_level("INFO", logger="orders.dispatch"):
+        response = client.post(LIST, {"action": "stop_orders", "_selected_action": [order.pk]}, follow=True)
+    # then the admin says it is stopping, the stop_mm job is queued, and the order is not stopped yet
+    assert "stopping; cancels are being confirmed in the background" in response.content.decode()
+    assert any("event=job_enqueued job=stop_mm" in r.getMessage() and str(order.order_id) in r.getMessage()
+               for r in caplog.records)
+    order.refresh_from_db()
+    assert order.state == OrderState.RUNNING
