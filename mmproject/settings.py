@@ -86,6 +86,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Shared by every process: the database cache by default (its table is made by the api app's
 # migration), Redis with e.g. CACHE_URL=redis://127.0.0.1:6379/2.
 CACHES = {"default": env.cache_url("CACHE_URL", default="dbcache://mm_cache")}
+if CACHES["default"]["BACKEND"].endswith("DatabaseCache"):
+    # The default culls a third of the rows past 300 entries, live rate counters included.
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)
 # JSON API: requests per user per fixed window of API_RATE_WINDOW_S seconds (then 429 + Retry-After).
 API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=60)
 API_RATE_WINDOW_S = env.int("API_RATE_WINDOW_S", default=60)
