@@ -298,13 +298,16 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
 
     Omitted fields take their (constant) default; auto_now and auto_now_add fields take ``now``.
     On PostgreSQL: one ``INSERT ... SELECT FROM unnest(...)`` with one array per column, no
-    model instances and a statement that does not grow with the number of rows.
+    model instances and a statement that does not grow with the number of rows. (It bypasses
+    Django's cursor wrappers, so it is not in connection.queries.)
     """
     if not rows:
         return
     if connection.vendor != "postgresql":
         model.objects.bulk_create([model(**row) for row in rows], ignore_conflicts=True)
         return
+    import psycopg
+
     columns, casts, arrays = [], [], []
     for field in model._meta.concrete_fields:
         if field.primary_key:
@@ -316,9 +319,12 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
             default = default.value if isinstance(default, Enum) else default
         name = field.attname
         columns.append(connection.ops.quote_name(field.column))
-        casts.append(f"%s::{field.db_type(connection)}[]")
+        casts.append(f"%b::{field.db_type(connection)}[]")
         arrays.append([row.get(name, default) for row in rows])
-    with connection.cursor() as cur:
+    # A server-side-binding cursor on the same connection (so in the same transaction): the
+    # arrays travel in binary, where Django's client-side cursor would quote every element as text.
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cur:
         cur.execute(
             f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)}) "
             f"SELECT * FROM unnest({', '.join(casts)}) ON CONFLICT DO NOTHING",
