@@ -17,7 +17,7 @@ rest), written as the strategy cycle writes them: the intent and its pending tra
 
 - ``throughput``: COUNT intents are written at once, one dispatch starts the chain; the rate is
   COUNT / (last finished - dispatch).
-- ``latency at 200/s``: intents are offered at RATE/s (a batch every 50 ms, each followed by a
+- ``latency at 200/s``: intents are offered at RATE/s (a batch every 100 ms, each followed by a
   dispatch, as a tick would) for SECONDS; latency = finished_at - created_at of each intent.
 """
 from __future__ import annotations
@@ -125,7 +125,7 @@ def run_offered(offer: Offer, rate: int, seconds: float) -> dict:
     from intents.models import Intent
 
     first_pk = (Intent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0)
-    batch = max(1, round(rate * 0.05))
+    batch = max(1, round(rate * 0.1))
     start = time.monotonic()
     sent = 0
     while time.monotonic() - start < seconds:
