@@ -126,7 +126,7 @@ def _many_running_orders(account, n):
         for e in entries for account, sign in (("user_available", -1), ("user_locked", 1))])
     MarketData.objects.update_or_create(account=account, symbol="BTC/USDT", defaults=dict(
         best_bid=Decimal("29990"), best_ask=Decimal("30010"), price_tick=Decimal("0.01"),
-        amount_step=Decimal("0.00001"), min_amount=Decimal("0.00001"), min_notional=Decimal("5"), fetched_at=now))
+        amount_step=Decimal("0.00001"), min_amount=Decimal("0.00001"), min_notional=Decimal("5"), fetched_at=timezone.now()))
 
 
 @pytest.mark.parametrize("sessions", [10, 1000])
