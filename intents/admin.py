@@ -1,20 +1,9 @@
 """Read-only admin of intents, tracked orders, fills, in-flight slots and the kill switch."""
 from django.contrib import admin
 
+from mmproject.admin import ReadOnlyAdmin
+
 from .models import Intent, IntentSlot, TrackedFill, TrackedOrder, TradingHalt
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """What the runtime wrote is evidence: it is inspected here, never edited."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Intent)

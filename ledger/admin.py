@@ -1,20 +1,9 @@
 """Read-only admin of the ledger: balances, entries with their postings, asset scales."""
 from django.contrib import admin
 
+from mmproject.admin import ReadOnlyAdmin
+
 from .models import Asset, Balance, LedgerEntry, Posting
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Nobody edits the ledger by hand: every change goes through ledger.services."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Balance)

@@ -17,6 +17,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from mmproject.admin import ReadOnlyAdmin
+
 from intents.models import Intent, TrackedFill, TrackedOrder
 from ledger.amounts import canonical
 from ledger.models import LedgerEntry
@@ -331,17 +333,6 @@ class RefundAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Refund._meta.fields]
 
     def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
         return False
 
     def has_delete_permission(self, request, obj=None):

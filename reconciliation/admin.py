@@ -1,20 +1,11 @@
 """Read-only admin of reconciliation: runs with their drifts, drifts by kind, balance baselines."""
 from django.contrib import admin
 
+from mmproject.admin import ReadOnlyAdmin
+
 from .models import BalanceBaseline, Drift, ReconciliationRun
 
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Runs are records of what was found; baselines change only through ``reconcile --set-baseline``."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+# Runs are records of what was found; baselines change only through ``reconcile --set-baseline``.
 
 
 DRIFT_FIELDS = ("kind", "account", "symbol", "asset", "expected", "actual", "difference", "client_order_id",

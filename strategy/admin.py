@@ -1,18 +1,9 @@
 """Admin of strategy sessions, the tick lease and stored market data (all read-only)."""
 from django.contrib import admin
 
+from mmproject.admin import ReadOnlyAdmin
+
 from .models import MarketData, StrategySession, TickLease
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(StrategySession)
