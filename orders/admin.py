@@ -17,11 +17,10 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from mmproject.admin import ReadOnlyAdmin
-
 from intents.models import Intent, TrackedFill, TrackedOrder
 from ledger.amounts import canonical
 from ledger.models import LedgerEntry
+from mmproject.admin import ReadOnlyAdmin
 from strategy.models import MarketData, StrategySession
 from strategy.runtime import ORDER_REF, strategy_key
 
