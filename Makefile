@@ -43,6 +43,12 @@ bench-ledger: venv
 	scripts/ensure_services.sh postgres
 	DATABASE_URL=$(PG_URL) $(PY) bench/ledger.py
 
+# ccxt round trips against the simulator in its own process (database mm_bench_exchange).
+.PHONY: bench-exchange
+bench-exchange: venv
+	scripts/ensure_services.sh postgres
+	DATABASE_URL=$(PG_URL) $(PY) bench/exchange.py $(BENCH_ARGS)
+
 # Trading-runtime benchmarks (docs/benchmarks.md, "Trading runtime"): each uses its own database
 # (mm_bench_rt) and Redis db 8, and cleans up its processes and queues.
 .PHONY: bench-tick bench-intents bench-memory
