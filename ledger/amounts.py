@@ -5,6 +5,7 @@ from django import forms
 from django.db import models
 
 from .errors import InvalidAmount
+from .exact import exact_decimal
 
 # NUMERIC(38, 18) on PostgreSQL: 20 integer digits (1e12 units is 13) and the largest asset
 # scale we accept. SQLite has no exact decimal type, so the value is stored as fixed-point text.
@@ -29,24 +30,7 @@ def parse_amount(value, *, scale: int, allow_zero: bool = False, field: str = "a
     Accepted: Decimal, int, and decimal strings. Refused: float (already inexact), bool,
     NaN, infinity, zero (unless allowed), negative, more decimals than ``scale``.
     """
-    if isinstance(value, bool):
-        raise InvalidAmount(f"{field} must be a decimal, got a bool ({value!r})")
-    if isinstance(value, float):
-        raise InvalidAmount(
-            f"{field} must be a Decimal, int or decimal string, not a float ({value!r}): "
-            "floats cannot represent money exactly"
-        )
-    if isinstance(value, Decimal):
-        amount = value
-    elif isinstance(value, int):
-        amount = Decimal(value)
-    elif isinstance(value, str):
-        try:
-            amount = Decimal(value.strip())
-        except InvalidOperation:
-            raise InvalidAmount(f"{field} {value!r} is not a decimal number") from None
-    else:
-        raise InvalidAmount(f"{field} must be a Decimal, int or decimal string, not {type(value).__name__}")
+    amount = exact_decimal(value, field=field, error=InvalidAmount)
     if amount.is_nan():
         raise InvalidAmount(f"{field} is NaN")
     if amount.is_infinite():

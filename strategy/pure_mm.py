@@ -46,6 +46,8 @@ from dataclasses import dataclass, fields
 from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from enum import Enum
 
+from ledger.exact import exact_decimal
+
 # Enough digits for 1e12 units at 1e-18 resolution, with room for products: sums and
 # products of prices and amounts are exact; only the explicit tick and step rounding rounds.
 _PRECISION = 60
@@ -104,24 +106,7 @@ def to_decimal(value, *, field: str, allow_none: bool = False) -> Decimal | None
         if allow_none:
             return None
         raise StrategyInputError(f"{field} is required")
-    if isinstance(value, bool):
-        raise StrategyInputError(f"{field} must be a Decimal, got a bool ({value!r})")
-    if isinstance(value, float):
-        raise FloatNotAllowed(
-            f"{field} must be a Decimal, int or decimal string, not a float ({value!r}): "
-            "floats cannot represent prices and amounts exactly"
-        )
-    if isinstance(value, Decimal):
-        result = value
-    elif isinstance(value, int):
-        result = Decimal(value)
-    elif isinstance(value, str):
-        try:
-            result = Decimal(value.strip())
-        except InvalidOperation:
-            raise StrategyInputError(f"{field} {value!r} is not a decimal number") from None
-    else:
-        raise StrategyInputError(f"{field} must be a Decimal, int or decimal string, not {type(value).__name__}")
+    result = exact_decimal(value, field=field, error=StrategyInputError, float_error=FloatNotAllowed)
     if not result.is_finite():
         raise StrategyInputError(f"{field} must be finite, got {result}")
     return result
