@@ -25,7 +25,7 @@ class AuditReport:
     system_balances: dict[tuple[str, str], Decimal] = field(default_factory=dict)
 
 
-def _sums(keys: tuple[str, ...], queryset=None) -> dict[tuple, Decimal]:
+def posting_sums(keys: tuple[str, ...], queryset=None) -> dict[tuple, Decimal]:
     """Sum of posting amounts grouped by ``keys``.
 
     PostgreSQL sums exactly in SQL. SQLite stores amounts as text and would sum them as floats,
@@ -48,7 +48,7 @@ def audit_ledger() -> AuditReport:
     """Recompute every user balance and every asset's total from the postings; name each drift."""
     drifts: list[str] = []
 
-    user_sums = _sums(("account", "user_id", "asset_id"),
+    user_sums = posting_sums(("account", "user_id", "asset_id"),
                       Posting.objects.filter(account__in=[Account.USER_AVAILABLE, Account.USER_LOCKED]))
     balances = {
         (user_id, asset_id): (available, locked)
@@ -75,19 +75,19 @@ def audit_ledger() -> AuditReport:
             drifts.append(f"balance {user_id}:{asset_id} is negative: available={have_available} "
                           f"locked={have_locked}")
 
-    asset_sums = _sums(("asset_id",))
+    asset_sums = posting_sums(("asset_id",))
     for (asset_id,), total in sorted(asset_sums.items()):
         if total != 0:
             drifts.append(f"asset {asset_id}: postings sum to {total}, not 0")
 
-    entry_sums = _sums(("entry_id", "asset_id"))
+    entry_sums = posting_sums(("entry_id", "asset_id"))
     for (entry_id, asset_id), total in sorted(entry_sums.items()):
         if total != 0:
             drifts.append(f"entry {entry_id}: {asset_id} postings sum to {total}, not 0")
 
     system = {
         (account, asset_id): total
-        for (account, asset_id), total in _sums(
+        for (account, asset_id), total in posting_sums(
             ("account", "asset_id"), Posting.objects.exclude(account__in=[Account.USER_AVAILABLE, Account.USER_LOCKED])
         ).items()
     }
@@ -110,4 +110,4 @@ def ref_positions(*, ref_type: str, ref_ids) -> dict[tuple[str, str], Decimal]:
     queryset = Posting.objects.filter(account=Account.USER_LOCKED, entry__ref_type=ref_type,
                                       entry__ref_id__in=[str(r) for r in ref_ids])
     return {(ref_id, asset_id): total for (ref_id, asset_id), total in
-            _sums(("entry__ref_id", "asset_id"), queryset).items()}
+            posting_sums(("entry__ref_id", "asset_id"), queryset).items()}

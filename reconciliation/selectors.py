@@ -20,7 +20,9 @@ from intents.models import (
 )
 from ledger.amounts import exact_context
 from ledger.models import Account, Operation, Posting
+from ledger.selectors import posting_sums
 from orders.models import (
+    ORDER_REF,
     ExchangeTransfer,
     ExchangeTransferStatus,
     MarketMakingOrder,
@@ -33,9 +35,6 @@ from strategy.runtime import strategy_key
 from .models import BalanceBaseline
 
 ZERO = Decimal(0)
-# The ledger ref under which an order's funds are locked, unlocked and its fills settled
-# (orders/services/withdrawal.py: ref_type="mm_order", ref_id=str(order_id)).
-ORDER_REF_TYPE = "mm_order"
 
 
 def order_scope() -> dict[int, set[str]]:
@@ -69,18 +68,6 @@ def tracked_statuses(client_order_ids) -> dict[str, str]:
         "client_order_id", "status"))
 
 
-def _sum_by(queryset, keys: tuple[str, ...]) -> dict[tuple, Decimal]:
-    """Exact sums of posting amounts by ``keys`` (SQL on PostgreSQL, Decimal on SQLite's text)."""
-    if connection.vendor == "postgresql":
-        return {tuple(row[k] for k in keys): row["total"]
-                for row in queryset.values(*keys).annotate(total=Sum("amount")).order_by()}
-    totals: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
-    with exact_context():
-        for *group, amount in queryset.values_list(*keys, "amount").iterator(chunk_size=5000):
-            totals[tuple(group)] += amount
-    return dict(totals)
-
-
 @dataclass(frozen=True)
 class Position:
     """What the ledger says the orders on one exchange account have there, in one exchange asset."""
@@ -110,9 +97,9 @@ def ledger_positions() -> dict[tuple[int, str], Position]:
     Ledger asset ids map to exchange codes through the order's pair (base and quote); a position
     in any other asset has no exchange counterpart on that account and is left out.
     """
-    locked = Posting.objects.filter(account=Account.USER_LOCKED, entry__ref_type=ORDER_REF_TYPE)
-    sums = _sum_by(locked, ("entry__ref_id", "asset_id"))
-    unlocks = _sum_by(locked.filter(entry__operation=Operation.UNLOCK_FUNDS), ("entry__ref_id", "asset_id"))
+    locked = Posting.objects.filter(account=Account.USER_LOCKED, entry__ref_type=ORDER_REF)
+    sums = posting_sums(("entry__ref_id", "asset_id"), locked)
+    unlocks = posting_sums(("entry__ref_id", "asset_id"), locked.filter(entry__operation=Operation.UNLOCK_FUNDS))
     ref_ids = {ref_id for (ref_id, _), amount in [*sums.items(), *unlocks.items()] if amount}
     orders = {
         str(order_id): (account_id or pair_account_id, state, {base_id: base_code, quote_id: quote_code})
