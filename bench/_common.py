@@ -27,7 +27,6 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/8"
 SYMBOL = "BTC/USDT"
 START_PRICE = Decimal("30000")
 BTC, USDT = "asset-btc", "asset-usdt"
-ORDER_REF = "mm_order"  # the ledger ref_type of an order's locked funds
 
 
 def bench_database_url() -> str:
@@ -191,7 +190,7 @@ def make_sessions(accounts: list, n: int, *, layers: int = 2, cadence_s: int = 1
     from django.utils import timezone
 
     from ledger import services as ledger
-    from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
+    from orders.models import ORDER_REF, MarketMakingOrder, MarketMakingPair, OrderState
     from strategy.models import SessionStatus, StrategySession
 
     now = timezone.now()

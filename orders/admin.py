@@ -20,14 +20,14 @@ from django.utils.html import format_html, format_html_join
 from intents.models import Intent, TrackedFill, TrackedOrder
 from ledger.amounts import canonical
 from ledger.models import LedgerEntry
-from mmproject.admin import ReadOnlyAdmin
+from mmproject.admin import ReadOnlyAdmin, ReadOnlyInline
 from strategy.models import MarketData, StrategySession
-from strategy.runtime import ORDER_REF, strategy_key
+from strategy.runtime import strategy_key
 
 from .dispatch import enqueue_after_commit
 from .errors import IllegalTransition
 from .models import (
-    CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderState, OrderTransition,
+    ORDER_REF, CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderState, OrderTransition,
     PaymentState, Refund, Snapshot,
 )
 from .services import order_stop
@@ -116,45 +116,30 @@ class MarketMakingPairAdmin(admin.ModelAdmin):
     readonly_fields = ("pair_id", "created_at")
 
 
-class ReadOnlyInline(admin.TabularInline):
+class OrderPageInline(ReadOnlyInline):
     """A read-only table on the order page, shown to whoever may view the order."""
-
-    extra = 0
-    can_delete = False
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields or [f.name for f in self.model._meta.fields]
 
     def has_view_permission(self, request, obj=None):
         return _can_view_orders(request)
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class TransitionInline(ReadOnlyInline):
+class TransitionInline(OrderPageInline):
     model = OrderTransition
     verbose_name_plural = "transition history"
     fields = ("at", "name", "from_state", "to_state", "by", "reason")
 
 
-class SnapshotInline(ReadOnlyInline):
+class SnapshotInline(OrderPageInline):
     model = Snapshot
     fields = ("snapshot_id", "asset_id", "amount", "opponent_id", "outcome", "allocation", "reason", "received_at")
 
 
-class RefundInline(ReadOnlyInline):
+class RefundInline(OrderPageInline):
     model = Refund
     fields = ("key", "asset_id", "amount", "status", "attempts", "reason", "error")
 
 
-class SessionInline(ReadOnlyInline):
+class SessionInline(OrderPageInline):
     model = StrategySession
     verbose_name_plural = "strategy session"
     fields = ("status", "cadence_s", "next_run_at", "started_at", "stopped_at")

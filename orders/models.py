@@ -10,6 +10,9 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from ledger.amounts import AmountField, canonical
 
 ZERO = Decimal(0)
+# The ledger ref_type of everything an order locks, settles, charges and unlocks (ref_id: its id):
+# the sum of an order's user_locked postings under it is what the order holds.
+ORDER_REF = "mm_order"
 
 
 class MarketMakingPair(models.Model):

@@ -1,7 +1,7 @@
 """Read-only admin of reconciliation: runs with their drifts, drifts by kind, balance baselines."""
 from django.contrib import admin
 
-from mmproject.admin import ReadOnlyAdmin
+from mmproject.admin import ReadOnlyAdmin, ReadOnlyInline
 
 from .models import BalanceBaseline, Drift, ReconciliationRun
 
@@ -12,15 +12,9 @@ DRIFT_FIELDS = ("kind", "account", "symbol", "asset", "expected", "actual", "dif
                 "intent_id", "detail")
 
 
-class DriftInline(admin.TabularInline):
+class DriftInline(ReadOnlyInline):
     model = Drift
     fields = DRIFT_FIELDS
-    readonly_fields = DRIFT_FIELDS
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ReconciliationRun)

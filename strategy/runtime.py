@@ -32,6 +32,7 @@ from intents.models import (
     TrackedOrderStatus,
 )
 from ledger.selectors import ref_positions
+from orders.models import ORDER_REF
 
 from . import order_diff, pure_mm
 from .models import MarketData, SessionStatus, StrategySession
@@ -39,7 +40,6 @@ from .tick import period_start_ms
 
 logger = logging.getLogger(__name__)
 
-ORDER_REF = "mm_order"  # ledger ref_type of everything an order locks, settles and unlocks
 
 # How long stored market data stays fresh enough to quote on.
 STALE_AFTER_TICKS = 5

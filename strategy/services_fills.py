@@ -16,9 +16,9 @@ def fill_settle(*, fill: TrackedFill) -> int:
     Exchange currency codes map to the pair's Mixin asset ids; a fee in any other currency
     cannot be settled and raises ValueError (recorded on the fill, reported by reconciliation).
     """
-    from orders.models import MarketMakingOrder
+    from orders.models import ORDER_REF, MarketMakingOrder
 
-    from .runtime import ORDER_REF, order_id_of
+    from .runtime import order_id_of
 
     order = MarketMakingOrder.objects.select_related("pair", "exchange_account").get(
         order_id=order_id_of(fill.strategy_key))

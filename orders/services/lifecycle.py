@@ -8,13 +8,12 @@ from django.db import transaction
 
 from ledger.selectors import ref_positions
 from ledger.services import unlock_funds
-from strategy.runtime import ORDER_REF
 from strategy.services import session_start, session_stop
 from strategy.stop import session_stop_begin, session_wind_down
 
 from ..dispatch import enqueue_after_commit
 from ..errors import IllegalTransition
-from ..models import CampaignParticipation, OrderState
+from ..models import ORDER_REF, CampaignParticipation, OrderState
 from .transitions import apply_transition, order_lock
 
 logger = logging.getLogger(__name__)

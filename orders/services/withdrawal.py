@@ -19,7 +19,7 @@ from ledger.services import debit_fee, lock_funds, unlock_funds
 
 from ..dispatch import enqueue_after_commit
 from ..errors import ExchangeUnavailable, TransferRejected, WithdrawalNotConfigured
-from ..models import ExchangeTransfer, ExchangeTransferStatus, MarketMakingOrder, OrderState, PaymentState
+from ..models import ORDER_REF, ExchangeTransfer, ExchangeTransferStatus, MarketMakingOrder, OrderState, PaymentState
 from .payment import refund_received
 from .refunds import refund_settle_pending
 from .transitions import apply_transition, order_lock
@@ -104,7 +104,7 @@ def unlock_all(order: MarketMakingOrder) -> None:
     for transfer in order.exchange_transfers.exclude(status=ExchangeTransferStatus.RESOLVED).order_by("asset_id"):
         unlock_funds(user_id=order.user_id, asset_id=transfer.asset_id, amount=transfer.amount,
                      idempotency_key=f"mm-unlock:{order.order_id}:{transfer.asset_id}",
-                     ref_type="mm_order", ref_id=str(order.order_id))
+                     ref_type=ORDER_REF, ref_id=str(order.order_id))
 
 
 def withdrawal_start(*, order_id, by: str = "task:withdraw_to_exchange") -> str:
@@ -149,7 +149,7 @@ def withdrawal_start(*, order_id, by: str = "task:withdraw_to_exchange") -> str:
         for target in targets:
             lock_funds(user_id=order.user_id, asset_id=target["asset_id"], amount=target["amount"],
                        idempotency_key=f"mm-lock:{order.order_id}:{target['asset_id']}",
-                       ref_type="mm_order", ref_id=str(order.order_id))
+                       ref_type=ORDER_REF, ref_id=str(order.order_id))
             ExchangeTransfer.objects.create(
                 order=order, request_id=withdrawal_request_id(order.order_id, target["asset_id"]),
                 status=ExchangeTransferStatus.PENDING, **target,
@@ -250,4 +250,4 @@ def _charge_fees(order: MarketMakingOrder) -> None:
     for leg, asset_id, required, _ in payment.legs():
         if leg.endswith("_fee") and required > 0:
             debit_fee(user_id=order.user_id, asset_id=asset_id, amount=required,
-                      idempotency_key=f"mm-fee:{order.order_id}:{leg}", ref_type="mm_order", ref_id=str(order.order_id))
+                      idempotency_key=f"mm-fee:{order.order_id}:{leg}", ref_type=ORDER_REF, ref_id=str(order.order_id))
