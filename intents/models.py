@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 from ledger.amounts import AmountField
+from strategy.order_diff import TrackedStatus
 
 
 class IntentKind(models.TextChoices):
@@ -79,15 +80,9 @@ class IntentSlot(models.Model):
         return f"{self.scope}#{self.index}"
 
 
-class TrackedOrderStatus(models.TextChoices):
-    PENDING_CREATE = "pending_create"
-    OPEN = "open"
-    PARTIALLY_FILLED = "partially_filled"
-    PENDING_CANCEL = "pending_cancel"
-    FILLED = "filled"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    LOST = "lost"
+# The database's choices are the pure strategy's statuses (strategy.order_diff.TrackedStatus):
+# one list, so a row always converts to what the diff expects.
+TrackedOrderStatus = models.TextChoices("TrackedOrderStatus", [(s.name, s.value) for s in TrackedStatus])
 
 
 OPEN_TRACKED_STATUSES = (

@@ -1,7 +1,7 @@
 """Read-only admin of the ledger: balances, entries with their postings, asset scales."""
 from django.contrib import admin
 
-from mmproject.admin import ReadOnlyAdmin
+from mmproject.admin import ReadOnlyAdmin, ReadOnlyInline
 
 from .models import Asset, Balance, LedgerEntry, Posting
 
@@ -13,15 +13,9 @@ class BalanceAdmin(ReadOnlyAdmin):
     list_filter = ("asset_id",)
 
 
-class PostingInline(admin.TabularInline):
+class PostingInline(ReadOnlyInline):
     model = Posting
     fields = ("account", "user_id", "asset_id", "amount")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(LedgerEntry)
