@@ -96,6 +96,19 @@ class MarketMakingOrder(ConcurrentTransitionMixin, models.Model):
     price_source_type = models.CharField(max_length=16, default="mid_price")
     ceiling_price = AmountField(null=True, blank=True)
     floor_price = AmountField(null=True, blank=True)
+    order_level_spread = AmountField(
+        null=True, blank=True, help_text="fraction between layers; empty: each layer one more bid spread out")
+    inventory_skew_enabled = models.BooleanField(default=False)
+    inventory_target_base_pct = AmountField(
+        default=Decimal("0.5"), help_text="share of the order's value to hold in base, fraction (0.5 = 50%)")
+    inventory_range_multiplier = AmountField(
+        default=Decimal(1), help_text="skew band, in multiples of one side's total ladder amount")
+    hanging_orders_enabled = models.BooleanField(
+        default=False, help_text="keep an order on the book once an opposite order has filled")
+    order_refresh_tolerance_pct = AmountField(
+        default=ZERO, help_text="fraction; an order within it of the desired price and amount is kept")
+    max_order_age_s = models.PositiveIntegerField(
+        null=True, blank=True, help_text="seconds; an older order is cancelled and replaced (empty: no limit)")
 
     expires_at = models.DateTimeField(help_text="payment deadline")
     reason = models.TextField(blank=True, help_text="why the order failed, was refunded or stopped")

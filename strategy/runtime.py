@@ -98,13 +98,19 @@ def params_for(order) -> pure_mm.PureMMParams:
         ask_spread=order.ask_spread,
         order_amount=order.order_amount,
         order_levels=order.number_of_layers,
-        # Orders carry no layer spread of their own: each layer sits one more bid spread out.
-        order_level_spread=order.bid_spread,
+        # An order without a layer spread of its own has each layer one more bid spread out.
+        order_level_spread=order.bid_spread if order.order_level_spread is None else order.order_level_spread,
         amount_change_type=order.amount_change_type,
         amount_change_per_layer=order.amount_change_per_layer,
         price_source=_price_source(order.price_source_type),
         price_ceiling=order.ceiling_price,
         price_floor=order.floor_price,
+        inventory_skew_enabled=order.inventory_skew_enabled,
+        inventory_target_base_pct=order.inventory_target_base_pct,
+        inventory_range_multiplier=order.inventory_range_multiplier,
+        hanging_orders_enabled=order.hanging_orders_enabled,
+        order_refresh_tolerance_pct=order.order_refresh_tolerance_pct,
+        max_order_age=order.max_order_age_s,
     )
 
 
@@ -128,7 +134,9 @@ def _price_source(value: str) -> pure_mm.PriceSource:
 _SESSION_FIELDS = ("pk", "cadence_s")
 _ORDER_FIELDS = ("order_id", "user_id", "exchange_account_id", "bid_spread", "ask_spread", "order_amount",
                  "number_of_layers", "amount_change_type", "amount_change_per_layer", "price_source_type",
-                 "ceiling_price", "floor_price")
+                 "ceiling_price", "floor_price", "order_level_spread", "inventory_skew_enabled",
+                 "inventory_target_base_pct", "inventory_range_multiplier", "hanging_orders_enabled",
+                 "order_refresh_tolerance_pct", "max_order_age_s")
 _PAIR_FIELDS = ("symbol", "base_asset_id", "quote_asset_id")
 
 
