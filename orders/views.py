@@ -19,18 +19,25 @@ from ledger.services import asset_scale
 from .errors import InvalidOrderRequest, PairDisabled, PairNotFound
 from .selectors import order_summary
 from .services import order_create
-from .services.orders import _decimal, _positive_int, pair_get_enabled
+from .services.orders import _bool, _decimal, _fraction, _positive_int, pair_get_enabled
 
 logger = logging.getLogger(__name__)
 
 FIELDS = (
     "user_id", "pair_id", "base_amount", "quote_amount", "bid_spread", "ask_spread", "order_amount",
     "order_refresh_time", "number_of_layers", "amount_change_per_layer", "amount_change_type",
-    "price_source_type", "ceiling_price", "floor_price",
+    "price_source_type", "ceiling_price", "floor_price", "order_level_spread", "inventory_skew_enabled",
+    "inventory_target_base_pct", "inventory_range_multiplier", "hanging_orders_enabled",
+    "order_refresh_tolerance_pct", "max_order_age_s",
 )
 REQUIRED = FIELDS[:7]
 DECIMALS = ("bid_spread", "ask_spread", "order_amount", "ceiling_price", "floor_price")
-INTEGERS = ("order_refresh_time", "number_of_layers")
+DECIMALS_OR_ZERO = ("amount_change_per_layer", "order_level_spread", "inventory_range_multiplier",
+                    "order_refresh_tolerance_pct")
+FRACTIONS = ("inventory_target_base_pct",)
+INTEGERS = ("order_refresh_time", "number_of_layers", "max_order_age_s")
+BOOLEANS = ("inventory_skew_enabled", "hanging_orders_enabled")
+NULLABLE = ("ceiling_price", "floor_price", "order_level_spread", "max_order_age_s")
 
 
 def api_authenticated(view):
@@ -64,7 +71,8 @@ def _field_errors(body: dict) -> dict[str, list[str]]:
             errors[name] = ["this field is required"]
 
     def check(name, parse):
-        if name in body and body[name] is not None and name not in errors:
+        # null means "none" only where the order allows none; elsewhere the parser says what is expected.
+        if name in body and (body[name] is not None or name not in NULLABLE) and name not in errors:
             try:
                 parse(body[name])
             except InvalidOrderRequest as exc:
@@ -95,9 +103,14 @@ def _field_errors(body: dict) -> dict[str, list[str]]:
             check(name, lambda v, name=name: _decimal(v, field=name))
     for name in DECIMALS:
         check(name, lambda v, name=name: _decimal(v, field=name))
-    check("amount_change_per_layer", lambda v: _decimal(v, field="amount_change_per_layer", allow_zero=True))
+    for name in DECIMALS_OR_ZERO:
+        check(name, lambda v, name=name: _decimal(v, field=name, allow_zero=True))
+    for name in FRACTIONS:
+        check(name, lambda v, name=name: _fraction(v, field=name))
     for name in INTEGERS:
         check(name, lambda v, name=name: _positive_int(v, field=name))
+    for name in BOOLEANS:
+        check(name, lambda v, name=name: _bool(v, field=name))
     if body.get("amount_change_type", "fixed") not in ("fixed", "percentage"):
         errors["amount_change_type"] = [f"must be fixed or percentage, got {body['amount_change_type']!r}"]
     return errors
@@ -127,6 +140,7 @@ def order_create_view(request):
     except PairNotFound as exc:
         return _invalid({"pair_id": [str(exc)]})
     except InvalidOrderRequest as exc:
-        # Only cross-field checks are left here (e.g. floor_price above ceiling_price).
+        # Only checks of the whole set are left here: floor_price above ceiling_price, or parameters
+        # the strategy refuses (e.g. bid_spread of 1 or more, an unknown price_source_type).
         return _invalid({"non_field_errors": [str(exc)]})
     return JsonResponse(order_summary(order=order), status=201)

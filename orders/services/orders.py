@@ -13,6 +13,8 @@ from django.utils import timezone
 from ledger.amounts import parse_amount
 from ledger.errors import InvalidAmount
 from ledger.services import asset_scale
+from strategy import pure_mm
+from strategy.runtime import params_for
 
 from ..errors import InvalidOrderRequest, PairDisabled, PairNotFound
 from ..memo import encode_market_making_create_memo
@@ -36,6 +38,29 @@ def _positive_int(value, *, field: str) -> int:
     return value
 
 
+def _bool(value, *, field: str) -> bool:
+    """Only a real bool (JSON true/false): "false" or 0 would be a guess at what was meant."""
+    if not isinstance(value, bool):
+        raise InvalidOrderRequest(f"{field} must be true or false, got {value!r}")
+    return value
+
+
+def _fraction(value, *, field: str) -> Decimal:
+    """A fraction in [0, 1] (0.5 = 50 %)."""
+    fraction = _decimal(value, field=field, allow_zero=True)
+    if fraction > 1:
+        raise InvalidOrderRequest(f"{field} must be a fraction in [0, 1] (0.5 = 50%), got {fraction}")
+    return fraction
+
+
+def _strategy_check(order: MarketMakingOrder) -> None:
+    """Refuse now what the strategy would refuse on every tick: the parameters as the cycle builds them."""
+    try:
+        params_for(order)
+    except pure_mm.StrategyInputError as exc:
+        raise InvalidOrderRequest(f"the strategy refuses these parameters: {exc}") from None
+
+
 def pair_get_enabled(pair_id) -> MarketMakingPair:
     try:
         pair = MarketMakingPair.objects.get(pair_id=uuid.UUID(str(pair_id)))
@@ -50,9 +75,15 @@ def order_create(
     *, user_id: str, pair_id, base_amount, quote_amount, bid_spread, ask_spread, order_amount,
     order_refresh_time: int = 15, number_of_layers: int = 1, amount_change_per_layer="0",
     amount_change_type: str = "fixed", price_source_type: str = "mid_price", ceiling_price=None,
-    floor_price=None, by: str = "api",
+    floor_price=None, order_level_spread=None, inventory_skew_enabled: bool = False,
+    inventory_target_base_pct="0.5", inventory_range_multiplier="1", hanging_orders_enabled: bool = False,
+    order_refresh_tolerance_pct="0", max_order_age_s: int | None = None, by: str = "api",
 ) -> MarketMakingOrder:
-    """Create an order intent with its memo and payment legs, in ``payment_pending``."""
+    """Create an order intent with its memo and payment legs, in ``payment_pending``.
+
+    The strategy parameters are those of ``strategy.pure_mm.PureMMParams`` (its docstring gives their
+    meaning); ``order_level_spread=None`` puts each layer one more bid spread out.
+    """
     if not isinstance(user_id, str):
         raise InvalidOrderRequest(f"user_id must be a Mixin user id (UUID), got {user_id!r}")
     try:
@@ -75,10 +106,21 @@ def order_create(
         price_source_type=str(price_source_type),
         ceiling_price=None if ceiling_price is None else _decimal(ceiling_price, field="ceiling_price"),
         floor_price=None if floor_price is None else _decimal(floor_price, field="floor_price"),
+        order_level_spread=None if order_level_spread is None else _decimal(
+            order_level_spread, field="order_level_spread", allow_zero=True),
+        inventory_skew_enabled=_bool(inventory_skew_enabled, field="inventory_skew_enabled"),
+        inventory_target_base_pct=_fraction(inventory_target_base_pct, field="inventory_target_base_pct"),
+        inventory_range_multiplier=_decimal(
+            inventory_range_multiplier, field="inventory_range_multiplier", allow_zero=True),
+        hanging_orders_enabled=_bool(hanging_orders_enabled, field="hanging_orders_enabled"),
+        order_refresh_tolerance_pct=_decimal(
+            order_refresh_tolerance_pct, field="order_refresh_tolerance_pct", allow_zero=True),
+        max_order_age_s=None if max_order_age_s is None else _positive_int(max_order_age_s, field="max_order_age_s"),
     )
     if fields["ceiling_price"] is not None and fields["floor_price"] is not None \
             and fields["floor_price"] > fields["ceiling_price"]:
         raise InvalidOrderRequest("floor_price is above ceiling_price")
+    _strategy_check(MarketMakingOrder(pair=pair, **fields))
 
     order_id = uuid.uuid4()
     now = timezone.now()

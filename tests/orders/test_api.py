@@ -1,6 +1,7 @@
 """POST /api/orders/: bearer-token auth (401), per-field errors (400), per-user rate limit (429), creation (201)."""
 import json
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -107,6 +108,62 @@ def test_api_reports_every_bad_field_at_once(client, body, token):
     errors = post(client, body, token).json()["errors"]
     assert set(errors) == {"order_amount", "bid_spread", "ask_spread", "number_of_layers"}
     assert errors["order_amount"] == ["this field is required"]
+
+
+def test_api_creates_an_order_with_every_strategy_parameter(client, body, token):
+    body.update(order_level_spread="0.0004", inventory_skew_enabled=True, inventory_target_base_pct="0.3",
+                inventory_range_multiplier="2", hanging_orders_enabled=True, order_refresh_tolerance_pct="0.0005",
+                max_order_age_s=120)
+    response = post(client, body, token)
+    assert response.status_code == 201, response.content
+    order = MarketMakingOrder.objects.get(order_id=response.json()["order_id"])
+    assert (order.order_level_spread, order.inventory_target_base_pct, order.inventory_range_multiplier,
+            order.order_refresh_tolerance_pct) == (Decimal("0.0004"), Decimal("0.3"), Decimal(2), Decimal("0.0005"))
+    assert (order.inventory_skew_enabled, order.hanging_orders_enabled, order.max_order_age_s) == (True, True, 120)
+
+
+def test_api_takes_null_as_none_for_the_layer_spread_and_the_max_order_age(client, body, token):
+    body.update(order_level_spread=None, max_order_age_s=None)
+    response = post(client, body, token)
+    assert response.status_code == 201, response.content
+    order = MarketMakingOrder.objects.get(order_id=response.json()["order_id"])
+    assert (order.order_level_spread, order.max_order_age_s) == (None, None)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"inventory_skew_enabled": "yes"}, "must be true or false, got 'yes'"),
+    ({"hanging_orders_enabled": 1}, "must be true or false, got 1"),
+    ({"hanging_orders_enabled": None}, "must be true or false, got None"),
+    ({"inventory_target_base_pct": "2"}, "must be a fraction in [0, 1]"),
+    ({"inventory_target_base_pct": 0.5}, "not a float (0.5)"),
+    ({"inventory_range_multiplier": "-2"}, "is negative"),
+    ({"inventory_range_multiplier": 1.5}, "not a float (1.5)"),
+    ({"order_refresh_tolerance_pct": 0.001}, "not a float (0.001)"),
+    ({"order_refresh_tolerance_pct": "a lot"}, "is not a decimal number"),
+    ({"order_level_spread": 0.0005}, "not a float (0.0005)"),
+    ({"order_level_spread": "-0.0005"}, "is negative"),
+    ({"max_order_age_s": 0}, "positive integer"),
+    ({"max_order_age_s": 30.0}, "positive integer, got 30.0"),
+    ({"max_order_age_s": "30"}, "positive integer, got '30'"),
+])
+def test_api_refuses_a_bad_strategy_parameter_on_its_field(client, body, token, change, message):
+    body.update(change)
+    response = post(client, body, token)
+    assert response.status_code == 400
+    [field] = change
+    errors = response.json()["errors"]
+    assert list(errors) == [field]
+    assert errors[field][0].startswith(field) and message in errors[field][0]
+    assert not MarketMakingOrder.objects.exists()
+
+
+def test_api_refuses_what_the_strategy_would_refuse_with_its_message(client, body, token):
+    body.update(bid_spread="1")
+    response = post(client, body, token)
+    assert response.status_code == 400
+    [message] = response.json()["errors"]["non_field_errors"]
+    assert message.startswith("the strategy refuses these parameters: bid_spread must be a fraction in [0, 1)")
+    assert not MarketMakingOrder.objects.exists()
 
 
 def test_api_refuses_a_body_that_is_not_a_json_object(client, token):

@@ -1,5 +1,6 @@
 """Management commands: mm_order create, stop_mm, mm_status, mm_resume (the JSON API: test_api.py)."""
 import json
+import re
 import uuid
 from decimal import Decimal
 
@@ -27,6 +28,41 @@ def test_mm_order_create_prints_id_memo_and_required_amounts(pair, user_id, caps
         ("base", BTC, "0.5"), ("quote", USDT, "1000"), ("base_fee", BTC, "0.0001"), ("quote_fee", ETH, "0.002")}
     assert order.ask_spread == Decimal("0.002")
     assert OrderTransition.objects.get(order=order).by == "command:mm_order"
+
+
+def test_mm_order_create_takes_the_strategy_parameters(pair, user_id, capsys):
+    call_command("mm_order", "create", "--user", user_id, "--pair", str(pair.pair_id), "--base-amount", "0.5",
+                 "--quote-amount", "1000", "--bid-spread", "0.001", "--ask-spread", "0.002", "--order-amount", "0.01",
+                 "--order-level-spread", "0.0005", "--inventory-skew-enabled", "--inventory-target-base-pct", "0.4",
+                 "--inventory-range-multiplier", "3", "--hanging-orders-enabled", "--order-refresh-tolerance-pct",
+                 "0.0002", "--max-order-age-s", "300")
+    order = MarketMakingOrder.objects.get(order_id=json.loads(capsys.readouterr().out)["order_id"])
+    assert (order.order_level_spread, order.inventory_target_base_pct, order.inventory_range_multiplier,
+            order.order_refresh_tolerance_pct) == (Decimal("0.0005"), Decimal("0.4"), Decimal(3), Decimal("0.0002"))
+    assert (order.inventory_skew_enabled, order.hanging_orders_enabled, order.max_order_age_s) == (True, True, 300)
+
+
+def test_mm_order_create_leaves_the_strategy_parameters_at_their_defaults(pair, user_id, capsys):
+    call_command("mm_order", "create", "--user", user_id, "--pair", str(pair.pair_id), "--base-amount", "0.5",
+                 "--quote-amount", "1000", "--bid-spread", "0.001", "--ask-spread", "0.002", "--order-amount", "0.01")
+    order = MarketMakingOrder.objects.get(order_id=json.loads(capsys.readouterr().out)["order_id"])
+    assert (order.inventory_skew_enabled, order.hanging_orders_enabled, order.max_order_age_s,
+            order.order_level_spread) == (False, False, None, None)
+    assert (order.inventory_target_base_pct, order.inventory_range_multiplier,
+            order.order_refresh_tolerance_pct) == (Decimal("0.5"), Decimal(1), Decimal(0))
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--inventory-target-base-pct", "1.2", "inventory_target_base_pct must be a fraction in [0, 1]"),
+    ("--order-refresh-tolerance-pct", "-0.1", "order_refresh_tolerance_pct -0.1 is negative"),
+    ("--max-order-age-s", "0", "max_order_age_s must be a positive integer"),
+])
+def test_mm_order_create_refuses_a_bad_strategy_parameter(pair, user_id, option, value, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("mm_order", "create", "--user", user_id, "--pair", str(pair.pair_id), "--base-amount", "1",
+                     "--quote-amount", "1", "--bid-spread", "0.001", "--ask-spread", "0.001", "--order-amount", "0.1",
+                     option, value)
+    assert not MarketMakingOrder.objects.exists()
 
 
 def test_mm_order_create_refuses_a_disabled_pair(pair, user_id):

@@ -9,6 +9,12 @@ from orders.selectors import order_summary
 from orders.services import order_create
 
 
+# Options passed to order_create only when given.
+STRATEGY_OPTIONS = ("order_level_spread", "inventory_skew_enabled", "inventory_target_base_pct",
+                    "inventory_range_multiplier", "hanging_orders_enabled", "order_refresh_tolerance_pct",
+                    "max_order_age_s")
+
+
 class Command(OperatorCommand):
     help = ("Market-making orders. `create` makes an order intent in payment_pending and prints its id, memo and "
             "required amounts as JSON; `show` prints an order and its state history as JSON. Exit 2 on bad "
@@ -32,6 +38,17 @@ class Command(OperatorCommand):
         create.add_argument("--price-source-type", default="mid_price")
         create.add_argument("--ceiling-price")
         create.add_argument("--floor-price")
+        # Left out, the service's defaults apply (the strategy's behaviour before these were exposed).
+        create.add_argument("--order-level-spread", help="fraction between layers (default: the bid spread)")
+        create.add_argument("--inventory-skew-enabled", action="store_true", default=None,
+                            help="skew buy and sell amounts towards the inventory target")
+        create.add_argument("--inventory-target-base-pct", help="fraction of the value held in base (default 0.5)")
+        create.add_argument("--inventory-range-multiplier", help="skew band in ladder amounts (default 1)")
+        create.add_argument("--hanging-orders-enabled", action="store_true", default=None,
+                            help="keep an order on the book once an opposite order has filled")
+        create.add_argument("--order-refresh-tolerance-pct",
+                            help="fraction within which an order is kept rather than replaced (default 0)")
+        create.add_argument("--max-order-age-s", type=int, help="seconds before an order is replaced (default: none)")
         show = sub.add_parser("show", help="an order's summary and its state history")
         show.add_argument("order_id", type=uuid_argument, help="the order id (UUID)")
 
@@ -46,6 +63,7 @@ class Command(OperatorCommand):
             amount_change_per_layer=o["amount_change_per_layer"], amount_change_type=o["amount_change_type"],
             price_source_type=o["price_source_type"], ceiling_price=o["ceiling_price"],
             floor_price=o["floor_price"], by="command:mm_order",
+            **{name: o[name] for name in STRATEGY_OPTIONS if o[name] is not None},
         )
         self.stdout.write(json.dumps(order_summary(order=order), sort_keys=True))
 
