@@ -168,8 +168,10 @@ class MarketMakingOrderAdmin(admin.ModelAdmin):
                            "created_at", "updated_at", "expires_at", "withdrawal_started_at")}),
         ("Strategy parameters", {"classes": ("collapse",), "fields": (
             "base_amount", "quote_amount", "bid_spread", "ask_spread", "order_amount", "order_refresh_time",
-            "number_of_layers", "amount_change_per_layer", "amount_change_type", "price_source_type",
-            "ceiling_price", "floor_price")}),
+            "number_of_layers", "order_level_spread", "amount_change_per_layer", "amount_change_type",
+            "price_source_type", "ceiling_price", "floor_price", "order_refresh_tolerance_pct", "max_order_age_s",
+            "hanging_orders_enabled", "inventory_skew_enabled", "inventory_target_base_pct",
+            "inventory_range_multiplier")}),
         ("Payment legs", {"fields": ("payment_legs",)}),
         ("Trading", {"fields": ("pnl", "intents", "tracked_orders")}),
         ("Ledger entries", {"fields": ("ledger_entries",)}),

@@ -154,6 +154,29 @@ def test_order_page_shows_legs_snapshots_ledger_history_session_intents_and_trac
     assert SECRET not in viewer.get(f"/admin/exchanges/exchangeaccount/{account.pk}/change/").content.decode()
 
 
+STRATEGY_PARAMETERS = ("order_level_spread", "inventory_skew_enabled", "inventory_target_base_pct",
+                       "inventory_range_multiplier", "hanging_orders_enabled", "order_refresh_tolerance_pct",
+                       "max_order_age_s")
+
+
+@embedded
+def test_order_page_shows_every_strategy_parameter_read_only(viewer, account):
+    order = make_running_order(account)
+    MarketMakingOrder.objects.filter(pk=order.pk).update(
+        order_level_spread=Decimal("0.00070000"), inventory_skew_enabled=True,
+        inventory_target_base_pct=Decimal("0.35"), inventory_range_multiplier=Decimal("4.5"),
+        hanging_orders_enabled=True, order_refresh_tolerance_pct=Decimal("0.00025"), max_order_age_s=4321)
+
+    page = viewer.get(change_url(order)).content.decode()
+
+    section = page[page.index("Strategy parameters"):page.index('id="payment-legs"')]
+    for name in STRATEGY_PARAMETERS:
+        assert f"field-{name}" in section, name
+        assert f'name="{name}"' not in page, name
+    for shown in ("0.00070000", "0.35", "4.5", "0.00025", "4321"):
+        assert shown in section, shown
+
+
 @embedded
 def test_the_state_is_never_editable(admin_client, account):
     order = make_running_order(account)
