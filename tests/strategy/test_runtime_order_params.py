@@ -1,0 +1,158 @@
+"""The strategy cycle uses the order's own parameters: refresh tolerance, max order age, hanging orders,
+inventory skew and layer spread, on a stored book (no exchange: the tests play executor and tracker)."""
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from exchanges.models import ExchangeAccount
+from intents.models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
+from orders.models import MarketMakingOrder
+from strategy import runtime
+from strategy.models import MarketData, StrategySession
+
+from tests.runtime_fixtures import make_running_order
+
+pytestmark = pytest.mark.django_db
+
+# The book's mid is 30000: with a 0.2 % spread the innermost buy is at 29940 and the sell at 30060.
+BID, ASK = Decimal("29990"), Decimal("30010")
+
+
+@pytest.fixture
+def account():
+    return ExchangeAccount.objects.create(exchange_id="binance", label="params")
+
+
+def running_order(account, *, layers=1, base="1", quote="40000", **params):
+    order = make_running_order(account, layers=layers, base=base, quote=quote, spread="0.002")
+    MarketMakingOrder.objects.filter(pk=order.pk).update(**params)
+    return order
+
+
+def run_cycle(account, *, at, slot, bid=BID, ask=ASK):
+    """One strategy cycle at ``at`` on a book stored at ``at``, every session due."""
+    MarketData.objects.update_or_create(account=account, symbol="BTC/USDT", defaults=dict(
+        best_bid=bid, best_ask=ask, price_tick=Decimal("0.01"), amount_step=Decimal("0.00001"),
+        min_amount=Decimal("0.00001"), min_notional=Decimal("5"), fetched_at=at))
+    StrategySession.objects.update(next_run_at=at)
+    summary = runtime.strategies_run_due(now=at, slot=slot)
+    assert summary.sessions_run == 1
+    return Intent.objects.filter(intent_id__contains=f":{slot}:")
+
+
+def placed(order, *, at):
+    """What the executor and the tracker record once the creates are on the book."""
+    key = runtime.strategy_key(order.order_id)
+    Intent.objects.filter(strategy_key=key, kind=IntentKind.CREATE, status=IntentStatus.NEW).update(
+        status=IntentStatus.DONE)
+    TrackedOrder.objects.filter(strategy_key=key, status=TrackedOrderStatus.PENDING_CREATE).update(
+        status=TrackedOrderStatus.OPEN, created_at=at)
+    return {t.side: t for t in TrackedOrder.objects.filter(strategy_key=key, status=TrackedOrderStatus.OPEN)}
+
+
+def kinds(intents):
+    return sorted((i.kind, i.side or "") for i in intents)
+
+
+@pytest.mark.parametrize("tolerance, kept_within", [("0.001", True), ("0", False)])
+def test_orders_within_the_refresh_tolerance_are_kept_and_replaced_beyond_it(account, tolerance, kept_within):
+    # given a running order whose one-layer ladder is on the book
+    order = running_order(account, order_refresh_tolerance_pct=Decimal(tolerance))
+    t0 = timezone.now()
+    assert kinds(run_cycle(account, at=t0, slot=1)) == [("create", "buy"), ("create", "sell")]
+    book = placed(order, at=t0)
+    assert (book["buy"].price, book["sell"].price) == (Decimal("29940"), Decimal("30060"))
+
+    # when the mid moves 0.05 % (within a 0.1 % tolerance)
+    within = run_cycle(account, at=t0 + timedelta(seconds=2), slot=2, bid=BID + 15, ask=ASK + 15)
+
+    # then the orders stay with a tolerance, and are cancelled without one
+    if kept_within:
+        assert kinds(within) == []
+        # and when it moves 0.2 %, past the tolerance, both are cancelled
+        beyond = run_cycle(account, at=t0 + timedelta(seconds=4), slot=3, bid=BID + 60, ask=ASK + 60)
+        assert kinds(beyond) == [("cancel", ""), ("cancel", "")]
+    else:
+        assert kinds(within) == [("cancel", ""), ("cancel", "")]
+
+
+@pytest.mark.parametrize("max_age_s", [30, None])
+def test_an_order_older_than_max_order_age_is_cancelled(account, max_age_s):
+    # given a ladder placed at t0 on an order with (or without) a max order age of 30 s
+    order = running_order(account, max_order_age_s=max_age_s)
+    t0 = timezone.now()
+    run_cycle(account, at=t0, slot=1)
+    book = placed(order, at=t0)
+
+    # when the book does not move: at 29 s nothing happens; at 30 s the orders are too old
+    assert kinds(run_cycle(account, at=t0 + timedelta(seconds=29), slot=2)) == []
+    aged = run_cycle(account, at=t0 + timedelta(seconds=30), slot=3)
+
+    # then with a max age both are cancelled, without one both stay
+    if max_age_s:
+        assert sorted(i.client_order_id for i in aged if i.kind == "cancel") == sorted(
+            t.client_order_id for t in book.values())
+        assert set(TrackedOrder.objects.filter(pk__in=[t.pk for t in book.values()]).values_list(
+            "status", flat=True)) == {TrackedOrderStatus.PENDING_CANCEL}
+    else:
+        assert kinds(aged) == []
+
+
+@pytest.mark.parametrize("hanging", [True, False])
+def test_hanging_orders_keep_an_order_after_the_opposite_side_filled(account, hanging):
+    # given a ladder on the book whose buy then fills completely
+    order = running_order(account, hanging_orders_enabled=hanging)
+    t0 = timezone.now()
+    run_cycle(account, at=t0, slot=1)
+    book = placed(order, at=t0)
+    TrackedOrder.objects.filter(pk=book["buy"].pk).update(
+        status=TrackedOrderStatus.FILLED, filled=book["buy"].amount, last_fill_at=t0 + timedelta(seconds=1))
+
+    # when the price moves out of the (zero) refresh tolerance
+    intents = run_cycle(account, at=t0 + timedelta(seconds=2), slot=2, bid=BID + 30, ask=ASK + 30)
+
+    # then a new buy is quoted either way; the sell hangs on with hanging orders, and is replaced without
+    sell = TrackedOrder.objects.get(pk=book["sell"].pk)
+    if hanging:
+        assert kinds(intents) == [("create", "buy")]
+        assert sell.hanging and sell.status == TrackedOrderStatus.OPEN
+    else:
+        assert kinds(intents) == [("cancel", ""), ("create", "buy")]
+        assert not sell.hanging and sell.status == TrackedOrderStatus.PENDING_CANCEL
+
+
+@pytest.mark.parametrize("params, buy, sell", [
+    # the order holds 1 BTC and 30000 USDT: half its value in base at the mid of 30000
+    ({"inventory_skew_enabled": False, "inventory_target_base_pct": Decimal("0.8")}, "0.01", "0.01"),
+    ({"inventory_skew_enabled": True, "inventory_target_base_pct": Decimal("0.5")}, "0.01", "0.01"),
+    # a target of 80 % in base: buy more, sell less, within a band of 100 ladder amounts (capped at half the value)
+    ({"inventory_skew_enabled": True, "inventory_target_base_pct": Decimal("0.8"),
+      "inventory_range_multiplier": Decimal(100)}, "0.016", "0.004"),
+    # the default band of one ladder amount: the position is far below it, all buy and no sell
+    ({"inventory_skew_enabled": True, "inventory_target_base_pct": Decimal("0.8")}, "0.02", None),
+])
+def test_inventory_skew_sizes_bids_and_asks_from_the_orders_position(account, params, buy, sell):
+    running_order(account, base="1", quote="30000", **params)
+
+    intents = run_cycle(account, at=timezone.now(), slot=1)
+
+    amounts = {i.side: i.amount for i in intents if i.kind == "create"}
+    assert amounts.get("buy") == Decimal(buy)
+    assert amounts.get("sell") == (None if sell is None else Decimal(sell))
+
+
+@pytest.mark.parametrize("layer_spread, buys, sells", [
+    (Decimal("0.001"), ["29940", "29910", "29880"], ["30060", "30090", "30120"]),
+    # none of its own: each layer one more bid spread (0.2 %) out
+    (None, ["29940", "29880", "29820"], ["30060", "30120", "30180"]),
+])
+def test_order_level_spread_sets_the_distance_between_layers(account, layer_spread, buys, sells):
+    running_order(account, layers=3, order_level_spread=layer_spread)
+
+    intents = run_cycle(account, at=timezone.now(), slot=1)
+
+    prices = {side: sorted((i.price for i in intents if i.side == side), reverse=side == "buy")
+              for side in ("buy", "sell")}
+    assert prices == {"buy": [Decimal(p) for p in buys], "sell": [Decimal(p) for p in sells]}
