@@ -29,8 +29,8 @@ ACTIVE_INTENT_STATUSES = (IntentStatus.NEW, IntentStatus.IN_FLIGHT)
 
 
 class Intent(models.Model):
-    intent_id = models.CharField(max_length=128, unique=True)
-    strategy_key = models.CharField(max_length=128, db_index=True)
+    intent_id = models.CharField(max_length=128)
+    strategy_key = models.CharField(max_length=128)
     account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="intents")
     kind = models.CharField(max_length=16, choices=IntentKind.choices)
     symbol = models.CharField(max_length=32)
@@ -39,7 +39,7 @@ class Intent(models.Model):
     amount = AmountField(null=True, blank=True)
     # The order this intent creates or cancels; for a create it is derived from intent_id and
     # saved before the exchange call, so an ambiguous outcome can be looked up.
-    client_order_id = models.CharField(max_length=36, db_index=True)
+    client_order_id = models.CharField(max_length=36)
     status = models.CharField(max_length=16, choices=IntentStatus.choices, default=IntentStatus.NEW)
     attempts = models.PositiveIntegerField(default=0)
     # Set just before the first exchange call: from then on, every execution looks up first.
@@ -54,12 +54,21 @@ class Intent(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # Indexes declared here rather than with unique=True / db_index=True on the fields: on
+        # PostgreSQL those add a second (varchar_pattern_ops) index per column for LIKE queries,
+        # which nothing runs, and every index is paid for on each of the thousands of rows a
+        # tick writes and supersedes.
         constraints = [
+            models.UniqueConstraint(fields=["intent_id"], name="intent_intent_id_uniq"),
             models.UniqueConstraint(
                 fields=["strategy_key"], condition=Q(status="in_flight"), name="intent_one_in_flight_per_strategy",
             ),
         ]
-        indexes = [models.Index(fields=["status", "id"], name="intent_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "id"], name="intent_status_idx"),
+            models.Index(fields=["strategy_key"], name="intent_strategy_key_idx"),
+            models.Index(fields=["client_order_id"], name="intent_client_order_id_idx"),
+        ]
 
     def __str__(self):
         return f"{self.intent_id} {self.kind} {self.status}"
@@ -96,9 +105,11 @@ OPEN_TRACKED_STATUSES = (
 class TrackedOrder(models.Model):
     """Our mirror of one exchange order, keyed by the client order id we chose."""
 
-    client_order_id = models.CharField(max_length=36, unique=True)
-    strategy_key = models.CharField(max_length=128, db_index=True)
-    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="tracked_orders")
+    client_order_id = models.CharField(max_length=36)
+    strategy_key = models.CharField(max_length=128)
+    # Indexed by tracked_account_status_idx (account first), so no index of its own.
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="tracked_orders",
+                                db_index=False)
     symbol = models.CharField(max_length=32)
     side = models.CharField(max_length=4)
     price = AmountField()
@@ -115,6 +126,8 @@ class TrackedOrder(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        # As for Intent: no LIKE indexes; strategy_key and account are the leading columns of the two below.
+        constraints = [models.UniqueConstraint(fields=["client_order_id"], name="tracked_client_order_id_uniq")]
         indexes = [
             models.Index(fields=["account", "status"], name="tracked_account_status_idx"),
             models.Index(fields=["strategy_key", "status"], name="tracked_key_status_idx"),

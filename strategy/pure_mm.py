@@ -145,6 +145,19 @@ def _ceil_to(value: Decimal, step: Decimal) -> Decimal:
     return quotient * step
 
 
+def trusted(cls, **values):
+    """An instance of the frozen dataclass ``cls`` built without ``__post_init__``'s validation.
+
+    Only for values this package computed itself (exact Decimals, enums, ints) or read from
+    typed database columns: validation is for what comes from outside. A tick builds thousands
+    of these, and their checks cost more than the strategy's arithmetic.
+    """
+    instance = object.__new__(cls)
+    for name, value in values.items():
+        object.__setattr__(instance, name, value)
+    return instance
+
+
 def coerce_enum_field(instance, name: str, enum_type: type[Enum]) -> None:
     value = getattr(instance, name)
     if type(value) is enum_type:
@@ -507,7 +520,8 @@ def propose_orders(
                         continue
                 else:
                     left -= cost
-                funded.append(DesiredOrder(side=side, price=price, amount=amount, layer=layer))
+                # Computed here from validated inputs: exact, rounded, positive.
+                funded.append(trusted(DesiredOrder, side=side, price=price, amount=amount, layer=layer))
 
     # 4. Drop takers.
     orders: list[DesiredOrder] = []

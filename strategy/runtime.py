@@ -8,6 +8,7 @@ ladder never stacks. A create not yet sent when its order is cancelled is supers
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -157,13 +158,46 @@ _TRACKED_COLUMNS = ("strategy_key", "client_order_id", "side", "price", "amount"
                     "filled", "last_fill_at", "hanging")
 
 
+_TRACKED_STATUS = {status.value: status for status in order_diff.TrackedStatus}
+_SIDE = {side.value: side for side in pure_mm.Side}
+_ZERO = Decimal(0)
+
+
 def _tracked_view(row: tuple) -> order_diff.TrackedOrder:
+    """A tracked-order row as the diff's value. The columns are typed (NUMERIC amounts, aware
+    datetimes, choices), so only what a row can get wrong is checked: a row the diff cannot use
+    (no size yet, an unknown status) raises as the validating constructor would."""
     _, client_order_id, side, price, amount, layer, status, created_at, filled, last_fill_at, hanging = row
-    return order_diff.TrackedOrder(
-        client_order_id=client_order_id, side=pure_mm.Side(side), price=price,
-        amount=amount, layer=layer, status=order_diff.TrackedStatus(status),
-        created_at=created_at, filled_amount=filled, last_fill_at=last_fill_at, hanging=hanging,
+    if side not in _SIDE or status not in _TRACKED_STATUS or not price > 0 or not amount > 0 \
+            or not _ZERO <= filled <= amount:
+        return order_diff.TrackedOrder(  # raises StrategyInputError saying which field is wrong
+            client_order_id=client_order_id, side=side, price=price, amount=amount, layer=layer, status=status,
+            created_at=created_at, filled_amount=filled, last_fill_at=last_fill_at, hanging=hanging)
+    return pure_mm.trusted(
+        order_diff.TrackedOrder, client_order_id=client_order_id, side=_SIDE[side], price=price, amount=amount,
+        layer=layer, status=_TRACKED_STATUS[status], created_at=created_at, filled_amount=filled,
+        last_fill_at=last_fill_at, hanging=hanging,
     )
+
+
+# The order fields that are not strategy parameters; the others key the params cache.
+_NOT_PARAMS = frozenset({"order_id", "user_id", "exchange_account_id"})
+
+
+@functools.lru_cache(maxsize=65536)
+def _params_of(values: tuple) -> pure_mm.PureMMParams:
+    return params_for(SimpleNamespace(**dict(values)))
+
+
+def _cached_params(order) -> pure_mm.PureMMParams:
+    """``params_for(order)``, built (and validated) once per distinct parameter set, not once per tick."""
+    return _params_of(tuple((name, getattr(order, name)) for name in _ORDER_FIELDS if name not in _NOT_PARAMS))
+
+
+def _market_inputs(market) -> tuple[pure_mm.MarketSnapshot, pure_mm.MarketRules]:
+    return (pure_mm.MarketSnapshot(best_bid=market.best_bid, best_ask=market.best_ask, last_price=market.last_price),
+            pure_mm.MarketRules(price_tick=market.price_tick, amount_step=market.amount_step,
+                                min_amount=market.min_amount, min_notional=market.min_notional))
 
 
 def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) -> CycleSummary:
@@ -184,13 +218,17 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     positions = ref_positions(ref_type=ORDER_REF, ref_ids=[s.order.order_id for s in sessions])
     keys = {strategy_key(s.order.order_id): s for s in sessions}
     recent = now - timedelta(seconds=RECENT_FILLS_S)
+    import time as _t; _tr = _t.perf_counter()
     tracked: dict[str, list[tuple]] = {key: [] for key in keys}
     for row in TrackedOrder.objects.filter(_among(TrackedOrder, "strategy_key", keys)).filter(
             Q(status__in=OPEN_TRACKED_STATUSES) | Q(status=TrackedOrderStatus.FILLED, updated_at__gte=recent)
     ).values_list(*_TRACKED_COLUMNS):
         tracked[row[0]].append(row)
+    print('TRACKED %.0f' % ((_t.perf_counter()-_tr)*1000))
 
+    import time as _t; _t0 = _t.perf_counter(); _c0 = _t.process_time()
     stale_before = _stale_before(now)
+    inputs: dict[tuple[int, str], tuple] = {}  # per market: its snapshot and rules, built once a cycle
     # Rows as plain dicts: building thousands of model instances costs more than writing them.
     new_intents: list[dict] = []
     new_tracked: list[dict] = []
@@ -206,19 +244,18 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
             stale += 1
             continue
         # The order's own locked position (locks, fills, fees): never the user's other orders' funds.
-        zero = Decimal(0)
-        budget = pure_mm.Budget(base=max(positions.get((str(order.order_id), order.pair.base_asset_id), zero), zero),
-                                quote=max(positions.get((str(order.order_id), order.pair.quote_asset_id), zero), zero))
+        order_key = str(order.order_id)
+        budget = pure_mm.Budget(base=max(positions.get((order_key, order.pair.base_asset_id), _ZERO), _ZERO),
+                                quote=max(positions.get((order_key, order.pair.quote_asset_id), _ZERO), _ZERO))
         try:
-            params = params_for(order)
+            params = _cached_params(order)
+            market_key = (order.exchange_account_id, order.pair.symbol)
+            if market_key not in inputs:
+                inputs[market_key] = _market_inputs(market)
+            snapshot, rules = inputs[market_key]
             proposal = pure_mm.propose_orders(
-                params=params,
-                market=pure_mm.MarketSnapshot(best_bid=market.best_bid, best_ask=market.best_ask,
-                                              last_price=market.last_price),
-                rules=pure_mm.MarketRules(price_tick=market.price_tick, amount_step=market.amount_step,
-                                          min_amount=market.min_amount, min_notional=market.min_notional),
-                balances=pure_mm.Balances(base=budget.base, quote=budget.quote),
-                budget=budget,
+                params=params, market=snapshot, rules=rules,
+                balances=pure_mm.Balances(base=budget.base, quote=budget.quote), budget=budget,
             )
             diff = order_diff.diff_orders(desired=proposal.orders, tracked=[_tracked_view(t) for t in tracked[key]],
                                           params=params, budget=budget, now=now)
@@ -238,6 +275,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
             new_intents.append(dict(intent_id=intent_id, kind=CREATE, **common))
             new_tracked.append(dict(layer=desired.layer, status=PENDING_CREATE, **common))
 
+    _t1 = _t.perf_counter(); _c1 = _t.process_time()
     superseded = 0
     with transaction.atomic():
         if cancel_ids:
@@ -247,6 +285,8 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         _insert_ignoring_conflicts(TrackedOrder, new_tracked, now)
         _insert_ignoring_conflicts(Intent, new_intents, now)
         _schedule_next_runs(list(keys.values()), now)
+        _t2 = _t.perf_counter()
+    print('LOOP %.0f/%.0f WRITES %.0f COMMIT %.0f' % ((_t1-_t0)*1000, (_c1-_c0)*1000, (_t2-_t1)*1000, (_t.perf_counter()-_t2)*1000))
     summary = CycleSummary(sessions_due=len(sessions), sessions_run=len(ran), sessions_stale=stale,
                            intents_written=len(new_intents), superseded=superseded)
     logger.info("event=strategy_cycle due=%s run=%s stale=%s intents=%s superseded=%s", summary.sessions_due,
@@ -316,7 +356,8 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
         return
     import psycopg
 
-    columns, casts, arrays = [], [], []
+    columns, selects, params = [], [], []
+    constant_columns, constant_selects, constants = [], [], []
     for field in model._meta.concrete_fields:
         if field.primary_key:
             continue
@@ -326,17 +367,32 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
             default = field.get_default()  # as bulk_create: "" for a non-null text field without one
             default = default.value if isinstance(default, Enum) else default
         name = field.attname
-        columns.append(connection.ops.quote_name(field.column))
-        casts.append(f"%b::{field.db_type(connection)}[]")
-        arrays.append([row.get(name, default) for row in rows])
+        column = connection.ops.quote_name(field.column)
+        db_type = field.db_type(connection)
+        values = [row.get(name, default) for row in rows]
+        first = values[0]
+        if all(v == first and type(v) is type(first) for v in values):
+            # The same value in every row (a default, a status, the time): one parameter, not an array.
+            constant_columns.append(column)
+            constant_selects.append(f"%b::{db_type}")
+            constants.append(first)
+        else:
+            columns.append(column)
+            selects.append(f"%b::{db_type}[]")
+            params.append(values)
     # A server-side-binding cursor on the same connection (so in the same transaction): the
     # arrays travel in binary, where Django's client-side cursor would quote every element as text.
     connection.ensure_connection()
+    table = connection.ops.quote_name(model._meta.db_table)
+    source = f"unnest({', '.join(selects)})" if selects else "generate_series(1, %b::int)"
+    if not selects:
+        params.append(len(rows))
     with psycopg.Cursor(connection.connection) as cur:
         cur.execute(
-            f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)}) "
-            f"SELECT * FROM unnest({', '.join(casts)}) ON CONFLICT DO NOTHING",
-            arrays,
+            f"INSERT INTO {table} ({', '.join(columns + constant_columns)}) "
+            f"SELECT {'u.*' if selects else ''}{', ' if selects and constant_selects else ''}"
+            f"{', '.join(constant_selects)} FROM {source} AS u ON CONFLICT DO NOTHING",
+            constants + params,  # in the order of their placeholders: the SELECT list, then FROM
         )
 
 
@@ -347,6 +403,15 @@ def _schedule_next_runs(sessions: list, now: datetime) -> None:
         *[When(cadence_s=cadence, then=Value(now + timedelta(seconds=cadence))) for cadence in cadences],
         default=F("next_run_at"), output_field=DateTimeField(),
     ))
+
+
+def enqueue_trackers(markets, accounts) -> None:
+    """Worker driver: one message (``run_trackers``) that a tick worker fans out into the per-market
+    and per-account tracker tasks. Publishing each of them from the tick cost ~1 ms apiece."""
+    from .tasks import run_trackers
+
+    if markets or accounts:
+        run_trackers.apply_async(args=[[list(m) for m in markets], list(accounts)], expires=_task_expiry())
 
 
 def refresh_market_data(markets, *, inline: bool) -> None:

@@ -18,3 +18,13 @@ def refresh_market_data(account_id: int, symbol: str):
 @shared_task(name="track_exchange_orders", ignore_result=True)
 def track_exchange_orders(account_id: int):
     orders_track(account_id=account_id)
+
+
+@shared_task(name="run_trackers", ignore_result=True)
+def run_trackers(markets: list, accounts: list):
+    """The tick's one message for its trackers: fanned out here, off the tick's path, into one task
+    per market and one per exchange account (so they still run in parallel on the tick workers)."""
+    from .runtime import refresh_market_data as enqueue_market_data, track_orders as enqueue_tracking
+
+    enqueue_market_data([tuple(m) for m in markets], inline=False)
+    enqueue_tracking(accounts, inline=False)

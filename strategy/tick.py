@@ -1,9 +1,9 @@
 """The tick coordinator: a database lease per period, then the components in order.
 
 Components: market data, order tracking, strategies. In ``worker`` mode the first two only
-enqueue tracker tasks (one per market, one per exchange account) and the strategies read the
-latest stored state, so a tick never waits on an exchange. In ``sync`` mode (the spec's legacy
-driver) trackers and intent execution run inline.
+enqueue tracker tasks (one message, fanned out on a tick worker into one task per market and one
+per exchange account) and the strategies read the latest stored state, so a tick never waits on an
+exchange. In ``sync`` mode (the spec's legacy driver) trackers and intent execution run inline.
 """
 from __future__ import annotations
 
@@ -91,8 +91,11 @@ def tick_run(*, now: datetime | None = None) -> TickOutcome:
     try:
         sync = settings.STRATEGY_INTENT_EXECUTION_DRIVER == "sync"
         markets, accounts = runtime.tracked_markets_and_accounts()
-        runtime.refresh_market_data(markets, inline=sync)
-        runtime.track_orders(accounts, inline=sync)
+        if sync:
+            runtime.refresh_market_data(markets, inline=True)
+            runtime.track_orders(accounts, inline=True)
+        else:
+            runtime.enqueue_trackers(markets, accounts)
         summary = runtime.strategies_run_due(now=now, slot=slot)
         runtime.dispatch(inline=sync)
     finally:
