@@ -14,7 +14,7 @@ from strategy.models import MarketData, StrategySession
 
 from tests.runtime_fixtures import make_running_order
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 # The book's mid is 30000: with a 0.2 % spread the innermost buy is at 29940 and the sell at 30060.
 BID, ASK = Decimal("29990"), Decimal("30010")
