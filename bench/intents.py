@@ -13,7 +13,7 @@ the ``intents`` queue (prefork pool) on the Redis broker of CELERY_BROKER_URL (d
 redis://127.0.0.1:6379/8; purged at the start and the end). In-flight limits:
 STRATEGY_INTENT_MAX_IN_FLIGHT and STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE below.
 Intents are create intents of running sessions (limit orders away from the price, so they
-rest), written as the strategy cycle writes them: the intent and its pending tracked order.
+rest), written as the strategy cycle writes them: the intent alone (its claim writes its tracked order).
 
 - ``throughput``: COUNT intents are written at once, one dispatch starts the chain; the rate is
   COUNT / (last finished - dispatch).
@@ -65,21 +65,21 @@ class Offer:
         self.n = 0
 
     def write(self, count: int) -> None:
-        from intents.models import Intent, IntentKind, TrackedOrder, TrackedOrderStatus
+        from intents.models import Intent, IntentKind
         from strategy.runtime import client_order_id_for
 
-        intents, tracked = [], []
+        intents = []
         for _ in range(count):
             key, order_id, account_id = self.sessions[self.n % len(self.sessions)]
             self.n += 1
             side = "buy" if self.n % 2 else "sell"
             price = Decimal("27000") + self.n % 500 if side == "buy" else Decimal("33000") - self.n % 500
             intent_id = f"{key}:bench{self.n}:create:{side}0"
-            common = dict(strategy_key=key, account_id=account_id, symbol=c.SYMBOL, side=side, price=price,
-                          amount=Decimal("0.001"), client_order_id=client_order_id_for(order_id, intent_id))
-            intents.append(Intent(intent_id=intent_id, kind=IntentKind.CREATE, **common))
-            tracked.append(TrackedOrder(status=TrackedOrderStatus.PENDING_CREATE, **common))
-        TrackedOrder.objects.bulk_create(tracked)
+            intents.append(Intent(
+                intent_id=intent_id, kind=IntentKind.CREATE, strategy_key=key, account_id=account_id,
+                symbol=c.SYMBOL, side=side, price=price, amount=Decimal("0.001"), layer=0,
+                client_order_id=client_order_id_for(order_id, intent_id),
+            ))
         Intent.objects.bulk_create(intents)
 
 

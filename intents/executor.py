@@ -67,10 +67,11 @@ def intent_execute(*, intent_pk: int, token: str) -> str:
 
 
 def _tracked_for(intent: Intent) -> TrackedOrder:
+    # Written by the claim (intents.gates); created here only for an intent claimed before that.
     tracked, _ = TrackedOrder.objects.get_or_create(
         client_order_id=intent.client_order_id,
         defaults=dict(strategy_key=intent.strategy_key, account_id=intent.account_id, symbol=intent.symbol,
-                      side=intent.side, price=intent.price or 0, amount=intent.amount or 0),
+                      side=intent.side, price=intent.price or 0, amount=intent.amount or 0, layer=intent.layer or 0),
     )
     return tracked
 

@@ -2,8 +2,8 @@
 
 A claim, in one transaction: pick the oldest claimable intents (new and due, or in flight
 with an expired lease) whose strategy key has nothing else in flight, take one free global
-slot and one free slot of the intent's account for each, and mark the intent in flight with
-a lease and a claim token. On PostgreSQL every row read for the claim is locked with
+slot and one free slot of the intent's account for each, mark the intent in flight with
+a lease and a claim token, and write a create's tracked order (``pending_create``). On PostgreSQL every row read for the claim is locked with
 ``FOR UPDATE SKIP LOCKED``, so concurrent claimers never wait on each other and never take
 the same slot; the partial unique index on in-flight strategy keys settles the last race.
 On SQLite the immediate transaction serialises claimers.
@@ -14,13 +14,16 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from ledger.amounts import to_db
+
 from .halt import halt_engaged
-from .models import Intent, IntentSlot, IntentStatus
+from .models import Intent, IntentSlot, IntentStatus, TrackedOrderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +152,28 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
             f"lease_until = %s, attempts = attempts + 1, updated_at = %s WHERE id IN ({in_list})",
             [p for c in claims for p in (c[0], c[3])] + [db_lease, db_now] + intent_pks,
         )
+        # A create's tracked order is written with its claim, in this transaction.
+        track_creates(intent_pks, now=now)
     return [Claim(intent_pk=c[0], token=c[3]) for c in claims]
+
+
+def track_creates(intent_pks: list[int], *, now: datetime) -> None:
+    """Write the tracked order (``pending_create``) of each create intent among ``intent_pks``,
+    unless it has one. Called by the claim in its transaction: from then on the order is tracked
+    and no longer stands as an unclaimed intent (strategy.runtime reads both, unclaimed intents
+    first, so an order is never in neither)."""
+    if not intent_pks:
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO intents_trackedorder (client_order_id, strategy_key, account_id, symbol, side, price, "
+            "amount, filled, layer, status, exchange_order_id, hanging, last_fill_at, created_at, updated_at) "
+            "SELECT client_order_id, strategy_key, account_id, symbol, side, price, amount, %s, COALESCE(layer, 0), "
+            "%s, '', %s, NULL, created_at, %s FROM intents_intent "
+            f"WHERE id IN ({', '.join(['%s'] * len(intent_pks))}) AND kind = 'create' ON CONFLICT DO NOTHING",
+            [to_db(Decimal(0), connection.vendor), TrackedOrderStatus.PENDING_CREATE.value, False,
+             connection.ops.adapt_datetimefield_value(now), *intent_pks],
+        )
 
 
 def release(*, intent_pk: int, token: str, status: str, error: str = "", exchange_order_id: str = "",

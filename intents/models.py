@@ -37,6 +37,8 @@ class Intent(models.Model):
     side = models.CharField(max_length=4, blank=True)
     price = AmountField(null=True, blank=True)
     amount = AmountField(null=True, blank=True)
+    # A create's ladder layer: its tracked order takes it when the intent is claimed.
+    layer = models.PositiveSmallIntegerField(null=True, blank=True)
     # The order this intent creates or cancels; for a create it is derived from intent_id and
     # saved before the exchange call, so an ambiguous outcome can be looked up.
     client_order_id = models.CharField(max_length=36)

@@ -1,10 +1,11 @@
 """The strategy cycle: for every due session, desired orders -> diff -> intents, in bulk.
 
 A cycle runs a constant number of queries whatever the number of sessions: one read each of
-sessions, market data, balances and tracked orders, then bulk writes. Each create intent is
-written with its tracked order (``pending_create``) and each cancel marks its order
-``pending_cancel`` in the same transaction, so the next cycle sees what is on its way and a
-ladder never stacks. A create not yet sent when its order is cancelled is superseded instead.
+sessions, market data, balances, unclaimed create intents and tracked orders, then bulk writes.
+A create intent stands for its order until it is claimed (the claim writes the tracked order,
+``pending_create``); each cancel marks its order ``pending_cancel`` in the cycle's transaction, so
+the next cycle sees what is on its way and a ladder never stacks. A create not yet sent when its
+order is cancelled is superseded instead.
 """
 from __future__ import annotations
 
@@ -218,20 +219,12 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     positions = ref_positions(ref_type=ORDER_REF, ref_ids=[s.order.order_id for s in sessions])
     keys = {strategy_key(s.order.order_id): s for s in sessions}
     recent = now - timedelta(seconds=RECENT_FILLS_S)
-    import time as _t; _tr = _t.perf_counter()
-    tracked: dict[str, list[tuple]] = {key: [] for key in keys}
-    for row in TrackedOrder.objects.filter(_among(TrackedOrder, "strategy_key", keys)).filter(
-            Q(status__in=OPEN_TRACKED_STATUSES) | Q(status=TrackedOrderStatus.FILLED, updated_at__gte=recent)
-    ).values_list(*_TRACKED_COLUMNS):
-        tracked[row[0]].append(row)
-    print('TRACKED %.0f' % ((_t.perf_counter()-_tr)*1000))
+    tracked = _active_orders(keys, recent)
 
-    import time as _t; _t0 = _t.perf_counter(); _c0 = _t.process_time()
     stale_before = _stale_before(now)
     inputs: dict[tuple[int, str], tuple] = {}  # per market: its snapshot and rules, built once a cycle
     # Rows as plain dicts: building thousands of model instances costs more than writing them.
     new_intents: list[dict] = []
-    new_tracked: list[dict] = []
     cancel_ids: list[str] = []
     hang_ids: list[str] = []
     ran: list[SimpleNamespace] = []
@@ -269,24 +262,20 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         for desired in diff.create:
             intent_id = f"{key}:{slot}:create:{desired.side.value}{desired.layer}"
             client_order_id = client_order_id_for(order.order_id, intent_id)
-            common = dict(strategy_key=key, account_id=order.exchange_account_id, symbol=order.pair.symbol,
-                          side=desired.side.value, price=desired.price, amount=desired.amount,
-                          client_order_id=client_order_id)
-            new_intents.append(dict(intent_id=intent_id, kind=CREATE, **common))
-            new_tracked.append(dict(layer=desired.layer, status=PENDING_CREATE, **common))
+            new_intents.append(dict(
+                intent_id=intent_id, kind=CREATE, strategy_key=key, account_id=order.exchange_account_id,
+                symbol=order.pair.symbol, side=desired.side.value, price=desired.price, amount=desired.amount,
+                layer=desired.layer, client_order_id=client_order_id,
+            ))
 
-    _t1 = _t.perf_counter(); _c1 = _t.process_time()
     superseded = 0
     with transaction.atomic():
         if cancel_ids:
             superseded = _write_cancels(cancel_ids, keys, slot, new_intents)
         if hang_ids:
             TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", hang_ids)).update(hanging=True, updated_at=now)
-        _insert_ignoring_conflicts(TrackedOrder, new_tracked, now)
         _insert_ignoring_conflicts(Intent, new_intents, now)
         _schedule_next_runs(list(keys.values()), now)
-        _t2 = _t.perf_counter()
-    print('LOOP %.0f/%.0f WRITES %.0f COMMIT %.0f' % ((_t1-_t0)*1000, (_c1-_c0)*1000, (_t2-_t1)*1000, (_t.perf_counter()-_t2)*1000))
     summary = CycleSummary(sessions_due=len(sessions), sessions_run=len(ran), sessions_stale=stale,
                            intents_written=len(new_intents), superseded=superseded)
     logger.info("event=strategy_cycle due=%s run=%s stale=%s intents=%s superseded=%s", summary.sessions_due,
@@ -294,16 +283,49 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     return summary
 
 
+def _active_orders(keys: dict, recent: datetime) -> dict[str, list[tuple]]:
+    """Per strategy key, its active orders (and those filled recently, for hanging orders) as rows
+    of ``_TRACKED_COLUMNS``: the tracked orders, plus every create intent not yet claimed.
+
+    A create intent has no tracked order until it is claimed: the claim inserts it in the same
+    transaction that takes the intent out of ``new`` (intents.gates). So the unclaimed creates are
+    read first and the tracked orders second: an intent claimed between the two reads is in both
+    (the tracked row wins), and none can be in neither, so a slot whose create is on its way is
+    never seen empty and a ladder never stacks.
+    """
+    pending = list(Intent.objects.filter(
+        _among(Intent, "strategy_key", keys), kind=IntentKind.CREATE, status=IntentStatus.NEW,
+    ).values_list("strategy_key", "client_order_id", "side", "price", "amount", "layer", "created_at"))
+    rows: dict[str, dict[str, tuple]] = {key: {} for key in keys}
+    for row in TrackedOrder.objects.filter(_among(TrackedOrder, "strategy_key", keys)).filter(
+            Q(status__in=OPEN_TRACKED_STATUSES) | Q(status=TrackedOrderStatus.FILLED, updated_at__gte=recent)
+    ).values_list(*_TRACKED_COLUMNS):
+        rows[row[0]][row[1]] = row
+    for key, client_order_id, side, price, amount, layer, created_at in pending:
+        if client_order_id not in rows[key]:
+            rows[key][client_order_id] = (key, client_order_id, side, price, amount, layer or 0, PENDING_CREATE,
+                                          created_at, _ZERO, None, False)
+    return {key: list(orders.values()) for key, orders in rows.items()}
+
+
 def _write_cancels(cancel_ids: list[str], keys: dict, slot: int, new_intents: list[dict]) -> int:
-    """Cancel intents for sent orders; a create still waiting to be sent is superseded instead."""
-    unsent = set(Intent.objects.filter(
+    """Cancel intents for sent orders; a create never sent is superseded instead (nothing to cancel).
+
+    "Never sent" is status ``new`` with no ``sent_at``: a create waiting for a retry after an
+    ambiguous send may be on the exchange, so it gets a cancel like any order on the book.
+    """
+    Intent.objects.filter(
         _among(Intent, "client_order_id", cancel_ids), kind=IntentKind.CREATE, status=IntentStatus.NEW,
+        sent_at__isnull=True,
+    ).update(status=IntentStatus.SUPERSEDED, finished_at=timezone.now(), last_error="cancelled before it was sent")
+    # What is superseded now (by this cycle, or a moment ago by a stop or the kill switch) needs no
+    # cancel; a create claimed before the update above has its tracked order by now and gets one.
+    unsent = set(Intent.objects.filter(
+        _among(Intent, "client_order_id", cancel_ids), kind=IntentKind.CREATE, status=IntentStatus.SUPERSEDED,
     ).values_list("client_order_id", flat=True))
     if unsent:
-        Intent.objects.filter(_among(Intent, "client_order_id", unsent), kind=IntentKind.CREATE,
-                              status=IntentStatus.NEW).update(
-            status=IntentStatus.SUPERSEDED, finished_at=timezone.now(), last_error="cancelled before it was sent")
-        TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", unsent)).update(status=TrackedOrderStatus.CANCELLED)
+        TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", unsent),
+                                    status=TrackedOrderStatus.PENDING_CREATE).update(status=TrackedOrderStatus.CANCELLED)
     to_cancel = [cid for cid in cancel_ids if cid not in unsent]
     if not to_cancel:
         return len(unsent)

@@ -53,7 +53,8 @@ def test_view_counts_open_orders_and_fills_and_marks_pnl_exactly_at_the_mid(runn
     MarketData.objects.create(account=running_order.exchange_account, symbol="BTC/USDT", best_bid=Decimal("30000.01"),
                               best_ask=Decimal("30000.03"), price_tick=Decimal("0.01"), amount_step=Decimal("0.00001"),
                               fetched_at=timezone.now())
-    TickLease.objects.create(name="tick", last_duration_ms=42, ticks_run=7, last_finished_at=timezone.now())
+    TickLease.objects.update_or_create(name="tick", defaults=dict(  # a worker test may have left one
+        last_duration_ms=42, ticks_run=7, last_finished_at=timezone.now()))
     Intent.objects.create(intent_id="i1", strategy_key=strategy_key(running_order.order_id),
                           account=running_order.exchange_account, kind="cancel", symbol="BTC/USDT",
                           client_order_id="c1", status="in_flight")

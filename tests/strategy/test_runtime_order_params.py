@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from exchanges.models import ExchangeAccount
+from intents.gates import track_creates
 from intents.models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
 from orders.models import MarketMakingOrder
 from strategy import runtime
@@ -45,8 +46,9 @@ def run_cycle(account, *, at, slot, bid=BID, ask=ASK):
 def placed(order, *, at):
     """What the executor and the tracker record once the creates are on the book."""
     key = runtime.strategy_key(order.order_id)
-    Intent.objects.filter(strategy_key=key, kind=IntentKind.CREATE, status=IntentStatus.NEW).update(
-        status=IntentStatus.DONE)
+    creates = Intent.objects.filter(strategy_key=key, kind=IntentKind.CREATE, status=IntentStatus.NEW)
+    track_creates(list(creates.values_list("pk", flat=True)), now=at)  # what their claim writes
+    creates.update(status=IntentStatus.DONE)
     TrackedOrder.objects.filter(strategy_key=key, status=TrackedOrderStatus.PENDING_CREATE).update(
         status=TrackedOrderStatus.OPEN, created_at=at)
     return {t.side: t for t in TrackedOrder.objects.filter(strategy_key=key, status=TrackedOrderStatus.OPEN)}
