@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 
@@ -39,3 +40,31 @@ def intents_dispatch(*, inline: bool) -> int:
     if dispatched:
         logger.info("event=intents_dispatched count=%s inline=%s", dispatched, inline)
     return dispatched
+
+
+# A lane never runs longer than this many executions, whatever its time budget.
+LANE_MAX_INTENTS = 200
+
+
+def intents_lane(*, budget_s: float | None = None) -> int:
+    """Claim one intent at a time and execute it in this process, until nothing is claimable or
+    ``budget_s`` (STRATEGY_INTENT_LANE_S) is spent; return how many ran.
+
+    An intents worker that finished its intent takes the next one itself: a claim and an
+    execution, instead of a dispatch (a claim of every free slot), a broker message and a task
+    delivery per intent. Claims go through the same gates, so every in-flight limit holds.
+    """
+    from .executor import intent_execute
+
+    budget_s = settings.STRATEGY_INTENT_LANE_S if budget_s is None else budget_s
+    if budget_s <= 0:
+        return 0
+    deadline = time.monotonic() + budget_s
+    ran = 0
+    while ran < LANE_MAX_INTENTS and time.monotonic() < deadline:
+        claims = claim_intents(max_claims=1)
+        if not claims:
+            break
+        intent_execute(intent_pk=claims[0].intent_pk, token=claims[0].token)
+        ran += 1
+    return ran

@@ -21,7 +21,6 @@ from exchanges.policy import Action, Operation, error_action, retry_delay_s
 from strategy.trackers import apply_exchange_order, fetch_by_client_id
 
 from .gates import release
-from .halt import halt_engaged
 from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
 
 logger = logging.getLogger(__name__)
@@ -157,7 +156,10 @@ def _may_place_orders(intent: Intent) -> bool:
     """The last check before a new order leaves: kill switch off and the session still running."""
     from strategy.runtime import session_accepts_orders
 
-    return not halt_engaged() and session_accepts_orders(intent.strategy_key)
+    if settings.STRATEGY_KILL_SWITCH:
+        return False
+    # One query for both: the session is running, and the kill switch's row is not engaged.
+    return session_accepts_orders(intent.strategy_key, unless_halted=True)
 
 
 def _cancel(intent: Intent, tracked: TrackedOrder, client) -> _Outcome:

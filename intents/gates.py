@@ -63,18 +63,14 @@ def _locking(sql: str) -> str:
     return sql + (" FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else "")
 
 
-def _free_slots(cur, scopes: list[str] | None, limit: int, now) -> list[tuple[int, str]]:
-    """Lock and return the free slots (id, scope) of ``scopes``, or of every account scope."""
-    if scopes is None:
-        where, params = "scope LIKE %s", ["account:%"]
-    else:
-        where, params = f"scope IN ({', '.join(['%s'] * len(scopes))})", list(scopes)
+def _free_slots(cur, limit_global: int, limit_account: int, now) -> list[tuple[int, str]]:
+    """Lock and return the free slots (id, scope), global and of every account, in one statement."""
     cur.execute(
         _locking(
-            f'SELECT id, scope FROM intents_intentslot WHERE {where} AND "index" < %s '
-            'AND (intent_id IS NULL OR lease_until < %s) ORDER BY scope, "index"'
+            'SELECT id, scope FROM intents_intentslot WHERE ((scope = %s AND "index" < %s) '
+            'OR (scope LIKE %s AND "index" < %s)) AND (intent_id IS NULL OR lease_until < %s) ORDER BY scope, "index"'
         ),
-        [*params, limit, now],
+        [GLOBAL_SCOPE, limit_global, "account:%", limit_account, now],
     )
     return [(row[0], row[1]) for row in cur.fetchall()]
 
@@ -95,20 +91,21 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
     lease_until = now + timedelta(seconds=lease_seconds())
     per_account_limit = settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE
     with transaction.atomic(), connection.cursor() as cur:
-        global_slots = _free_slots(cur, [GLOBAL_SCOPE], settings.STRATEGY_INTENT_MAX_IN_FLIGHT, db_now)
-        if not global_slots:
-            return []
+        global_slots: list[tuple[int, str]] = []
         account_slots: dict[int, list[int]] = {}
-        for slot_id, scope in _free_slots(cur, None, per_account_limit, db_now):
-            account_slots.setdefault(int(scope.split(":", 1)[1]), []).append(slot_id)
-        if not account_slots:
+        for slot_id, scope in _free_slots(cur, settings.STRATEGY_INTENT_MAX_IN_FLIGHT, per_account_limit, db_now):
+            if scope == GLOBAL_SCOPE:
+                global_slots.append((slot_id, scope))
+            else:
+                account_slots.setdefault(int(scope.split(":", 1)[1]), []).append(slot_id)
+        if not global_slots or not account_slots:
             return []
         accounts = list(account_slots)
         # With the kill switch engaged only cancels are claimed.
         kinds = "AND i.kind = 'cancel' " if halt_engaged() else ""
         cur.execute(
             _locking(
-                "SELECT i.id, i.account_id, i.strategy_key FROM intents_intent i "
+                "SELECT i.id, i.account_id, i.strategy_key, i.status FROM intents_intent i "
                 "WHERE ((i.status = 'new' AND (i.not_before IS NULL OR i.not_before <= %s)) "
                 "   OR (i.status = 'in_flight' AND i.lease_until < %s)) "
                 f"AND i.account_id IN ({', '.join(['%s'] * len(accounts))}) {kinds}"
@@ -120,12 +117,14 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
         )
         claims: list[tuple[int, int, int, str]] = []  # (intent pk, global slot, account slot, token)
         seen_keys: set[str] = set()
-        for intent_pk, account_id, strategy_key in cur.fetchall():
+        reclaims = False
+        for intent_pk, account_id, strategy_key, status in cur.fetchall():
             if len(claims) >= max_claims or not global_slots:
                 break
             if strategy_key in seen_keys or not account_slots[account_id]:
                 continue
             seen_keys.add(strategy_key)
+            reclaims |= status == IntentStatus.IN_FLIGHT
             claims.append((intent_pk, global_slots.pop(0)[0], account_slots[account_id].pop(0), str(uuid.uuid4())))
         if not claims:
             return []
@@ -133,9 +132,10 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
         intent_pks = [c[0] for c in claims]
         db_lease = connection.ops.adapt_datetimefield_value(lease_until)
         in_list = ", ".join(["%s"] * len(intent_pks))
-        # Slots still pointing at a reclaimed (expired) intent are released first.
-        cur.execute(f"UPDATE intents_intentslot SET intent_id = NULL, lease_until = NULL WHERE intent_id IN ({in_list})",
-                    intent_pks)
+        if reclaims:
+            # Slots still pointing at a reclaimed (expired) intent are released first.
+            cur.execute(f"UPDATE intents_intentslot SET intent_id = NULL, lease_until = NULL WHERE intent_id IN "
+                        f"({in_list})", intent_pks)
         slot_params = []
         for intent_pk, g_slot, a_slot, _ in claims:
             slot_params += [g_slot, intent_pk, a_slot, intent_pk]

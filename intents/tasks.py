@@ -1,14 +1,17 @@
 """Celery shells of the intents queue: execute one claimed intent, dispatch more."""
 from celery import shared_task
 
-from .dispatcher import intents_dispatch
+from .dispatcher import intents_dispatch, intents_lane
 from .executor import intent_execute
 
 
-@shared_task(name="execute_intent", ignore_result=True, acks_late=True, soft_time_limit=20, time_limit=25)
+# The time limits leave room for one intent (exchange calls of up to EXCHANGE_TIMEOUT_MS each,
+# a lookup after an ambiguous answer) after a lane of STRATEGY_INTENT_LANE_S.
+@shared_task(name="execute_intent", ignore_result=True, acks_late=True, soft_time_limit=45, time_limit=50)
 def execute_intent(intent_pk: int, token: str):
     intent_execute(intent_pk=intent_pk, token=token)
-    # A slot was freed: fill it now rather than at the next tick.
+    # Go on with what is claimable next in this process, then fill every other free slot.
+    intents_lane()
     intents_dispatch(inline=False)
 
 

@@ -140,6 +140,9 @@ STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = env.int(
 # A claim's lease: longer than one execution (ccxt timeout + lookups), short enough that a
 # crashed worker's intent is taken over quickly.
 STRATEGY_INTENT_LEASE_S = env.int("STRATEGY_INTENT_LEASE_S", default=30)
+# How long an intents worker process keeps claiming and executing the next claimable intent
+# itself after the one it was sent (0: one intent per task, each execution dispatching the next).
+STRATEGY_INTENT_LANE_S = env.float("STRATEGY_INTENT_LANE_S", default=1.0)
 STRATEGY_INTENT_MAX_ATTEMPTS = env.int("STRATEGY_INTENT_MAX_ATTEMPTS", default=5)
 # Reconciliation (ledger and tracked orders vs the exchanges) runs every this many seconds.
 RECONCILE_INTERVAL_S = env.int("RECONCILE_INTERVAL_S", default=60)

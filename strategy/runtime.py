@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BooleanField, Case, DateTimeField, F, Q, Value, When
+from django.db.models import BooleanField, Case, DateTimeField, Exists, F, Q, Value, When
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -66,9 +66,15 @@ def order_id_of(key: str) -> str:
     return key.split(":", 1)[1]
 
 
-def session_accepts_orders(key: str) -> bool:
-    """True while the session of a strategy key is running (not stopping, stopped or missing)."""
-    return StrategySession.objects.filter(order__order_id=order_id_of(key), status=SessionStatus.RUNNING).exists()
+def session_accepts_orders(key: str, *, unless_halted: bool = False) -> bool:
+    """True while the session of a strategy key is running (not stopping, stopped or missing);
+    with ``unless_halted``, and the kill switch's database flag is not engaged (same query)."""
+    sessions = StrategySession.objects.filter(order__order_id=order_id_of(key), status=SessionStatus.RUNNING)
+    if unless_halted:
+        from intents.models import TradingHalt
+
+        sessions = sessions.exclude(Exists(TradingHalt.objects.filter(name="global", engaged=True)))
+    return sessions.exists()
 
 
 def client_order_prefix(order_id) -> str:
