@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 from decimal import ROUND_DOWN, Decimal
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 
 from ledger.amounts import canonical, parse_amount
@@ -27,7 +27,7 @@ from ..models import (
     SimOrderStatus,
     SimTrade,
 )
-from . import config, engine
+from . import config, engine, queries
 from . import errors as e
 
 logger = logging.getLogger(__name__)
@@ -199,26 +199,21 @@ def simulator_set_balance(*, account_label: str, asset: str, free) -> None:
 # --- In-flight order requests (the exchange's view of our concurrency) ------------------------
 
 
-# Plain SQL: these two run on every order request, and one atomic UPDATE each (the new
-# maximum computed from the row's values before the update) is the whole point.
-_STARTED_SQL = (
-    "UPDATE {table} SET in_flight = in_flight + 1, max_in_flight = CASE WHEN max_in_flight > in_flight "
-    "THEN max_in_flight ELSE in_flight + 1 END WHERE account_id = %s"
-)
-_FINISHED_SQL = "UPDATE {table} SET in_flight = in_flight - 1 WHERE account_id = %s"
-
-
-def _gauge(sql: str, account_id: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql.format(table=connection.ops.quote_name(SimConcurrency._meta.db_table)), [account_id])
+# Plain SQL (queries.py): these run on every order request, and one atomic UPDATE each (the
+# new maximum computed from the row's values before the update) is the whole point.
 
 
 def simulator_request_started(*, account_id: int) -> None:
-    _gauge(_STARTED_SQL, account_id)
+    queries.request_started(account_id)
+
+
+def simulator_request_started_if_credentials(*, account_id: int, api_key: str, api_secret_encrypted: str) -> dict | None:
+    """Count an order request when the account still has these credentials; its faults, or None (not counted)."""
+    return queries.request_started_if_credentials(account_id, api_key, api_secret_encrypted)
 
 
 def simulator_request_finished(*, account_id: int) -> None:
-    _gauge(_FINISHED_SQL, account_id)
+    queries.request_finished(account_id)
 
 
 def simulator_max_concurrency(account_label: str) -> int:
@@ -233,12 +228,17 @@ def simulator_reset_concurrency(account_label: str) -> None:
 # --- Orders -----------------------------------------------------------------------------------
 
 
-def _balances_for_update(account: SimAccount, *assets: str) -> dict[str, SimBalance]:
-    """The account's balance rows of ``assets`` (created empty if missing); the account row is locked."""
-    rows = {b.asset: b for b in SimBalance.objects.filter(account=account, asset__in=assets)}
-    for asset in assets:
+def _balances_for_update(account_id: int, base: str, quote: str,
+                         rows: dict[str, SimBalance] | None = None) -> dict[str, SimBalance]:
+    """The account's balance rows of a market's assets (created empty if missing); the account row is locked.
+
+    ``rows``: the existing rows when the caller already read them.
+    """
+    if rows is None:
+        rows = queries.balances(account_id, base, quote)
+    for asset in (base, quote):
         if asset not in rows:
-            rows[asset] = SimBalance.objects.create(account=account, asset=asset)
+            rows[asset] = SimBalance.objects.create(account_id=account_id, asset=asset)
     for row in rows.values():
         row.loaded = (row.free, row.locked)
     return rows
@@ -291,7 +291,7 @@ def _save_balances(balances: dict[str, SimBalance]) -> None:
         if balance.free < 0 or balance.locked < 0:
             raise AssertionError(f"simulator balance went negative: {balance}")
         if (balance.free, balance.locked) != balance.loaded:
-            balance.save(update_fields=["free", "locked"])
+            queries.save_balance(balance)
 
 
 def _market_depth(market: SimMarket):
@@ -310,7 +310,7 @@ def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, o
     ``market`` may be passed when the caller already read it (it saves a query).
     """
     if market is None or market.exchange_symbol != exchange_symbol:
-        market = SimMarket.objects.filter(exchange_symbol=exchange_symbol).first()
+        market = queries.market_by_exchange_symbol(exchange_symbol)
     if market is None:
         raise e.invalid_symbol()
     if side not in ("BUY", "SELL"):
@@ -331,21 +331,22 @@ def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, o
         raise e.would_take()
     at = now_ms()
     with transaction.atomic():
-        account = SimAccount.objects.select_for_update().get(pk=account_id)
-        if SimOrder.objects.filter(account=account, client_order_id=client_order_id,
-                                   status__in=OPEN_ORDER_STATUSES).exists():
+        queries.lock_account(account_id)
+        balances, duplicate = queries.balances_and_duplicate(account_id, market.base, market.quote, client_order_id)
+        if duplicate:
             raise e.duplicate_order()
-        balances = _balances_for_update(account, market.base, market.quote)
+        balances = _balances_for_update(account_id, market.base, market.quote, balances)
         reserve_asset, reserve = (market.quote, price * qty) if side == "BUY" else (market.base, qty)
         if balances[reserve_asset].free < reserve:
             raise e.insufficient_balance()
         balances[reserve_asset].free -= reserve
         balances[reserve_asset].locked += reserve
-        order = SimOrder.objects.create(
-            account=account, market=market, client_order_id=client_order_id, side=side, type=order_type,
+        order = SimOrder(
+            account_id=account_id, market=market, client_order_id=client_order_id, side=side, type=order_type,
             time_in_force=time_in_force, price=price, orig_qty=qty, locked_remaining=reserve,
             status=SimOrderStatus.NEW, created_ms=at, updated_ms=at,
         )
+        queries.insert_order(order)
         trades = []
         remaining = qty
         for level in crossing:
@@ -378,28 +379,28 @@ def _release(order: SimOrder, balances: dict[str, SimBalance]) -> None:
 
 
 def simulator_find_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None) -> SimOrder | None:
-    """An order of the account by exchange id or client id (the newest one with that client id)."""
-    orders = SimOrder.objects.select_related("market").filter(account_id=account_id,
-                                                              market__exchange_symbol=exchange_symbol)
-    if order_id is not None:
-        return orders.filter(pk=order_id).first()
-    return orders.filter(client_order_id=client_order_id).order_by("-pk").first()
+    """An order of the account by exchange id or client id (the newest one with that client id).
+
+    Its market has the symbols and assets loaded (the other fields load on access).
+    """
+    return queries.find_order(account_id=account_id, exchange_symbol=exchange_symbol, order_id=order_id,
+                              client_order_id=client_order_id)
 
 
 def simulator_cancel_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None) -> SimOrder:
     """Cancel an open order and release its locked funds; an unknown or closed order is -2011."""
     with transaction.atomic():
-        account = SimAccount.objects.select_for_update().get(pk=account_id)
+        queries.lock_account(account_id)
         order = simulator_find_order(account_id=account_id, exchange_symbol=exchange_symbol,
                                      order_id=order_id, client_order_id=client_order_id)
         if order is None or order.status not in OPEN_ORDER_STATUSES:
             raise e.unknown_order_sent()
-        balances = _balances_for_update(account, order.market.base, order.market.quote)
+        balances = _balances_for_update(account_id, order.market.base, order.market.quote)
         _release(order, balances)
         order.status = SimOrderStatus.CANCELED
         order.updated_ms = now_ms()
         _save_balances(balances)
-        order.save(update_fields=["status", "updated_ms", "locked_remaining"])
+        queries.save_order_status(order)
     logger.info("sim_order_canceled account_id=%s order_id=%s client_order_id=%s", account_id, order.pk,
                 order.client_order_id)
     return order
@@ -431,7 +432,7 @@ def _step_market(market: SimMarket, close: Decimal | None) -> list[SimTrade]:
         buys = sorted((o for o in orders if o.side == "BUY"), key=lambda o: (-o.price, o.pk))
         sells = sorted((o for o in orders if o.side == "SELL"), key=lambda o: (o.price, o.pk))
         balances = {
-            account_id: _balances_for_update(SimAccount(pk=account_id), market.base, market.quote)
+            account_id: _balances_for_update(account_id, market.base, market.quote)
             for account_id in account_ids
         }
         at = now_ms()

@@ -12,12 +12,14 @@ import logging
 import time
 from decimal import Decimal
 
+from django.db import DEFAULT_DB_ALIAS
 from django.http import HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
+from ..crypto import decrypt_secret
 from ..models import OPEN_ORDER_STATUSES, SimAccount, SimBalance, SimDeposit, SimMarket, SimOrder, SimTrade
 from . import errors as e
-from . import services
+from . import queries, services
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +54,18 @@ def _strip_signature(text: str) -> tuple[str, str | None]:
     return "&".join(kept), signature
 
 
-def _authenticate(request, params: dict) -> SimAccount:
-    api_key = request.headers.get("X-MBX-APIKEY", "")
-    account = SimAccount.objects.filter(api_key=api_key).first() if api_key else None
-    if account is None:
-        raise e.bad_api_key()
-    query, query_sig = _strip_signature(request.META.get("QUERY_STRING", ""))
-    body, body_sig = _strip_signature(request.body.decode() if request.body else "")
-    signature = query_sig or body_sig
-    if not signature:
-        raise e.missing_parameter("signature")
-    expected = hmac.new(account.api_secret.encode(), (query + body).encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature):
-        raise e.bad_signature()
+@functools.lru_cache(maxsize=1024)
+def _plain_secret(token: str) -> str:
+    """The secret of an encrypted token (a pure function of the token: decrypted once per process)."""
+    return decrypt_secret(token)
+
+
+def _signed_by(token: str, payload: bytes, signature: str) -> bool:
+    expected = hmac.new(_plain_secret(token).encode(), payload, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+def _check_timestamp(params: dict) -> None:
     try:
         timestamp = int(params.get("timestamp") or "")
         recv_window = int(params.get("recvWindow") or DEFAULT_RECV_WINDOW_MS)
@@ -75,7 +76,57 @@ def _authenticate(request, params: dict) -> SimAccount:
     server = services.now_ms()
     if timestamp >= server + 1000 or server - timestamp > recv_window:
         raise e.outside_recv_window()
-    return account
+
+
+def _account(account_id: int, api_key: str, token: str, faults: dict) -> SimAccount:
+    """The account as the request read it (its label is not read: it loads on access)."""
+    return SimAccount.from_db(DEFAULT_DB_ALIAS, ["id", "api_key", "api_secret_encrypted", "faults"],
+                              [account_id, api_key, token, faults])
+
+
+# API key -> (account id, encrypted secret) as last read from the database. Only a hint: a
+# request it verifies is counted by one UPDATE that also checks the row still holds these
+# credentials; when it does not (changed, account gone), the request takes the full path.
+_credentials: dict[str, tuple[int, str]] = {}
+
+
+def _authenticate(request, params: dict, *, count: bool) -> tuple[SimAccount, bool]:
+    """The request's account, and whether it was counted in the in-flight gauge (``count``: do so).
+
+    The gauge is the last thing done: nothing can fail between counting and returning.
+    """
+    api_key = request.headers.get("X-MBX-APIKEY", "")
+    query, query_sig = _strip_signature(request.META.get("QUERY_STRING", ""))
+    body, body_sig = _strip_signature(request.body.decode() if request.body else "")
+    signature = query_sig or body_sig
+    payload = (query + body).encode()
+    known = _credentials.get(api_key) if count and signature else None
+    if known is not None and _signed_by(known[1], payload, signature):
+        try:
+            _check_timestamp(params)
+        except e.SimulatorApiError:
+            pass  # the full path below refuses it in Binance's order of checks
+        else:
+            faults = services.simulator_request_started_if_credentials(account_id=known[0], api_key=api_key,
+                                                                       api_secret_encrypted=known[1])
+            if faults is not None:
+                return _account(known[0], api_key, known[1], faults), True
+            _credentials.pop(api_key, None)
+    row = queries.account_by_key(api_key) if api_key else None
+    if row is None:
+        raise e.bad_api_key()
+    account_id, token, faults = row
+    if len(_credentials) > 10000:
+        _credentials.clear()
+    _credentials[api_key] = (account_id, token)
+    if not signature:
+        raise e.missing_parameter("signature")
+    if not _signed_by(token, payload, signature):
+        raise e.bad_signature()
+    _check_timestamp(params)
+    if count:
+        services.simulator_request_started(account_id=account_id)
+    return _account(account_id, api_key, token, faults), count
 
 
 def endpoint(*, signed: bool = False, order_request: bool = False):
@@ -95,10 +146,8 @@ def endpoint(*, signed: bool = False, order_request: bool = False):
                 services.simulator_catch_up()
                 params = _params(request)
                 if signed:
-                    account = _authenticate(request, params)
-                    if order_request and request.method in ("POST", "DELETE"):
-                        services.simulator_request_started(account_id=account.pk)
-                        counted = True
+                    account, counted = _authenticate(
+                        request, params, count=order_request and request.method in ("POST", "DELETE"))
                     latency_ms = int(account.faults.get("latency_ms") or 0)
                     if latency_ms > 0:
                         time.sleep(latency_ms / 1000)
@@ -127,7 +176,7 @@ def _market(params: dict, required: bool = True) -> SimMarket | None:
         if required:
             raise e.missing_parameter("symbol")
         return None
-    market = SimMarket.objects.filter(exchange_symbol=symbol.upper()).first()
+    market = queries.market_by_exchange_symbol(symbol.upper())
     if market is None:
         raise e.invalid_symbol()
     return market

@@ -1,0 +1,246 @@
+"""Hand-written SQL of the simulator's per-request path: credentials, the in-flight gauge, order rows.
+
+Every order request (create, cancel, lookup) runs a handful of small statements; building them
+with the ORM cost several times the CPU of the database round trip itself, and the simulator
+shares its machine with what it is benchmarked against. Each function here is one statement,
+the same text on PostgreSQL and SQLite (both quote identifiers with double quotes), and rows
+come back as model instances with the values AmountField would give (exact Decimals).
+Everything else of the simulator stays on the ORM.
+"""
+import json
+from decimal import Decimal
+
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.models import BooleanField, JSONField
+
+from ledger.amounts import AmountField, from_db, to_db
+
+from ..models import OPEN_ORDER_STATUSES, SimAccount, SimBalance, SimConcurrency, SimMarket, SimOrder
+
+
+def _quote(name: str) -> str:
+    return f'"{name}"'
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _converter(field):
+    if isinstance(field, AmountField):
+        return from_db
+    if isinstance(field, BooleanField):
+        return bool
+    if isinstance(field, JSONField):
+        return _json
+    return None
+
+
+class _Table:
+    """A model's table: its quoted name, the selected columns, and rows -> instances."""
+
+    def __init__(self, model, *, only=None, exclude=()):
+        self.model = model
+        self.name = _quote(model._meta.db_table)
+        self.fields = [f for f in model._meta.concrete_fields
+                       if (only is None or f.attname in only) and f.attname not in exclude]
+        self.attnames = [f.attname for f in self.fields]
+        self.converters = [_converter(f) for f in self.fields]
+        self.width = len(self.fields)
+
+    def columns(self, alias: str) -> str:
+        return ", ".join(f"{alias}.{_quote(f.column)}" for f in self.fields)
+
+    def load(self, values):
+        """An instance of the row ``values`` (in ``fields`` order); unselected fields are deferred."""
+        values = [convert(value) if convert is not None and value is not None else value
+                  for convert, value in zip(self.converters, values)]
+        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, values)
+
+
+# last_step_at is the only column whose raw value differs by backend (text on SQLite): the
+# request path never reads it, so it stays deferred (loaded on access).
+_MARKET = _Table(SimMarket, exclude=("last_step_at",))
+_ORDER_MARKET = _Table(SimMarket, only=("id", "exchange_symbol", "base", "quote"))
+_ORDER = _Table(SimOrder)
+_BALANCE = _Table(SimBalance)
+_ACCOUNT = _quote(SimAccount._meta.db_table)
+_GAUGE = _quote(SimConcurrency._meta.db_table)
+_OPEN = ", ".join(f"'{status}'" for status in OPEN_ORDER_STATUSES)
+_INSERTED_ORDER_FIELDS = [f for f in _ORDER.fields if f.attname != "id"]
+
+
+def _db(value):
+    """An amount as a cursor takes it (what AmountField.get_db_prep_value gives)."""
+    return to_db(value if isinstance(value, Decimal) else Decimal(value), connection.vendor)
+
+
+def _fetchall(sql: str, params) -> list:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _execute(sql: str, params) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+# --- Credentials and the in-flight gauge ------------------------------------------------------
+
+_ACCOUNT_BY_KEY_SQL = f"SELECT id, api_secret_encrypted, faults FROM {_ACCOUNT} WHERE api_key = %s"
+
+
+def account_by_key(api_key: str) -> tuple[int, str, dict] | None:
+    """(id, encrypted secret, faults) of the account with ``api_key``, or None."""
+    rows = _fetchall(_ACCOUNT_BY_KEY_SQL, [api_key])
+    if not rows:
+        return None
+    account_id, token, faults = rows[0]
+    return account_id, token, _json(faults) or {}
+
+
+_GAUGE_SET = (
+    "in_flight = in_flight + 1, max_in_flight = CASE WHEN max_in_flight > in_flight "
+    "THEN max_in_flight ELSE in_flight + 1 END"
+)
+_STARTED_SQL = f"UPDATE {_GAUGE} SET {_GAUGE_SET} WHERE account_id = %s"
+_FINISHED_SQL = f"UPDATE {_GAUGE} SET in_flight = in_flight - 1 WHERE account_id = %s"
+# One statement: count the request only if the account still has exactly these credentials
+# (the ones the signature was checked with), and read its faults.
+_STARTED_IF_CREDENTIALS_SQL = (
+    f"UPDATE {_GAUGE} SET {_GAUGE_SET} WHERE account_id = %s AND EXISTS (SELECT 1 FROM {_ACCOUNT} a "
+    f"WHERE a.id = %s AND a.api_key = %s AND a.api_secret_encrypted = %s) "
+    f"RETURNING (SELECT a.faults FROM {_ACCOUNT} a WHERE a.id = %s)"
+)
+
+
+def request_started(account_id: int) -> None:
+    _execute(_STARTED_SQL, [account_id])
+
+
+def request_finished(account_id: int) -> None:
+    _execute(_FINISHED_SQL, [account_id])
+
+
+def request_started_if_credentials(account_id: int, api_key: str, token: str) -> dict | None:
+    """Count an order request of the account when its key and encrypted secret are still these.
+
+    Returns the account's faults when counted; None (nothing counted) when the credentials
+    changed, the account is gone or it has no gauge row.
+    """
+    rows = _fetchall(_STARTED_IF_CREDENTIALS_SQL, [account_id, account_id, api_key, token, account_id])
+    if not rows:
+        return None
+    return _json(rows[0][0]) or {}
+
+
+# --- Markets ----------------------------------------------------------------------------------
+
+_MARKET_SQL = f"SELECT {_MARKET.columns('m')} FROM {_MARKET.name} m WHERE m.exchange_symbol = %s"
+
+
+def market_by_exchange_symbol(exchange_symbol: str) -> SimMarket | None:
+    rows = _fetchall(_MARKET_SQL, [exchange_symbol])
+    return _MARKET.load(rows[0]) if rows else None
+
+
+# --- Accounts, balances -----------------------------------------------------------------------
+
+_ACCOUNT_SQL = f"SELECT id FROM {_ACCOUNT} WHERE id = %s"
+
+
+def lock_account(account_id: int) -> None:
+    """Lock the account row for this transaction, as select_for_update() does.
+
+    On SQLite (no row locks) it only reads the row: its write transactions start with BEGIN
+    IMMEDIATE and so already hold the database's one write lock.
+    """
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    if not _fetchall(_ACCOUNT_SQL + lock, [account_id]):
+        raise SimAccount.DoesNotExist("SimAccount matching query does not exist.")
+
+
+_BALANCES_SQL = (
+    f"SELECT {_BALANCE.columns('b')} FROM {_BALANCE.name} b WHERE b.account_id = %s AND b.asset IN (%s, %s)"
+)
+# The balances and, in one more row whose columns are all NULL, whether the client order id
+# is taken by an open order of the account.
+_BALANCES_AND_DUPLICATE_SQL = (
+    f"{_BALANCES_SQL} UNION ALL SELECT {', '.join(['NULL'] * _BALANCE.width)} WHERE EXISTS (SELECT 1 FROM "
+    f"{_ORDER.name} o WHERE o.account_id = %s AND o.client_order_id = %s AND o.status IN ({_OPEN}))"
+)
+
+
+def _balance_rows(rows) -> dict[str, SimBalance]:
+    balances = {}
+    for row in rows:
+        balance = _BALANCE.load(row)
+        balances[balance.asset] = balance
+    return balances
+
+
+def balances(account_id: int, base: str, quote: str) -> dict[str, SimBalance]:
+    """The account's existing balance rows of the two assets of a market, by asset."""
+    return _balance_rows(_fetchall(_BALANCES_SQL, [account_id, base, quote]))
+
+
+def balances_and_duplicate(account_id: int, base: str, quote: str,
+                           client_order_id: str) -> tuple[dict[str, SimBalance], bool]:
+    """As ``balances``, and whether an open order of the account already has ``client_order_id``."""
+    rows = _fetchall(_BALANCES_AND_DUPLICATE_SQL, [account_id, base, quote, account_id, client_order_id])
+    found = [row for row in rows if row[0] is not None]
+    return _balance_rows(found), len(found) < len(rows)
+
+
+_SAVE_BALANCE_SQL = f"UPDATE {_BALANCE.name} SET free = %s, locked = %s WHERE id = %s"
+
+
+def save_balance(balance: SimBalance) -> None:
+    _execute(_SAVE_BALANCE_SQL, [_db(balance.free), _db(balance.locked), balance.pk])
+
+
+# --- Orders -----------------------------------------------------------------------------------
+
+_INSERT_ORDER_SQL = (
+    f"INSERT INTO {_ORDER.name} ({', '.join(_quote(f.column) for f in _INSERTED_ORDER_FIELDS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_INSERTED_ORDER_FIELDS))}) RETURNING id"
+)
+
+
+def insert_order(order: SimOrder) -> None:
+    """INSERT the new ``order`` (every field set in memory) and set its primary key."""
+    values = [_db(value) if isinstance(field, AmountField) else value
+              for field, value in ((f, getattr(order, f.attname)) for f in _INSERTED_ORDER_FIELDS)]
+    order.pk = _fetchall(_INSERT_ORDER_SQL, values)[0][0]
+    order._state.adding = False
+    order._state.db = DEFAULT_DB_ALIAS
+
+
+_SAVE_CLOSED_ORDER_SQL = f"UPDATE {_ORDER.name} SET status = %s, updated_ms = %s, locked_remaining = %s WHERE id = %s"
+
+
+def save_order_status(order: SimOrder) -> None:
+    """Write ``status``, ``updated_ms`` and ``locked_remaining`` of ``order`` (a cancel)."""
+    _execute(_SAVE_CLOSED_ORDER_SQL, [order.status, order.updated_ms, _db(order.locked_remaining), order.pk])
+
+
+_FIND_ORDER_SQL = (
+    f"SELECT {_ORDER.columns('o')}, {_ORDER_MARKET.columns('m')} FROM {_ORDER.name} o "
+    f"JOIN {_MARKET.name} m ON m.id = o.market_id WHERE o.account_id = %s AND m.exchange_symbol = %s AND "
+)
+_FIND_ORDER_BY_ID_SQL = _FIND_ORDER_SQL + "o.id = %s"
+_FIND_ORDER_BY_CLIENT_ID_SQL = _FIND_ORDER_SQL + "o.client_order_id = %s ORDER BY o.id DESC LIMIT 1"
+
+
+def find_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None) -> SimOrder | None:
+    """The order (its market's symbol and assets loaded) by exchange id, else the newest with the client id."""
+    if order_id is not None:
+        rows = _fetchall(_FIND_ORDER_BY_ID_SQL, [account_id, exchange_symbol, order_id])
+    else:
+        rows = _fetchall(_FIND_ORDER_BY_CLIENT_ID_SQL, [account_id, exchange_symbol, client_order_id])
+    if not rows:
+        return None
+    order = _ORDER.load(rows[0][:_ORDER.width])
+    order.market = _ORDER_MARKET.load(rows[0][_ORDER.width:])
+    return order
