@@ -86,6 +86,24 @@ def _execute(sql: str, params) -> None:
         cursor.execute(sql, params)
 
 
+def _write_together(statements: list[tuple[str, list]], *, returning: bool = False):
+    """Run writes of one transaction in order; on PostgreSQL as one statement (data-modifying CTEs).
+
+    Only the last statement may return rows (``returning``: fetch them). The statements must
+    not read each other's rows: a CTE's writes are not visible to its siblings.
+    """
+    if connection.vendor == "postgresql" and len(statements) > 1:
+        head = ", ".join(f"w{n} AS ({sql})" for n, (sql, _) in enumerate(statements[:-1]))
+        statements = [(f"WITH {head} {statements[-1][0]}", [p for _, params in statements for p in params])]
+    for sql, params in statements[:-1]:
+        _execute(sql, params)
+    sql, params = statements[-1]
+    if returning:
+        return _fetchall(sql, params)
+    _execute(sql, params)
+    return None
+
+
 # --- Credentials and the in-flight gauge ------------------------------------------------------
 
 _ACCOUNT_BY_KEY_SQL = f"SELECT id, api_secret_encrypted, faults FROM {_ACCOUNT} WHERE api_key = %s"
@@ -148,17 +166,33 @@ def market_by_exchange_symbol(exchange_symbol: str) -> SimMarket | None:
 # --- Accounts, balances -----------------------------------------------------------------------
 
 _ACCOUNT_SQL = f"SELECT id FROM {_ACCOUNT} WHERE id = %s"
+_ACCOUNT_AND_MARKET_SQL = (
+    f"SELECT {_MARKET.columns('m')} FROM {_ACCOUNT} a LEFT JOIN {_MARKET.name} m ON m.exchange_symbol = %s "
+    f"WHERE a.id = %s"
+)
+_NO_ACCOUNT = "SimAccount matching query does not exist."
+
+
+def _lock(of: str) -> str:
+    """The row-lock clause. SQLite has none: it only reads the row, and its write transactions
+    start with BEGIN IMMEDIATE, so they already hold the database's one write lock."""
+    return f" FOR UPDATE{of}" if connection.features.has_select_for_update else ""
 
 
 def lock_account(account_id: int) -> None:
-    """Lock the account row for this transaction, as select_for_update() does.
+    """Lock the account row for this transaction, as select_for_update() does."""
+    if not _fetchall(_ACCOUNT_SQL + _lock(""), [account_id]):
+        raise SimAccount.DoesNotExist(_NO_ACCOUNT)
 
-    On SQLite (no row locks) it only reads the row: its write transactions start with BEGIN
-    IMMEDIATE and so already hold the database's one write lock.
-    """
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    if not _fetchall(_ACCOUNT_SQL + lock, [account_id]):
-        raise SimAccount.DoesNotExist("SimAccount matching query does not exist.")
+
+def lock_account_and_market(account_id: int, exchange_symbol: str) -> SimMarket | None:
+    """Lock the account row (as ``lock_account``) and read the market ``exchange_symbol`` (not locked)."""
+    rows = _fetchall(_ACCOUNT_AND_MARKET_SQL + _lock(" OF a"), [exchange_symbol, account_id])
+    if not rows:
+        if market_by_exchange_symbol(exchange_symbol) is None:
+            return None  # as before the two were read together: an unknown symbol is refused first
+        raise SimAccount.DoesNotExist(_NO_ACCOUNT)
+    return _MARKET.load(rows[0]) if rows[0][0] is not None else None
 
 
 _BALANCES_SQL = (
@@ -196,8 +230,13 @@ def balances_and_duplicate(account_id: int, base: str, quote: str,
 _SAVE_BALANCE_SQL = f"UPDATE {_BALANCE.name} SET free = %s, locked = %s WHERE id = %s"
 
 
-def save_balance(balance: SimBalance) -> None:
-    _execute(_SAVE_BALANCE_SQL, [_db(balance.free), _db(balance.locked), balance.pk])
+def _save_balance(balance: SimBalance) -> tuple[str, list]:
+    return _SAVE_BALANCE_SQL, [_db(balance.free), _db(balance.locked), balance.pk]
+
+
+def save_balances(balances: list[SimBalance]) -> None:
+    if balances:
+        _write_together([_save_balance(balance) for balance in balances])
 
 
 # --- Orders -----------------------------------------------------------------------------------
@@ -208,11 +247,12 @@ _INSERT_ORDER_SQL = (
 )
 
 
-def insert_order(order: SimOrder) -> None:
-    """INSERT the new ``order`` (every field set in memory) and set its primary key."""
+def insert_order(order: SimOrder, *, balances: list[SimBalance] = ()) -> None:
+    """INSERT the new ``order`` (every field set in memory) and set its primary key; write ``balances`` with it."""
     values = [_db(value) if isinstance(field, AmountField) else value
               for field, value in ((f, getattr(order, f.attname)) for f in _INSERTED_ORDER_FIELDS)]
-    order.pk = _fetchall(_INSERT_ORDER_SQL, values)[0][0]
+    rows = _write_together([*(_save_balance(b) for b in balances), (_INSERT_ORDER_SQL, values)], returning=True)
+    order.pk = rows[0][0]
     order._state.adding = False
     order._state.db = DEFAULT_DB_ALIAS
 
@@ -220,27 +260,55 @@ def insert_order(order: SimOrder) -> None:
 _SAVE_CLOSED_ORDER_SQL = f"UPDATE {_ORDER.name} SET status = %s, updated_ms = %s, locked_remaining = %s WHERE id = %s"
 
 
-def save_order_status(order: SimOrder) -> None:
-    """Write ``status``, ``updated_ms`` and ``locked_remaining`` of ``order`` (a cancel)."""
-    _execute(_SAVE_CLOSED_ORDER_SQL, [order.status, order.updated_ms, _db(order.locked_remaining), order.pk])
+def save_order_status(order: SimOrder, *, balances: list[SimBalance] = ()) -> None:
+    """Write ``status``, ``updated_ms`` and ``locked_remaining`` of ``order`` (a cancel), and ``balances``."""
+    values = [order.status, order.updated_ms, _db(order.locked_remaining), order.pk]
+    _write_together([*(_save_balance(b) for b in balances), (_SAVE_CLOSED_ORDER_SQL, values)])
 
 
-_FIND_ORDER_SQL = (
-    f"SELECT {_ORDER.columns('o')}, {_ORDER_MARKET.columns('m')} FROM {_ORDER.name} o "
-    f"JOIN {_MARKET.name} m ON m.id = o.market_id WHERE o.account_id = %s AND m.exchange_symbol = %s AND "
-)
-_FIND_ORDER_BY_ID_SQL = _FIND_ORDER_SQL + "o.id = %s"
-_FIND_ORDER_BY_CLIENT_ID_SQL = _FIND_ORDER_SQL + "o.client_order_id = %s ORDER BY o.id DESC LIMIT 1"
+def _find_order_sql(*, by_client_id: bool, balances: bool) -> str:
+    """The market of a symbol, the account's order in it (by id, or the newest with a client id) and,
+    with ``balances``, the account's balance rows of the market's assets: one row per balance (at least one).
+
+    Parameters: account id, order id | (account id, client order id), [account id], symbol.
+    """
+    order_id = "%s"
+    if by_client_id:
+        order_id = (f"(SELECT o2.id FROM {_ORDER.name} o2 WHERE o2.market_id = m.id AND o2.account_id = %s "
+                    f"AND o2.client_order_id = %s ORDER BY o2.id DESC LIMIT 1)")
+    columns = f"{_ORDER_MARKET.columns('m')}, {_ORDER.columns('o')}"
+    joins = f"LEFT JOIN {_ORDER.name} o ON o.market_id = m.id AND o.account_id = %s AND o.id = {order_id}"
+    if balances:
+        columns += f", {_BALANCE.columns('b')}"
+        joins += f" LEFT JOIN {_BALANCE.name} b ON b.account_id = %s AND b.asset IN (m.base, m.quote)"
+    return f"SELECT {columns} FROM {_MARKET.name} m {joins} WHERE m.exchange_symbol = %s"
 
 
-def find_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None) -> SimOrder | None:
-    """The order (its market's symbol and assets loaded) by exchange id, else the newest with the client id."""
-    if order_id is not None:
-        rows = _fetchall(_FIND_ORDER_BY_ID_SQL, [account_id, exchange_symbol, order_id])
-    else:
-        rows = _fetchall(_FIND_ORDER_BY_CLIENT_ID_SQL, [account_id, exchange_symbol, client_order_id])
+_FIND_ORDER_SQL = {(by_client_id, balances): _find_order_sql(by_client_id=by_client_id, balances=balances)
+                   for by_client_id in (False, True) for balances in (False, True)}
+
+
+def find_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None,
+               balances: bool = False) -> tuple[SimMarket | None, SimOrder | None, dict[str, SimBalance]]:
+    """The market ``exchange_symbol`` (None: no such market), the account's order in it by exchange id,
+    else the newest with the client id (None: none), and with ``balances`` the account's balance rows
+    of the market's assets.
+
+    The market has its symbols and assets loaded (the other fields load on access); the order's
+    ``market`` is it.
+    """
+    by_client_id = order_id is None
+    params = [account_id, *((account_id, client_order_id) if by_client_id else (order_id,))]
+    if balances:
+        params.append(account_id)
+    rows = _fetchall(_FIND_ORDER_SQL[by_client_id, balances], [*params, exchange_symbol])
     if not rows:
-        return None
-    order = _ORDER.load(rows[0][:_ORDER.width])
-    order.market = _ORDER_MARKET.load(rows[0][_ORDER.width:])
-    return order
+        return None, None, {}
+    market_width, order_end = _ORDER_MARKET.width, _ORDER_MARKET.width + _ORDER.width
+    market = _ORDER_MARKET.load(rows[0][:market_width])
+    order = None
+    if rows[0][market_width] is not None:
+        order = _ORDER.load(rows[0][market_width:order_end])
+        order.market = market
+    found = _balance_rows(row[order_end:] for row in rows if balances and row[order_end] is not None)
+    return market, order, found

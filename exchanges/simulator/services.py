@@ -207,8 +207,9 @@ def simulator_request_started(*, account_id: int) -> None:
     queries.request_started(account_id)
 
 
-def simulator_request_started_if_credentials(*, account_id: int, api_key: str, api_secret_encrypted: str) -> dict | None:
-    """Count an order request when the account still has these credentials; its faults, or None (not counted)."""
+def simulator_request_started_if_credentials(*, account_id: int, api_key: str,
+                                             api_secret_encrypted: str) -> dict | None:
+    """Count an order request when the account still has these credentials: its faults; None: not counted."""
     return queries.request_started_if_credentials(account_id, api_key, api_secret_encrypted)
 
 
@@ -285,13 +286,19 @@ def _apply_fill(*, order: SimOrder, market: SimMarket, balances: dict[str, SimBa
                     is_buyer=order.side == "BUY", is_maker=is_maker, time_ms=at_ms)
 
 
-def _save_balances(balances: dict[str, SimBalance]) -> None:
-    """Write the rows that changed; a negative amount is a bug of this module: refuse to commit it."""
+def _changed_balances(balances: dict[str, SimBalance]) -> list[SimBalance]:
+    """The rows to write; a negative amount is a bug of this module: refuse to commit it."""
+    changed = []
     for balance in balances.values():
         if balance.free < 0 or balance.locked < 0:
             raise AssertionError(f"simulator balance went negative: {balance}")
         if (balance.free, balance.locked) != balance.loaded:
-            queries.save_balance(balance)
+            changed.append(balance)
+    return changed
+
+
+def _save_balances(balances: dict[str, SimBalance]) -> None:
+    queries.save_balances(_changed_balances(balances))
 
 
 def _market_depth(market: SimMarket):
@@ -307,12 +314,37 @@ def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, o
                           market: SimMarket | None = None) -> tuple[SimOrder, list[SimTrade]]:
     """Place a limit order: validate filters and funds, take what crosses the book, rest the rest.
 
-    ``market`` may be passed when the caller already read it (it saves a query).
+    The account row is locked and the market read in one statement; the request is then refused in
+    Binance's order: symbol, missing parameter (empty ``side``, ``order_type``, ``qty``, ``price``),
+    client order id, side, type, time in force, amounts, filters, would-take, duplicate, funds.
+    ``market`` may be passed when the caller already read it (it is not read again).
     """
-    if market is None or market.exchange_symbol != exchange_symbol:
-        market = queries.market_by_exchange_symbol(exchange_symbol)
+    with transaction.atomic():
+        if market is None or market.exchange_symbol != exchange_symbol:
+            market = queries.lock_account_and_market(account_id, exchange_symbol)
+        else:
+            queries.lock_account(account_id)
+        order, trades = _place_locked(account_id=account_id, market=market, side=side, order_type=order_type,
+                                      price=price, qty=qty, client_order_id=client_order_id,
+                                      time_in_force=time_in_force)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(
+            "sim_order_placed account_id=%s order_id=%s client_order_id=%s symbol=%s side=%s price=%s qty=%s "
+            "status=%s taker_fills=%s", account_id, order.pk, client_order_id, market.symbol, side,
+            canonical(order.price), canonical(order.orig_qty), order.status, len(trades),
+        )
+    return order, trades
+
+
+def _place_locked(*, account_id: int, market: SimMarket | None, side: str, order_type: str, price, qty,
+                  client_order_id: str, time_in_force: str) -> tuple[SimOrder, list[SimTrade]]:
     if market is None:
         raise e.invalid_symbol()
+    for name, value in (("side", side), ("type", order_type), ("quantity", qty), ("price", price)):
+        if not value:
+            raise e.missing_parameter(name)
+    if len(client_order_id) > 36:
+        raise e.bad_parameter("newClientOrderId", "more than 36 characters")
     if side not in ("BUY", "SELL"):
         raise e.bad_parameter("side")
     if order_type not in ("LIMIT", "LIMIT_MAKER"):
@@ -326,48 +358,50 @@ def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, o
         raise e.bad_parameter("price/quantity", "not a decimal") from None
     _validate_filters(market, price, qty)
     bids, asks = _market_depth(market)
-    crossing = [lvl for lvl in asks if lvl.price <= price] if side == "BUY" else [lvl for lvl in bids if lvl.price >= price]
+    if side == "BUY":
+        crossing = [lvl for lvl in asks if lvl.price <= price]
+    else:
+        crossing = [lvl for lvl in bids if lvl.price >= price]
     if order_type == "LIMIT_MAKER" and crossing:
         raise e.would_take()
     at = now_ms()
-    with transaction.atomic():
-        queries.lock_account(account_id)
-        balances, duplicate = queries.balances_and_duplicate(account_id, market.base, market.quote, client_order_id)
-        if duplicate:
-            raise e.duplicate_order()
-        balances = _balances_for_update(account_id, market.base, market.quote, balances)
-        reserve_asset, reserve = (market.quote, price * qty) if side == "BUY" else (market.base, qty)
-        if balances[reserve_asset].free < reserve:
-            raise e.insufficient_balance()
-        balances[reserve_asset].free -= reserve
-        balances[reserve_asset].locked += reserve
-        order = SimOrder(
-            account_id=account_id, market=market, client_order_id=client_order_id, side=side, type=order_type,
-            time_in_force=time_in_force, price=price, orig_qty=qty, locked_remaining=reserve,
-            status=SimOrderStatus.NEW, created_ms=at, updated_ms=at,
-        )
-        queries.insert_order(order)
-        trades = []
-        remaining = qty
-        for level in crossing:
-            if remaining <= 0:
-                break
-            take = min(remaining, level.qty)
-            trades.append(_apply_fill(order=order, market=market, balances=balances, price=level.price,
-                                      qty=take, is_maker=False, at_ms=at))
-            remaining -= take
-        if remaining > 0 and time_in_force == "IOC":
+    balances, duplicate = queries.balances_and_duplicate(account_id, market.base, market.quote, client_order_id)
+    if duplicate:
+        raise e.duplicate_order()
+    balances = _balances_for_update(account_id, market.base, market.quote, balances)
+    reserve_asset, reserve = (market.quote, price * qty) if side == "BUY" else (market.base, qty)
+    if balances[reserve_asset].free < reserve:
+        raise e.insufficient_balance()
+    balances[reserve_asset].free -= reserve
+    balances[reserve_asset].locked += reserve
+    order = SimOrder(
+        account_id=account_id, market=market, client_order_id=client_order_id, side=side, type=order_type,
+        time_in_force=time_in_force, price=price, orig_qty=qty, locked_remaining=reserve,
+        status=SimOrderStatus.NEW, created_ms=at, updated_ms=at,
+    )
+    if not crossing:
+        # Nothing trades: the order's row is written once, in its final state, with the balances.
+        if time_in_force == "IOC":
             _release(order, balances)
             order.status = SimOrderStatus.EXPIRED
-        SimTrade.objects.bulk_create(trades)
-        _save_balances(balances)
-        if trades or order.status != SimOrderStatus.NEW:
-            order.save()
-    logger.info(
-        "sim_order_placed account_id=%s order_id=%s client_order_id=%s symbol=%s side=%s price=%s qty=%s status=%s taker_fills=%s",
-        account_id, order.pk, client_order_id, market.symbol, side, canonical(price), canonical(qty), order.status,
-        len(trades),
-    )
+        queries.insert_order(order, balances=_changed_balances(balances))
+        return order, []
+    queries.insert_order(order)
+    trades = []
+    remaining = qty
+    for level in crossing:
+        if remaining <= 0:
+            break
+        take = min(remaining, level.qty)
+        trades.append(_apply_fill(order=order, market=market, balances=balances, price=level.price,
+                                  qty=take, is_maker=False, at_ms=at))
+        remaining -= take
+    if remaining > 0 and time_in_force == "IOC":
+        _release(order, balances)
+        order.status = SimOrderStatus.EXPIRED
+    SimTrade.objects.bulk_create(trades)
+    _save_balances(balances)
+    order.save()
     return order, trades
 
 
@@ -378,29 +412,40 @@ def _release(order: SimOrder, balances: dict[str, SimBalance]) -> None:
     order.locked_remaining = Decimal(0)
 
 
-def simulator_find_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None) -> SimOrder | None:
+def simulator_find_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None,
+                         check_symbol: bool = False) -> SimOrder | None:
     """An order of the account by exchange id or client id (the newest one with that client id).
 
-    Its market has the symbols and assets loaded (the other fields load on access).
+    Its market has the symbols and assets loaded (the other fields load on access). With
+    ``check_symbol`` an unknown symbol is refused (-1121) instead of finding no order.
     """
-    return queries.find_order(account_id=account_id, exchange_symbol=exchange_symbol, order_id=order_id,
-                              client_order_id=client_order_id)
+    market, order, _ = queries.find_order(account_id=account_id, exchange_symbol=exchange_symbol, order_id=order_id,
+                                          client_order_id=client_order_id)
+    if market is None and check_symbol:
+        raise e.invalid_symbol()
+    return order
 
 
-def simulator_cancel_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None) -> SimOrder:
-    """Cancel an open order and release its locked funds; an unknown or closed order is -2011."""
+def simulator_cancel_order(*, account_id: int, exchange_symbol: str, order_id=None, client_order_id=None,
+                           check_symbol: bool = False) -> SimOrder:
+    """Cancel an open order and release its locked funds; an unknown or closed order is -2011.
+
+    With ``check_symbol`` an unknown symbol is refused (-1121) instead.
+    """
     with transaction.atomic():
         queries.lock_account(account_id)
-        order = simulator_find_order(account_id=account_id, exchange_symbol=exchange_symbol,
-                                     order_id=order_id, client_order_id=client_order_id)
+        market, order, balances = queries.find_order(account_id=account_id, exchange_symbol=exchange_symbol,
+                                                     order_id=order_id, client_order_id=client_order_id,
+                                                     balances=True)
+        if market is None and check_symbol:
+            raise e.invalid_symbol()
         if order is None or order.status not in OPEN_ORDER_STATUSES:
             raise e.unknown_order_sent()
-        balances = _balances_for_update(account_id, order.market.base, order.market.quote)
+        balances = _balances_for_update(account_id, market.base, market.quote, balances)
         _release(order, balances)
         order.status = SimOrderStatus.CANCELED
         order.updated_ms = now_ms()
-        _save_balances(balances)
-        queries.save_order_status(order)
+        queries.save_order_status(order, balances=_changed_balances(balances))
     logger.info("sim_order_canceled account_id=%s order_id=%s client_order_id=%s", account_id, order.pk,
                 order.client_order_id)
     return order

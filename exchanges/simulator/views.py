@@ -373,19 +373,17 @@ def _fill_json(trade: SimTrade) -> dict:
 
 
 def _new_order(request, params, account):
-    market = _market(params)
-    for name in ("side", "type", "quantity", "price"):
-        if not params.get(name):
-            raise e.missing_parameter(name)
-    client_order_id = params.get("newClientOrderId") or f"sim-{services.now_ms()}-{account.pk}"
-    if len(client_order_id) > 36:
-        raise e.bad_parameter("newClientOrderId", "more than 36 characters")
+    symbol = params.get("symbol")
+    if not symbol:
+        raise e.missing_parameter("symbol")
+    # The service refuses an unknown symbol, then missing (empty) parameters, in Binance's order.
     order, trades = services.simulator_place_order(
-        account_id=account.pk, exchange_symbol=market.exchange_symbol, side=params["side"].upper(),
-        order_type=params["type"].upper(), price=params["price"], qty=params["quantity"],
-        client_order_id=client_order_id, time_in_force=(params.get("timeInForce") or "GTC").upper(), market=market,
+        account_id=account.pk, exchange_symbol=symbol.upper(), side=(params.get("side") or "").upper(),
+        order_type=(params.get("type") or "").upper(), price=params.get("price"), qty=params.get("quantity"),
+        client_order_id=params.get("newClientOrderId") or f"sim-{services.now_ms()}-{account.pk}",
+        time_in_force=(params.get("timeInForce") or "GTC").upper(),
     )
-    order.market = market
+    market = order.market
     accepted_timeout_s = float(account.faults.get("timeout_after_accept_s") or 0)
     if accepted_timeout_s > 0:
         # The order exists; the client sees only a timeout (the ambiguous case of the error policy).
@@ -411,26 +409,43 @@ def _lookup_ids(params) -> tuple[int | None, str | None]:
     return order_id, (None if order_id is not None else client_order_id)
 
 
-def _get_order(request, params, account):
+def _lookup(params, account, unknown) -> tuple[str, int | None, str | None, bool]:
+    """(symbol, order id, client order id, symbol checked) of an order lookup or cancel.
+
+    Refused in Binance's order: no symbol, unknown symbol, no order id, then an injected unknown
+    order (``unknown``: the error). Without an injected fault pending and with valid ids, the
+    symbol is left to the lookup itself (one statement fewer): nothing else can fail before it.
+    """
+    symbol = params.get("symbol")
+    if not symbol:
+        raise e.missing_parameter("symbol")
+    if not int(account.faults.get("unknown_order") or 0):
+        try:
+            order_id, client_order_id = _lookup_ids(params)
+        except e.SimulatorApiError:
+            pass  # refused below, after the symbol
+        else:
+            return symbol.upper(), order_id, client_order_id, False
     market = _market(params)
     order_id, client_order_id = _lookup_ids(params)
     if services.simulator_take_fault(account=account, kind="unknown_order"):
-        raise e.order_does_not_exist()
-    order = services.simulator_find_order(account_id=account.pk, exchange_symbol=market.exchange_symbol,
-                                          order_id=order_id, client_order_id=client_order_id)
+        raise unknown()
+    return market.exchange_symbol, order_id, client_order_id, True
+
+
+def _get_order(request, params, account):
+    symbol, order_id, client_order_id, checked = _lookup(params, account, e.order_does_not_exist)
+    order = services.simulator_find_order(account_id=account.pk, exchange_symbol=symbol, order_id=order_id,
+                                          client_order_id=client_order_id, check_symbol=not checked)
     if order is None:
         raise e.order_does_not_exist()
     return JsonResponse(_order_json(order))
 
 
 def _cancel_order(request, params, account):
-    market = _market(params)
-    order_id, client_order_id = _lookup_ids(params)
-    if services.simulator_take_fault(account=account, kind="unknown_order"):
-        raise e.unknown_order_sent()
-    order = services.simulator_cancel_order(account_id=account.pk, exchange_symbol=market.exchange_symbol,
-                                            order_id=order_id, client_order_id=client_order_id)
-    order.market = market
+    symbol, order_id, client_order_id, checked = _lookup(params, account, e.unknown_order_sent)
+    order = services.simulator_cancel_order(account_id=account.pk, exchange_symbol=symbol, order_id=order_id,
+                                            client_order_id=client_order_id, check_symbol=not checked)
     body = _order_json(order)
     body.update({"origClientOrderId": order.client_order_id,
                  "clientOrderId": params.get("newClientOrderId") or f"cancel-{order.pk}",
