@@ -154,7 +154,8 @@ def _due_sessions(now: datetime) -> list[SimpleNamespace]:
     n_session, n_order = len(_SESSION_FIELDS), len(_ORDER_FIELDS)
     sessions = []
     for row in StrategySession.objects.filter(status=SessionStatus.RUNNING, next_run_at__lte=now).values_list(*columns):
-        order = SimpleNamespace(**dict(zip(_ORDER_FIELDS, row[n_session:n_session + n_order])))
+        values = row[n_session:n_session + n_order]
+        order = SimpleNamespace(**dict(zip(_ORDER_FIELDS, values)), row=values)
         order.pair = SimpleNamespace(**dict(zip(_PAIR_FIELDS, row[n_session + n_order:])))
         sessions.append(SimpleNamespace(**dict(zip(_SESSION_FIELDS, row[:n_session])), order=order))
     return sessions
@@ -187,18 +188,18 @@ def _tracked_view(row: tuple) -> order_diff.TrackedOrder:
     )
 
 
-# The order fields that are not strategy parameters; the others key the params cache.
-_NOT_PARAMS = frozenset({"order_id", "user_id", "exchange_account_id"})
-
-
 @functools.lru_cache(maxsize=65536)
 def _params_of(values: tuple) -> pure_mm.PureMMParams:
-    return params_for(SimpleNamespace(**dict(values)))
+    return params_for(SimpleNamespace(**dict(zip(_ORDER_FIELDS, values))))
 
 
 def _cached_params(order) -> pure_mm.PureMMParams:
-    """``params_for(order)``, built (and validated) once per distinct parameter set, not once per tick."""
-    return _params_of(tuple((name, getattr(order, name)) for name in _ORDER_FIELDS if name not in _NOT_PARAMS))
+    """``params_for(order)``, built (and validated) once per order and parameter set, not once per
+    tick: keyed by the order's row as the cycle read it (``_due_sessions``)."""
+    values = getattr(order, "row", None)
+    if values is None:
+        values = tuple(getattr(order, name) for name in _ORDER_FIELDS)
+    return _params_of(values)
 
 
 def _market_inputs(market) -> tuple[pure_mm.MarketSnapshot, pure_mm.MarketRules]:
@@ -225,13 +226,14 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     positions = ref_positions(ref_type=ORDER_REF, ref_ids=[s.order.order_id for s in sessions])
     keys = {strategy_key(s.order.order_id): s for s in sessions}
     recent = now - timedelta(seconds=RECENT_FILLS_S)
-    tracked = _active_orders(keys, recent)
+    tracked, unclaimed = _active_orders(keys, recent)
 
     stale_before = _stale_before(now)
     inputs: dict[tuple[int, str], tuple] = {}  # per market: its snapshot and rules, built once a cycle
     # Rows as plain dicts: building thousands of model instances costs more than writing them.
     new_intents: list[dict] = []
-    cancel_ids: list[str] = []
+    unsent: dict[str, tuple[int, bool]] = {}  # client id -> (intent pk, tracked) of creates cancelled unsent
+    to_cancel: list[tuple[str, str, int, str]] = []  # tracked orders to cancel: (client id, key, account, symbol)
     hang_ids: list[str] = []
     ran: list[SimpleNamespace] = []
     stale = 0
@@ -263,7 +265,11 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
             continue
         ran.append(session)
         for cancel in diff.cancel:
-            cancel_ids.append(cancel.client_order_id)
+            cid = cancel.client_order_id
+            if cid in unclaimed:
+                unsent[cid] = unclaimed[cid]
+            else:
+                to_cancel.append((cid, key, order.exchange_account_id, order.pair.symbol))
         hang_ids.extend(diff.hang)
         for desired in diff.create:
             intent_id = f"{key}:{slot}:create:{desired.side.value}{desired.layer}"
@@ -276,8 +282,8 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
 
     superseded = 0
     with transaction.atomic():
-        if cancel_ids:
-            superseded = _write_cancels(cancel_ids, keys, slot, new_intents)
+        if unsent or to_cancel:
+            superseded = _write_cancels(unsent, to_cancel, slot, new_intents)
         if hang_ids:
             TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", hang_ids)).update(hanging=True, updated_at=now)
         _insert_ignoring_conflicts(Intent, new_intents, now)
@@ -289,62 +295,77 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     return summary
 
 
-def _active_orders(keys: dict, recent: datetime) -> dict[str, list[tuple]]:
+def _active_orders(keys: dict, recent: datetime) -> tuple[dict[str, list[tuple]], dict[str, tuple[int, bool]]]:
     """Per strategy key, its active orders (and those filled recently, for hanging orders) as rows
-    of ``_TRACKED_COLUMNS``: the tracked orders, plus every create intent not yet claimed.
+    of ``_TRACKED_COLUMNS``: the tracked orders, plus every create intent not yet claimed; and the
+    intent pk of every create never sent (and whether it is tracked), by client order id.
 
     A create intent has no tracked order until it is claimed: the claim inserts it in the same
     transaction that takes the intent out of ``new`` (intents.gates). So the unclaimed creates are
     read first and the tracked orders second: an intent claimed between the two reads is in both
     (the tracked row wins), and none can be in neither, so a slot whose create is on its way is
-    never seen empty and a ladder never stacks.
+    never seen empty and a ladder never stacks. The pks returned are those of the creates still
+    ``new`` and never sent, which a cancel supersedes instead of sending.
     """
     pending = list(Intent.objects.filter(
         _among(Intent, "strategy_key", keys), kind=IntentKind.CREATE, status=IntentStatus.NEW,
-    ).values_list("strategy_key", "client_order_id", "side", "price", "amount", "layer", "created_at"))
+    ).values_list("pk", "strategy_key", "client_order_id", "side", "price", "amount", "layer", "created_at",
+                  "sent_at"))
     rows: dict[str, dict[str, tuple]] = {key: {} for key in keys}
     for row in TrackedOrder.objects.filter(_among(TrackedOrder, "strategy_key", keys)).filter(
             Q(status__in=OPEN_TRACKED_STATUSES) | Q(status=TrackedOrderStatus.FILLED, updated_at__gte=recent)
     ).values_list(*_TRACKED_COLUMNS):
         rows[row[0]][row[1]] = row
-    for key, client_order_id, side, price, amount, layer, created_at in pending:
+    unsent: dict[str, tuple[int, bool]] = {}
+    for pk, key, client_order_id, side, price, amount, layer, created_at, sent_at in pending:
+        if sent_at is None:
+            # Never sent (unclaimed, or claimed once and back for a retry): superseded if cancelled.
+            unsent[client_order_id] = (pk, client_order_id in rows[key])
         if client_order_id not in rows[key]:
             rows[key][client_order_id] = (key, client_order_id, side, price, amount, layer or 0, PENDING_CREATE,
                                           created_at, _ZERO, None, False)
-    return {key: list(orders.values()) for key, orders in rows.items()}
+    return {key: list(orders.values()) for key, orders in rows.items()}, unsent
 
 
-def _write_cancels(cancel_ids: list[str], keys: dict, slot: int, new_intents: list[dict]) -> int:
-    """Cancel intents for sent orders; a create never sent is superseded instead (nothing to cancel).
+def _write_cancels(unsent: dict[str, tuple[int, bool]], to_cancel: list[tuple[str, str, int, str]], slot: int,
+                   new_intents: list[dict]) -> int:
+    """Supersede the creates never sent (``unsent``: client order id -> (intent pk, has a tracked
+    order); nothing is on the exchange) and write a cancel intent for each order of ``to_cancel``
+    (client order id, strategy key, account, symbol), marking it ``pending_cancel``. Returns how
+    many were superseded.
 
-    "Never sent" is status ``new`` with no ``sent_at``: a create waiting for a retry after an
-    ambiguous send may be on the exchange, so it gets a cancel like any order on the book.
+    Superseded only while still ``new`` and never sent: a create claimed since the cycle read it has
+    its tracked order by now (its claim wrote it) and gets a cancel instead; one waiting for a retry
+    after an ambiguous send (sent_at set) is tracked already, so it is in ``to_cancel``.
     """
-    Intent.objects.filter(
-        _among(Intent, "client_order_id", cancel_ids), kind=IntentKind.CREATE, status=IntentStatus.NEW,
-        sent_at__isnull=True,
-    ).update(status=IntentStatus.SUPERSEDED, finished_at=timezone.now(), last_error="cancelled before it was sent")
-    # What is superseded now (by this cycle, or a moment ago by a stop or the kill switch) needs no
-    # cancel; a create claimed before the update above has its tracked order by now and gets one.
-    unsent = set(Intent.objects.filter(
-        _among(Intent, "client_order_id", cancel_ids), kind=IntentKind.CREATE, status=IntentStatus.SUPERSEDED,
-    ).values_list("client_order_id", flat=True))
+    superseded = 0
     if unsent:
-        TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", unsent),
-                                    status=TrackedOrderStatus.PENDING_CREATE).update(status=TrackedOrderStatus.CANCELLED)
-    to_cancel = [cid for cid in cancel_ids if cid not in unsent]
-    if not to_cancel:
-        return len(unsent)
-    rows = TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", to_cancel)).values_list(
-        "client_order_id", "strategy_key", "account_id", "symbol")
-    for client_order_id, key, account_id, symbol in rows:
-        new_intents.append(dict(
-            intent_id=f"{key}:{slot}:cancel:{client_order_id}", strategy_key=key, account_id=account_id,
-            kind=CANCEL, symbol=symbol, client_order_id=client_order_id,
-        ))
-    TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", to_cancel)).update(
-        status=TrackedOrderStatus.PENDING_CANCEL)
-    return len(unsent)
+        pks = [pk for pk, _ in unsent.values()]
+        superseded = Intent.objects.filter(
+            _among(Intent, "id", pks, "bigint"), status=IntentStatus.NEW, sent_at__isnull=True,
+        ).update(status=IntentStatus.SUPERSEDED, finished_at=timezone.now(), last_error="cancelled before it was sent")
+        tracked = [cid for cid, (_, has_tracked) in unsent.items() if has_tracked]
+        if tracked:
+            # Claimed once and back for a retry before it was sent: its tracked order is closed too.
+            TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", tracked),
+                                        status=TrackedOrderStatus.PENDING_CREATE).update(
+                status=TrackedOrderStatus.CANCELLED)
+        if superseded < len(pks):
+            # Claimed (or superseded by a stop or the kill switch) in the meantime: cancel what is tracked.
+            gone = set(Intent.objects.filter(_among(Intent, "id", pks, "bigint")).exclude(
+                status=IntentStatus.SUPERSEDED).values_list("client_order_id", flat=True))
+            to_cancel = to_cancel + list(TrackedOrder.objects.filter(
+                _among(TrackedOrder, "client_order_id", gone), status__in=OPEN_TRACKED_STATUSES,
+            ).values_list("client_order_id", "strategy_key", "account_id", "symbol"))
+    if to_cancel:
+        for client_order_id, key, account_id, symbol in to_cancel:
+            new_intents.append(dict(
+                intent_id=f"{key}:{slot}:cancel:{client_order_id}", strategy_key=key, account_id=account_id,
+                kind=CANCEL, symbol=symbol, client_order_id=client_order_id,
+            ))
+        TrackedOrder.objects.filter(_among(TrackedOrder, "client_order_id", [c[0] for c in to_cancel])).update(
+            status=TrackedOrderStatus.PENDING_CANCEL)
+    return superseded
 
 
 # --- Bulk writes whose cost does not grow with Django's per-row and per-parameter overhead ------
