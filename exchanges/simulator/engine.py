@@ -66,12 +66,17 @@ class Level:
     qty: Decimal
 
 
+def synthetic_touch(*, price: Decimal, tick: Decimal, spread_ticks: int) -> tuple[Decimal, Decimal]:
+    """The best bid and best ask of the synthetic book around ``price`` (no hashing: cheap to know)."""
+    spread = max(spread_ticks, 1) * tick
+    best_bid = round_to_step(price - spread / 2, tick, ROUND_DOWN)
+    return best_bid, best_bid + spread
+
+
 def synthetic_depth(*, seed: int, symbol: str, step: int, price: Decimal, tick: Decimal, lot: Decimal,
                     spread_ticks: int, levels: int, depth_quantity: Decimal) -> tuple[list[Level], list[Level]]:
     """Bids (best first) and asks (best first) of the synthetic book around ``price``."""
-    spread = max(spread_ticks, 1) * tick
-    best_bid = round_to_step(price - spread / 2, tick, ROUND_DOWN)
-    best_ask = best_bid + spread
+    best_bid, best_ask = synthetic_touch(price=price, tick=tick, spread_ticks=spread_ticks)
     gap = max(tick, round_to_step(price * Decimal("0.0005"), tick, ROUND_DOWN))
     bids, asks = [], []
     for i in range(levels):

@@ -357,11 +357,15 @@ def _place_locked(*, account_id: int, market: SimMarket | None, side: str, order
     except Exception:
         raise e.bad_parameter("price/quantity", "not a decimal") from None
     _validate_filters(market, price, qty)
-    bids, asks = _market_depth(market)
-    if side == "BUY":
-        crossing = [lvl for lvl in asks if lvl.price <= price]
-    else:
-        crossing = [lvl for lvl in bids if lvl.price >= price]
+    # Every ask is at or above the best ask, every bid at or below the best bid: the levels (a
+    # hash each) are needed only when the order reaches the touch.
+    best_bid, best_ask = engine.synthetic_touch(price=market.price, tick=market.tick_size,
+                                                spread_ticks=market.spread_ticks)
+    crossing = []
+    if side == "BUY" and price >= best_ask:
+        crossing = [lvl for lvl in _market_depth(market)[1] if lvl.price <= price]
+    elif side == "SELL" and price <= best_bid:
+        crossing = [lvl for lvl in _market_depth(market)[0] if lvl.price >= price]
     if order_type == "LIMIT_MAKER" and crossing:
         raise e.would_take()
     at = now_ms()
