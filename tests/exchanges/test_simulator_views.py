@@ -59,3 +59,48 @@ def test_injected_rate_limit_and_server_error_statuses(simulator):
     assert _error(limited)[:2] == (429, -1003) and limited.headers["Retry-After"] == "1"
     assert unavailable.status_code == 503
     assert healthy.status_code == 200 and healthy.json()["accountType"] == "SPOT"
+
+
+def test_changed_credentials_take_effect_at_once_and_refusals_are_not_counted(simulator):
+    from exchanges.simulator.services import (
+        simulator_account_ensure,
+        simulator_max_concurrency,
+        simulator_reset_concurrency,
+    )
+
+    url = simulator.base_url
+    order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "price": "29000",
+             "quantity": "0.001"}
+    assert _signed(url, "POST", "order", {**order, "newClientOrderId": "cred-1"}).status_code == 200
+    simulator_reset_concurrency(simulator.sim_label)
+
+    simulator_account_ensure(label=simulator.sim_label, api_key=SIM_KEY, api_secret="rotated-secret")
+    assert _error(_signed(url, "POST", "order", {**order, "newClientOrderId": "cred-2"}))[:2] == (400, -1022)
+    assert _error(_signed(url, "DELETE", "order", {"symbol": "BTCUSDT", "origClientOrderId": "cred-1"}))[:2] == (
+        400, -1022)
+    assert simulator_max_concurrency(simulator.sim_label) == 0
+    assert _signed(url, "POST", "order", {**order, "newClientOrderId": "cred-2"},
+                   secret="rotated-secret").status_code == 200
+    assert simulator_max_concurrency(simulator.sim_label) == 1
+
+    simulator_account_ensure(label=simulator.sim_label, api_key="rotated-key", api_secret="rotated-secret")
+    assert _error(_signed(url, "DELETE", "order", {"symbol": "BTCUSDT", "origClientOrderId": "cred-2"},
+                          secret="rotated-secret"))[:2] == (401, -2015)
+    canceled = _signed(url, "DELETE", "order", {"symbol": "BTCUSDT", "origClientOrderId": "cred-2"},
+                       key="rotated-key", secret="rotated-secret")
+    assert canceled.status_code == 200 and canceled.json()["status"] == "CANCELED"
+
+
+def test_an_unknown_symbol_is_refused_before_missing_ids_and_before_an_injected_unknown_order(simulator):
+    url = simulator.base_url
+    simulator_set_faults(account_label=simulator.sim_label, unknown_order=1)
+
+    assert _error(_signed(url, "DELETE", "order", {"symbol": "NOPE", "orderId": 1}))[:2] == (400, -1121)
+    assert _error(_signed(url, "GET", "order", {"symbol": "NOPE"}))[:2] == (400, -1121)
+    assert _error(_signed(url, "GET", "order", {"symbol": "BTCUSDT"}))[:2] == (400, -1102)
+    assert _error(_signed(url, "GET", "order", {"symbol": "BTCUSDT", "orderId": 1}))[:2] == (400, -2013)  # the fault
+    simulator_set_faults(account_label=simulator.sim_label)
+    assert _error(_signed(url, "DELETE", "order", {"symbol": "NOPE", "orderId": 1}))[:2] == (400, -1121)
+    assert _error(_signed(url, "POST", "order", {"symbol": "NOPE"}))[:2] == (400, -1121)
+    assert _error(_signed(url, "POST", "order", {"symbol": "BTCUSDT", "side": "BUY"}))[1:] == (
+        -1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
