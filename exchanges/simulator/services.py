@@ -7,7 +7,7 @@ so the two orders of acquisition cannot cross and two writers never deadlock.
 import hashlib
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
@@ -96,6 +96,7 @@ def simulator_market_ensure(*, symbol: str, start_price, seed: int = 0, reset: b
             for name, value in {**(path if reset else {}), **(fields if overrides else {})}.items():
                 setattr(market, name, value)
             market.save()
+    _catch_up_forget()
     logger.info("sim_market_ready symbol=%s price=%s seed=%s created=%s", market.symbol, canonical(market.price),
                 market.seed, created)
     return market
@@ -539,27 +540,49 @@ def simulator_move_to(symbol: str, price) -> list[SimTrade]:
     return trades
 
 
+# (SIM_STEP_MS, the earliest time a market of this process's last read becomes due): until
+# then a request need not read the markets. A market's last_step_at only ever moves forward
+# (every process steps it to its own now), so the hint can be early, never late. A market
+# created or reset here clears it; one created by another process is started within a step.
+_catch_up_hint: tuple[int, datetime] | None = None
+
+
 def simulator_catch_up(*, max_steps: int = 100) -> None:
     """With SIM_STEP_MS > 0, advance every market by the steps of wall time since its last step."""
+    global _catch_up_hint
     interval_ms = config.step_ms()
     if interval_ms <= 0:
         return
     now = datetime.now(timezone.utc)
+    hint = _catch_up_hint
+    if hint is not None and hint[0] == interval_ms and now < hint[1]:
+        return  # no market is due: (now - last_step_at) < interval for each of them
+    earliest = None
     for market in SimMarket.objects.all():
-        if market.last_step_at is None:
-            SimMarket.objects.filter(pk=market.pk, last_step_at__isnull=True).update(last_step_at=now)
-            continue
-        due = int((now - market.last_step_at).total_seconds() * 1000 // interval_ms)
-        if due <= 0:
-            continue
-        with transaction.atomic():
-            locked = SimMarket.objects.select_for_update().get(pk=market.pk)
-            due = int((now - locked.last_step_at).total_seconds() * 1000 // interval_ms)
-            for _ in range(min(due, max_steps)):
-                _step_market(locked, None)
+        last = market.last_step_at
+        if last is None:
+            started = SimMarket.objects.filter(pk=market.pk, last_step_at__isnull=True).update(last_step_at=now)
+            last = now if started else None  # None: another process started it; read it again next time
+        else:
+            due = int((now - last).total_seconds() * 1000 // interval_ms)
             if due > 0:
-                locked.last_step_at = now
-                locked.save()
+                with transaction.atomic():
+                    locked = SimMarket.objects.select_for_update().get(pk=market.pk)
+                    due = int((now - locked.last_step_at).total_seconds() * 1000 // interval_ms)
+                    for _ in range(min(due, max_steps)):
+                        _step_market(locked, None)
+                    if due > 0:
+                        locked.last_step_at = now
+                        locked.save()
+                    last = locked.last_step_at
+        due_at = now if last is None else last + timedelta(milliseconds=interval_ms)
+        earliest = due_at if earliest is None else min(earliest, due_at)
+    _catch_up_hint = None if earliest is None else (interval_ms, earliest)
+
+
+def _catch_up_forget() -> None:
+    global _catch_up_hint
+    _catch_up_hint = None
 
 
 # --- Deposits ---------------------------------------------------------------------------------

@@ -54,3 +54,22 @@ def test_in_flight_gauge_records_the_most_concurrent_order_requests(simulator):
     assert simulator_max_concurrency(simulator.sim_label) == 0
     clients[0].create_order("BTC/USDT", "limit", "buy", "0.001", "29000", {"newClientOrderId": "mm-g-serial"})
     assert simulator_max_concurrency(simulator.sim_label) == 1
+
+
+def test_catch_up_reads_the_markets_only_once_a_step_can_be_due(db, settings, django_assert_num_queries):
+    import time
+
+    from exchanges.models import SimMarket
+    from exchanges.simulator.services import simulator_catch_up, simulator_market_ensure
+
+    simulator_market_ensure(symbol="BTC/USDT", start_price="30000", seed=3)
+    settings.SIM_STEP_MS = 60_000
+    simulator_catch_up()  # starts the market's clock
+
+    with django_assert_num_queries(0):
+        simulator_catch_up()  # nothing can be due for a minute
+
+    settings.SIM_STEP_MS = 1  # another interval: the hint no longer applies
+    time.sleep(0.01)
+    simulator_catch_up()
+    assert SimMarket.objects.get(symbol="BTC/USDT").step >= 1
