@@ -19,9 +19,10 @@ Scenarios, for each N:
 - ``10% requote``: every session is quoted once, then only a tenth of them (a rotating tenth)
   is due per tick; the price they see has moved since their last run.
 Drivers:
-- ``worker``: trackers are only enqueued (one task per market and per account) and the
-  strategies read the stored market data, which the benchmark moves itself; claimed intents
-  are enqueued on the intents queue and not executed (a later tick supersedes unsent creates).
+- ``worker``: trackers are only enqueued (one ``run_trackers`` message) and the strategies
+  read the stored market data, which the benchmark moves itself; the tick ends with one
+  ``dispatch_intents`` message on the intents queue, which no worker consumes here, so the
+  intents stay unsent (a later tick supersedes them). A tick therefore writes only intents.
 - ``sync`` (the legacy driver): trackers and intent execution run inline against the
   simulator; the benchmark moves the simulator's price. With 50 ms per exchange request this
   takes seconds per tick, so ``sync`` is measured at 10 and 100 sessions only.
