@@ -43,6 +43,7 @@ from enum import Enum
 from .pure_mm import (
     Budget,
     DesiredOrder,
+    SIDES,
     PureMMParams,
     Side,
     StrategyInputError,
@@ -255,7 +256,9 @@ def diff_orders(
                 else:
                     cancels.append(Cancel(order.client_order_id, reason))
 
-        locked = {side: sum((o.locked for o in active if o.side is side), Decimal(0)) for side in Side}
+        locked = {side: Decimal(0) for side in SIDES}
+        for o in active:
+            locked[o.side] += o.locked
         limit = {Side.BUY: budget.quote, Side.SELL: budget.base}
         creates: list[DesiredOrder] = []
         deferred: list[DesiredOrder] = []
