@@ -33,6 +33,7 @@ def intents_dispatch(*, inline: bool) -> int:
             break
         for claim in claims:
             if inline:
+                # Not fresh: the later claims of the batch waited for the earlier executions.
                 intent_execute(intent_pk=claim.intent_pk, token=claim.token)
             else:
                 execute_intent.apply_async(args=[claim.intent_pk, claim.token])
@@ -65,6 +66,6 @@ def intents_lane(*, budget_s: float | None = None) -> int:
         claims = claim_intents(max_claims=1)
         if not claims:
             break
-        intent_execute(intent_pk=claims[0].intent_pk, token=claims[0].token)
+        intent_execute(intent_pk=claims[0].intent_pk, token=claims[0].token, fresh=True)
         ran += 1
     return ran

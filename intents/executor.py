@@ -20,7 +20,7 @@ from exchanges.errors import ExchangeError
 from exchanges.policy import Action, Operation, error_action, retry_delay_s
 from strategy.trackers import apply_exchange_order, fetch_by_client_id
 
-from .gates import release
+from .gates import release, renew
 from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,14 @@ def max_attempts() -> int:
     return settings.STRATEGY_INTENT_MAX_ATTEMPTS
 
 
-def intent_execute(*, intent_pk: int, token: str) -> str:
-    """Run the claimed intent; return its final (or retry) status for logs and tests."""
+def intent_execute(*, intent_pk: int, token: str, fresh: bool = False) -> str:
+    """Run the claimed intent; return its final (or retry) status for logs and tests.
+
+    ``fresh``: claimed by this process just now (a lane, the sync driver), so its lease is whole;
+    otherwise (a queued ``execute_intent``) the lease is renewed first, and a lapsed claim is not run.
+    """
+    if not fresh and not renew(intent_pk=intent_pk, token=token):
+        return "claim_lost"
     intent = Intent.objects.filter(pk=intent_pk).first()
     if intent is None or intent.claim_token != token or intent.status != IntentStatus.IN_FLIGHT:
         logger.info("event=intent_claim_stale intent_pk=%s", intent_pk)

@@ -176,6 +176,28 @@ def track_creates(intent_pks: list[int], *, now: datetime) -> None:
         )
 
 
+def renew(*, intent_pk: int, token: str) -> bool:
+    """Restart a claim's lease from now, if the claim is still this one and still live.
+
+    A claim made by a dispatch waits in the broker until a worker process is free; its lease runs
+    meanwhile. Were it to lapse there, another claimer could take its slots and both would be on
+    the exchange at once. So a queued execution renews before anything is sent: the intent (token,
+    in flight, lease not lapsed) and both its slots (still pointing at it, lease not lapsed), in one
+    transaction with the rows locked. False: the claim is gone or lapsed; nothing may be sent.
+    """
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=lease_seconds())
+    with transaction.atomic():
+        renewed = Intent.objects.filter(pk=intent_pk, claim_token=token, status=IntentStatus.IN_FLIGHT,
+                                        lease_until__gt=now).update(lease_until=lease_until)
+        slots = IntentSlot.objects.filter(intent_id=intent_pk, lease_until__gt=now).update(lease_until=lease_until)
+        if renewed and slots == 2:
+            return True
+        transaction.set_rollback(True)
+    logger.info("event=intent_claim_stale intent_pk=%s (reclaimed, finished or lease lapsed)", intent_pk)
+    return False
+
+
 def release(*, intent_pk: int, token: str, status: str, error: str = "", exchange_order_id: str = "",
             retry_at: datetime | None = None) -> bool:
     """End a claim: free its slots and set the intent's outcome. False if the claim was lost.

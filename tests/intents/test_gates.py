@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from exchanges.models import ExchangeAccount
 from intents.gates import claim_intents, in_flight_counts, release, sync_slots
-from intents.models import Intent, IntentKind, IntentStatus
+from intents.models import Intent, IntentKind, IntentSlot, IntentStatus
 
 
 def make_accounts(n):
@@ -139,3 +139,54 @@ def test_limits_hold_across_eight_processes(settings, child_env, tmp_path):
     assert max(max_overlap(v) for v in by_account.values()) <= 2
     assert max(max_overlap(v) for v in by_key.values()) == 1
     assert max_overlap([(r[3], r[4]) for r in records]) >= 3, "the test must actually run claims in parallel"
+
+
+@pytest.mark.django_db
+@pytest.mark.embedded
+def test_a_queued_execution_whose_claim_was_taken_over_sends_nothing(settings):
+    # Given an intent claimed by a dispatch, whose execution waited in the broker past its lease
+    from intents.executor import intent_execute
+    from intents.gates import renew
+
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 1
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 1
+    accounts = make_accounts(1)
+    sync_slots([a.pk for a in accounts])
+    make_intents(accounts, keys_per_account=2, per_key=1)
+    [late] = claim_intents(max_claims=1)
+    lapsed = timezone.now() - timedelta(seconds=1)
+    Intent.objects.filter(pk=late.intent_pk).update(lease_until=lapsed)
+    IntentSlot.objects.filter(intent_id=late.intent_pk).update(lease_until=lapsed)
+
+    # When another claimer takes it over, and then the late execution starts
+    [other] = claim_intents(max_claims=1)
+    outcome = intent_execute(intent_pk=late.intent_pk, token=late.token)
+
+    # Then the late one sends nothing (it never reached the exchange client: the account has no
+    # credentials) and only the new claim holds the slots
+    assert other.intent_pk == late.intent_pk and other.token != late.token
+    assert outcome == "claim_lost"
+    assert Intent.objects.get(pk=late.intent_pk).sent_at is None
+    assert renew(intent_pk=other.intent_pk, token=other.token)
+    assert in_flight_counts() == {"global": 1, f"account:{accounts[0].pk}": 1}
+
+
+@pytest.mark.django_db
+@pytest.mark.embedded
+def test_a_lapsed_claim_nobody_took_is_not_run_either(settings):
+    # A lease that lapsed is not renewed even when no one has taken the slots yet: between the
+    # lapse and the renewal another claimer could have, so the execution gives the claim up.
+    from intents.executor import intent_execute
+
+    accounts = make_accounts(1)
+    sync_slots([a.pk for a in accounts])
+    make_intents(accounts, keys_per_account=1, per_key=1)
+    [claim] = claim_intents(max_claims=1)
+    lapsed = timezone.now() - timedelta(seconds=1)
+    Intent.objects.filter(pk=claim.intent_pk).update(lease_until=lapsed)
+    IntentSlot.objects.filter(intent_id=claim.intent_pk).update(lease_until=lapsed)
+
+    assert intent_execute(intent_pk=claim.intent_pk, token=claim.token) == "claim_lost"
+    # and it is claimable again (reclaimed with a new token)
+    [again] = claim_intents(max_claims=1)
+    assert again.intent_pk == claim.intent_pk and again.token != claim.token
