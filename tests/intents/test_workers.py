@@ -57,7 +57,10 @@ def test_in_flight_limits_hold_for_eight_workers_on_three_exchanges(sim, celery_
 
     # When 8 worker processes execute them
     for _ in range(8):
-        celery_worker(queues=("intents",), env=worker_env(), purge=False)
+        # A lease well above one execution (a 400 ms create, a lookup after a 5xx, on a loaded CI
+        # machine): a lease that lapses while its request is still out lets a second claimer in,
+        # which is the lease's contract, not the limit this test is about.
+        celery_worker(queues=("intents",), env=worker_env(STRATEGY_INTENT_LEASE_S="15"), purge=False)
     intents_dispatch(inline=False)
     wait_until(all_intents_finished, timeout=120, message="every intent to finish")
 
