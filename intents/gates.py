@@ -3,10 +3,12 @@
 A claim, in one transaction: pick the oldest claimable intents (new and due, or in flight
 with an expired lease) whose strategy key has nothing else in flight, take one free global
 slot and one free slot of the intent's account for each, mark the intent in flight with
-a lease and a claim token, and write a create's tracked order (``pending_create``). On PostgreSQL every row read for the claim is locked with
-``FOR UPDATE SKIP LOCKED``, so concurrent claimers never wait on each other and never take
-the same slot; the partial unique index on in-flight strategy keys settles the last race.
-On SQLite the immediate transaction serialises claimers.
+a lease and a claim token, and write a create's tracked order (``pending_create``). On
+PostgreSQL every row read for the claim is locked with ``FOR UPDATE SKIP LOCKED``, so
+concurrent claimers never wait on each other and never take the same slot; the partial unique
+index on in-flight strategy keys settles the last race. On SQLite the immediate transaction
+serialises claimers. A claim whose execution waited in the broker is renewed before anything
+is sent (``renew``); a lapsed one is given up.
 """
 from __future__ import annotations
 
