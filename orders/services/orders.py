@@ -32,9 +32,18 @@ def _decimal(value, *, field: str, scale: int = PARAM_SCALE, allow_zero: bool = 
         raise InvalidOrderRequest(str(exc)) from None
 
 
+# The largest value each integer parameter's column holds (PostgreSQL integer / smallint); a ladder
+# of more layers a side than an exchange allows open orders on a symbol (Binance: 200) is refused.
+INT_LIMITS = {"number_of_layers": 100}
+MAX_INT = 2_147_483_647
+
+
 def _positive_int(value, *, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidOrderRequest(f"{field} must be a positive integer, got {value!r}")
+    limit = INT_LIMITS.get(field, MAX_INT)
+    if value > limit:
+        raise InvalidOrderRequest(f"{field} must be at most {limit}, got {value}")
     return value
 
 

@@ -62,6 +62,10 @@ def test_each_strategy_parameter_is_stored_exactly_and_reaches_the_strategy(
     ("max_order_age_s", 0, "max_order_age_s must be a positive integer, got 0"),
     ("max_order_age_s", "60", "max_order_age_s must be a positive integer, got '60'"),
     ("max_order_age_s", True, "max_order_age_s must be a positive integer, got True"),
+    # past what the column holds: a clear refusal, not a database error
+    ("max_order_age_s", 2**31, "max_order_age_s must be at most 2147483647, got 2147483648"),
+    ("order_refresh_time", 10**12, "order_refresh_time must be at most 2147483647"),
+    ("number_of_layers", 101, "number_of_layers must be at most 100, got 101"),
 ])
 def test_a_bad_value_is_refused_naming_its_field(pair, make_order, field, value, message):
     with pytest.raises(InvalidOrderRequest) as refused:
