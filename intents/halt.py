@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus, TradingHalt
@@ -16,10 +16,21 @@ from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrder
 logger = logging.getLogger(__name__)
 
 
+def halt_row_sql(alias: str = "h") -> tuple[str, list]:
+    """A query finding the engaged kill-switch row, and its parameters: one definition for
+    ``halt_engaged`` and for the statement an executor runs before a create, which folds it into
+    its session check (strategy.runtime.session_accepts_orders)."""
+    table = connection.ops.quote_name(TradingHalt._meta.db_table)
+    return f"SELECT 1 FROM {table} {alias} WHERE {alias}.name = %s AND {alias}.engaged = %s", ["global", True]
+
+
 def halt_engaged() -> bool:
     if settings.STRATEGY_KILL_SWITCH:
         return True
-    return TradingHalt.objects.filter(name="global", engaged=True).exists()
+    sql, params = halt_row_sql()
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone() is not None
 
 
 def halt_set(*, engaged: bool, reason: str = "", by: str = "") -> int:

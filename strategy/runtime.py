@@ -25,7 +25,7 @@ from django.db.models import BooleanField, Case, DateTimeField, F, Q, Value, Whe
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from intents.halt import halt_engaged
+from intents.halt import halt_engaged, halt_row_sql
 from intents.models import (
     OPEN_TRACKED_STATUSES,
     Intent,
@@ -67,25 +67,24 @@ def order_id_of(key: str) -> str:
     return key.split(":", 1)[1]
 
 
-def session_accepts_orders(key: str, *, unless_halted: bool = False) -> bool:
-    """True while the session of a strategy key is running (not stopping, stopped or missing);
-    with ``unless_halted``, and the kill switch's database flag is not engaged (same query)."""
-    if not unless_halted:
-        return StrategySession.objects.filter(order__order_id=order_id_of(key), status=SessionStatus.RUNNING).exists()
-    # Checked before every create an executor sends: one plain statement (the ORM's Exists costs
-    # more to build than two queries take to run).
-    from intents.models import TradingHalt
+def session_accepts_orders(key: str) -> bool:
+    """True while new orders of a strategy key's session may leave: the session is running (not
+    stopping, stopped or missing) and the kill switch is off. The last check before an executor
+    sends a create: one plain statement (the ORM's ``Exists`` form cost more to build than two
+    queries take to run)."""
+    if settings.STRATEGY_KILL_SWITCH:  # halt_engaged()'s setting; its database row is in the statement
+        return False
     from orders.models import MarketMakingOrder
 
     qn = connection.ops.quote_name
     order_id = MarketMakingOrder._meta.get_field("order_id").get_db_prep_value(
         uuid.UUID(order_id_of(key)), connection)
+    halted, halted_params = halt_row_sql()
     with connection.cursor() as cur:
         cur.execute(
             f"SELECT 1 FROM {qn(StrategySession._meta.db_table)} s JOIN {qn(MarketMakingOrder._meta.db_table)} o "
-            f"ON o.id = s.order_id WHERE o.order_id = %s AND s.status = %s AND NOT EXISTS "
-            f"(SELECT 1 FROM {qn(TradingHalt._meta.db_table)} h WHERE h.name = %s AND h.engaged = %s)",
-            [order_id, SessionStatus.RUNNING.value, "global", True],
+            f"ON o.id = s.order_id WHERE o.order_id = %s AND s.status = %s AND NOT EXISTS ({halted})",
+            [order_id, SessionStatus.RUNNING.value, *halted_params],
         )
         return cur.fetchone() is not None
 
@@ -209,10 +208,7 @@ def _params_of(values: tuple) -> pure_mm.PureMMParams:
 def _cached_params(order) -> pure_mm.PureMMParams:
     """``params_for(order)``, built (and validated) once per order and parameter set, not once per
     tick: keyed by the order's row as the cycle read it (``_due_sessions``)."""
-    values = getattr(order, "row", None)
-    if values is None:
-        values = tuple(getattr(order, name) for name in _ORDER_FIELDS)
-    return _params_of(values)
+    return _params_of(order.row)
 
 
 def _market_inputs(market) -> tuple[pure_mm.MarketSnapshot, pure_mm.MarketRules]:

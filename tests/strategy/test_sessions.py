@@ -60,24 +60,27 @@ def test_restart_after_stop_runs_again_and_is_due_at_once(order):
     assert [s.pk for s in session_list_due(now=timezone.now())] == [session.pk]
 
 
-def test_an_executor_may_send_only_while_the_session_runs_and_the_kill_switch_is_off():
+def test_an_executor_may_send_only_while_the_session_runs_and_the_kill_switch_is_off(settings):
     # the last check before a create leaves (intents.executor): one statement on both databases
     from exchanges.models import ExchangeAccount
-    from intents.halt import halt_set
+    from intents.halt import halt_engaged, halt_set
     from strategy.models import SessionStatus
     from strategy.runtime import session_accepts_orders, strategy_key
     from tests.runtime_fixtures import make_running_order
 
     order = make_running_order(ExchangeAccount.objects.create(exchange_id="binance", label="send-check"))
     key = strategy_key(order.order_id)
-    assert session_accepts_orders(key, unless_halted=True)
+    assert session_accepts_orders(key)
 
     halt_set(engaged=True, reason="test", by="test")
-    assert not session_accepts_orders(key, unless_halted=True)
-    assert session_accepts_orders(key)  # without the halt check: the session itself still runs
+    assert not session_accepts_orders(key)
+    assert halt_engaged()
     halt_set(engaged=False, by="test")
-    assert session_accepts_orders(key, unless_halted=True)
+    assert session_accepts_orders(key)
+    settings.STRATEGY_KILL_SWITCH = True
+    assert not session_accepts_orders(key)
+    settings.STRATEGY_KILL_SWITCH = False
 
     StrategySession.objects.filter(order=order).update(status=SessionStatus.STOPPING)
-    assert not session_accepts_orders(key, unless_halted=True)
-    assert not session_accepts_orders(strategy_key("5f0c6b1e-0000-4000-8000-000000000000"), unless_halted=True)
+    assert not session_accepts_orders(key)
+    assert not session_accepts_orders(strategy_key("5f0c6b1e-0000-4000-8000-000000000000"))
