@@ -31,7 +31,10 @@ ACTIVE_INTENT_STATUSES = (IntentStatus.NEW, IntentStatus.IN_FLIGHT)
 class Intent(models.Model):
     intent_id = models.CharField(max_length=128)
     strategy_key = models.CharField(max_length=128)
-    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="intents")
+    # No index of its own: every read by account also filters on status (intent_status_idx); the
+    # index only served deleting an account (refused, PROTECT), and cost each write of a tick.
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="intents",
+                                db_index=False)
     kind = models.CharField(max_length=16, choices=IntentKind.choices)
     symbol = models.CharField(max_length=32)
     side = models.CharField(max_length=4, blank=True)
@@ -68,7 +71,9 @@ class Intent(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "id"], name="intent_status_idx"),
-            models.Index(fields=["strategy_key"], name="intent_strategy_key_idx"),
+            # Status second: the cycle reads a key's unclaimed creates (status "new") among all the
+            # key's finished intents, which are never pruned; everything else by key reads it whole.
+            models.Index(fields=["strategy_key", "status"], name="intent_key_status_idx"),
             models.Index(fields=["client_order_id"], name="intent_client_order_id_idx"),
         ]
 
