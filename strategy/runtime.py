@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -160,17 +161,92 @@ _ORDER_FIELDS = ("order_id", "user_id", "exchange_account_id", "bid_spread", "as
 _PAIR_FIELDS = ("symbol", "base_asset_id", "quote_asset_id")
 
 
-def _due_sessions(now: datetime) -> list[SimpleNamespace]:
-    """Running sessions due at ``now``: ``session.order`` and ``session.order.pair`` as attributes."""
-    columns = (*_SESSION_FIELDS, *(f"order__{f}" for f in _ORDER_FIELDS), *(f"order__pair__{f}" for f in _PAIR_FIELDS))
+def _session_of(row: tuple) -> SimpleNamespace:
+    """A row of ``_SESSION_FIELDS``, ``_ORDER_FIELDS``, ``_PAIR_FIELDS`` as a session whose
+    ``session.order`` and ``session.order.pair`` are attributes."""
     n_session, n_order = len(_SESSION_FIELDS), len(_ORDER_FIELDS)
-    sessions = []
-    for row in StrategySession.objects.filter(status=SessionStatus.RUNNING, next_run_at__lte=now).values_list(*columns):
-        values = row[n_session:n_session + n_order]
-        order = SimpleNamespace(**dict(zip(_ORDER_FIELDS, values)), row=values)
-        order.pair = SimpleNamespace(**dict(zip(_PAIR_FIELDS, row[n_session + n_order:])))
-        sessions.append(SimpleNamespace(**dict(zip(_SESSION_FIELDS, row[:n_session])), order=order))
-    return sessions
+    values = row[n_session:n_session + n_order]
+    order = SimpleNamespace(**dict(zip(_ORDER_FIELDS, values)), row=values)
+    order.ref = str(order.order_id)  # the order id as text (its ledger ref), made once a cycle
+    order.pair = SimpleNamespace(**dict(zip(_PAIR_FIELDS, row[n_session + n_order:n_session + n_order + 3])))
+    return SimpleNamespace(**dict(zip(_SESSION_FIELDS, row[:n_session])), order=order)
+
+
+def _due_sessions(now: datetime) -> tuple[list[SimpleNamespace], dict[tuple[str, str], Decimal]]:
+    """Running sessions due at ``now`` (``_session_of``), and what each one's order holds locked
+    per asset, ``{(order id, asset id): amount}`` (ledger.selectors.ref_positions).
+
+    On PostgreSQL one prepared statement reads both: the sessions with their orders and pairs,
+    and each order's two positions summed in SQL (exact on NUMERIC). The ORM's two queries cost
+    ~9 ms at 100 due sessions, most of it building and planning them. SQLite sums amounts (text
+    there) as floats, so it reads the positions with ref_positions, which sums in Decimal.
+    """
+    if connection.vendor != "postgresql":
+        columns = (*_SESSION_FIELDS, *(f"order__{f}" for f in _ORDER_FIELDS),
+                   *(f"order__pair__{f}" for f in _PAIR_FIELDS))
+        sessions = [_session_of(row) for row in StrategySession.objects.filter(
+            status=SessionStatus.RUNNING, next_run_at__lte=now).values_list(*columns)]
+        return sessions, ref_positions(ref_type=ORDER_REF, ref_ids=[s.order.order_id for s in sessions])
+    sessions, positions = [], {}
+    for row in _server_bound(_due_sessions_sql(), [SessionStatus.RUNNING.value, now], prepare=True):
+        session = _session_of(row)
+        sessions.append(session)
+        order_key, pair = session.order.ref, session.order.pair
+        positions[(order_key, pair.base_asset_id)] = row[-2] if row[-2] is not None else _ZERO
+        positions[(order_key, pair.quote_asset_id)] = row[-1] if row[-1] is not None else _ZERO
+    return sessions, positions
+
+
+@functools.cache
+def _due_sessions_sql() -> str:
+    from ledger.models import Account, LedgerEntry, Posting
+    from orders.models import MarketMakingOrder, MarketMakingPair
+
+    qn = connection.ops.quote_name
+
+    def column(model, alias, name):
+        return f"{alias}.{qn(model._meta.get_field(name).column)}"
+
+    session_columns = ["s.id", column(StrategySession, "s", "cadence_s")]
+    order_columns = [column(MarketMakingOrder, "o", name) for name in _ORDER_FIELDS]
+    pair_columns = [column(MarketMakingPair, "p", name) for name in _PAIR_FIELDS]
+    base, quote = column(MarketMakingPair, "p", "base_asset_id"), column(MarketMakingPair, "p", "quote_asset_id")
+    asset, amount = column(Posting, "po", "asset_id"), column(Posting, "po", "amount")
+    # The order's user_locked postings under its reference, as ref_positions sums them.
+    return (
+        f"SELECT {', '.join(session_columns + order_columns + pair_columns)}, pos.base, pos.quote "
+        f"FROM {qn(StrategySession._meta.db_table)} s "
+        f"JOIN {qn(MarketMakingOrder._meta.db_table)} o ON o.id = s.{qn('order_id')} "
+        f"JOIN {qn(MarketMakingPair._meta.db_table)} p ON p.id = o.{qn('pair_id')} "
+        f"LEFT JOIN LATERAL (SELECT SUM(CASE WHEN {asset} = {base} THEN {amount} END) AS base, "
+        f"SUM(CASE WHEN {asset} = {quote} THEN {amount} END) AS quote "
+        f"FROM {qn(LedgerEntry._meta.db_table)} e JOIN {qn(Posting._meta.db_table)} po ON po.{qn('entry_id')} = e.id "
+        f"WHERE {column(LedgerEntry, 'e', 'ref_type')} = '{ORDER_REF}' "
+        f"AND {column(LedgerEntry, 'e', 'ref_id')} = {column(MarketMakingOrder, 'o', 'order_id')}::text "
+        f"AND {column(Posting, 'po', 'account')} = '{Account.USER_LOCKED.value}') pos ON true "
+        f"WHERE {column(StrategySession, 's', 'status')} = %s AND {column(StrategySession, 's', 'next_run_at')} <= %s"
+    )
+
+
+def _server_bound(sql: str, params: list, *, prepare: bool, fetch: bool = True) -> list[tuple] | None:
+    """PostgreSQL: run ``sql`` on Django's connection (so in its transaction) through a
+    server-side-binding cursor: parameters travel apart from the statement (arrays in binary,
+    where Django's client-side cursor quotes every element into the text). With ``prepare`` the
+    statement is parsed and planned once per connection; only for statements whose plan does
+    not depend on the size of an array parameter: a generic plan cannot see it, and for the
+    cycle's read by strategy keys it chose to filter every unclaimed intent against the whole
+    list (~7 ms at 100 keys and 4,000 creates) instead of the index on (strategy_key, status).
+    Listed in ``connection.queries`` like Django's own statements when queries are logged."""
+    import psycopg
+
+    connection.ensure_connection()
+    started = time.perf_counter()
+    with psycopg.Cursor(connection.connection) as cur:
+        cur.execute(sql, params, prepare=prepare)
+        rows = cur.fetchall() if fetch else None
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": f"{time.perf_counter() - started:.3f}"})
+    return rows
 
 
 # Tracked orders are read as rows of these columns, not model instances: a cycle reads thousands.
@@ -225,15 +301,14 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         logger.warning("event=strategy_cycle_halted")
         return CycleSummary()
     slot = slot if slot is not None else period_start_ms(now)
-    sessions = _due_sessions(now)
+    sessions, positions = _due_sessions(now)
     if not sessions:
         return CycleSummary()
 
     markets = {(m.account_id, m.symbol): m for m in MarketData.objects.filter(
         account_id__in={s.order.exchange_account_id for s in sessions},
         symbol__in={s.order.pair.symbol for s in sessions})}
-    positions = ref_positions(ref_type=ORDER_REF, ref_ids=[s.order.order_id for s in sessions])
-    keys = {strategy_key(s.order.order_id): s for s in sessions}
+    keys = {strategy_key(s.order.ref): s for s in sessions}
     recent = now - timedelta(seconds=RECENT_FILLS_S)
     tracked, unclaimed = _active_orders(keys, recent)
 
@@ -254,7 +329,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
             stale += 1
             continue
         # The order's own locked position (locks, fills, fees): never the user's other orders' funds.
-        order_key = str(order.order_id)
+        order_key = order.ref
         budget = pure_mm.Budget(base=max(positions.get((order_key, order.pair.base_asset_id), _ZERO), _ZERO),
                                 quote=max(positions.get((order_key, order.pair.quote_asset_id), _ZERO), _ZERO))
         try:
@@ -282,7 +357,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         hang_ids.extend(diff.hang)
         for desired in diff.create:
             intent_id = f"{key}:{slot}:create:{desired.side.value}{desired.layer}"
-            client_order_id = client_order_id_for(order.order_id, intent_id)
+            client_order_id = client_order_id_for(order.ref, intent_id)
             new_intents.append(dict(
                 intent_id=intent_id, kind=CREATE, strategy_key=key, account_id=order.exchange_account_id,
                 symbol=order.pair.symbol, side=desired.side.value, price=desired.price, amount=desired.amount,
@@ -315,16 +390,28 @@ def _active_orders(keys: dict, recent: datetime) -> tuple[dict[str, list[tuple]]
     (the tracked row wins), and none can be in neither, so a slot whose create is on its way is
     never seen empty and a ladder never stacks. The pks returned are those of the creates still
     ``new`` and never sent, which a cancel supersedes instead of sending.
+
+    On PostgreSQL both are one prepared statement, so one snapshot: an intent is either still
+    ``new`` or already has its tracked order, never both nor neither.
     """
-    pending = list(Intent.objects.filter(
-        _among(Intent, "strategy_key", keys), kind=IntentKind.CREATE, status=IntentStatus.NEW,
-    ).values_list("pk", "strategy_key", "client_order_id", "side", "price", "amount", "layer", "created_at",
-                  "sent_at"))
     rows: dict[str, dict[str, tuple]] = {key: {} for key in keys}
-    for row in TrackedOrder.objects.filter(_among(TrackedOrder, "strategy_key", keys)).filter(
-            Q(status__in=OPEN_TRACKED_STATUSES) | Q(status=TrackedOrderStatus.FILLED, updated_at__gte=recent)
-    ).values_list(*_TRACKED_COLUMNS):
-        rows[row[0]][row[1]] = row
+    if connection.vendor == "postgresql":
+        pending = []
+        key_list = list(keys)
+        for row in _server_bound(_active_orders_sql(), [key_list, key_list, [s.value for s in OPEN_TRACKED_STATUSES],
+                                                        TrackedOrderStatus.FILLED.value, recent], prepare=False):
+            if row[0] is not None:  # an unclaimed create: its intent's pk, then _PENDING_COLUMNS
+                pending.append(row[:9])
+            else:  # a tracked order: _TRACKED_COLUMNS
+                rows[row[1]][row[2]] = row[1:7] + row[9:10] + row[7:8] + row[10:13]
+    else:
+        pending = list(Intent.objects.filter(
+            _among(Intent, "strategy_key", keys), kind=IntentKind.CREATE, status=IntentStatus.NEW,
+        ).values_list(*_PENDING_COLUMNS))
+        for row in TrackedOrder.objects.filter(_among(TrackedOrder, "strategy_key", keys)).filter(
+                Q(status__in=OPEN_TRACKED_STATUSES) | Q(status=TrackedOrderStatus.FILLED, updated_at__gte=recent)
+        ).values_list(*_TRACKED_COLUMNS):
+            rows[row[0]][row[1]] = row
     unsent: dict[str, tuple[int, bool]] = {}
     for pk, key, client_order_id, side, price, amount, layer, created_at, sent_at in pending:
         if sent_at is None:
@@ -334,6 +421,36 @@ def _active_orders(keys: dict, recent: datetime) -> tuple[dict[str, list[tuple]]
             rows[key][client_order_id] = (key, client_order_id, side, price, amount, layer or 0, PENDING_CREATE,
                                           created_at, _ZERO, None, False)
     return {key: list(orders.values()) for key, orders in rows.items()}, unsent
+
+
+# What the cycle reads of an unclaimed create intent.
+_PENDING_COLUMNS = ("pk", "strategy_key", "client_order_id", "side", "price", "amount", "layer", "created_at", "sent_at")
+
+
+@functools.cache
+def _active_orders_sql() -> str:
+    """The unclaimed creates and the tracked orders of a list of keys, as one result: a create's
+    row is its pk and ``_PENDING_COLUMNS`` (padded), a tracked order's row is a NULL pk, the
+    columns both have in the order of ``_PENDING_COLUMNS`` (strategy key .. created_at, sent_at
+    NULL), then status, filled, last_fill_at, hanging."""
+    qn = connection.ops.quote_name
+
+    def col(model, alias, name):
+        return f"{alias}.{qn(model._meta.get_field(name).column)}"
+
+    shared = ("strategy_key", "client_order_id", "side", "price", "amount", "layer", "created_at")
+    return (
+        f"SELECT i.id, {', '.join(col(Intent, 'i', f) for f in shared)}, {col(Intent, 'i', 'sent_at')}, "
+        f"NULL::varchar, NULL::numeric, NULL::timestamptz, NULL::boolean FROM {qn(Intent._meta.db_table)} i "
+        f"WHERE {col(Intent, 'i', 'strategy_key')} = ANY(%s::varchar[]) AND {col(Intent, 'i', 'status')} = "
+        f"'{IntentStatus.NEW.value}' AND {col(Intent, 'i', 'kind')} = '{CREATE}' "
+        f"UNION ALL "
+        f"SELECT NULL::bigint, {', '.join(col(TrackedOrder, 't', f) for f in shared)}, NULL::timestamptz, "
+        f"{', '.join(col(TrackedOrder, 't', f) for f in ('status', 'filled', 'last_fill_at', 'hanging'))} "
+        f"FROM {qn(TrackedOrder._meta.db_table)} t WHERE {col(TrackedOrder, 't', 'strategy_key')} = ANY(%s::varchar[]) "
+        f"AND ({col(TrackedOrder, 't', 'status')} = ANY(%s::varchar[]) OR ({col(TrackedOrder, 't', 'status')} = %s "
+        f"AND {col(TrackedOrder, 't', 'updated_at')} >= %s))"
+    )
 
 
 def _write_cancels(unsent: dict[str, tuple[int, bool]], to_cancel: list[tuple[str, str, int, str]], slot: int,
@@ -404,18 +521,16 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
 
     Omitted fields take their (constant) default; auto_now and auto_now_add fields take ``now``.
     On PostgreSQL: one ``INSERT ... SELECT FROM unnest(...)`` with one array per column, no
-    model instances and a statement that does not grow with the number of rows. (It bypasses
-    Django's cursor wrappers, so it is not in connection.queries.)
+    model instances and a statement that does not grow with the number of rows.
     """
     if not rows:
         return
     if connection.vendor != "postgresql":
         model.objects.bulk_create([model(**row) for row in rows], ignore_conflicts=True)
         return
-    import psycopg
-
     columns, selects, params = [], [], []
     constant_columns, constant_selects, constants = [], [], []
+    given = set().union(*rows)  # the fields some row names; every other column is its default throughout
     for field in model._meta.concrete_fields:
         if field.primary_key:
             continue
@@ -427,9 +542,14 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
         name = field.attname
         column = connection.ops.quote_name(field.column)
         db_type = field.db_type(connection)
-        values = [row.get(name, default) for row in rows]
-        first = values[0]
-        if all(v == first and type(v) is type(first) for v in values):
+        if name in given:
+            values = [row.get(name, default) for row in rows]
+            first = values[0]
+            # (count() compares in C; the type check tells 1 from Decimal("1") and True.)
+            constant = values.count(first) == len(values) and all(type(v) is type(first) for v in values)
+        else:
+            values, first, constant = None, default, True
+        if constant:
             # The same value in every row (a default, a status, the time): one parameter, not an array.
             constant_columns.append(column)
             constant_selects.append(f"%b::{db_type}")
@@ -438,24 +558,31 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
             columns.append(column)
             selects.append(f"%b::{db_type}[]")
             params.append(values)
-    # A server-side-binding cursor on the same connection (so in the same transaction): the
-    # arrays travel in binary, where Django's client-side cursor would quote every element as text.
-    connection.ensure_connection()
+    # Server-side binding: the arrays travel in binary, where Django's client-side cursor would
+    # quote every element as text.
     table = connection.ops.quote_name(model._meta.db_table)
     source = f"unnest({', '.join(selects)})" if selects else "generate_series(1, %b::int)"
     if not selects:
         params.append(len(rows))
-    with psycopg.Cursor(connection.connection) as cur:
-        cur.execute(
-            f"INSERT INTO {table} ({', '.join(columns + constant_columns)}) "
-            f"SELECT {'u.*' if selects else ''}{', ' if selects and constant_selects else ''}"
-            f"{', '.join(constant_selects)} FROM {source} AS u ON CONFLICT DO NOTHING",
-            constants + params,  # in the order of their placeholders: the SELECT list, then FROM
-        )
+    _server_bound(
+        f"INSERT INTO {table} ({', '.join(columns + constant_columns)}) "
+        f"SELECT {'u.*' if selects else ''}{', ' if selects and constant_selects else ''}"
+        f"{', '.join(constant_selects)} FROM {source} AS u ON CONFLICT DO NOTHING",
+        constants + params,  # in the order of their placeholders: the SELECT list, then FROM
+        prepare=False, fetch=False,
+    )
 
 
 def _schedule_next_runs(sessions: list, now: datetime) -> None:
-    """Every session of the cycle is next due ``cadence_s`` after ``now``: one UPDATE, a case per cadence."""
+    """Every session of the cycle is next due ``cadence_s`` after ``now``: one UPDATE (on
+    PostgreSQL a prepared one; elsewhere a case per cadence)."""
+    if connection.vendor == "postgresql":
+        qn = connection.ops.quote_name
+        _server_bound(
+            f"UPDATE {qn(StrategySession._meta.db_table)} SET {qn('next_run_at')} = "
+            f"%s::timestamptz + {qn('cadence_s')} * interval '1 second' WHERE id = ANY(%s::bigint[])",
+            [now, [s.pk for s in sessions]], prepare=True, fetch=False)
+        return
     cadences = sorted({s.cadence_s for s in sessions})
     StrategySession.objects.filter(_among(StrategySession, "id", [s.pk for s in sessions], "bigint")).update(next_run_at=Case(
         *[When(cadence_s=cadence, then=Value(now + timedelta(seconds=cadence))) for cadence in cadences],
@@ -463,13 +590,14 @@ def _schedule_next_runs(sessions: list, now: datetime) -> None:
     ))
 
 
-def enqueue_trackers(markets, accounts) -> None:
+def enqueue_trackers() -> None:
     """Worker driver: one message (``run_trackers``) that a tick worker fans out into the per-market
-    and per-account tracker tasks. Publishing each of them from the tick cost ~1 ms apiece."""
+    and per-account tracker tasks. Publishing each of them from the tick cost ~1 ms apiece, and the
+    tick worker also reads which markets and accounts the running sessions trade on (a join over
+    every running session: ~2.5 ms at 1,000 sessions), so the tick only publishes."""
     from .tasks import run_trackers
 
-    if markets or accounts:
-        run_trackers.apply_async(args=[[list(m) for m in markets], list(accounts)], expires=_task_expiry())
+    run_trackers.apply_async(expires=_task_expiry())
 
 
 def refresh_market_data(markets, *, inline: bool) -> None:
