@@ -77,6 +77,7 @@ def run_scenario(*, driver: str, sessions: int, requote: str, ticks: int, base_u
     c.make_sessions(accounts, sessions, layers=2, cadence_s=3600)
     simulator_move_to(c.SYMBOL, c.START_PRICE)
     c.store_market_data(accounts, c.START_PRICE)
+    c.analyze()
 
     ids = list(StrategySession.objects.values_list("id", flat=True))
     tenths = [[pk for pk in ids if pk % 10 == k] for k in range(10)]
