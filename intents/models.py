@@ -31,10 +31,12 @@ ACTIVE_INTENT_STATUSES = (IntentStatus.NEW, IntentStatus.IN_FLIGHT)
 class Intent(models.Model):
     intent_id = models.CharField(max_length=128)
     strategy_key = models.CharField(max_length=128)
-    # No index of its own: every read by account also filters on status (intent_status_idx); the
-    # index only served deleting an account (refused, PROTECT), and cost each write of a tick.
+    # No index and no database constraint: every read by account also filters on status
+    # (intent_active_status_idx), and the deferred constraint check cost a tick ~7 us per intent
+    # written (~30 ms for 4,000) at commit. The account comes from the order's own (constrained)
+    # foreign key, and deleting an account with intents is still refused (PROTECT, by Django).
     account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="intents",
-                                db_index=False)
+                                db_index=False, db_constraint=False)
     kind = models.CharField(max_length=16, choices=IntentKind.choices)
     symbol = models.CharField(max_length=32)
     side = models.CharField(max_length=4, blank=True)
@@ -70,7 +72,11 @@ class Intent(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["status", "id"], name="intent_status_idx"),
+            # Only the active intents (the claim's, the dispatcher's and the kill switch's reads):
+            # finishing an intent or superseding it writes no entry here, and the index stays the
+            # size of the backlog instead of the history.
+            models.Index(fields=["status", "id"], name="intent_active_status_idx",
+                         condition=Q(status__in=["new", "in_flight"])),
             # Status second: the cycle reads a key's unclaimed creates (status "new") among all the
             # key's finished intents, which are never pruned; everything else by key reads it whole.
             models.Index(fields=["strategy_key", "status"], name="intent_key_status_idx"),

@@ -190,3 +190,20 @@ def test_a_lapsed_claim_nobody_took_is_not_run_either(settings):
     # and it is claimable again (reclaimed with a new token)
     [again] = claim_intents(max_claims=1)
     assert again.intent_pk == claim.intent_pk and again.token != claim.token
+
+
+@pytest.mark.django_db
+@pytest.mark.embedded
+def test_an_account_with_intents_cannot_be_deleted():
+    # Given an account with an intent (the intent's foreign key has no database constraint)
+    from django.db.models import ProtectedError
+
+    account, spare = make_accounts(2)
+    make_intents([account], keys_per_account=1, per_key=1)
+
+    # Then deleting it is refused, and an account without intents still can be deleted
+    with pytest.raises(ProtectedError):
+        account.delete()
+    assert Intent.objects.filter(account=account).count() == 1
+    spare.delete()
+    assert not ExchangeAccount.objects.filter(pk=spare.pk).exists()
