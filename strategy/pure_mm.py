@@ -157,8 +157,8 @@ def trusted(cls, **values):
     of these, and their checks cost more than the strategy's arithmetic.
     """
     instance = object.__new__(cls)
-    for name, value in values.items():
-        object.__setattr__(instance, name, value)
+    # One C call: frozen only guards __setattr__, and these dataclasses (no __slots__) keep a __dict__.
+    instance.__dict__.update(values)
     return instance
 
 
