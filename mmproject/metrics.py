@@ -33,18 +33,30 @@ def tick_duration_observe(duration_ms: int) -> None:
     ``TickLease.ticks_run``). Called by the tick's lease holder, inside its release transaction."""
     from strategy.models import TickDurationBucket
 
-    hits = [bound for bound in TICK_DURATION_BUCKETS_MS if duration_ms <= bound]
+    hits = tick_duration_hits(duration_ms)
     if not hits:
         return
     updated = TickDurationBucket.objects.filter(le_ms__in=hits).update(count=F("count") + 1)
     if updated < len(hits):
-        # First tick on this database (or new bounds): create the missing rows, counting this tick.
-        have = set(TickDurationBucket.objects.values_list("le_ms", flat=True))
-        TickDurationBucket.objects.bulk_create(
-            [TickDurationBucket(le_ms=bound, count=int(bound in hits))
-             for bound in TICK_DURATION_BUCKETS_MS if bound not in have],
-            ignore_conflicts=True,
-        )
+        tick_duration_buckets_complete(hits)
+
+
+def tick_duration_hits(duration_ms: int) -> list[int]:
+    """The bucket bounds a tick of ``duration_ms`` counts in (the +Inf bucket is ``ticks_run``)."""
+    return [bound for bound in TICK_DURATION_BUCKETS_MS if duration_ms <= bound]
+
+
+def tick_duration_buckets_complete(hits: list[int]) -> None:
+    """First tick on this database (or new bounds): create the missing bucket rows, counting this
+    tick in those of ``hits``."""
+    from strategy.models import TickDurationBucket
+
+    have = set(TickDurationBucket.objects.values_list("le_ms", flat=True))
+    TickDurationBucket.objects.bulk_create(
+        [TickDurationBucket(le_ms=bound, count=int(bound in hits))
+         for bound in TICK_DURATION_BUCKETS_MS if bound not in have],
+        ignore_conflicts=True,
+    )
 
 
 def celery_queue_depths(*, broker_url: str | None = None, timeout_s: float = 2.0) -> dict[str, int]:

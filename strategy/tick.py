@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from mmproject.metrics import tick_duration_observe
+from mmproject.metrics import tick_duration_buckets_complete, tick_duration_hits, tick_duration_observe
 
 from .models import TickLease
 
@@ -91,6 +91,9 @@ def _freeze_heap_once() -> None:
 
 
 def _release(duration_ms: int) -> None:
+    if connection.vendor == "postgresql":
+        _release_in_one_statement(duration_ms)
+        return
     with transaction.atomic():
         released = TickLease.objects.filter(name=TICK_LEASE_NAME, holder=_holder()).update(
             lease_until=None, last_finished_at=timezone.now(), last_duration_ms=duration_ms,
@@ -98,6 +101,29 @@ def _release(duration_ms: int) -> None:
         )
         if released:
             tick_duration_observe(duration_ms)
+
+
+def _release_in_one_statement(duration_ms: int) -> None:
+    """``_release`` as one statement: the lease and the histogram buckets are updated together
+    (the buckets only if this process held the lease), with no transaction to open and commit."""
+    from .models import TickDurationBucket
+
+    qn = connection.ops.quote_name
+    hits = tick_duration_hits(duration_ms)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"WITH released AS (UPDATE {qn(TickLease._meta.db_table)} SET lease_until = NULL, last_finished_at = %s, "
+            f"last_duration_ms = %s, ticks_run = ticks_run + 1, duration_ms_total = duration_ms_total + %s "
+            f"WHERE name = %s AND holder = %s RETURNING 1), "
+            f"bumped AS (UPDATE {qn(TickDurationBucket._meta.db_table)} SET count = count + 1 "
+            f"WHERE le_ms = ANY(%s::int[]) AND EXISTS (SELECT 1 FROM released) RETURNING 1) "
+            f"SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM bumped)",
+            [timezone.now(), duration_ms, duration_ms, TICK_LEASE_NAME, _holder(), hits],
+        )
+        released, bumped = cur.fetchone()
+    if released:
+        if bumped < len(hits):
+            tick_duration_buckets_complete(hits)
 
 
 def tick_run(*, now: datetime | None = None) -> TickOutcome:
