@@ -236,13 +236,14 @@ def _server_bound(sql: str, params: list, *, prepare: bool, fetch: bool = True) 
     not depend on the size of an array parameter: a generic plan cannot see it, and for the
     cycle's read by strategy keys it chose to filter every unclaimed intent against the whole
     list (~7 ms at 100 keys and 4,000 creates) instead of the index on (strategy_key, status).
+    Results come back in binary: text timestamps were parsed in Python (~7 ms for 4,000 rows).
     Listed in ``connection.queries`` like Django's own statements when queries are logged."""
     import psycopg
 
     connection.ensure_connection()
     started = time.perf_counter()
     with psycopg.Cursor(connection.connection) as cur:
-        cur.execute(sql, params, prepare=prepare)
+        cur.execute(sql, params, prepare=prepare, binary=True)
         rows = cur.fetchall() if fetch else None
     if connection.queries_logged:
         connection.queries_log.append({"sql": sql, "time": f"{time.perf_counter() - started:.3f}"})
