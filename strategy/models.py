@@ -14,11 +14,17 @@ class StrategySession(models.Model):
     """The strategy registration of one order. The tick runs sessions whose ``next_run_at`` is due."""
 
     order = models.OneToOneField("orders.MarketMakingOrder", on_delete=models.PROTECT, related_name="strategy_session")
-    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.RUNNING, db_index=True)
+    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.RUNNING)
     cadence_s = models.PositiveIntegerField(help_text="seconds between runs (the order's order_refresh_time)")
-    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Not indexed: every cycle moves it for every session it ran, and an index on it made each of
+    # those updates write a new entry in every index of the table; with none, PostgreSQL updates
+    # the row in place (HOT). The due sessions are found among the running ones (index below).
+    next_run_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["id"], name="session_running_idx", condition=models.Q(status="running"))]
 
     def __str__(self):
         return f"session of order {self.order_id} ({self.status})"
