@@ -80,7 +80,9 @@ class Intent(models.Model):
             # Status second: the cycle reads a key's unclaimed creates (status "new") among all the
             # key's finished intents, which are never pruned; everything else by key reads it whole.
             models.Index(fields=["strategy_key", "status"], name="intent_key_status_idx"),
-            models.Index(fields=["client_order_id"], name="intent_client_order_id_idx"),
+            # Only cancels are looked up by client order id (reconciliation: was this close ours?);
+            # the creates a tick writes by the thousand skip it.
+            models.Index(fields=["client_order_id"], name="intent_cancel_client_id_idx", condition=Q(kind="cancel")),
         ]
 
     def __str__(self):
