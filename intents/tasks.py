@@ -1,4 +1,5 @@
-"""Celery shells of the intents queue: execute one claimed intent, dispatch more."""
+"""Celery shells of the intents queue (execute one claimed intent, dispatch more) and of the
+history retention (``prune_history``: beat, queue ``tick``)."""
 from celery import shared_task
 
 from .dispatcher import intents_dispatch, intents_lane
@@ -18,3 +19,12 @@ def execute_intent(intent_pk: int, token: str):
 @shared_task(name="dispatch_intents", ignore_result=True)
 def dispatch_intents():
     intents_dispatch(inline=False)
+
+
+@shared_task(name="prune_history", ignore_result=True)
+def prune_history():
+    from .retention import history_prune
+
+    report = history_prune()
+    return {"intents": report.intents_deleted, "tracked_orders": report.tracked_orders_deleted,
+            "complete": report.complete}

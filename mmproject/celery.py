@@ -35,6 +35,7 @@ app.conf.task_routes = {
     "refresh_market_data": {"queue": TICK_QUEUE},
     "track_exchange_orders": {"queue": TICK_QUEUE},
     "reconcile": {"queue": TICK_QUEUE},
+    "prune_history": {"queue": TICK_QUEUE},
 }
 
 
@@ -53,6 +54,11 @@ def _beat_schedule():
             "task": "reconcile",
             "schedule": timedelta(seconds=settings.RECONCILE_INTERVAL_S),
             "options": {"expires": float(settings.RECONCILE_INTERVAL_S)},
+        },
+        "prune-history": {
+            "task": "prune_history",
+            "schedule": timedelta(seconds=settings.STRATEGY_HISTORY_PRUNE_INTERVAL_S),
+            "options": {"expires": float(settings.STRATEGY_HISTORY_PRUNE_INTERVAL_S)},
         },
     }
 

@@ -146,6 +146,10 @@ STRATEGY_INTENT_LANE_S = env.float("STRATEGY_INTENT_LANE_S", default=1.0)
 STRATEGY_INTENT_MAX_ATTEMPTS = env.int("STRATEGY_INTENT_MAX_ATTEMPTS", default=5)
 # Reconciliation (ledger and tracked orders vs the exchanges) runs every this many seconds.
 RECONCILE_INTERVAL_S = env.int("RECONCILE_INTERVAL_S", default=60)
+# History retention: finished intents and tracked orders closed without a fill are deleted once
+# older than this many days (0: keep everything), by the prune_history task every interval.
+STRATEGY_HISTORY_RETENTION_DAYS = env.int("STRATEGY_HISTORY_RETENTION_DAYS", default=30)
+STRATEGY_HISTORY_PRUNE_INTERVAL_S = env.int("STRATEGY_HISTORY_PRUNE_INTERVAL_S", default=3600)
 # The kill switch as a setting (the `kill_switch` command sets the same in the database).
 STRATEGY_KILL_SWITCH = env.bool("STRATEGY_KILL_SWITCH", default=False)
 

@@ -112,6 +112,7 @@ def test_bad_input_to_every_command_is_one_line_and_exit_2(transactional_db, chi
         "simulator bad balances": Case(["exchange_simulator", "--port", "8", "--setup-only"],
                                        env={"SIM_BALANCES": "USDT=lots"}),
         "rotate with no key that decrypts": Case(["rotate_exchange_secrets"], env={"EXCHANGE_SECRET_KEYS": new_key}),
+        "prune_history negative days": Case(["prune_history", "--days", "-1"]),
     })
 
     # then each says what was wrong in one line and exits 2
@@ -128,6 +129,7 @@ def test_bad_input_to_every_command_is_one_line_and_exit_2(transactional_db, chi
     assert_one_line_exit_2(cases["simulator bad port"], "--port 70000 is not a TCP port")
     assert_one_line_exit_2(cases["simulator bad balances"], "SIM_BALANCES", "'lots'")
     assert_one_line_exit_2(cases["rotate with no key that decrypts"], "no configured key decrypts it")
+    assert_one_line_exit_2(cases["prune_history negative days"], "--days must be 0 or more, not -1")
     # reconcile (its own app) keeps argparse's usage block above the one error line
     reconcile = cases["reconcile bad option"]
     assert reconcile.result.returncode == 2 and "unrecognized arguments: --bogus" in reconcile.err_lines[-1]
