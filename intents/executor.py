@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import ccxt
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from exchanges.clients import exchange_client
@@ -149,7 +150,9 @@ def _create(intent: Intent, tracked: TrackedOrder, client) -> _Outcome:
             return _Outcome(IntentStatus.SUPERSEDED, "not on the exchange and cancelled by a later cycle: not resent")
     else:
         intent.sent_at = timezone.now()
-        Intent.objects.filter(pk=intent.pk).update(sent_at=intent.sent_at)
+        with connection.cursor() as cur:  # saved before the call; plain SQL (the ORM's update cost 0.4 ms of CPU)
+            cur.execute("UPDATE intents_intent SET sent_at = %s WHERE id = %s",
+                        [connection.ops.adapt_datetimefield_value(intent.sent_at), intent.pk])
     order = client.create_order(
         intent.symbol, "limit", intent.side, format(intent.amount, "f"), format(intent.price, "f"),
         {"newClientOrderId": intent.client_order_id},
