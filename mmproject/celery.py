@@ -4,6 +4,11 @@ from datetime import timedelta
 
 from celery import Celery
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
+
+# filesystem:// (the embedded default) writes each message whole before a consumer can see it
+# (mmproject/broker_fs.py). Set before any connection exists: every process imports this module.
+TRANSPORT_ALIASES["filesystem"] = "mmproject.broker_fs:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmproject.settings")
 
