@@ -197,21 +197,22 @@ def _due_sessions(now: datetime) -> tuple[list[SimpleNamespace], dict[tuple[str,
     return sessions, positions
 
 
+def _column(model, alias: str, name: str) -> str:
+    """``alias."column"`` of the field ``name`` of ``model``, for the hand-written statements."""
+    return f"{alias}.{connection.ops.quote_name(model._meta.get_field(name).column)}"
+
+
 @functools.cache
 def _due_sessions_sql() -> str:
     from ledger.models import Account, LedgerEntry, Posting
     from orders.models import MarketMakingOrder, MarketMakingPair
 
     qn = connection.ops.quote_name
-
-    def column(model, alias, name):
-        return f"{alias}.{qn(model._meta.get_field(name).column)}"
-
-    session_columns = ["s.id", column(StrategySession, "s", "cadence_s")]
-    order_columns = [column(MarketMakingOrder, "o", name) for name in _ORDER_FIELDS]
-    pair_columns = [column(MarketMakingPair, "p", name) for name in _PAIR_FIELDS]
-    base, quote = column(MarketMakingPair, "p", "base_asset_id"), column(MarketMakingPair, "p", "quote_asset_id")
-    asset, amount = column(Posting, "po", "asset_id"), column(Posting, "po", "amount")
+    session_columns = ["s.id", _column(StrategySession, "s", "cadence_s")]
+    order_columns = [_column(MarketMakingOrder, "o", name) for name in _ORDER_FIELDS]
+    pair_columns = [_column(MarketMakingPair, "p", name) for name in _PAIR_FIELDS]
+    base, quote = _column(MarketMakingPair, "p", "base_asset_id"), _column(MarketMakingPair, "p", "quote_asset_id")
+    asset, amount = _column(Posting, "po", "asset_id"), _column(Posting, "po", "amount")
     # The order's user_locked postings under its reference, as ref_positions sums them.
     return (
         f"SELECT {', '.join(session_columns + order_columns + pair_columns)}, pos.base, pos.quote "
@@ -221,10 +222,10 @@ def _due_sessions_sql() -> str:
         f"LEFT JOIN LATERAL (SELECT SUM(CASE WHEN {asset} = {base} THEN {amount} END) AS base, "
         f"SUM(CASE WHEN {asset} = {quote} THEN {amount} END) AS quote "
         f"FROM {qn(LedgerEntry._meta.db_table)} e JOIN {qn(Posting._meta.db_table)} po ON po.{qn('entry_id')} = e.id "
-        f"WHERE {column(LedgerEntry, 'e', 'ref_type')} = '{ORDER_REF}' "
-        f"AND {column(LedgerEntry, 'e', 'ref_id')} = {column(MarketMakingOrder, 'o', 'order_id')}::text "
-        f"AND {column(Posting, 'po', 'account')} = '{Account.USER_LOCKED.value}') pos ON true "
-        f"WHERE {column(StrategySession, 's', 'status')} = %s AND {column(StrategySession, 's', 'next_run_at')} <= %s"
+        f"WHERE {_column(LedgerEntry, 'e', 'ref_type')} = '{ORDER_REF}' "
+        f"AND {_column(LedgerEntry, 'e', 'ref_id')} = {_column(MarketMakingOrder, 'o', 'order_id')}::text "
+        f"AND {_column(Posting, 'po', 'account')} = '{Account.USER_LOCKED.value}') pos ON true "
+        f"WHERE {_column(StrategySession, 's', 'status')} = %s AND {_column(StrategySession, 's', 'next_run_at')} <= %s"
     )
 
 
@@ -326,7 +327,6 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     for key, session in keys.items():
         order = session.order
         market = markets.get((order.exchange_account_id, order.pair.symbol))
-        session.next_run_at = now + timedelta(seconds=session.cadence_s)
         if market is None or market.fetched_at < stale_before:
             stale += 1
             continue
@@ -393,8 +393,8 @@ def _active_orders(keys: dict, recent: datetime) -> tuple[dict[str, list[tuple]]
     never seen empty and a ladder never stacks. The pks returned are those of the creates still
     ``new`` and never sent, which a cancel supersedes instead of sending.
 
-    On PostgreSQL both are one prepared statement, so one snapshot: an intent is either still
-    ``new`` or already has its tracked order, never both nor neither.
+    On PostgreSQL both are one statement, so one snapshot: an intent is either still ``new`` or
+    already has its tracked order, never both nor neither.
     """
     rows: dict[str, dict[str, tuple]] = {key: {} for key in keys}
     if connection.vendor == "postgresql":
@@ -436,22 +436,19 @@ def _active_orders_sql() -> str:
     columns both have in the order of ``_PENDING_COLUMNS`` (strategy key .. created_at, sent_at
     NULL), then status, filled, last_fill_at, hanging."""
     qn = connection.ops.quote_name
-
-    def col(model, alias, name):
-        return f"{alias}.{qn(model._meta.get_field(name).column)}"
-
     shared = ("strategy_key", "client_order_id", "side", "price", "amount", "layer", "created_at")
     return (
-        f"SELECT i.id, {', '.join(col(Intent, 'i', f) for f in shared)}, {col(Intent, 'i', 'sent_at')}, "
+        f"SELECT i.id, {', '.join(_column(Intent, 'i', f) for f in shared)}, {_column(Intent, 'i', 'sent_at')}, "
         f"NULL::varchar, NULL::numeric, NULL::timestamptz, NULL::boolean FROM {qn(Intent._meta.db_table)} i "
-        f"WHERE {col(Intent, 'i', 'strategy_key')} = ANY(%s::varchar[]) AND {col(Intent, 'i', 'status')} = "
-        f"'{IntentStatus.NEW.value}' AND {col(Intent, 'i', 'kind')} = '{CREATE}' "
+        f"WHERE {_column(Intent, 'i', 'strategy_key')} = ANY(%s::varchar[]) AND {_column(Intent, 'i', 'status')} = "
+        f"'{IntentStatus.NEW.value}' AND {_column(Intent, 'i', 'kind')} = '{CREATE}' "
         f"UNION ALL "
-        f"SELECT NULL::bigint, {', '.join(col(TrackedOrder, 't', f) for f in shared)}, NULL::timestamptz, "
-        f"{', '.join(col(TrackedOrder, 't', f) for f in ('status', 'filled', 'last_fill_at', 'hanging'))} "
-        f"FROM {qn(TrackedOrder._meta.db_table)} t WHERE {col(TrackedOrder, 't', 'strategy_key')} = ANY(%s::varchar[]) "
-        f"AND ({col(TrackedOrder, 't', 'status')} = ANY(%s::varchar[]) OR ({col(TrackedOrder, 't', 'status')} = %s "
-        f"AND {col(TrackedOrder, 't', 'updated_at')} >= %s))"
+        f"SELECT NULL::bigint, {', '.join(_column(TrackedOrder, 't', f) for f in shared)}, NULL::timestamptz, "
+        f"{', '.join(_column(TrackedOrder, 't', f) for f in ('status', 'filled', 'last_fill_at', 'hanging'))} "
+        f"FROM {qn(TrackedOrder._meta.db_table)} t "
+        f"WHERE {_column(TrackedOrder, 't', 'strategy_key')} = ANY(%s::varchar[]) "
+        f"AND ({_column(TrackedOrder, 't', 'status')} = ANY(%s::varchar[]) "
+        f"OR ({_column(TrackedOrder, 't', 'status')} = %s AND {_column(TrackedOrder, 't', 'updated_at')} >= %s))"
     )
 
 
