@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from mmproject.metrics import tick_duration_buckets_complete, tick_duration_hits, tick_duration_observe
 
-from .models import TickLease
+from .models import TickDurationBucket, TickLease
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +112,6 @@ def _release(duration_ms: int) -> None:
 def _release_in_one_statement(duration_ms: int) -> None:
     """``_release`` as one statement: the lease and the histogram buckets are updated together
     (the buckets only if this process held the lease), with no transaction to open and commit."""
-    from .models import TickDurationBucket
-
     qn = connection.ops.quote_name
     hits = tick_duration_hits(duration_ms)
     with connection.cursor() as cur:
@@ -127,9 +125,8 @@ def _release_in_one_statement(duration_ms: int) -> None:
             [timezone.now(), duration_ms, duration_ms, TICK_LEASE_NAME, _holder(), hits],
         )
         released, bumped = cur.fetchone()
-    if released:
-        if bumped < len(hits):
-            tick_duration_buckets_complete(hits)
+    if released and bumped < len(hits):
+        tick_duration_buckets_complete(hits)
 
 
 def tick_run(*, now: datetime | None = None) -> TickOutcome:
