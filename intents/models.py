@@ -76,13 +76,14 @@ class Intent(models.Model):
             # finishing an intent or superseding it writes no entry here, and the index stays the
             # size of the backlog instead of the history.
             models.Index(fields=["status", "id"], name="intent_active_status_idx",
-                         condition=Q(status__in=["new", "in_flight"])),
+                         condition=Q(status__in=[s.value for s in ACTIVE_INTENT_STATUSES])),
             # Status second: the cycle reads a key's unclaimed creates (status "new") among all the
-            # key's finished intents, which are never pruned; everything else by key reads it whole.
+            # key's finished intents (kept for STRATEGY_HISTORY_RETENTION_DAYS); everything else
+            # by key reads it whole.
             models.Index(fields=["strategy_key", "status"], name="intent_key_status_idx"),
             # Only cancels are looked up by client order id (reconciliation: was this close ours?);
             # the creates a tick writes by the thousand skip it.
-            models.Index(fields=["client_order_id"], name="intent_cancel_client_id_idx", condition=Q(kind="cancel")),
+            models.Index(fields=["client_order_id"], name="intent_cancel_client_id_idx", condition=Q(kind=IntentKind.CANCEL.value)),
         ]
 
     def __str__(self):
