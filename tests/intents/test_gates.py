@@ -28,6 +28,13 @@ def make_intents(accounts, keys_per_account, per_key):
     Intent.objects.bulk_create(rows)
 
 
+def lapse(claim):
+    """Let a claim's lease run out: on its intent and on both its slots."""
+    lapsed = timezone.now() - timedelta(seconds=1)
+    Intent.objects.filter(pk=claim.intent_pk).update(lease_until=lapsed)
+    IntentSlot.objects.filter(intent_id=claim.intent_pk).update(lease_until=lapsed)
+
+
 def max_overlap(intervals):
     events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
     current = peak = 0
@@ -154,9 +161,7 @@ def test_a_queued_execution_whose_claim_was_taken_over_sends_nothing(settings):
     sync_slots([a.pk for a in accounts])
     make_intents(accounts, keys_per_account=2, per_key=1)
     [late] = claim_intents(max_claims=1)
-    lapsed = timezone.now() - timedelta(seconds=1)
-    Intent.objects.filter(pk=late.intent_pk).update(lease_until=lapsed)
-    IntentSlot.objects.filter(intent_id=late.intent_pk).update(lease_until=lapsed)
+    lapse(late)
 
     # When another claimer takes it over, and then the late execution starts
     [other] = claim_intents(max_claims=1)
@@ -182,9 +187,7 @@ def test_a_lapsed_claim_nobody_took_is_not_run_either(settings):
     sync_slots([a.pk for a in accounts])
     make_intents(accounts, keys_per_account=1, per_key=1)
     [claim] = claim_intents(max_claims=1)
-    lapsed = timezone.now() - timedelta(seconds=1)
-    Intent.objects.filter(pk=claim.intent_pk).update(lease_until=lapsed)
-    IntentSlot.objects.filter(intent_id=claim.intent_pk).update(lease_until=lapsed)
+    lapse(claim)
 
     assert intent_execute(intent_pk=claim.intent_pk, token=claim.token) == "claim_lost"
     # and it is claimable again (reclaimed with a new token)
