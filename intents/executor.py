@@ -1,33 +1,48 @@
-"""Execute one claimed intent on the exchange, exactly once in effect.
+"""Execute claimed intents on the exchange, exactly once in effect.
 
 The tracked order and its client order id are in the database before any call. A create
 that is retried or reclaimed after a crash looks its order up by client order id first; an
 ambiguous outcome (timeout, 5xx, broken connection) is looked up, never resent blindly.
 Retries follow the error policy (ccxt error classes) with backoff; a failed intent never
 blocks its strategy: its tracked order leaves the active set and the next cycle re-plans.
+
+Intents claimed together (a lane's batch, the sync driver's round) run one after another in one
+process, with the database work of the batch in a few statements rather than a dozen per intent:
+the intents, their tracked orders and accounts are read together; the session and kill-switch
+check and the ``sent_at`` of the creates about to leave are written together before the first
+call; the tracked orders and the releases are written in one transaction after the last call.
+A crash in between loses nothing: each intent is reclaimed when its lease lapses, and each create
+that may have left is looked up by its client order id before anything is resent.
 """
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 import ccxt
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
-from exchanges.clients import exchange_client
+from exchanges.clients import exchange_client_of
 from exchanges.errors import ExchangeError
+from exchanges.models import ExchangeAccount
 from exchanges.policy import Action, Operation, error_action, retry_delay_s
-from strategy.trackers import apply_exchange_order, fetch_by_client_id
+from ledger.amounts import to_db
+from strategy.trackers import TRACKED_EXCHANGE_FIELDS, apply_exchange_order, fetch_by_client_id
 
-from .gates import release, renew
+from .gates import Claim, Release, lease_seconds, release_claims, renew, renew_claims
 from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
 
 logger = logging.getLogger(__name__)
 
 FINAL_TRACKED = (TrackedOrderStatus.FILLED, TrackedOrderStatus.CANCELLED, TrackedOrderStatus.LOST,
                  TrackedOrderStatus.FAILED)
+
+# A batch checks its sessions and the kill switch again before a create once its last check is
+# older than this: a slow batch (exchange latency, timeouts) never sends on a stale "yes".
+RECHECK_AFTER_S = 0.25
 
 
 class _Outcome:
@@ -49,135 +64,266 @@ def intent_execute(*, intent_pk: int, token: str, fresh: bool = False) -> str:
     """
     if not fresh and not renew(intent_pk=intent_pk, token=token):
         return "claim_lost"
-    intent = Intent.objects.filter(pk=intent_pk).first()
-    if intent is None or intent.claim_token != token or intent.status != IntentStatus.IN_FLIGHT:
-        logger.info("event=intent_claim_stale intent_pk=%s", intent_pk)
-        return "claim_lost"
-    tracked = _tracked_for(intent)
-    if not settings.STRATEGY_EXECUTE_INTENTS:
-        outcome = _dry_run(intent, tracked)
-    else:
-        outcome = _execute(intent, tracked)
-    retry_at = None
-    if outcome.retry:
-        if intent.attempts >= max_attempts():
-            outcome = _give_up(intent, tracked, f"gave up after {intent.attempts} attempts: {outcome.note}")
-        else:
-            retry_at = timezone.now() + timedelta(seconds=retry_delay_s(intent.attempts - 1))
-    release(intent_pk=intent.pk, token=token, status=outcome.status, error=outcome.note,
-            exchange_order_id=outcome.exchange_order_id, retry_at=retry_at)
-    logger.info("event=intent_executed intent_id=%s strategy_key=%s kind=%s client_order_id=%s status=%s "
-                "retry_at=%s note=%s", intent.intent_id, intent.strategy_key, intent.kind, intent.client_order_id,
-                outcome.status, retry_at, outcome.note)
-    return "retry" if retry_at else outcome.status
+    return intents_execute([Claim(intent_pk=intent_pk, token=token)])[intent_pk]
 
 
-def _tracked_for(intent: Intent) -> TrackedOrder:
-    # Written by the claim (intents.gates); created here only for an intent claimed before that.
-    tracked, _ = TrackedOrder.objects.get_or_create(
-        client_order_id=intent.client_order_id,
-        defaults=dict(strategy_key=intent.strategy_key, account_id=intent.account_id, symbol=intent.symbol,
-                      side=intent.side, price=intent.price or 0, amount=intent.amount or 0, layer=intent.layer or 0),
-    )
-    return tracked
+def intents_execute(claims: list[Claim]) -> dict[int, str]:
+    """Run claims made (or renewed) just now, one after another in this process; return each
+    intent's final (or retry) status, ``claim_lost`` for a claim that is no longer this one."""
+    return _Batch(claims).run()
 
 
-def _set_status(tracked: TrackedOrder, status: str) -> None:
+class _Batch:
+    """The claims run together, and the database work they share (see the module's docstring)."""
+
+    def __init__(self, claims: list[Claim]):
+        self.tokens = {claim.intent_pk: claim.token for claim in claims}
+        self.renewed_at = time.monotonic()
+        self.ours = set(self.tokens)
+        self.checked_at: float | None = None
+        self.accepting: set[str] = set()
+        self.marked_sent: set[int] = set()
+        self.dirty: dict[int, TrackedOrder] = {}
+        self.releases: list[Release] = []
+        self.pending: list[Intent] = []
+        self.tracked: dict[str, TrackedOrder] = {}
+
+    def run(self) -> dict[int, str]:
+        results = {pk: "claim_lost" for pk in self.tokens}
+        rows = {i.pk: i for i in Intent.objects.filter(pk__in=list(self.tokens))}
+        for pk in self.tokens:
+            row = rows.get(pk)
+            if row is None or row.claim_token != self.tokens[pk] or row.status != IntentStatus.IN_FLIGHT:
+                logger.info("event=intent_claim_stale intent_pk=%s", pk)
+                rows.pop(pk, None)
+        self.pending = [rows[pk] for pk in self.tokens if pk in rows]
+        if not self.pending:
+            return results
+        self.tracked = {t.client_order_id: t for t in
+                        TrackedOrder.objects.filter(client_order_id__in=[i.client_order_id for i in self.pending])}
+        accounts = {a.pk: a for a in ExchangeAccount.objects.filter(pk__in={i.account_id for i in self.pending})}
+        finished: list[tuple[Intent, _Outcome, object]] = []
+        try:
+            while self.pending:
+                intent = self.pending.pop(0)
+                if not self._still_ours(intent):
+                    continue
+                tracked = self._tracked_for(intent)
+                if not settings.STRATEGY_EXECUTE_INTENTS:
+                    outcome = _dry_run(intent, tracked, self)
+                else:
+                    outcome = _execute(intent, tracked, accounts.get(intent.account_id), self)
+                retry_at = None
+                if outcome.retry:
+                    if intent.attempts >= max_attempts():
+                        outcome = _give_up(intent, tracked, f"gave up after {intent.attempts} attempts: {outcome.note}",
+                                           self)
+                    else:
+                        retry_at = timezone.now() + timedelta(seconds=retry_delay_s(intent.attempts - 1))
+                self.releases.append(Release(intent.pk, self.tokens[intent.pk], outcome.status, outcome.note,
+                                             outcome.exchange_order_id, retry_at))
+                finished.append((intent, outcome, retry_at))
+                results[intent.pk] = "retry" if retry_at else outcome.status
+        finally:
+            # Also after an unexpected error: what the exchange already did is written down.
+            with transaction.atomic():
+                _tracked_write(list(self.dirty.values()))
+                release_claims(self.releases)
+        for intent, outcome, retry_at in finished:
+            logger.info("event=intent_executed intent_id=%s strategy_key=%s kind=%s client_order_id=%s status=%s "
+                        "retry_at=%s note=%s", intent.intent_id, intent.strategy_key, intent.kind,
+                        intent.client_order_id, outcome.status, retry_at, outcome.note)
+        return results
+
+    def _still_ours(self, intent: Intent) -> bool:
+        """Renew the batch's claims once they are a third of a lease old (a slow exchange)."""
+        if time.monotonic() - self.renewed_at > lease_seconds() / 3:
+            self.ours = renew_claims([Claim(intent_pk=pk, token=self.tokens[pk]) for pk in self.ours])
+            self.renewed_at = time.monotonic()
+        return intent.pk in self.ours
+
+    def _tracked_for(self, intent: Intent) -> TrackedOrder:
+        tracked = self.tracked.get(intent.client_order_id)
+        if tracked is None:
+            # Written by the claim (intents.gates); created here only for an intent claimed before that.
+            tracked, _ = TrackedOrder.objects.get_or_create(
+                client_order_id=intent.client_order_id,
+                defaults=dict(strategy_key=intent.strategy_key, account_id=intent.account_id, symbol=intent.symbol,
+                              side=intent.side, price=intent.price or 0, amount=intent.amount or 0,
+                              layer=intent.layer or 0),
+            )
+        return tracked
+
+    def save(self, tracked: TrackedOrder) -> None:
+        """Written with the releases, after the batch's last call."""
+        self.dirty[tracked.pk] = tracked
+
+    def accepts_orders(self, intent: Intent) -> bool:
+        """The last check before a new order leaves: kill switch off and the session still running.
+
+        Checked for every create of the batch that has not been sent at once, and their ``sent_at``
+        saved in the same round (before any of them is sent); again for the rest when stale."""
+        if self.checked_at is None or time.monotonic() - self.checked_at > RECHECK_AFTER_S:
+            self._check_sessions([intent, *self.pending])
+        return intent.strategy_key in self.accepting
+
+    def _check_sessions(self, intents: list[Intent]) -> None:
+        from strategy.runtime import sessions_accepting_orders
+
+        unsent = [i for i in intents if i.kind == IntentKind.CREATE and i.sent_at is None]
+        self.accepting = sessions_accepting_orders(i.strategy_key for i in unsent)
+        self.checked_at = time.monotonic()
+        leaving = [i.pk for i in unsent if i.strategy_key in self.accepting and i.pk not in self.marked_sent
+                   and self._tracked_for(i).status == TrackedOrderStatus.PENDING_CREATE]
+        refused = [i.pk for i in unsent if i.strategy_key not in self.accepting and i.pk in self.marked_sent]
+        with connection.cursor() as cur:
+            if leaving:  # plain SQL: the ORM's update cost 0.4 ms of CPU
+                cur.execute(f"UPDATE intents_intent SET sent_at = %s WHERE id IN ({', '.join(['%s'] * len(leaving))})",
+                            [connection.ops.adapt_datetimefield_value(timezone.now()), *leaving])
+            if refused:  # marked by an earlier round, refused now: never sent after all
+                cur.execute(f"UPDATE intents_intent SET sent_at = NULL WHERE id IN ({', '.join(['%s'] * len(refused))})",
+                            refused)
+        self.marked_sent = (self.marked_sent | set(leaving)) - set(refused)
+
+    def mark_sent(self, intent: Intent) -> None:
+        """``sent_at`` is in the database before the call (normally saved by ``accepts_orders``)."""
+        if intent.pk not in self.marked_sent:
+            with connection.cursor() as cur:
+                cur.execute("UPDATE intents_intent SET sent_at = %s WHERE id = %s",
+                            [connection.ops.adapt_datetimefield_value(timezone.now()), intent.pk])
+            self.marked_sent.add(intent.pk)
+
+
+def _tracked_write(rows: list[TrackedOrder]) -> None:
+    """Save the exchange's view (``TRACKED_EXCHANGE_FIELDS``) of several tracked orders in one statement."""
+    if not rows:
+        return
+    vendor = connection.vendor
+    adapt = connection.ops.adapt_datetimefield_value
+    pg = vendor == "postgresql"
+    ts = "CAST(%s AS timestamp with time zone)" if pg else "%s"
+    num = "CAST(%s AS numeric)" if pg else "%s"
+    assert TRACKED_EXCHANGE_FIELDS == ("status", "filled", "exchange_order_id", "last_fill_at", "updated_at")
+
+    def case(value_sql: str, values) -> tuple[str, list]:
+        return (f"CASE id {' '.join([f'WHEN %s THEN {value_sql}'] * len(rows))} END",
+                [p for row, v in zip(rows, values) for p in (row.pk, v)])
+
+    parts = [case("%s", [getattr(r.status, "value", r.status) for r in rows]),
+             case(num, [to_db(r.filled, vendor) for r in rows]),
+             case("%s", [r.exchange_order_id for r in rows]),
+             case(ts, [adapt(r.last_fill_at) for r in rows])]
+    now = timezone.now()
+    for row in rows:
+        row.updated_at = now
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE intents_trackedorder SET status = {parts[0][0]}, filled = {parts[1][0]}, "
+            f"exchange_order_id = {parts[2][0]}, last_fill_at = {parts[3][0]}, updated_at = %s "
+            f"WHERE id IN ({', '.join(['%s'] * len(rows))})",
+            [*parts[0][1], *parts[1][1], *parts[2][1], *parts[3][1], adapt(now), *(r.pk for r in rows)],
+        )
+
+
+def _set_status(tracked: TrackedOrder, status: str, batch: _Batch) -> None:
     tracked.status = status
-    tracked.save(update_fields=["status", "updated_at"])
+    batch.save(tracked)
 
 
-def _dry_run(intent: Intent, tracked: TrackedOrder) -> _Outcome:
+def _apply(tracked: TrackedOrder, order: dict, batch: _Batch) -> None:
+    apply_exchange_order(tracked, order, save=False)
+    batch.save(tracked)
+
+
+def _dry_run(intent: Intent, tracked: TrackedOrder, batch: _Batch) -> _Outcome:
     # STRATEGY_EXECUTE_INTENTS=false: processed with no exchange call; nothing is on the book.
     if tracked.status not in FINAL_TRACKED:
-        _set_status(tracked, TrackedOrderStatus.CANCELLED)
+        _set_status(tracked, TrackedOrderStatus.CANCELLED, batch)
     return _Outcome(IntentStatus.DONE, "processed without an exchange call (STRATEGY_EXECUTE_INTENTS=false)")
 
 
-def _give_up(intent: Intent, tracked: TrackedOrder, note: str) -> _Outcome:
+def _give_up(intent: Intent, tracked: TrackedOrder, note: str, batch: _Batch) -> _Outcome:
     if intent.kind == IntentKind.CREATE:
         if tracked.status == TrackedOrderStatus.PENDING_CREATE:
-            _set_status(tracked, TrackedOrderStatus.FAILED)
+            _set_status(tracked, TrackedOrderStatus.FAILED, batch)
     elif tracked.status == TrackedOrderStatus.PENDING_CANCEL:
         # The order is still on the book as far as we know: the next cycle decides again.
-        _set_status(tracked, TrackedOrderStatus.OPEN)
+        _set_status(tracked, TrackedOrderStatus.OPEN, batch)
     logger.error("event=intent_failed intent_id=%s strategy_key=%s client_order_id=%s reason=%s",
                  intent.intent_id, intent.strategy_key, intent.client_order_id, note)
     return _Outcome(IntentStatus.FAILED, note)
 
 
-def _execute(intent: Intent, tracked: TrackedOrder) -> _Outcome:
+def _execute(intent: Intent, tracked: TrackedOrder, account: ExchangeAccount | None, batch: _Batch) -> _Outcome:
     operation = Operation.CREATE if intent.kind == IntentKind.CREATE else Operation.CANCEL
+    client = None
     try:
-        client = exchange_client(account_id=intent.account_id)
+        if account is None:
+            raise ExchangeAccount.DoesNotExist(f"exchange account {intent.account_id} does not exist")
+        client = exchange_client_of(account)
         if intent.kind == IntentKind.CREATE:
-            return _create(intent, tracked, client)
-        return _cancel(intent, tracked, client)
+            return _create(intent, tracked, client, batch)
+        return _cancel(intent, tracked, client, batch)
     except ExchangeError as exc:  # our own refusal (account disabled, precision, minimums)
-        return _give_up(intent, tracked, f"{type(exc).__name__}: {exc}")
+        return _give_up(intent, tracked, f"{type(exc).__name__}: {exc}", batch)
     except ccxt.BaseError as exc:
         action = error_action(exc, operation)
         note = f"{type(exc).__name__}: {str(exc)[:300]}"
+        if client is None:
+            # The client could not be built (its markets did not load): nothing was sent.
+            if action in (Action.LOOKUP, Action.RETRY):
+                return _Outcome(IntentStatus.NEW, f"exchange client not ready: {note}", retry=True)
+            return _give_up(intent, tracked, f"exchange client not ready: {note}", batch)
         if action == Action.LOOKUP:
-            return _after_ambiguous(intent, tracked, client, note)
+            return _after_ambiguous(intent, tracked, client, note, batch)
         if action == Action.RETRY:
             return _Outcome(IntentStatus.NEW, note, retry=True)
         if action == Action.GONE:
-            return _after_gone(intent, tracked, client, note)
+            return _after_gone(intent, tracked, client, note, batch)
         if action == Action.HALT:
             logger.critical("event=strategy_halt_needed strategy_key=%s account_id=%s error=%s",
                             intent.strategy_key, intent.account_id, note)
-        return _give_up(intent, tracked, note)
+        return _give_up(intent, tracked, note, batch)
 
 
-def _create(intent: Intent, tracked: TrackedOrder, client) -> _Outcome:
+def _create(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Outcome:
     cancelled_meanwhile = tracked.status == TrackedOrderStatus.PENDING_CANCEL
     if tracked.status not in (TrackedOrderStatus.PENDING_CREATE, TrackedOrderStatus.PENDING_CANCEL):
         return _Outcome(IntentStatus.DONE, f"order already {tracked.status}", exchange_order_id=tracked.exchange_order_id)
-    if intent.sent_at is None and (cancelled_meanwhile or not _may_place_orders(intent)):
+    if intent.sent_at is None and (cancelled_meanwhile or not batch.accepts_orders(intent)):
         # Never sent, and no longer wanted: nothing is on the exchange, so nothing to cancel.
-        _set_status(tracked, TrackedOrderStatus.CANCELLED)
+        _set_status(tracked, TrackedOrderStatus.CANCELLED, batch)
         why = "cancelled by a later cycle" if cancelled_meanwhile else "kill switch engaged or session not running"
         return _Outcome(IntentStatus.SUPERSEDED, f"not sent: {why}")
     if intent.sent_at is not None:
         # Sent before (a retry, a reclaimed crash, a redelivered message): it may be on the exchange.
         existing = fetch_by_client_id(client, intent.symbol, intent.client_order_id)
         if existing is not None:
-            apply_exchange_order(tracked, existing)
+            _apply(tracked, existing, batch)
             return _Outcome(IntentStatus.DONE, "found by client order id", exchange_order_id=tracked.exchange_order_id)
         if cancelled_meanwhile:
-            _set_status(tracked, TrackedOrderStatus.CANCELLED)
+            _set_status(tracked, TrackedOrderStatus.CANCELLED, batch)
             return _Outcome(IntentStatus.SUPERSEDED, "not on the exchange and cancelled by a later cycle: not resent")
     else:
-        intent.sent_at = timezone.now()
-        with connection.cursor() as cur:  # saved before the call; plain SQL (the ORM's update cost 0.4 ms of CPU)
-            cur.execute("UPDATE intents_intent SET sent_at = %s WHERE id = %s",
-                        [connection.ops.adapt_datetimefield_value(intent.sent_at), intent.pk])
+        batch.mark_sent(intent)  # saved before the call
     order = client.create_order(
         intent.symbol, "limit", intent.side, format(intent.amount, "f"), format(intent.price, "f"),
         {"newClientOrderId": intent.client_order_id},
     )
-    apply_exchange_order(tracked, order)
+    _apply(tracked, order, batch)
     return _Outcome(IntentStatus.DONE, exchange_order_id=tracked.exchange_order_id)
 
 
-def _may_place_orders(intent: Intent) -> bool:
-    """The last check before a new order leaves: kill switch off and the session still running."""
-    from strategy.runtime import session_accepts_orders
-
-    return session_accepts_orders(intent.strategy_key)
-
-
-def _cancel(intent: Intent, tracked: TrackedOrder, client) -> _Outcome:
+def _cancel(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Outcome:
     if tracked.status in FINAL_TRACKED:
         return _Outcome(IntentStatus.DONE, f"order already {tracked.status}")
     order = client.cancel_order(tracked.exchange_order_id or None, intent.symbol,
                                 {"origClientOrderId": intent.client_order_id})
-    apply_exchange_order(tracked, order)
+    _apply(tracked, order, batch)
     return _Outcome(IntentStatus.DONE, exchange_order_id=tracked.exchange_order_id)
 
 
-def _after_ambiguous(intent: Intent, tracked: TrackedOrder, client, note: str) -> _Outcome:
+def _after_ambiguous(intent: Intent, tracked: TrackedOrder, client, note: str, batch: _Batch) -> _Outcome:
     """The write may or may not have happened: ask the exchange by client order id."""
     try:
         order = fetch_by_client_id(client, intent.symbol, intent.client_order_id)
@@ -186,23 +332,24 @@ def _after_ambiguous(intent: Intent, tracked: TrackedOrder, client, note: str) -
     if order is None:
         if intent.kind == IntentKind.CREATE:
             return _Outcome(IntentStatus.NEW, f"{note}; not on the exchange, will resend", retry=True)
-        return _after_gone(intent, tracked, client, note, looked_up=True)
-    apply_exchange_order(tracked, order)
+        return _after_gone(intent, tracked, client, note, batch, looked_up=True)
+    _apply(tracked, order, batch)
     if intent.kind == IntentKind.CANCEL and tracked.status not in FINAL_TRACKED:
         return _Outcome(IntentStatus.NEW, f"{note}; still open, will cancel again", retry=True)
     return _Outcome(IntentStatus.DONE, f"{note}; resolved by lookup", exchange_order_id=tracked.exchange_order_id)
 
 
-def _after_gone(intent: Intent, tracked: TrackedOrder, client, note: str, looked_up: bool = False) -> _Outcome:
+def _after_gone(intent: Intent, tracked: TrackedOrder, client, note: str, batch: _Batch,
+                looked_up: bool = False) -> _Outcome:
     """A cancel found no order: learn whether it filled or was cancelled; lost only if truly absent."""
     try:
         order = None if looked_up else fetch_by_client_id(client, intent.symbol, intent.client_order_id)
     except ccxt.BaseError as exc:
         return _Outcome(IntentStatus.NEW, f"{note}; lookup failed: {type(exc).__name__}", retry=True)
     if order is None:
-        _set_status(tracked, TrackedOrderStatus.LOST)
+        _set_status(tracked, TrackedOrderStatus.LOST, batch)
         logger.warning("event=tracked_order_lost strategy_key=%s client_order_id=%s", intent.strategy_key,
                        intent.client_order_id)
         return _Outcome(IntentStatus.DONE, f"{note}; order not on the exchange (lost)")
-    apply_exchange_order(tracked, order)
+    _apply(tracked, order, batch)
     return _Outcome(IntentStatus.DONE, f"{note}; order already {tracked.status}")

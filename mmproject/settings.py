@@ -143,6 +143,9 @@ STRATEGY_INTENT_LEASE_S = env.int("STRATEGY_INTENT_LEASE_S", default=30)
 # How long an intents worker process keeps claiming and executing the next claimable intent
 # itself after the one it was sent (0: one intent per task, each execution dispatching the next).
 STRATEGY_INTENT_LANE_S = env.float("STRATEGY_INTENT_LANE_S", default=1.0)
+# How many intents a lane claims at once and runs one after another, their database work shared
+# (intents.executor); each is sent only after the one before it answered.
+STRATEGY_INTENT_LANE_BATCH = env.int("STRATEGY_INTENT_LANE_BATCH", default=4)
 STRATEGY_INTENT_MAX_ATTEMPTS = env.int("STRATEGY_INTENT_MAX_ATTEMPTS", default=5)
 # Reconciliation (ledger and tracked orders vs the exchanges) runs every this many seconds.
 RECONCILE_INTERVAL_S = env.int("RECONCILE_INTERVAL_S", default=60)

@@ -71,23 +71,31 @@ def order_id_of(key: str) -> str:
 def session_accepts_orders(key: str) -> bool:
     """True while new orders of a strategy key's session may leave: the session is running (not
     stopping, stopped or missing) and the kill switch is off. The last check before an executor
-    sends a create: one plain statement (the ORM's ``Exists`` form cost more to build than two
-    queries take to run)."""
-    if settings.STRATEGY_KILL_SWITCH:  # halt_engaged()'s setting; its database row is in the statement
-        return False
+    sends a create."""
+    return key in sessions_accepting_orders([key])
+
+
+def sessions_accepting_orders(keys) -> set[str]:
+    """The strategy keys among ``keys`` whose new orders may leave (``session_accepts_orders``),
+    in one plain statement for a whole batch of intents (the ORM's ``Exists`` form cost more to
+    build than two queries take to run)."""
+    keys = list(dict.fromkeys(keys))
+    if settings.STRATEGY_KILL_SWITCH or not keys:  # halt_engaged()'s setting; its row is in the statement
+        return set()
     from orders.models import MarketMakingOrder
 
     qn = connection.ops.quote_name
-    order_id = MarketMakingOrder._meta.get_field("order_id").get_db_prep_value(
-        uuid.UUID(order_id_of(key)), connection)
+    prep = MarketMakingOrder._meta.get_field("order_id").get_db_prep_value
+    by_order_id = {str(uuid.UUID(order_id_of(key))): key for key in keys}
     halted, halted_params = halt_row_sql()
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT 1 FROM {qn(StrategySession._meta.db_table)} s JOIN {qn(MarketMakingOrder._meta.db_table)} o "
-            f"ON o.id = s.order_id WHERE o.order_id = %s AND s.status = %s AND NOT EXISTS ({halted})",
-            [order_id, SessionStatus.RUNNING.value, *halted_params],
+            f"SELECT o.order_id FROM {qn(StrategySession._meta.db_table)} s JOIN {qn(MarketMakingOrder._meta.db_table)} o "
+            f"ON o.id = s.order_id WHERE o.order_id IN ({', '.join(['%s'] * len(by_order_id))}) AND s.status = %s "
+            f"AND NOT EXISTS ({halted})",
+            [*(prep(uuid.UUID(o), connection) for o in by_order_id), SessionStatus.RUNNING.value, *halted_params],
         )
-        return cur.fetchone() is not None
+        return {by_order_id[str(uuid.UUID(str(row[0])))] for row in cur.fetchall()}
 
 
 def client_order_prefix(order_id) -> str:

@@ -73,8 +73,12 @@ def tracked_status_of(order: dict) -> str:
     return status
 
 
-def apply_exchange_order(tracked: TrackedOrder, order: dict) -> TrackedOrder:
-    """Copy what the exchange says about an order onto its tracked row (and save it)."""
+TRACKED_EXCHANGE_FIELDS = ("status", "filled", "exchange_order_id", "last_fill_at", "updated_at")
+
+
+def apply_exchange_order(tracked: TrackedOrder, order: dict, *, save: bool = True) -> TrackedOrder:
+    """Copy what the exchange says about an order onto its tracked row, and save it
+    (``TRACKED_EXCHANGE_FIELDS``) unless ``save`` is false (an intents batch writes its rows together)."""
     status = tracked_status_of(order)
     filled = dec(order.get("filled")) or Decimal(0)
     if status == TrackedOrderStatus.OPEN and tracked.status == TrackedOrderStatus.PENDING_CANCEL:
@@ -84,7 +88,8 @@ def apply_exchange_order(tracked: TrackedOrder, order: dict) -> TrackedOrder:
     tracked.status = status
     tracked.filled = filled
     tracked.exchange_order_id = str(order.get("id") or tracked.exchange_order_id)
-    tracked.save(update_fields=["status", "filled", "exchange_order_id", "last_fill_at", "updated_at"])
+    if save:
+        tracked.save(update_fields=list(TRACKED_EXCHANGE_FIELDS))
     return tracked
 
 

@@ -210,3 +210,39 @@ def test_an_account_with_intents_cannot_be_deleted():
     assert Intent.objects.filter(account=account).count() == 1
     spare.delete()
     assert not ExchangeAccount.objects.filter(pk=spare.pk).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.embedded
+def test_claims_are_renewed_and_released_together_and_a_lost_one_is_left_alone(settings):
+    # Given three claims of three keys, the third taken over by another claimer after its lease lapsed
+    from intents.gates import Release, release_claims, renew_claims
+
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 3
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 3
+    accounts = make_accounts(1)
+    sync_slots([a.pk for a in accounts])
+    make_intents(accounts, keys_per_account=3, per_key=1)
+    first, second, lost = claim_intents(max_claims=3)
+    lapse(lost)
+    [other] = claim_intents(max_claims=3)
+    assert other.intent_pk == lost.intent_pk
+
+    # When the batch renews and then releases all three
+    assert renew_claims([first, second, lost]) == {first.intent_pk, second.intent_pk}
+    released = release_claims([
+        Release(first.intent_pk, first.token, IntentStatus.DONE, exchange_order_id="x1"),
+        Release(second.intent_pk, second.token, IntentStatus.FAILED, error="rejected",
+                retry_at=timezone.now() + timedelta(seconds=60)),
+        Release(lost.intent_pk, lost.token, IntentStatus.DONE),
+    ])
+
+    # Then the two still its own end as told, and the one taken over keeps its new claim
+    assert released == {first.intent_pk, second.intent_pk}
+    rows = {i.pk: i for i in Intent.objects.all()}
+    assert (rows[first.intent_pk].status, rows[first.intent_pk].exchange_order_id) == (IntentStatus.DONE, "x1")
+    assert rows[first.intent_pk].finished_at is not None and rows[first.intent_pk].not_before is None
+    retried = rows[second.intent_pk]
+    assert (retried.status, retried.last_error, retried.finished_at) == (IntentStatus.NEW, "rejected", None)
+    assert retried.not_before > timezone.now()
+    assert (rows[lost.intent_pk].status, rows[lost.intent_pk].claim_token) == (IntentStatus.IN_FLIGHT, other.token)

@@ -84,3 +84,20 @@ def test_an_executor_may_send_only_while_the_session_runs_and_the_kill_switch_is
     StrategySession.objects.filter(order=order).update(status=SessionStatus.STOPPING)
     assert not session_accepts_orders(key)
     assert not session_accepts_orders(strategy_key("5f0c6b1e-0000-4000-8000-000000000000"))
+
+
+def test_a_batch_of_intents_checks_all_its_sessions_in_one_statement(django_assert_num_queries):
+    from exchanges.models import ExchangeAccount
+    from strategy.models import SessionStatus
+    from strategy.runtime import sessions_accepting_orders, strategy_key
+    from tests.runtime_fixtures import make_running_order
+
+    account = ExchangeAccount.objects.create(exchange_id="binance", label="send-check-batch")
+    running, stopping, other = (make_running_order(account) for _ in range(3))
+    StrategySession.objects.filter(order=stopping).update(status=SessionStatus.STOPPING)
+    keys = [strategy_key(o.order_id) for o in (running, stopping, other, running)]
+    unknown = strategy_key("5f0c6b1e-0000-4000-8000-000000000000")
+
+    with django_assert_num_queries(1):
+        assert sessions_accepting_orders([*keys, unknown]) == {keys[0], keys[2]}
+    assert sessions_accepting_orders([]) == set()
