@@ -20,12 +20,14 @@ def intents_dispatch(*, inline: bool) -> int:
     from .executor import intents_execute
     from .tasks import execute_intent
 
-    # DISTINCT: every execution dispatches, and a backlog of thousands of intents is one row per account.
-    accounts = set(Intent.objects.filter(status__in=ACTIVE_INTENT_STATUSES).order_by()
-                   .values_list("account_id", flat=True).distinct())
-    if not accounts:
+    from exchanges.models import ExchangeAccount
+
+    # Every lane ends with a dispatch: both reads stay small whatever the backlog (a DISTINCT over
+    # the active intents read all of them: 1.4 ms at 8,000). Slot rows for every account: a few
+    # rows each, and an account's first intent never waits for a dispatch that saw it.
+    if not Intent.objects.filter(status__in=ACTIVE_INTENT_STATUSES).exists():
         return 0
-    sync_slots(accounts)
+    sync_slots(ExchangeAccount.objects.values_list("pk", flat=True))
     dispatched = 0
     for _ in range(SYNC_MAX_ROUNDS if inline else 1):
         claims = claim_intents(max_claims=settings.STRATEGY_INTENT_MAX_IN_FLIGHT)

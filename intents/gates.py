@@ -88,6 +88,36 @@ def claim_intents(*, max_claims: int, now: datetime | None = None) -> list[Claim
     return []
 
 
+# Two statements, each an ordered walk of the active-status index that stops at its limit: the
+# lapsed claims (a handful at most), then the new intents, oldest first. One statement with both
+# conditions OR-ed read and sorted the whole backlog (3.8 ms at 8,000 intents).
+CLAIMABLE = ("i.status = 'in_flight' AND i.lease_until < %s",
+             "i.status = 'new' AND (i.not_before IS NULL OR i.not_before <= %s)")
+
+
+def candidates_sql(condition: str, accounts: int, kinds: str = "") -> str:
+    """The oldest intents meeting ``condition`` of ``accounts`` accounts whose strategy key has
+    nothing else in flight (parameters: now, the account ids, the limit), locked on PostgreSQL."""
+    return _locking(
+        f"SELECT i.id, i.account_id, i.strategy_key, i.status FROM intents_intent i WHERE {condition} "
+        f"AND i.account_id IN ({', '.join(['%s'] * accounts)}) {kinds}"
+        "AND NOT EXISTS (SELECT 1 FROM intents_intent j WHERE j.strategy_key = i.strategy_key "
+        "   AND j.status = 'in_flight' AND j.id <> i.id) "
+        "ORDER BY i.id LIMIT %s"
+    )
+
+
+def walk_in_order(cur) -> None:
+    """PostgreSQL, for the rest of this transaction: no bitmap scans and no sorts.
+
+    The planner's statistics lag a queue: analysed when few intents were new, a burst of thousands
+    (one tick's worth) reads as one row, and it chose a bitmap scan of the whole backlog and a sort
+    (31 ms at 4,000 new intents) over the ordered index walk that stops at the limit (0.1-0.4 ms).
+    """
+    if connection.vendor == "postgresql":
+        cur.execute("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)")
+
+
 def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
     db_now = connection.ops.adapt_datetimefield_value(now)
     lease_until = now + timedelta(seconds=lease_seconds())
@@ -105,22 +135,15 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
         accounts = list(account_slots)
         # With the kill switch engaged only cancels are claimed.
         kinds = "AND i.kind = 'cancel' " if halt_engaged() else ""
-        cur.execute(
-            _locking(
-                "SELECT i.id, i.account_id, i.strategy_key, i.status FROM intents_intent i "
-                "WHERE ((i.status = 'new' AND (i.not_before IS NULL OR i.not_before <= %s)) "
-                "   OR (i.status = 'in_flight' AND i.lease_until < %s)) "
-                f"AND i.account_id IN ({', '.join(['%s'] * len(accounts))}) {kinds}"
-                "AND NOT EXISTS (SELECT 1 FROM intents_intent j WHERE j.strategy_key = i.strategy_key "
-                "   AND j.status = 'in_flight' AND j.id <> i.id) "
-                "ORDER BY i.id LIMIT %s"
-            ),
-            [db_now, db_now, *accounts, max(max_claims, 1) * 4],
-        )
+        walk_in_order(cur)
+        candidates = []
+        for condition in CLAIMABLE:
+            cur.execute(candidates_sql(condition, len(accounts), kinds), [db_now, *accounts, max(max_claims, 1) * 4])
+            candidates += cur.fetchall()
         claims: list[tuple[int, int, int, str]] = []  # (intent pk, global slot, account slot, token)
         seen_keys: set[str] = set()
         reclaims = False
-        for intent_pk, account_id, strategy_key, status in cur.fetchall():
+        for intent_pk, account_id, strategy_key, status in candidates:
             if len(claims) >= max_claims or not global_slots:
                 break
             if strategy_key in seen_keys or not account_slots[account_id]:

@@ -246,3 +246,4 @@ def test_claims_are_renewed_and_released_together_and_a_lost_one_is_left_alone(s
     assert (retried.status, retried.last_error, retried.finished_at) == (IntentStatus.NEW, "rejected", None)
     assert retried.not_before > timezone.now()
     assert (rows[lost.intent_pk].status, rows[lost.intent_pk].claim_token) == (IntentStatus.IN_FLIGHT, other.token)
+
