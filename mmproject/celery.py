@@ -3,6 +3,7 @@ import os
 from datetime import timedelta
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 from kombu import Queue
 from kombu.transport import TRANSPORT_ALIASES
 
@@ -66,6 +67,18 @@ def _beat_schedule():
             "options": {"expires": float(settings.STRATEGY_HISTORY_PRUNE_INTERVAL_S)},
         },
     }
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(sender=None, **kwargs):
+    """Around each task, what Django does around each request: drop a connection that is broken,
+    left in error or older than CONN_MAX_AGE (the fix-up keeps them otherwise: CELERY_DB_REUSE_MAX)."""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run inside the caller (tests): its connection is the caller's
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @app.on_after_configure.connect

@@ -125,6 +125,11 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Tests run tasks eagerly only where they say so; the default is a real broker.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Celery's Django fix-up closes the database connection before and after every task unless this
+# is set; a worker then reconnects many times a second (a PostgreSQL backend started each time).
+# It now closes only every this many tasks, and mmproject.celery closes a connection that is
+# broken, in error or older than CONN_MAX_AGE around each task, as Django does around a request.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 
 # --- Ledger ---------------------------------------------------------------------------
 LEDGER_DEFAULT_SCALE = 8
