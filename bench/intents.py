@@ -57,6 +57,49 @@ def group_cpu_s(pgid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def postgres_cpu_s() -> float:
+    """CPU seconds of the PostgreSQL server's processes (readable when the benchmark runs as root or postgres)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, fields = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        if head.split("(", 1)[1] == "postgres":
+            fields = fields.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def cpu_by_command() -> dict[str, float]:
+    """CPU seconds (user + system) of every live process, summed by command name."""
+    totals: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, fields = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = fields.split()
+        name = head.split("(", 1)[1]
+        totals[name] = totals.get(name, 0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return totals
+
+
+def machine_cpu_s() -> dict[str, float]:
+    """The whole machine's CPU seconds so far by kind, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) / CLOCK_TICKS for v in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = values
+    return {"busy": user + nice + system + irq + softirq, "softirq": irq + softirq, "steal": steal,
+            "total": sum(values)}
+
+
 class Offer:
     """Writes create intents of the bench sessions as the strategy cycle would."""
 
@@ -110,12 +153,24 @@ def run_throughput(offer: Offer, count: int, procs: dict) -> dict:
 
     offer.write(count)
     cpu_before = {name: group_cpu_s(p.pid) for name, p in procs.items()}
+    pg_before, machine_before, by_command = postgres_cpu_s(), machine_cpu_s(), cpu_by_command()
     started = time.time()
     intents_dispatch(inline=False)
     if not wait_finished(timeout=count / 20 + 60):
         raise RuntimeError(f"intents did not finish: {status_counts()}")
     last = Intent.objects.aggregate(last=Max("finished_at"))["last"].timestamp()
     cpu = {name: (group_cpu_s(p.pid) - cpu_before[name]) / count * 1000 for name, p in procs.items()}
+    cpu["postgres"] = (postgres_cpu_s() - pg_before) / count * 1000
+    machine = {k: v - machine_before[k] for k, v in machine_cpu_s().items()}
+    # Busy: what the processes and the kernel ran; steal: what the hypervisor gave to other guests.
+    cpu["machine_busy_share"] = machine["busy"] / machine["total"]
+    cpu["machine_steal_share"] = machine["steal"] / machine["total"]
+    cpu["machine_busy_ms"] = machine["busy"] / count * 1000
+    cpu["kernel_irq_ms"] = machine["softirq"] / count * 1000
+    # Where the machine's CPU went (ms per intent), by command, for what the groups above leave out.
+    after = cpu_by_command()
+    spent = {name: (after[name] - by_command.get(name, 0)) / count * 1000 for name in after}
+    cpu["by_command"] = dict(sorted(((n, round(v, 2)) for n, v in spent.items() if v >= 0.05), key=lambda x: -x[1]))
     return {"count": count, "seconds": last - started, "rate": count / (last - started), "statuses": status_counts(),
             "cpu_ms_per_intent": cpu}
 
@@ -202,12 +257,17 @@ def main() -> int:
     print(f"load average before {load_before}, after {load_after}")
     print()
     cpu = throughput["cpu_ms_per_intent"]
-    print("| intents/s | CPU ms/intent: worker / simulator | p50 ms at {0}/s | p99 ms at {0}/s | goal |".format(args.rate))
-    print("|---|---|---|---|---|")
+    print("| intents/s | CPU ms/intent: worker / simulator / PostgreSQL | machine busy | p50 ms at {0}/s | "
+          "p99 ms at {0}/s | goal |".format(args.rate))
+    print("|---|---|---|---|---|---|")
     sim_cpu = sum(v for k, v in cpu.items() if k.startswith("simulator"))
-    print(f"| {throughput['rate']:.0f} | {cpu['worker']:.1f} / {sim_cpu:.1f} | {offered['p50_ms']:.0f} | "
+    print(f"| {throughput['rate']:.0f} | {cpu['worker']:.1f} / {sim_cpu:.1f} / {cpu['postgres']:.1f} | "
+          f"{cpu['machine_busy_share']:.0%} | {offered['p50_ms']:.0f} | "
           f"{offered['p99_ms']:.0f} | >= {GOAL_RATE}/s: {'met' if met else 'NOT met'}; stretch {STRETCH_RATE}/s: "
           f"{'met' if throughput['rate'] >= STRETCH_RATE else 'not met'} |")
+    print(f"CPU ms per intent by command (throughput run): {cpu['by_command']}; machine busy "
+          f"{cpu['machine_busy_ms']:.1f} ms per intent (interrupts {cpu['kernel_irq_ms']:.1f}), steal "
+          f"{cpu['machine_steal_share']:.0%}")
     if args.json:
         print(json.dumps({"load_before": load_before, "load_after": load_after, "throughput": throughput,
                           "offered": offered}, default=str))
