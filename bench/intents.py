@@ -41,53 +41,35 @@ GOAL_RATE, STRETCH_RATE = 250, 500
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def group_cpu_s(pgid: int) -> float:
-    """CPU seconds (user + system) of every live process of a process group."""
-    total = 0
+def live_processes():
+    """(command, process group, CPU seconds: user + system) of every live process, from /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                head, rest = f.read().rsplit(")", 1)
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # fields after "pid (comm)": state ppid pgrp ...
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+        fields = rest.split()  # after "pid (comm)": state ppid pgrp ... utime (12th) stime (13th)
+        yield head.split("(", 1)[1], int(fields[2]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds of every live process of a process group."""
+    return sum(cpu for _, group, cpu in live_processes() if group == pgid)
 
 
 def postgres_cpu_s() -> float:
     """CPU seconds of the PostgreSQL server's processes (readable when the benchmark runs as root or postgres)."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                head, fields = f.read().rsplit(")", 1)
-        except OSError:
-            continue
-        if head.split("(", 1)[1] == "postgres":
-            fields = fields.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+    return sum(cpu for command, _, cpu in live_processes() if command == "postgres")
 
 
 def cpu_by_command() -> dict[str, float]:
-    """CPU seconds (user + system) of every live process, summed by command name."""
+    """CPU seconds of every live process, summed by command name."""
     totals: dict[str, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                head, fields = f.read().rsplit(")", 1)
-        except OSError:
-            continue
-        fields = fields.split()
-        name = head.split("(", 1)[1]
-        totals[name] = totals.get(name, 0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    for command, _, cpu in live_processes():
+        totals[command] = totals.get(command, 0) + cpu
     return totals
 
 

@@ -28,6 +28,18 @@ def quoted_sessions(account, n):
     return orders
 
 
+def claimed_one_per_session(sim, settings, sessions):
+    """Claims of one account, one per session (one in flight per strategy key), its markets loaded."""
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 8
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 8
+    account = sim.accounts[0]
+    quoted_sessions(account, sessions)
+    claims = claim_intents(max_claims=8)
+    assert len(claims) == sessions
+    sim.client(account)  # markets loaded outside what a test counts or times (the process keeps them)
+    return account, claims
+
+
 def on_exchange(sim, account):
     return Counter(o["clientOrderId"] for o in sim.client(account).fetch_open_orders("BTC/USDT"))
 
@@ -51,14 +63,8 @@ def in_thread(after_s, work):
 @pytest.mark.embedded
 @pytest.mark.parametrize("sessions", [2, 6])
 def test_a_batch_costs_the_same_statements_whatever_its_size(sim, settings, sessions):
-    # Given `sessions` claims of one account, one per session (one in flight per strategy key)
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 8
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 8
-    account = sim.accounts[0]
-    quoted_sessions(account, sessions)
-    claims = claim_intents(max_claims=8)
-    assert len(claims) == sessions
-    sim.client(account)  # markets loaded outside the count (the process keeps them)
+    # Given `sessions` claims of one account, one per session
+    account, claims = claimed_one_per_session(sim, settings, sessions)
 
     # When they run as one batch
     with CaptureQueriesContext(connection) as queries:
@@ -82,13 +88,7 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(sim, settings, sess
 @pytest.mark.slow
 def test_a_kill_switch_engaged_during_a_batch_stops_its_remaining_creates(sim, settings):
     # Given three claimed creates of one account whose exchange answers each after 400 ms
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 8
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 8
-    account = sim.accounts[0]
-    quoted_sessions(account, 3)
-    claims = claim_intents(max_claims=8)
-    assert len(claims) == 3
-    sim.client(account)
+    account, claims = claimed_one_per_session(sim, settings, 3)
     simulator_set_faults(account_label="rt-sim-0", latency_ms=400)
 
     # When the kill switch is engaged while the first create is out
@@ -112,14 +112,8 @@ def test_a_kill_switch_engaged_during_a_batch_stops_its_remaining_creates(sim, s
 def test_a_slow_batch_renews_its_claims_so_nobody_takes_them_over(sim, settings):
     # Given three claimed creates, a 2 s lease and an exchange answering each after 900 ms
     # (the batch takes ~2.7 s: longer than one lease)
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 8
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 8
     settings.STRATEGY_INTENT_LEASE_S = 2
-    account = sim.accounts[0]
-    quoted_sessions(account, 3)
-    claims = claim_intents(max_claims=8)
-    assert len(claims) == 3
-    sim.client(account)
+    account, claims = claimed_one_per_session(sim, settings, 3)
     simulator_set_faults(account_label="rt-sim-0", latency_ms=900)
 
     # When another claimer tries after the first lease would have lapsed
