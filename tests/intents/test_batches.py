@@ -143,3 +143,15 @@ def test_a_lane_runs_its_batches_until_nothing_is_claimable(sim, settings):
     assert intents_lane(budget_s=30, batch=3) == 10
     assert Counter(Intent.objects.values_list("status", flat=True)) == {IntentStatus.DONE: 10}
     assert len(on_exchange(sim, account)) == 10
+
+
+@pytest.mark.embedded
+def test_an_execution_may_outlast_a_lane_and_a_whole_batch_of_timeouts(settings):
+    # One intent, a lane, then a last batch whose every intent times out and is looked up (also timing
+    # out): the task's soft time limit must not stop it half-way.
+    from intents.tasks import execute_intent
+
+    worst = settings.STRATEGY_INTENT_LANE_S + 2 * (1 + settings.STRATEGY_INTENT_LANE_BATCH) * (
+        settings.EXCHANGE_TIMEOUT_MS / 1000)
+    assert execute_intent.soft_time_limit > worst
+    assert execute_intent.time_limit > execute_intent.soft_time_limit
