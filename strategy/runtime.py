@@ -541,7 +541,7 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
     if not rows:
         return
     if connection.vendor != "postgresql":
-        model.objects.bulk_create([model(**row) for row in rows], ignore_conflicts=True)
+        _insert_from_json(model, rows, now)
         return
     columns, selects, params = [], [], []
     constant_columns, constant_selects, constants = [], [], []
@@ -586,6 +586,34 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
         constants + params,  # in the order of their placeholders: the SELECT list, then FROM
         prepare=False, fetch=False,
     )
+
+
+def _insert_from_json(model, rows: list[dict], now: datetime) -> None:
+    """SQLite: the rows as one JSON parameter (an array per row) read back with ``json_each``, so
+    the insert is one statement at any size, as on PostgreSQL; ``bulk_create`` split it into one
+    statement per ~50 rows (Django's 999-parameter cap for SQLite), 86 for a tick of 4,000 intents.
+    Values are what each field gives the database (amounts as fixed text, times as text)."""
+    import json
+
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    defaults = {}
+    for field in fields:
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            defaults[field.attname] = now
+        else:
+            default = field.get_default()  # as bulk_create: "" for a non-null text field without one
+            defaults[field.attname] = default.value if isinstance(default, Enum) else default
+    prep = [(field.attname, field.get_db_prep_value) for field in fields]
+    values = [[to_db_value(row.get(name, defaults[name]), connection, prepared=False) for name, to_db_value in prep]
+              for row in rows]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT OR IGNORE INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+            f"SELECT {', '.join(f'json_extract(value, {chr(39)}$[{i}]{chr(39)})' for i in range(len(fields)))} "
+            "FROM json_each(%s)",
+            [json.dumps(values)],
+        )
 
 
 def _schedule_next_runs(sessions: list, now: datetime) -> None:

@@ -129,6 +129,7 @@ def _many_running_orders(account, n):
         amount_step=Decimal("0.00001"), min_amount=Decimal("0.00001"), min_notional=Decimal("5"), fetched_at=timezone.now()))
 
 
+@pytest.mark.embedded
 @pytest.mark.parametrize("sessions", [10, 1000])
 def test_strategy_cycle_query_count_does_not_grow_with_sessions(db, sessions, django_assert_max_num_queries):
     from exchanges.models import ExchangeAccount
