@@ -161,21 +161,18 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
             # Slots still pointing at a reclaimed (expired) intent are released first.
             cur.execute(f"UPDATE intents_intentslot SET intent_id = NULL, lease_until = NULL WHERE intent_id IN "
                         f"({in_list})", intent_pks)
-        slot_params = []
-        for intent_pk, g_slot, a_slot, _ in claims:
-            slot_params += [g_slot, intent_pk, a_slot, intent_pk]
-        cases = " ".join(["WHEN %s THEN %s WHEN %s THEN %s"] * len(claims))
         slot_ids = [s for c in claims for s in (c[1], c[2])]
+        slot_sql, slot_params = case_by_id(slot_ids, [c[0] for c in claims for _ in (1, 2)])
         cur.execute(
-            f"UPDATE intents_intentslot SET intent_id = CASE id {cases} END, lease_until = %s "
+            f"UPDATE intents_intentslot SET intent_id = {slot_sql}, lease_until = %s "
             f"WHERE id IN ({', '.join(['%s'] * len(slot_ids))})",
             slot_params + [db_lease] + slot_ids,
         )
-        token_cases = " ".join(["WHEN %s THEN %s"] * len(claims))
+        token_sql, token_params = case_by_id(intent_pks, [c[3] for c in claims])
         cur.execute(
-            f"UPDATE intents_intent SET status = 'in_flight', claim_token = CASE id {token_cases} END, "
+            f"UPDATE intents_intent SET status = 'in_flight', claim_token = {token_sql}, "
             f"lease_until = %s, attempts = attempts + 1, updated_at = %s WHERE id IN ({in_list})",
-            [p for c in claims for p in (c[0], c[3])] + [db_lease, db_now] + intent_pks,
+            token_params + [db_lease, db_now] + intent_pks,
         )
         # A create's tracked order is written with its claim, in this transaction.
         track_creates(intent_pks, now=now)
@@ -199,6 +196,20 @@ def track_creates(intent_pks: list[int], *, now: datetime) -> None:
             [to_db(Decimal(0), connection.vendor), TrackedOrderStatus.PENDING_CREATE.value, False,
              connection.ops.adapt_datetimefield_value(now), *intent_pks],
         )
+
+
+def typed(sql_type: str) -> str:
+    """A placeholder cast to ``sql_type`` on PostgreSQL (so a CASE whose values are all NULL, or all
+    text, still reads as the column's type), plain on SQLite."""
+    return f"CAST(%s AS {sql_type})" if connection.vendor == "postgresql" else "%s"
+
+
+def case_by_id(pks: list[int], values: list, value_sql: str = "%s", otherwise: str = "") -> tuple[str, list]:
+    """``CASE id WHEN pk THEN value ... [ELSE otherwise] END`` and its parameters: one value per row
+    of a multi-row UPDATE."""
+    whens = " ".join([f"WHEN %s THEN {value_sql}"] * len(pks))
+    return (f"CASE id {whens}{f' ELSE {otherwise}' if otherwise else ''} END",
+            [p for pk, value in zip(pks, values) for p in (pk, value)])
 
 
 def _claim_pairs(claims) -> tuple[str, list]:
@@ -281,25 +292,19 @@ def release_claims(releases: list[Release]) -> set[int]:
         return set()
     adapt = connection.ops.adapt_datetimefield_value
     now = adapt(timezone.now())
-    # Typed, so that a column of NULLs only still reads as a timestamp on PostgreSQL.
-    ts = "CAST(%s AS timestamp with time zone)" if connection.vendor == "postgresql" else "%s"
-
-    def case(value_sql: str, values: list, default: str = "") -> tuple[str, list]:
-        params = [p for r, v in zip(releases, values) for p in (r.intent_pk, v)]
-        return (f"CASE id {' '.join([f'WHEN %s THEN {value_sql}'] * len(releases))}{default} END", params)
-
-    status_sql, status_params = case("%s", [getattr(s, "value", s) for s in
-                                            (IntentStatus.NEW if r.retry_at else r.status for r in releases)])
-    not_before_sql, not_before_params = case(ts, [adapt(r.retry_at) for r in releases])
-    error_sql, error_params = case("%s", [r.error[:2000] for r in releases])
-    finished_sql, finished_params = case(ts, [None if r.retry_at else now for r in releases])
+    ts = typed("timestamp with time zone")
+    pks = [r.intent_pk for r in releases]
+    status_sql, status_params = case_by_id(pks, [getattr(s, "value", s) for s in
+                                                 (IntentStatus.NEW if r.retry_at else r.status for r in releases)])
+    not_before_sql, not_before_params = case_by_id(pks, [adapt(r.retry_at) for r in releases], ts)
+    error_sql, error_params = case_by_id(pks, [r.error[:2000] for r in releases])
+    finished_sql, finished_params = case_by_id(pks, [None if r.retry_at else now for r in releases], ts)
     with_order = [r for r in releases if r.exchange_order_id]
     order_sql, order_params = "exchange_order_id", []
     if with_order:
-        order_sql = (f"CASE id {' '.join(['WHEN %s THEN %s'] * len(with_order))} ELSE exchange_order_id END")
-        order_params = [p for r in with_order for p in (r.intent_pk, r.exchange_order_id)]
+        order_sql, order_params = case_by_id([r.intent_pk for r in with_order],
+                                             [r.exchange_order_id for r in with_order], otherwise="exchange_order_id")
     pairs, pair_params = _claim_pairs(releases)
-    pks = [r.intent_pk for r in releases]
     with transaction.atomic(savepoint=False), connection.cursor() as cur:
         cur.execute(
             f"UPDATE intents_intent SET status = {status_sql}, not_before = {not_before_sql}, claim_token = '', "

@@ -530,6 +530,15 @@ def _among(model, field: str, values, db_type: str = "text"):
     return Q(**{f"{field}__in": values})
 
 
+def _column_default(field, now: datetime):
+    """What an insert that omits ``field`` writes: ``now`` for auto_now(_add) fields, else the
+    field's default as ``bulk_create`` takes it ("" for a non-null text field without one)."""
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return now
+    default = field.get_default()
+    return default.value if isinstance(default, Enum) else default
+
+
 def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
     """Insert ``rows`` (field values by attname), skipping conflicting rows, as
     ``bulk_create(ignore_conflicts=True)`` does.
@@ -549,11 +558,7 @@ def _insert_ignoring_conflicts(model, rows: list[dict], now: datetime) -> None:
     for field in model._meta.concrete_fields:
         if field.primary_key:
             continue
-        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            default = now
-        else:
-            default = field.get_default()  # as bulk_create: "" for a non-null text field without one
-            default = default.value if isinstance(default, Enum) else default
+        default = _column_default(field, now)
         name = field.attname
         column = connection.ops.quote_name(field.column)
         db_type = field.db_type(connection)
@@ -596,13 +601,7 @@ def _insert_from_json(model, rows: list[dict], now: datetime) -> None:
     import json
 
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    defaults = {}
-    for field in fields:
-        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            defaults[field.attname] = now
-        else:
-            default = field.get_default()  # as bulk_create: "" for a non-null text field without one
-            defaults[field.attname] = default.value if isinstance(default, Enum) else default
+    defaults = {field.attname: _column_default(field, now) for field in fields}
     prep = [(field.attname, field.get_db_prep_value) for field in fields]
     values = [[to_db_value(row.get(name, defaults[name]), connection, prepared=False) for name, to_db_value in prep]
               for row in rows]
