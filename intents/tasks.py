@@ -5,6 +5,8 @@ import math
 from celery import shared_task
 from django.conf import settings
 
+from mmproject.sql import prepared_statements
+
 from .dispatcher import intents_dispatch, intents_lane
 from .executor import intent_execute
 
@@ -26,15 +28,18 @@ _SOFT_LIMIT_S, _HARD_LIMIT_S = execution_time_limits()
 @shared_task(name="execute_intent", ignore_result=True, acks_late=True, soft_time_limit=_SOFT_LIMIT_S,
              time_limit=_HARD_LIMIT_S)
 def execute_intent(intent_pk: int, token: str):
-    intent_execute(intent_pk=intent_pk, token=token)
-    # Go on with what is claimable next in this process, then fill every other free slot.
-    intents_lane()
-    intents_dispatch(inline=False)
+    # The claim, batch and release statements repeat for every intent: planned once per connection.
+    with prepared_statements():
+        intent_execute(intent_pk=intent_pk, token=token)
+        # Go on with what is claimable next in this process, then fill every other free slot.
+        intents_lane()
+        intents_dispatch(inline=False)
 
 
 @shared_task(name="dispatch_intents", ignore_result=True)
 def dispatch_intents():
-    intents_dispatch(inline=False)
+    with prepared_statements():
+        intents_dispatch(inline=False)
 
 
 @shared_task(name="prune_history", ignore_result=True)

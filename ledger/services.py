@@ -30,6 +30,8 @@ from psycopg.types.json import Jsonb
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
+from mmproject.sql import explicit_prepare
+
 from .amounts import MAX_AMOUNT, canonical, exact_context, from_db, parse_amount, to_db
 from .errors import IdempotencyConflict, InsufficientFunds, InvalidAmount, LedgerError
 from .models import Account, Asset, Balance, LedgerEntry, Operation
@@ -284,7 +286,6 @@ SELECT b.user_id, b.asset_id, b.available, b.locked, (SELECT id FROM e) FROM b
 
 _statements: dict[tuple[int, int], str] = {}
 _cursor: psycopg.Cursor | None = None  # the last connection's cursor, reused while it is the same
-_NEVER_AUTO_PREPARE = 2**31  # psycopg prepares only what asks for it (prepare=True)
 
 
 def _run_statement(db, *, keys, deltas, moves, claim) -> tuple[dict, int | None] | None:
@@ -303,18 +304,14 @@ def _run_statement(db, *, keys, deltas, moves, claim) -> tuple[dict, int | None]
     # Django's cursors bind parameters client side (the statement is rebuilt as text in Python on
     # every call); a plain psycopg cursor on the same connection (and transaction, if any) sends
     # them separately. The statement is also prepared once per connection, so PostgreSQL does
-    # not plan it on every call. Django leaves prepared statements off for connection poolers;
-    # its own cursors bind client side and never prepare, so opting in here affects the ledger's
-    # statement alone.
+    # not plan it on every call (unless DATABASE_PREPARED_STATEMENTS is false: mmproject.sql).
     global _cursor
     conn = db.connection
     cur = _cursor  # a local: another thread may swap the global for its own connection's cursor
     if cur is None or cur.connection is not conn:
-        if conn.prepare_threshold is None:
-            conn.prepare_threshold = _NEVER_AUTO_PREPARE
         cur = _cursor = psycopg.Cursor(conn)
     with db.wrap_database_errors:  # callers see django.db errors, as from any query
-        cur.execute(sql, params, prepare=True)
+        cur.execute(sql, params, prepare=explicit_prepare(conn))
         rows = cur.fetchall()
     if db.queries_logged:  # keep django_assert_num_queries and DEBUG honest
         db.queries_log.append({"sql": sql, "time": "0.000"})

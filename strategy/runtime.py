@@ -36,6 +36,7 @@ from intents.models import (
     TrackedOrderStatus,
 )
 from ledger.selectors import ref_positions
+from mmproject.sql import explicit_prepare
 from orders.models import ORDER_REF
 
 from . import order_diff, pure_mm
@@ -252,8 +253,9 @@ def _server_bound(sql: str, params: list, *, prepare: bool, fetch: bool = True) 
 
     connection.ensure_connection()
     started = time.perf_counter()
-    with psycopg.Cursor(connection.connection) as cur:
-        cur.execute(sql, params, prepare=prepare, binary=True)
+    raw = connection.connection
+    with psycopg.Cursor(raw) as cur:
+        cur.execute(sql, params, prepare=prepare and explicit_prepare(raw), binary=True)
         rows = cur.fetchall() if fetch else cur.rowcount
     if connection.queries_logged:
         connection.queries_log.append({"sql": sql, "time": f"{time.perf_counter() - started:.3f}"})

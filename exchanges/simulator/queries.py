@@ -15,6 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import BooleanField, JSONField
 
 from ledger.amounts import AmountField, from_db, to_db
+from mmproject.sql import write_together
 
 from ..models import OPEN_ORDER_STATUSES, SimAccount, SimBalance, SimConcurrency, SimMarket, SimOrder
 
@@ -85,24 +86,6 @@ def _fetchall(sql: str, params) -> list:
 def _execute(sql: str, params) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-
-
-def _write_together(statements: list[tuple[str, list]], *, returning: bool = False):
-    """Run writes of one transaction in order; on PostgreSQL as one statement (data-modifying CTEs).
-
-    Only the last statement may return rows (``returning``: fetch them). The statements must
-    not read each other's rows: a CTE's writes are not visible to its siblings.
-    """
-    if connection.vendor == "postgresql" and len(statements) > 1:
-        head = ", ".join(f"w{n} AS ({sql})" for n, (sql, _) in enumerate(statements[:-1]))
-        statements = [(f"WITH {head} {statements[-1][0]}", [p for _, params in statements for p in params])]
-    for sql, params in statements[:-1]:
-        _execute(sql, params)
-    sql, params = statements[-1]
-    if returning:
-        return _fetchall(sql, params)
-    _execute(sql, params)
-    return None
 
 
 # --- Credentials and the in-flight gauge ------------------------------------------------------
@@ -250,7 +233,7 @@ def _save_balance(balance: SimBalance) -> tuple[str, list]:
 
 def save_balances(balances: list[SimBalance]) -> None:
     if balances:
-        _write_together([_save_balance(balance) for balance in balances])
+        write_together([_save_balance(balance) for balance in balances])
 
 
 # --- Orders -----------------------------------------------------------------------------------
@@ -266,7 +249,7 @@ def insert_order(order: SimOrder, *, balances: list[SimBalance] = ()) -> None:
     values = [_db(value) if isinstance(field, AmountField) else value
               for field, value in ((f, getattr(order, f.attname)) for f in _INSERTED_ORDER_FIELDS)]
     if _returning():
-        rows = _write_together([*(_save_balance(b) for b in balances), (_INSERT_ORDER_SQL, values)], returning=True)
+        rows = write_together([*(_save_balance(b) for b in balances), (_INSERT_ORDER_SQL, values)], returning=True)
         order.pk = rows[0][0]
     else:
         save_balances(list(balances))
@@ -283,7 +266,7 @@ _SAVE_CLOSED_ORDER_SQL = f"UPDATE {_ORDER.name} SET status = %s, updated_ms = %s
 def save_order_status(order: SimOrder, *, balances: list[SimBalance] = ()) -> None:
     """Write ``status``, ``updated_ms`` and ``locked_remaining`` of ``order`` (a cancel), and ``balances``."""
     values = [order.status, order.updated_ms, _db(order.locked_remaining), order.pk]
-    _write_together([*(_save_balance(b) for b in balances), (_SAVE_CLOSED_ORDER_SQL, values)])
+    write_together([*(_save_balance(b) for b in balances), (_SAVE_CLOSED_ORDER_SQL, values)])
 
 
 def _find_order_sql(*, by_client_id: bool, balances: bool) -> str:

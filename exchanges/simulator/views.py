@@ -19,6 +19,8 @@ from django.db import DEFAULT_DB_ALIAS
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from mmproject.sql import prepared_statements
+
 from ..crypto import decrypt_secret
 from ..models import OPEN_ORDER_STATUSES, SimAccount, SimBalance, SimDeposit, SimMarket, SimOrder, SimTrade
 from . import errors as e
@@ -166,34 +168,40 @@ def endpoint(*, signed: bool = False, order_request: bool = False):
         @csrf_exempt
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
-            account = None
-            counted = False
-            try:
-                services.simulator_catch_up()
-                params = _params(request)
-                if signed:
-                    account, counted = _authenticate(
-                        request, params, count=order_request and request.method in ("POST", "DELETE"))
-                    latency_ms = int(account.faults.get("latency_ms") or 0)
-                    if latency_ms > 0:
-                        time.sleep(latency_ms / 1000)
-                    if services.simulator_take_fault(account=account, kind="http_429"):
-                        raise e.too_many_requests()
-                    if services.simulator_take_fault(account=account, kind="http_5xx"):
-                        return HttpResponse("Service Unavailable.", status=503, content_type="text/plain")
-                return view(request, params, account, *args, **kwargs)
-            except e.SimulatorApiError as error:
-                response = JsonResponse({"code": error.code, "msg": error.msg}, status=error.status)
-                if error.status == 429:
-                    response["Retry-After"] = "1"
-                return response
-            finally:
-                if counted:
-                    services.simulator_request_finished(account_id=account.pk)
+            # Every order request runs the same handful of statements: planned once per connection.
+            with prepared_statements():
+                return _serve(view, request, args, kwargs, signed=signed, order_request=order_request)
 
         return wrapper
 
     return decorate
+
+
+def _serve(view, request, args, kwargs, *, signed: bool, order_request: bool):
+    account = None
+    counted = False
+    try:
+        services.simulator_catch_up()
+        params = _params(request)
+        if signed:
+            account, counted = _authenticate(
+                request, params, count=order_request and request.method in ("POST", "DELETE"))
+            latency_ms = int(account.faults.get("latency_ms") or 0)
+            if latency_ms > 0:
+                time.sleep(latency_ms / 1000)
+            if services.simulator_take_fault(account=account, kind="http_429"):
+                raise e.too_many_requests()
+            if services.simulator_take_fault(account=account, kind="http_5xx"):
+                return HttpResponse("Service Unavailable.", status=503, content_type="text/plain")
+        return view(request, params, account, *args, **kwargs)
+    except e.SimulatorApiError as error:
+        response = JsonResponse({"code": error.code, "msg": error.msg}, status=error.status)
+        if error.status == 429:
+            response["Retry-After"] = "1"
+        return response
+    finally:
+        if counted:
+            services.simulator_request_finished(account_id=account.pk)
 
 
 def _market(params: dict, required: bool = True) -> SimMarket | None:

@@ -1,0 +1,91 @@
+"""mmproject.sql: writes sent together, and prepared statements on the hot paths (PostgreSQL)."""
+import pytest
+from django.db import IntegrityError, connection
+
+from exchanges.models import ExchangeAccount
+from mmproject.sql import explicit_prepare, prepared_statements, write_together
+
+pytestmark = pytest.mark.django_db
+
+on_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
+
+
+def prepared_texts() -> list[str]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cur.fetchall()]
+
+
+def labels() -> list[str]:
+    return sorted(ExchangeAccount.objects.values_list("label", flat=True))
+
+
+@on_postgres
+def test_inside_the_block_a_repeated_statement_is_prepared_once_and_outside_nothing_is(settings):
+    # Outside any block: Django's client-side binding, nothing prepared however often it runs
+    for _ in range(3):
+        list(ExchangeAccount.objects.filter(label="a"))
+    assert not [t for t in prepared_texts() if "exchanges_exchangeaccount" in t]
+
+    # Inside: the ORM's statement binds server side ($1) and is prepared from its second use, once
+    with prepared_statements():
+        for value in ("a", "b", "c"):
+            list(ExchangeAccount.objects.filter(label=value))
+    texts = [t for t in prepared_texts() if "exchanges_exchangeaccount" in t]
+    assert len(texts) == 1 and "$1" in texts[0]
+
+    # After the block the connection is as Django made it
+    raw = connection.connection
+    assert raw.prepare_threshold is None and raw.cursor_factory.__name__ == "Cursor"
+    for _ in range(3):
+        list(ExchangeAccount.objects.filter(enabled=True))
+    assert len([t for t in prepared_texts() if "exchanges_exchangeaccount" in t]) == 1
+
+
+@on_postgres
+def test_the_setting_turns_prepared_statements_off(settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    with prepared_statements():
+        for value in ("a", "b", "c"):
+            list(ExchangeAccount.objects.filter(label=value))
+    connection.ensure_connection()
+    assert not explicit_prepare(connection.connection)
+    assert not [t for t in prepared_texts() if "exchanges_exchangeaccount" in t]
+
+
+@on_postgres
+def test_an_explicitly_prepared_statement_of_the_runtime_is_prepared():
+    # strategy.runtime's own cursor asks for prepare=True; psycopg ignores it while the
+    # connection's threshold is None (Django's default), which explicit_prepare lifts.
+    from strategy.runtime import _server_bound
+
+    for n in range(2):
+        assert _server_bound("SELECT %s::int + 40", [n], prepare=True) == [(40 + n,)]
+    assert [t for t in prepared_texts() if "+ 40" in t] == ["SELECT $1::int + 40"]
+    assert connection.connection.prepare_threshold > 10**9  # nothing else is prepared on its own
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db(transaction=True)  # outside any transaction, as the executor's release runs
+def test_writes_together_return_the_last_rows_and_all_or_nothing_is_written():
+    ExchangeAccount.objects.create(exchange_id="binance", label="taken")
+
+    rows = write_together([
+        ("UPDATE exchanges_exchangeaccount SET enabled = %s WHERE label = %s", [False, "taken"]),
+        ("INSERT INTO exchanges_exchangeaccount (exchange_id, label, api_key, api_secret_encrypted, base_url, "
+         "enabled, created_at, updated_at) VALUES (%s, %s, '', '', '', %s, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP) "
+         "RETURNING label", ["binance", "second", True]),
+    ], returning=True)
+    assert rows == [("second",)]
+    assert labels() == ["second", "taken"]
+    assert not ExchangeAccount.objects.get(label="taken").enabled
+
+    # The last write fails (the label is taken): the first is not kept either
+    with pytest.raises(IntegrityError):
+        write_together([
+            ("UPDATE exchanges_exchangeaccount SET enabled = %s WHERE label = %s", [True, "taken"]),
+            ("INSERT INTO exchanges_exchangeaccount (exchange_id, label, api_key, api_secret_encrypted, base_url, "
+             "enabled, created_at, updated_at) VALUES (%s, %s, '', '', '', %s, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+             ["binance", "taken", True]),
+        ])
+    assert not ExchangeAccount.objects.get(label="taken").enabled
