@@ -22,7 +22,7 @@ from datetime import timedelta
 
 import ccxt
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from exchanges.clients import exchange_client_of
@@ -125,10 +125,9 @@ class _Batch:
                 finished.append((intent, outcome, retry_at))
                 results[intent.pk] = "retry" if retry_at else outcome.status
         finally:
-            # Also after an unexpected error: what the exchange already did is written down.
-            with transaction.atomic():
-                _tracked_write(list(self.dirty.values()))
-                release_claims(self.releases)
+            # Also after an unexpected error: what the exchange already did is written down, with
+            # the releases (one statement on PostgreSQL).
+            release_claims(self.releases, with_writes=_tracked_writes(list(self.dirty.values())))
         for intent, outcome, retry_at in finished:
             logger.info("event=intent_executed intent_id=%s strategy_key=%s kind=%s client_order_id=%s status=%s "
                         "retry_at=%s note=%s", intent.intent_id, intent.strategy_key, intent.kind,
@@ -195,10 +194,11 @@ def _write_sent_at(pks: list[int], sent_at) -> None:
                         [connection.ops.adapt_datetimefield_value(sent_at), *pks])
 
 
-def _tracked_write(rows: list[TrackedOrder]) -> None:
-    """Save the exchange's view (``TRACKED_EXCHANGE_FIELDS``) of several tracked orders in one statement."""
+def _tracked_writes(rows: list[TrackedOrder]) -> list[tuple[str, list]]:
+    """The statement saving the exchange's view (``TRACKED_EXCHANGE_FIELDS``) of several tracked orders
+    (none without rows)."""
     if not rows:
-        return
+        return []
     vendor = connection.vendor
     adapt = connection.ops.adapt_datetimefield_value
     assert TRACKED_EXCHANGE_FIELDS == ("status", "filled", "exchange_order_id", "last_fill_at", "updated_at")
@@ -210,13 +210,12 @@ def _tracked_write(rows: list[TrackedOrder]) -> None:
     now = timezone.now()
     for row in rows:
         row.updated_at = now
-    with connection.cursor() as cur:
-        cur.execute(
-            f"UPDATE intents_trackedorder SET status = {parts[0][0]}, filled = {parts[1][0]}, "
-            f"exchange_order_id = {parts[2][0]}, last_fill_at = {parts[3][0]}, updated_at = %s "
-            f"WHERE id IN ({', '.join(['%s'] * len(rows))})",
-            [*parts[0][1], *parts[1][1], *parts[2][1], *parts[3][1], adapt(now), *pks],
-        )
+    return [(
+        f"UPDATE intents_trackedorder SET status = {parts[0][0]}, filled = {parts[1][0]}, "
+        f"exchange_order_id = {parts[2][0]}, last_fill_at = {parts[3][0]}, updated_at = %s "
+        f"WHERE id IN ({', '.join(['%s'] * len(rows))})",
+        [*parts[0][1], *parts[1][1], *parts[2][1], *parts[3][1], adapt(now), *pks],
+    )]
 
 
 def _set_status(tracked: TrackedOrder, status: str, batch: _Batch) -> None:

@@ -23,8 +23,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ledger.amounts import to_db
+from mmproject.sql import write_together
 
-from .halt import halt_engaged
+from .halt import halt_engaged, halt_row_sql
 from .models import IntentSlot, IntentStatus, TrackedOrderStatus
 
 logger = logging.getLogger(__name__)
@@ -88,9 +89,9 @@ def claim_intents(*, max_claims: int, now: datetime | None = None) -> list[Claim
     return []
 
 
-# Two statements, each an ordered walk of the active-status index that stops at its limit: the
-# lapsed claims (a handful at most), then the new intents, oldest first. One statement with both
-# conditions OR-ed read and sorted the whole backlog (3.8 ms at 8,000 intents).
+# Two ordered walks of the active-status index, each stopping at its limit: the lapsed claims (a
+# handful at most), then the new intents, oldest first. One walk with both conditions OR-ed read
+# and sorted the whole backlog (3.8 ms at 8,000 intents).
 CLAIMABLE = ("i.status = 'in_flight' AND i.lease_until < %s",
              "i.status = 'new' AND (i.not_before IS NULL OR i.not_before <= %s)")
 
@@ -107,15 +108,39 @@ def candidates_sql(condition: str, accounts: int, kinds: str = "") -> str:
     )
 
 
-def walk_in_order(cur) -> None:
-    """PostgreSQL, for the rest of this transaction: no bitmap scans and no sorts.
+def _candidates(cur, *, now, accounts: list[int], kinds: str, limit: int) -> list[tuple]:
+    """The candidates of both walks (``CLAIMABLE``), lapsed claims first. PostgreSQL: both walks in
+    one statement (each a CTE: a locking clause cannot stand in a UNION's branch); SQLite: one each."""
+    params = [now, *accounts, limit]
+    walks = [candidates_sql(condition, len(accounts), kinds) for condition in CLAIMABLE]
+    if connection.vendor != "postgresql":
+        rows = []
+        for sql in walks:
+            cur.execute(sql, params)
+            rows += cur.fetchall()
+        return rows
+    cur.execute(f"WITH lapsed AS ({walks[0]}), fresh AS ({walks[1]}) "
+                "SELECT 0, * FROM lapsed UNION ALL SELECT 1, * FROM fresh", params + params)
+    return [row[1:] for row in sorted(cur.fetchall(), key=lambda row: row[0])]  # sorted() is stable: ids stay in order
+
+
+def walk_in_order(cur) -> bool:
+    """PostgreSQL, for the rest of this transaction: no bitmap scans and no sorts. Returns whether
+    the kill switch is engaged (``halt_engaged``), read in the same statement on PostgreSQL.
 
     The planner's statistics lag a queue: analysed when few intents were new, a burst of thousands
     (one tick's worth) reads as one row, and it chose a bitmap scan of the whole backlog and a sort
     (31 ms at 4,000 new intents) over the ordered index walk that stops at the limit (0.1-0.4 ms).
     """
-    if connection.vendor == "postgresql":
-        cur.execute("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)")
+    if connection.vendor != "postgresql" or settings.STRATEGY_KILL_SWITCH:
+        halted = halt_engaged()
+        if connection.vendor == "postgresql":
+            cur.execute("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)")
+        return halted
+    halt_sql, halt_params = halt_row_sql()
+    cur.execute("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true), "
+                f"EXISTS ({halt_sql})", halt_params)
+    return bool(cur.fetchone()[2])
 
 
 def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
@@ -134,12 +159,8 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
             return []
         accounts = list(account_slots)
         # With the kill switch engaged only cancels are claimed.
-        kinds = "AND i.kind = 'cancel' " if halt_engaged() else ""
-        walk_in_order(cur)
-        candidates = []
-        for condition in CLAIMABLE:
-            cur.execute(candidates_sql(condition, len(accounts), kinds), [db_now, *accounts, max(max_claims, 1) * 4])
-            candidates += cur.fetchall()
+        kinds = "AND i.kind = 'cancel' " if walk_in_order(cur) else ""
+        candidates = _candidates(cur, now=db_now, accounts=accounts, kinds=kinds, limit=max(max_claims, 1) * 4)
         claims: list[tuple[int, int, int, str]] = []  # (intent pk, global slot, account slot, token)
         seen_keys: set[str] = set()
         reclaims = False
@@ -163,39 +184,41 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
                         f"({in_list})", intent_pks)
         slot_ids = [s for c in claims for s in (c[1], c[2])]
         slot_sql, slot_params = case_by_id(slot_ids, [c[0] for c in claims for _ in (1, 2)])
-        cur.execute(
-            f"UPDATE intents_intentslot SET intent_id = {slot_sql}, lease_until = %s "
-            f"WHERE id IN ({', '.join(['%s'] * len(slot_ids))})",
-            slot_params + [db_lease] + slot_ids,
-        )
         token_sql, token_params = case_by_id(intent_pks, [c[3] for c in claims])
-        cur.execute(
-            f"UPDATE intents_intent SET status = 'in_flight', claim_token = {token_sql}, "
-            f"lease_until = %s, attempts = attempts + 1, updated_at = %s WHERE id IN ({in_list})",
-            token_params + [db_lease, db_now] + intent_pks,
-        )
-        # A create's tracked order is written with its claim, in this transaction.
-        track_creates(intent_pks, now=now)
+        # The slots, the intents and a create's tracked order, written together (one statement on
+        # PostgreSQL): they read none of each other's rows (the tracked order copies columns the
+        # intent's update leaves alone).
+        write_together([
+            (f"UPDATE intents_intentslot SET intent_id = {slot_sql}, lease_until = %s "
+             f"WHERE id IN ({', '.join(['%s'] * len(slot_ids))})", slot_params + [db_lease] + slot_ids),
+            (f"UPDATE intents_intent SET status = 'in_flight', claim_token = {token_sql}, "
+             f"lease_until = %s, attempts = attempts + 1, updated_at = %s WHERE id IN ({in_list})",
+             token_params + [db_lease, db_now] + intent_pks),
+            track_creates_sql(intent_pks, now=now),
+        ])
     return [Claim(intent_pk=c[0], token=c[3]) for c in claims]
 
 
+def track_creates_sql(intent_pks: list[int], *, now: datetime) -> tuple[str, list]:
+    """The statement writing the tracked order (``pending_create``) of each create intent among
+    ``intent_pks`` (not empty), unless it has one."""
+    return (
+        "INSERT INTO intents_trackedorder (client_order_id, strategy_key, account_id, symbol, side, price, "
+        "amount, filled, layer, status, exchange_order_id, hanging, last_fill_at, created_at, updated_at) "
+        "SELECT client_order_id, strategy_key, account_id, symbol, side, price, amount, %s, COALESCE(layer, 0), "
+        "%s, '', %s, NULL, created_at, %s FROM intents_intent "
+        f"WHERE id IN ({', '.join(['%s'] * len(intent_pks))}) AND kind = 'create' ON CONFLICT DO NOTHING",
+        [to_db(Decimal(0), connection.vendor), TrackedOrderStatus.PENDING_CREATE.value, False,
+         connection.ops.adapt_datetimefield_value(now), *intent_pks],
+    )
+
+
 def track_creates(intent_pks: list[int], *, now: datetime) -> None:
-    """Write the tracked order (``pending_create``) of each create intent among ``intent_pks``,
-    unless it has one. Called by the claim in its transaction: from then on the order is tracked
-    and no longer stands as an unclaimed intent (strategy.runtime reads both, unclaimed intents
-    first, so an order is never in neither)."""
-    if not intent_pks:
-        return
-    with connection.cursor() as cur:
-        cur.execute(
-            "INSERT INTO intents_trackedorder (client_order_id, strategy_key, account_id, symbol, side, price, "
-            "amount, filled, layer, status, exchange_order_id, hanging, last_fill_at, created_at, updated_at) "
-            "SELECT client_order_id, strategy_key, account_id, symbol, side, price, amount, %s, COALESCE(layer, 0), "
-            "%s, '', %s, NULL, created_at, %s FROM intents_intent "
-            f"WHERE id IN ({', '.join(['%s'] * len(intent_pks))}) AND kind = 'create' ON CONFLICT DO NOTHING",
-            [to_db(Decimal(0), connection.vendor), TrackedOrderStatus.PENDING_CREATE.value, False,
-             connection.ops.adapt_datetimefield_value(now), *intent_pks],
-        )
+    """Write the tracked orders of ``track_creates_sql``. The claim writes them in its transaction:
+    from then on the order is tracked and no longer stands as an unclaimed intent (strategy.runtime
+    reads both, unclaimed intents first, so an order is never in neither)."""
+    if intent_pks:
+        write_together([track_creates_sql(intent_pks, now=now)])
 
 
 def typed(sql_type: str) -> str:
@@ -281,14 +304,17 @@ def release(*, intent_pk: int, token: str, status: str, error: str = "", exchang
     return intent_pk in release_claims([Release(intent_pk, token, status, error, exchange_order_id, retry_at)])
 
 
-def release_claims(releases: list[Release]) -> set[int]:
-    """End several claims (``release``) with two statements; return the intent pks released.
+def release_claims(releases: list[Release], *, with_writes: list[tuple[str, list]] = ()) -> set[int]:
+    """End several claims (``release``); return the intent pks released.
 
-    Run inside the caller's transaction when there is one (an executor writes its tracked orders
-    in the same one). Plain SQL, as the claim: the ORM spent more CPU building these updates than
-    they take to run.
+    ``with_writes``: statements written with the releases (``write_together``: one statement on
+    PostgreSQL, one transaction elsewhere), e.g. the executor's tracked orders. Inside the caller's
+    transaction when there is one. Plain SQL, as the claim: the ORM spent more CPU building these
+    updates than they take to run.
     """
     if not releases:
+        if with_writes:
+            write_together(list(with_writes))
         return set()
     adapt = connection.ops.adapt_datetimefield_value
     now = adapt(timezone.now())
@@ -305,17 +331,17 @@ def release_claims(releases: list[Release]) -> set[int]:
         order_sql, order_params = case_by_id([r.intent_pk for r in with_order],
                                              [r.exchange_order_id for r in with_order], otherwise="exchange_order_id")
     pairs, pair_params = _claim_pairs(releases)
-    with transaction.atomic(savepoint=False), connection.cursor() as cur:
-        cur.execute(
-            f"UPDATE intents_intent SET status = {status_sql}, not_before = {not_before_sql}, claim_token = '', "
-            f"lease_until = NULL, last_error = {error_sql}, updated_at = %s, finished_at = {finished_sql}, "
-            f"exchange_order_id = {order_sql} WHERE {pairs} AND status = %s RETURNING id",
-            [*status_params, *not_before_params, *error_params, now, *finished_params, *order_params, *pair_params,
-             IntentStatus.IN_FLIGHT.value],
-        )
-        released = {row[0] for row in cur.fetchall()}
-        cur.execute(f"UPDATE intents_intentslot SET intent_id = NULL, lease_until = NULL WHERE intent_id IN "
-                    f"({', '.join(['%s'] * len(pks))})", pks)
+    rows = write_together([
+        *with_writes,
+        (f"UPDATE intents_intentslot SET intent_id = NULL, lease_until = NULL WHERE intent_id IN "
+         f"({', '.join(['%s'] * len(pks))})", pks),
+        (f"UPDATE intents_intent SET status = {status_sql}, not_before = {not_before_sql}, claim_token = '', "
+         f"lease_until = NULL, last_error = {error_sql}, updated_at = %s, finished_at = {finished_sql}, "
+         f"exchange_order_id = {order_sql} WHERE {pairs} AND status = %s RETURNING id",
+         [*status_params, *not_before_params, *error_params, now, *finished_params, *order_params, *pair_params,
+          IntentStatus.IN_FLIGHT.value]),
+    ], returning=True)
+    released = {row[0] for row in rows}
     for pk in pks:
         if pk not in released:
             logger.warning("event=intent_claim_lost intent_pk=%s", pk)

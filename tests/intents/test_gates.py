@@ -247,3 +247,45 @@ def test_claims_are_renewed_and_released_together_and_a_lost_one_is_left_alone(s
     assert retried.not_before > timezone.now()
     assert (rows[lost.intent_pk].status, rows[lost.intent_pk].claim_token) == (IntentStatus.IN_FLIGHT, other.token)
 
+
+
+@pytest.mark.django_db
+@pytest.mark.embedded
+def test_a_claim_takes_a_fixed_number_of_statements_and_claims_only_cancels_while_halted(settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from intents.halt import halt_set
+
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 8
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 8
+    [account] = make_accounts(1)
+    sync_slots([account.pk])
+    # (engaged first: engaging it supersedes the unsent creates there are)
+    halt_set(engaged=True, reason="test", by="test")
+    make_intents([account], keys_per_account=3, per_key=1)  # three cancels of three keys
+    creates = [Intent(intent_id=f"create:{k}", strategy_key=f"mm:c{k}", account=account, kind=IntentKind.CREATE,
+                      symbol="BTC/USDT", client_order_id=f"create{k}", side="buy", price="100", amount="1", layer=0)
+               for k in range(3)]
+    Intent.objects.bulk_create(creates)
+
+    # While the kill switch is engaged (its row, read in the claim's first statements), only cancels
+    with CaptureQueriesContext(connection) as queries:
+        claims = claim_intents(max_claims=8)
+    claimed = Intent.objects.filter(pk__in=[c.intent_pk for c in claims])
+    assert len(claims) == 3 and {i.kind for i in claimed} == {IntentKind.CANCEL}
+    # Free slots, walk settings and kill switch, both walks, then the slots, intents and tracked
+    # orders together (one statement each on PostgreSQL; SQLite: the halt and each walk and write apart)
+    statements = [q["sql"][:80] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]  # the test's own
+    assert len(statements) == (4 if connection.vendor == "postgresql" else 7), statements
+
+    # Released, the creates are claimed and their tracked orders written with the claim
+    halt_set(engaged=False, reason="test", by="test")
+    claims = claim_intents(max_claims=8)
+    claimed = Intent.objects.filter(pk__in=[c.intent_pk for c in claims])
+    assert {i.kind for i in claimed} == {IntentKind.CREATE} and len(claims) == 3
+    from intents.models import TrackedOrder, TrackedOrderStatus
+
+    tracked = TrackedOrder.objects.filter(client_order_id__in=[c.client_order_id for c in creates])
+    assert sorted((t.client_order_id, t.status) for t in tracked) == [
+        (f"create{k}", TrackedOrderStatus.PENDING_CREATE) for k in range(3)]
