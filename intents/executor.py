@@ -8,9 +8,10 @@ blocks its strategy: its tracked order leaves the active set and the next cycle 
 
 Intents claimed together (a lane's batch, the sync driver's round) run one after another in one
 process, with the database work of the batch in a few statements rather than a dozen per intent:
-the intents, their tracked orders and accounts are read together; the session and kill-switch
+the intents, their tracked orders and accounts are read in one statement; the session and kill-switch
 check and the ``sent_at`` of the creates about to leave are written together before the first
-call; the tracked orders and the releases are written in one transaction after the last call.
+call; the tracked orders and the releases are written together after the last call (one statement
+on PostgreSQL).
 A crash in between loses nothing: each intent is reclaimed when its lease lapses, and each create
 that may have left is looked up by its client order id before anything is resent.
 """
@@ -30,6 +31,7 @@ from exchanges.errors import ExchangeError
 from exchanges.models import ExchangeAccount
 from exchanges.policy import Action, Operation, error_action, retry_delay_s
 from ledger.amounts import to_db
+from mmproject.sql import ModelColumns
 from strategy.trackers import TRACKED_EXCHANGE_FIELDS, apply_exchange_order, fetch_by_client_id
 
 from .gates import Claim, Release, case_by_id, lease_seconds, release_claims, renew, renew_claims, typed
@@ -90,7 +92,7 @@ class _Batch:
 
     def run(self) -> dict[int, str]:
         results = {pk: "claim_lost" for pk in self.tokens}
-        rows = {i.pk: i for i in Intent.objects.filter(pk__in=list(self.tokens))}
+        rows, self.tracked, accounts = _read_batch(list(self.tokens))
         for pk in self.tokens:
             row = rows.get(pk)
             if row is None or row.claim_token != self.tokens[pk] or row.status != IntentStatus.IN_FLIGHT:
@@ -99,9 +101,6 @@ class _Batch:
         self.pending = [rows[pk] for pk in self.tokens if pk in rows]
         if not self.pending:
             return results
-        self.tracked = {t.client_order_id: t for t in
-                        TrackedOrder.objects.filter(client_order_id__in=[i.client_order_id for i in self.pending])}
-        accounts = {a.pk: a for a in ExchangeAccount.objects.filter(pk__in={i.account_id for i in self.pending})}
         finished: list[tuple[Intent, _Outcome, object]] = []
         try:
             while self.pending:
@@ -184,6 +183,34 @@ class _Batch:
         if intent.pk not in self.marked_sent:
             _write_sent_at([intent.pk], timezone.now())
             self.marked_sent.add(intent.pk)
+
+
+_INTENT = ModelColumns(Intent)
+_TRACKED = ModelColumns(TrackedOrder)
+_ACCOUNT = ModelColumns(ExchangeAccount)
+_BATCH_ENDS = (_INTENT.width, _INTENT.width + _TRACKED.width)
+
+
+def _read_batch(pks: list[int]) -> tuple[dict[int, Intent], dict[str, TrackedOrder], dict[int, ExchangeAccount]]:
+    """The intents ``pks`` (by pk), their tracked orders (by client order id) and their accounts
+    (by pk), in one statement: as three querysets they had cost a quarter of an intents worker's CPU."""
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT {_INTENT.columns('i')}, {_TRACKED.columns('t')}, {_ACCOUNT.columns('a')} FROM {_INTENT.name} i "
+            f"LEFT JOIN {_TRACKED.name} t ON t.client_order_id = i.client_order_id "
+            f"JOIN {_ACCOUNT.name} a ON a.id = i.account_id WHERE i.id IN ({', '.join(['%s'] * len(pks))})", pks)
+        rows = cur.fetchall()
+    intents, tracked, accounts = {}, {}, {}
+    tracked_at, account_at = _BATCH_ENDS
+    for row in rows:
+        intent = _INTENT.load(row[:tracked_at])
+        intents[intent.pk] = intent
+        if row[tracked_at] is not None:
+            order = _TRACKED.load(row[tracked_at:account_at])
+            tracked[order.client_order_id] = order
+        if intent.account_id not in accounts:
+            accounts[intent.account_id] = _ACCOUNT.load(row[account_at:])
+    return intents, tracked, accounts
 
 
 def _write_sent_at(pks: list[int], sent_at) -> None:

@@ -22,24 +22,32 @@ def labels() -> list[str]:
 
 @on_postgres
 def test_inside_the_block_a_repeated_statement_is_prepared_once_and_outside_nothing_is(settings):
+    connection.ensure_connection()
+    raw = connection.connection
+    before = set(prepared_texts())  # the connection may have served earlier tests
+    threshold, factory = raw.prepare_threshold, raw.cursor_factory
+
+    def new_texts(table_text):
+        return [t for t in set(prepared_texts()) - before if table_text in t]
+
     # Outside any block: Django's client-side binding, nothing prepared however often it runs
     for _ in range(3):
-        list(ExchangeAccount.objects.filter(label="a"))
-    assert not [t for t in prepared_texts() if "exchanges_exchangeaccount" in t]
+        list(ExchangeAccount.objects.filter(label="a", exchange_id="outside"))
+    assert not new_texts('"exchange_id" =')
 
     # Inside: the ORM's statement binds server side ($1) and is prepared from its second use, once
     with prepared_statements():
         for value in ("a", "b", "c"):
-            list(ExchangeAccount.objects.filter(label=value))
-    texts = [t for t in prepared_texts() if "exchanges_exchangeaccount" in t]
-    assert len(texts) == 1 and "$1" in texts[0]
+            list(ExchangeAccount.objects.filter(label=value, base_url="inside"))
+    texts = new_texts('"base_url" =')
+    assert len(texts) == 1 and "$1" in texts[0] and "$2" in texts[0]
 
-    # After the block the connection is as Django made it
-    raw = connection.connection
-    assert raw.prepare_threshold is None and raw.cursor_factory.__name__ == "Cursor"
+    # After the block the connection is as it was
+    assert (raw.prepare_threshold, raw.cursor_factory) == (threshold, factory)
+    assert factory.__name__ == "Cursor"  # Django's client-side binding
     for _ in range(3):
-        list(ExchangeAccount.objects.filter(enabled=True))
-    assert len([t for t in prepared_texts() if "exchanges_exchangeaccount" in t]) == 1
+        list(ExchangeAccount.objects.filter(label="a", api_key="after"))
+    assert not new_texts('"api_key" =')
 
 
 @on_postgres

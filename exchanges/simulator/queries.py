@@ -5,69 +5,31 @@ with the ORM cost several times the CPU of the database round trip itself, and t
 shares its machine with what it is benchmarked against. Each function here is one statement
 (writes of one transaction go together as one on PostgreSQL), the same text on PostgreSQL and
 SQLite (both quote identifiers with double quotes; RETURNING only where the SQLite has it, as
-the ORM does), and rows come back as model instances with the values AmountField would give
-(exact Decimals). Everything else of the simulator stays on the ORM.
+the ORM does), and rows come back as model instances with the values the ORM would give
+(mmproject.sql.ModelColumns). Everything else of the simulator stays on the ORM.
 """
 import json
 from decimal import Decimal
 
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import BooleanField, JSONField
 
-from ledger.amounts import AmountField, from_db, to_db
-from mmproject.sql import write_together
+from ledger.amounts import AmountField, to_db
+from mmproject.sql import ModelColumns, quote, write_together
 
 from ..models import OPEN_ORDER_STATUSES, SimAccount, SimBalance, SimConcurrency, SimMarket, SimOrder
-
-
-def _quote(name: str) -> str:
-    return f'"{name}"'
 
 
 def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _converter(field):
-    if isinstance(field, AmountField):
-        return from_db
-    if isinstance(field, BooleanField):
-        return bool
-    if isinstance(field, JSONField):
-        return _json
-    return None
-
-
-class _Table:
-    """A model's table: its quoted name, the selected columns, and rows -> instances."""
-
-    def __init__(self, model, *, only=None, exclude=()):
-        self.model = model
-        self.name = _quote(model._meta.db_table)
-        self.fields = [f for f in model._meta.concrete_fields
-                       if (only is None or f.attname in only) and f.attname not in exclude]
-        self.attnames = [f.attname for f in self.fields]
-        self.converters = [_converter(f) for f in self.fields]
-        self.width = len(self.fields)
-
-    def columns(self, alias: str) -> str:
-        return ", ".join(f"{alias}.{_quote(f.column)}" for f in self.fields)
-
-    def load(self, values):
-        """An instance of the row ``values`` (in ``fields`` order); unselected fields are deferred."""
-        values = [convert(value) if convert is not None and value is not None else value
-                  for convert, value in zip(self.converters, values)]
-        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, values)
-
-
-# last_step_at is the only column whose raw value differs by backend (text on SQLite): the
-# request path never reads it, so it stays deferred (loaded on access).
-_MARKET = _Table(SimMarket, exclude=("last_step_at",))
-_ORDER_MARKET = _Table(SimMarket, only=("id", "exchange_symbol", "base", "quote"))
-_ORDER = _Table(SimOrder)
-_BALANCE = _Table(SimBalance)
-_ACCOUNT = _quote(SimAccount._meta.db_table)
-_GAUGE = _quote(SimConcurrency._meta.db_table)
+# The request path never reads last_step_at: it stays deferred (loaded on access).
+_MARKET = ModelColumns(SimMarket, exclude=("last_step_at",))
+_ORDER_MARKET = ModelColumns(SimMarket, only=("id", "exchange_symbol", "base", "quote"))
+_ORDER = ModelColumns(SimOrder)
+_BALANCE = ModelColumns(SimBalance)
+_ACCOUNT = quote(SimAccount._meta.db_table)
+_GAUGE = quote(SimConcurrency._meta.db_table)
 _OPEN = ", ".join(f"'{status}'" for status in OPEN_ORDER_STATUSES)
 _INSERTED_ORDER_FIELDS = [f for f in _ORDER.fields if f.attname != "id"]
 
@@ -239,7 +201,7 @@ def save_balances(balances: list[SimBalance]) -> None:
 # --- Orders -----------------------------------------------------------------------------------
 
 _INSERT_ORDER_SQL = (
-    f"INSERT INTO {_ORDER.name} ({', '.join(_quote(f.column) for f in _INSERTED_ORDER_FIELDS)}) "
+    f"INSERT INTO {_ORDER.name} ({', '.join(quote(f.column) for f in _INSERTED_ORDER_FIELDS)}) "
     f"VALUES ({', '.join(['%s'] * len(_INSERTED_ORDER_FIELDS))}) RETURNING id"
 )
 

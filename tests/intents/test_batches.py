@@ -71,7 +71,8 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(sim, settings, sess
         results = intents_execute(claims)
 
     # Then each is on the exchange once, tracked open, done, its slots free; in a fixed number of
-    # statements: three reads, the send check and sent_at, then tracked orders and releases together
+    # statements: one read (intents, tracked orders, accounts), the send check and sent_at, then
+    # tracked orders and releases together
     assert set(results.values()) == {IntentStatus.DONE}
     claimed = list(Intent.objects.filter(pk__in=[c.intent_pk for c in claims]))
     assert {i.status for i in claimed} == {IntentStatus.DONE} and all(i.sent_at and i.finished_at for i in claimed)
@@ -82,8 +83,8 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(sim, settings, sess
     assert {t.exchange_order_id for t in tracked.values()} == {i.exchange_order_id for i in claimed}
     assert on_exchange(sim, account) == Counter({cid: 1 for cid in tracked})
     assert not Intent.objects.filter(slots__isnull=False).exists()
-    # (PostgreSQL: those three writes are one statement; SQLite: three, between BEGIN and COMMIT)
-    expected = 6 if connection.vendor == "postgresql" else 10
+    # (PostgreSQL: one statement; SQLite: three, between BEGIN and COMMIT)
+    expected = 4 if connection.vendor == "postgresql" else 8
     assert len(queries) == expected, [q["sql"][:80] for q in queries.captured_queries]
 
 
