@@ -17,6 +17,15 @@ def make_accounts(n):
     return [ExchangeAccount.objects.create(exchange_id="binance", label=f"gate-{i}") for i in range(n)]
 
 
+def limited_accounts(settings, n, *, in_flight, per_account):
+    """``n`` accounts with their slots for these in-flight limits (global, per account)."""
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = in_flight
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = per_account
+    accounts = make_accounts(n)
+    sync_slots([a.pk for a in accounts])
+    return accounts
+
+
 def make_intents(accounts, keys_per_account, per_key):
     rows = []
     for account in accounts:
@@ -47,10 +56,7 @@ def max_overlap(intervals):
 @pytest.mark.django_db
 @pytest.mark.embedded
 def test_claims_respect_global_account_and_strategy_limits(settings):
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 3
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 1
-    accounts = make_accounts(4)
-    sync_slots([a.pk for a in accounts])
+    accounts = limited_accounts(settings, 4, in_flight=3, per_account=1)
     make_intents(accounts, keys_per_account=2, per_key=2)
 
     claims = claim_intents(max_claims=10)
@@ -65,10 +71,7 @@ def test_claims_respect_global_account_and_strategy_limits(settings):
 @pytest.mark.django_db
 @pytest.mark.embedded
 def test_one_in_flight_per_strategy_key(settings):
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 8
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 8
-    [account] = make_accounts(1)
-    sync_slots([account.pk])
+    [account] = limited_accounts(settings, 1, in_flight=8, per_account=8)
     make_intents([account], keys_per_account=1, per_key=3)
 
     first = claim_intents(max_claims=8)
@@ -81,10 +84,7 @@ def test_one_in_flight_per_strategy_key(settings):
 @pytest.mark.django_db
 @pytest.mark.embedded
 def test_expired_claim_is_reclaimed_and_the_old_token_loses(settings):
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 1
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 1
-    [account] = make_accounts(1)
-    sync_slots([account.pk])
+    [account] = limited_accounts(settings, 1, in_flight=1, per_account=1)
     make_intents([account], keys_per_account=1, per_key=1)
     [crashed] = claim_intents(max_claims=1)
 
@@ -115,10 +115,7 @@ def test_retry_at_puts_intent_back_not_before(settings):
 @pytest.mark.django_db(transaction=True)
 def test_limits_hold_across_eight_processes(settings, child_env, tmp_path):
     # Given 3 accounts, 50 strategy keys and 400 intents, limits 5 global / 2 per account
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 5
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 2
-    accounts = make_accounts(3)
-    sync_slots([a.pk for a in accounts])
+    accounts = limited_accounts(settings, 3, in_flight=5, per_account=2)
     rows = []
     for n in range(400):
         account = accounts[n % 3]
@@ -155,10 +152,7 @@ def test_a_queued_execution_whose_claim_was_taken_over_sends_nothing(settings):
     from intents.executor import intent_execute
     from intents.gates import renew
 
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 1
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 1
-    accounts = make_accounts(1)
-    sync_slots([a.pk for a in accounts])
+    accounts = limited_accounts(settings, 1, in_flight=1, per_account=1)
     make_intents(accounts, keys_per_account=2, per_key=1)
     [late] = claim_intents(max_claims=1)
     lapse(late)
@@ -218,10 +212,7 @@ def test_claims_are_renewed_and_released_together_and_a_lost_one_is_left_alone(s
     # Given three claims of three keys, the third taken over by another claimer after its lease lapsed
     from intents.gates import Release, release_claims, renew_claims
 
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 3
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 3
-    accounts = make_accounts(1)
-    sync_slots([a.pk for a in accounts])
+    accounts = limited_accounts(settings, 1, in_flight=3, per_account=3)
     make_intents(accounts, keys_per_account=3, per_key=1)
     first, second, lost = claim_intents(max_claims=3)
     lapse(lost)
@@ -257,10 +248,7 @@ def test_a_claim_takes_a_fixed_number_of_statements_and_claims_only_cancels_whil
 
     from intents.halt import halt_set
 
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 8
-    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 8
-    [account] = make_accounts(1)
-    sync_slots([account.pk])
+    [account] = limited_accounts(settings, 1, in_flight=8, per_account=8)
     # (engaged first: engaging it supersedes the unsent creates there are)
     halt_set(engaged=True, reason="test", by="test")
     make_intents([account], keys_per_account=3, per_key=1)  # three cancels of three keys
