@@ -132,14 +132,14 @@ def walk_in_order(cur) -> bool:
     (one tick's worth) reads as one row, and it chose a bitmap scan of the whole backlog and a sort
     (31 ms at 4,000 new intents) over the ordered index walk that stops at the limit (0.1-0.4 ms).
     """
-    if connection.vendor != "postgresql" or settings.STRATEGY_KILL_SWITCH:
-        halted = halt_engaged()
-        if connection.vendor == "postgresql":
-            cur.execute("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)")
-        return halted
+    if connection.vendor != "postgresql":
+        return halt_engaged()
+    walk_settings = "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)"
+    if settings.STRATEGY_KILL_SWITCH:  # halt_engaged() without its row
+        cur.execute(walk_settings)
+        return True
     halt_sql, halt_params = halt_row_sql()
-    cur.execute("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true), "
-                f"EXISTS ({halt_sql})", halt_params)
+    cur.execute(f"{walk_settings}, EXISTS ({halt_sql})", halt_params)
     return bool(cur.fetchone()[2])
 
 

@@ -27,7 +27,7 @@ PgBouncer 1.21, or without ``max_prepared_statements``). SQLite: nothing changes
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -83,16 +83,11 @@ def write_together(statements: list[tuple[str, list]], *, returning: bool = Fals
     if db.vendor == "postgresql" and len(statements) > 1:
         head = ", ".join(f"w{n} AS ({sql})" for n, (sql, _) in enumerate(statements[:-1]))
         statements = [(f"WITH {head} {statements[-1][0]}", [p for _, params in statements for p in params])]
-    with transaction.atomic(using=using, savepoint=False) if len(statements) > 1 else _no_block():
+    with transaction.atomic(using=using, savepoint=False) if len(statements) > 1 else nullcontext():
         with db.cursor() as cursor:
             for sql, params in statements:
                 cursor.execute(sql, params)
             return cursor.fetchall() if returning else None
-
-
-@contextmanager
-def _no_block():
-    yield
 
 
 def quote(name: str) -> str:
