@@ -91,7 +91,7 @@ class Offer:
 
     def write(self, count: int) -> None:
         from intents.models import Intent, IntentKind
-        from strategy.runtime import client_order_id_for
+        from intents.ids import client_order_id_for
 
         intents = []
         for _ in range(count):
@@ -209,7 +209,7 @@ def main() -> int:
         for i in range(ACCOUNTS):  # accounts spread over the simulator processes
             accounts += c.make_accounts(sims[i % len(sims)][1], 1, prefix=f"bi{i}")
         orders = c.make_sessions(accounts, SESSIONS, layers=1, cadence_s=3600, fund=False)
-        from strategy.runtime import strategy_key
+        from intents.ids import strategy_key
 
         offer = Offer([(strategy_key(o.order_id), o.order_id, o.exchange_account_id) for o in orders])
         procs["worker"] = c.start_worker(queues="intents", pool="prefork", concurrency=args.workers,

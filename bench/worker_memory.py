@@ -56,7 +56,7 @@ def child(cycles: int) -> dict:
     c.bootstrap(fresh=False)
     from django.utils import timezone
 
-    from strategy import runtime
+    from strategy.cycle import strategies_run_due
     from strategy.models import StrategySession
     from strategy.tick import tick_run
 
@@ -73,7 +73,7 @@ def child(cycles: int) -> dict:
         written.append(outcome.intents_written)
 
     # Baseline: everything imported and connected, one cycle with nothing due.
-    runtime.strategies_run_due(now=timezone.now() - timedelta(days=1))
+    strategies_run_due(now=timezone.now() - timedelta(days=1))
     gc.collect()
     baseline = _status_kib("VmRSS")
     peak_reset = _reset_peak()

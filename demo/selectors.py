@@ -14,7 +14,7 @@ from ledger.amounts import canonical
 from ledger.services import get_balance
 from orders.models import MarketMakingOrder, OrderTransition
 from strategy.models import MarketData, StrategySession, TickLease
-from strategy.runtime import strategy_key
+from intents.ids import strategy_key
 from strategy.tick import TICK_LEASE_NAME
 
 from .services import demo_order_latest

@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
+import ccxt
+
 from .clients import exchange_client
 from .precision import LimitOrder
 
@@ -33,6 +35,24 @@ class ExchangeOrder:
     amount: Decimal
     filled: Decimal
     raw_status: str
+
+
+def dec(value) -> Decimal | None:
+    """A ccxt number as an exact Decimal (through its shortest text form), or None."""
+    if value is None:
+        return None
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def fetch_by_client_id(client: ccxt.Exchange, symbol: str, client_order_id: str) -> dict | None:
+    """The exchange's order with our client id, or None when the exchange says it does not exist.
+
+    Any other error (network, timeout, rate limit) propagates: it is never read as "not found".
+    """
+    try:
+        return client.fetch_order(None, symbol, {"origClientOrderId": client_order_id})
+    except ccxt.OrderNotFound:
+        return None
 
 
 def _dec(value) -> Decimal:

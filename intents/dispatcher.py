@@ -6,6 +6,10 @@ import time
 
 from django.conf import settings
 
+from exchanges.models import ExchangeAccount
+from mmproject import jobs
+
+from .executor import intents_execute
 from .gates import claim_intents, sync_slots
 from .models import ACTIVE_INTENT_STATUSES, Intent
 
@@ -17,11 +21,6 @@ SYNC_MAX_ROUNDS = 50
 
 def intents_dispatch(*, inline: bool) -> int:
     """Claim what the limits allow; execute inline (sync driver) or enqueue on the intents queue."""
-    from .executor import intents_execute
-    from .tasks import execute_intent
-
-    from exchanges.models import ExchangeAccount
-
     # Every lane ends with a dispatch: both reads stay small whatever the backlog (a DISTINCT over
     # the active intents read all of them: 1.4 ms at 8,000). Slot rows for every account: a few
     # rows each, and an account's first intent never waits for a dispatch that saw it.
@@ -38,7 +37,7 @@ def intents_dispatch(*, inline: bool) -> int:
             intents_execute(claims)
         else:
             for claim in claims:
-                execute_intent.apply_async(args=[claim.intent_pk, claim.token])
+                jobs.send("execute_intent", args=[claim.intent_pk, claim.token])
         dispatched += len(claims)
     if dispatched:
         logger.info("event=intents_dispatched count=%s inline=%s", dispatched, inline)
@@ -60,8 +59,6 @@ def intents_lane(*, budget_s: float | None = None, batch: int | None = None) -> 
     Claims go through the same gates, so every in-flight limit holds; a batch's intents are sent one
     after another, so it never has more than one request out at a time.
     """
-    from .executor import intents_execute
-
     budget_s = settings.STRATEGY_INTENT_LANE_S if budget_s is None else budget_s
     batch = settings.STRATEGY_INTENT_LANE_BATCH if batch is None else batch
     if budget_s <= 0:

@@ -30,17 +30,14 @@ from exchanges.clients import exchange_client_of
 from exchanges.errors import ExchangeError
 from exchanges.models import ExchangeAccount
 from exchanges.policy import Action, Operation, error_action, retry_delay_s
-from ledger.amounts import to_db
-from mmproject.sql import ModelColumns
-from strategy.trackers import TRACKED_EXCHANGE_FIELDS, apply_exchange_order, fetch_by_client_id
+from exchanges.services import fetch_by_client_id
 
-from .gates import Claim, Release, case_by_id, lease_seconds, release_claims, renew, renew_claims, typed
+from . import send_check, sql, tracked_orders
+from .gates import Claim, Release, lease_seconds, release_claims, renew, renew_claims
 from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
+from .tracked_orders import FINAL_TRACKED
 
 logger = logging.getLogger(__name__)
-
-FINAL_TRACKED = (TrackedOrderStatus.FILLED, TrackedOrderStatus.CANCELLED, TrackedOrderStatus.LOST,
-                 TrackedOrderStatus.FAILED)
 
 # A batch checks its sessions and the kill switch again before a create once its last check is
 # older than this: a slow batch (exchange latency, timeouts) never sends on a stale "yes".
@@ -92,7 +89,7 @@ class _Batch:
 
     def run(self) -> dict[int, str]:
         results = {pk: "claim_lost" for pk in self.tokens}
-        rows, self.tracked, accounts = _read_batch(list(self.tokens))
+        rows, self.tracked, accounts = sql.read_batch(list(self.tokens))
         for pk in self.tokens:
             row = rows.get(pk)
             if row is None or row.claim_token != self.tokens[pk] or row.status != IntentStatus.IN_FLIGHT:
@@ -126,7 +123,7 @@ class _Batch:
         finally:
             # Also after an unexpected error: what the exchange already did is written down, with
             # the releases (one statement on PostgreSQL).
-            release_claims(self.releases, with_writes=_tracked_writes(list(self.dirty.values())))
+            release_claims(self.releases, with_writes=sql.tracked_writes(list(self.dirty.values())))
         for intent, outcome, retry_at in finished:
             logger.info("event=intent_executed intent_id=%s strategy_key=%s kind=%s client_order_id=%s status=%s "
                         "retry_at=%s note=%s", intent.intent_id, intent.strategy_key, intent.kind,
@@ -166,109 +163,45 @@ class _Batch:
         return intent.strategy_key in self.accepting
 
     def _check_sessions(self, intents: list[Intent]) -> None:
-        from strategy.runtime import sessions_accepting_orders
-
         unsent = [i for i in intents if i.kind == IntentKind.CREATE and i.sent_at is None]
-        self.accepting = sessions_accepting_orders(i.strategy_key for i in unsent)
+        self.accepting = send_check.accepting(i.strategy_key for i in unsent)
         self.checked_at = time.monotonic()
         leaving = [i.pk for i in unsent if i.strategy_key in self.accepting and i.pk not in self.marked_sent
                    and self._tracked_for(i).status == TrackedOrderStatus.PENDING_CREATE]
         refused = [i.pk for i in unsent if i.strategy_key not in self.accepting and i.pk in self.marked_sent]
-        _write_sent_at(leaving, timezone.now())
-        _write_sent_at(refused, None)  # marked by an earlier round, refused now: never sent after all
+        sql.write_sent_at(leaving, timezone.now())
+        sql.write_sent_at(refused, None)  # marked by an earlier round, refused now: never sent after all
         self.marked_sent = (self.marked_sent | set(leaving)) - set(refused)
 
     def mark_sent(self, intent: Intent) -> None:
         """``sent_at`` is in the database before the call (normally saved by ``accepts_orders``)."""
         if intent.pk not in self.marked_sent:
-            _write_sent_at([intent.pk], timezone.now())
+            sql.write_sent_at([intent.pk], timezone.now())
             self.marked_sent.add(intent.pk)
 
 
-_INTENT = ModelColumns(Intent)
-_TRACKED = ModelColumns(TrackedOrder)
-_ACCOUNT = ModelColumns(ExchangeAccount)
-_BATCH_ENDS = (_INTENT.width, _INTENT.width + _TRACKED.width)
-
-
-def _read_batch(pks: list[int]) -> tuple[dict[int, Intent], dict[str, TrackedOrder], dict[int, ExchangeAccount]]:
-    """The intents ``pks`` (by pk), their tracked orders (by client order id) and their accounts
-    (by pk), in one statement: as three querysets they had cost a quarter of an intents worker's CPU."""
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT {_INTENT.columns('i')}, {_TRACKED.columns('t')}, {_ACCOUNT.columns('a')} FROM {_INTENT.name} i "
-            f"LEFT JOIN {_TRACKED.name} t ON t.client_order_id = i.client_order_id "
-            f"JOIN {_ACCOUNT.name} a ON a.id = i.account_id WHERE i.id IN ({', '.join(['%s'] * len(pks))})", pks)
-        rows = cur.fetchall()
-    intents, tracked, accounts = {}, {}, {}
-    tracked_at, account_at = _BATCH_ENDS
-    for row in rows:
-        intent = _INTENT.load(row[:tracked_at])
-        intents[intent.pk] = intent
-        if row[tracked_at] is not None:
-            order = _TRACKED.load(row[tracked_at:account_at])
-            tracked[order.client_order_id] = order
-        if intent.account_id not in accounts:
-            accounts[intent.account_id] = _ACCOUNT.load(row[account_at:])
-    return intents, tracked, accounts
-
-
-def _write_sent_at(pks: list[int], sent_at) -> None:
-    """Plain SQL: the ORM's update cost 0.4 ms of CPU."""
-    if pks:
-        with connection.cursor() as cur:
-            cur.execute(f"UPDATE intents_intent SET sent_at = %s WHERE id IN ({', '.join(['%s'] * len(pks))})",
-                        [connection.ops.adapt_datetimefield_value(sent_at), *pks])
-
-
-def _tracked_writes(rows: list[TrackedOrder]) -> list[tuple[str, list]]:
-    """The statement saving the exchange's view (``TRACKED_EXCHANGE_FIELDS``) of several tracked orders
-    (none without rows)."""
-    if not rows:
-        return []
-    vendor = connection.vendor
-    adapt = connection.ops.adapt_datetimefield_value
-    assert TRACKED_EXCHANGE_FIELDS == ("status", "filled", "exchange_order_id", "last_fill_at", "updated_at")
-    pks = [r.pk for r in rows]
-    parts = [case_by_id(pks, [getattr(r.status, "value", r.status) for r in rows]),
-             case_by_id(pks, [to_db(r.filled, vendor) for r in rows], typed("numeric")),
-             case_by_id(pks, [r.exchange_order_id for r in rows]),
-             case_by_id(pks, [adapt(r.last_fill_at) for r in rows], typed("timestamp with time zone"))]
-    now = timezone.now()
-    for row in rows:
-        row.updated_at = now
-    return [(
-        f"UPDATE intents_trackedorder SET status = {parts[0][0]}, filled = {parts[1][0]}, "
-        f"exchange_order_id = {parts[2][0]}, last_fill_at = {parts[3][0]}, updated_at = %s "
-        f"WHERE id IN ({', '.join(['%s'] * len(rows))})",
-        [*parts[0][1], *parts[1][1], *parts[2][1], *parts[3][1], adapt(now), *pks],
-    )]
-
-
-def _set_status(tracked: TrackedOrder, status: str, batch: _Batch) -> None:
-    tracked.status = status
-    batch.save(tracked)
-
-
 def _apply(tracked: TrackedOrder, order: dict, batch: _Batch) -> None:
-    apply_exchange_order(tracked, order, save=False)
+    tracked_orders.apply_exchange_order(tracked, order, save=False)
     batch.save(tracked)
+
+
+def _transition(changed: bool, tracked: TrackedOrder, batch: _Batch) -> None:
+    """Save a row that a ``tracked_orders.*_row`` transition changed (with the batch's releases)."""
+    if changed:
+        batch.save(tracked)
 
 
 def _dry_run(intent: Intent, tracked: TrackedOrder, batch: _Batch) -> _Outcome:
     # STRATEGY_EXECUTE_INTENTS=false: processed with no exchange call; nothing is on the book.
-    if tracked.status not in FINAL_TRACKED:
-        _set_status(tracked, TrackedOrderStatus.CANCELLED, batch)
+    _transition(tracked_orders.not_sent_row(tracked), tracked, batch)
     return _Outcome(IntentStatus.DONE, "processed without an exchange call (STRATEGY_EXECUTE_INTENTS=false)")
 
 
 def _give_up(intent: Intent, tracked: TrackedOrder, note: str, batch: _Batch) -> _Outcome:
     if intent.kind == IntentKind.CREATE:
-        if tracked.status == TrackedOrderStatus.PENDING_CREATE:
-            _set_status(tracked, TrackedOrderStatus.FAILED, batch)
-    elif tracked.status == TrackedOrderStatus.PENDING_CANCEL:
-        # The order is still on the book as far as we know: the next cycle decides again.
-        _set_status(tracked, TrackedOrderStatus.OPEN, batch)
+        _transition(tracked_orders.create_given_up_row(tracked), tracked, batch)
+    else:
+        _transition(tracked_orders.cancel_given_up_row(tracked), tracked, batch)
     logger.error("event=intent_failed intent_id=%s strategy_key=%s client_order_id=%s reason=%s",
                  intent.intent_id, intent.strategy_key, intent.client_order_id, note)
     return _Outcome(IntentStatus.FAILED, note)
@@ -312,7 +245,7 @@ def _create(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Ou
         return _Outcome(IntentStatus.DONE, f"order already {tracked.status}", exchange_order_id=tracked.exchange_order_id)
     if intent.sent_at is None and (cancelled_meanwhile or not batch.accepts_orders(intent)):
         # Never sent, and no longer wanted: nothing is on the exchange, so nothing to cancel.
-        _set_status(tracked, TrackedOrderStatus.CANCELLED, batch)
+        _transition(tracked_orders.not_sent_row(tracked), tracked, batch)
         why = "cancelled by a later cycle" if cancelled_meanwhile else "kill switch engaged or session not running"
         return _Outcome(IntentStatus.SUPERSEDED, f"not sent: {why}")
     if intent.sent_at is not None:
@@ -322,7 +255,7 @@ def _create(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Ou
             _apply(tracked, existing, batch)
             return _Outcome(IntentStatus.DONE, "found by client order id", exchange_order_id=tracked.exchange_order_id)
         if cancelled_meanwhile:
-            _set_status(tracked, TrackedOrderStatus.CANCELLED, batch)
+            _transition(tracked_orders.not_sent_row(tracked), tracked, batch)
             return _Outcome(IntentStatus.SUPERSEDED, "not on the exchange and cancelled by a later cycle: not resent")
     else:
         batch.mark_sent(intent)  # saved before the call
@@ -367,9 +300,8 @@ def _after_gone(intent: Intent, tracked: TrackedOrder, client, note: str, batch:
     except ccxt.BaseError as exc:
         return _Outcome(IntentStatus.NEW, f"{note}; lookup failed: {type(exc).__name__}", retry=True)
     if order is None:
-        _set_status(tracked, TrackedOrderStatus.LOST, batch)
-        logger.warning("event=tracked_order_lost strategy_key=%s client_order_id=%s", intent.strategy_key,
-                       intent.client_order_id)
+        tracked_orders.apply_absent(tracked, save=False)
+        batch.save(tracked)
         return _Outcome(IntentStatus.DONE, f"{note}; order not on the exchange (lost)")
     _apply(tracked, order, batch)
     return _Outcome(IntentStatus.DONE, f"{note}; order already {tracked.status}")

@@ -23,7 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ledger.amounts import to_db
-from mmproject.sql import write_together
+from mmproject.sql import case_by_id, typed, write_together
 
 from .halt import halt_engaged, halt_row_sql
 from .models import IntentSlot, IntentStatus, TrackedOrderStatus
@@ -211,28 +211,6 @@ def track_creates_sql(intent_pks: list[int], *, now: datetime) -> tuple[str, lis
         [to_db(Decimal(0), connection.vendor), TrackedOrderStatus.PENDING_CREATE.value, False,
          connection.ops.adapt_datetimefield_value(now), *intent_pks],
     )
-
-
-def track_creates(intent_pks: list[int], *, now: datetime) -> None:
-    """Write the tracked orders of ``track_creates_sql``. The claim writes them in its transaction:
-    from then on the order is tracked and no longer stands as an unclaimed intent (strategy.runtime
-    reads both, unclaimed intents first, so an order is never in neither)."""
-    if intent_pks:
-        write_together([track_creates_sql(intent_pks, now=now)])
-
-
-def typed(sql_type: str) -> str:
-    """A placeholder cast to ``sql_type`` on PostgreSQL (so a CASE whose values are all NULL, or all
-    text, still reads as the column's type), plain on SQLite."""
-    return f"CAST(%s AS {sql_type})" if connection.vendor == "postgresql" else "%s"
-
-
-def case_by_id(pks: list[int], values: list, value_sql: str = "%s", otherwise: str = "") -> tuple[str, list]:
-    """``CASE id WHEN pk THEN value ... [ELSE otherwise] END`` and its parameters: one value per row
-    of a multi-row UPDATE."""
-    whens = " ".join([f"WHEN %s THEN {value_sql}"] * len(pks))
-    return (f"CASE id {whens}{f' ELSE {otherwise}' if otherwise else ''} END",
-            [p for pk, value in zip(pks, values) for p in (pk, value)])
 
 
 def _claim_pairs(claims) -> tuple[str, list]:

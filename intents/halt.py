@@ -11,7 +11,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus, TradingHalt
+from . import tracked_orders
+from .models import Intent, IntentKind, IntentStatus, TradingHalt
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 def halt_row_sql(alias: str = "h") -> tuple[str, list]:
     """A query finding the engaged kill-switch row, and its parameters: one definition for
     ``halt_engaged`` and for the statement an executor runs before a create, which folds it into
-    its session check (strategy.runtime.session_accepts_orders)."""
+    its session check (strategy.selectors.sessions_accepting_orders)."""
     table = connection.ops.quote_name(TradingHalt._meta.db_table)
     return f"SELECT 1 FROM {table} {alias} WHERE {alias}.name = %s AND {alias}.engaged = %s", ["global", True]
 
@@ -44,7 +45,6 @@ def halt_set(*, engaged: bool, reason: str = "", by: str = "") -> int:
                           .values_list("client_order_id", flat=True))
             superseded = Intent.objects.filter(kind=IntentKind.CREATE, status=IntentStatus.NEW).update(
                 status=IntentStatus.SUPERSEDED, finished_at=timezone.now(), last_error="kill switch engaged")
-            TrackedOrder.objects.filter(client_order_id__in=unsent, status=TrackedOrderStatus.PENDING_CREATE).update(
-                status=TrackedOrderStatus.CANCELLED)
+            tracked_orders.cancel_unsent(unsent)
     logger.warning("event=kill_switch engaged=%s by=%s reason=%s superseded=%s", engaged, by, reason, superseded)
     return superseded

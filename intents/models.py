@@ -9,7 +9,8 @@ from django.db import models
 from django.db.models import Q
 
 from ledger.amounts import AmountField
-from strategy.order_diff import TrackedStatus
+
+from .statuses import TrackedStatus
 
 
 class IntentKind(models.TextChoices):
@@ -105,8 +106,8 @@ class IntentSlot(models.Model):
         return f"{self.scope}#{self.index}"
 
 
-# The database's choices are the pure strategy's statuses (strategy.order_diff.TrackedStatus):
-# one list, so a row always converts to what the diff expects.
+# The database's choices are intents.statuses.TrackedStatus, the list the pure diff reads too:
+# a row always converts to what the diff expects.
 TrackedOrderStatus = models.TextChoices("TrackedOrderStatus", [(s.name, s.value) for s in TrackedStatus])
 
 

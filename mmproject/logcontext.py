@@ -6,7 +6,7 @@ A log-record factory (so it holds under Django's and Celery's own handlers alike
 - bound for the current task or call: a lifecycle job whose first argument is the order id
   (Celery ``task_prerun``/``task_postrun``), or ``with order_log_context(order_id):``;
 - or named by the line itself in the project's own keys: a ledger reference ``ref=mm_order:<id>``
-  or a strategy key ``strategy_key=mm:<id>`` (strategy.runtime.strategy_key).
+  or a strategy key ``strategy_key=mm:<id>`` (intents.ids.strategy_key).
 
 ``install()`` runs once per process from ``mmproject/__init__.py``.
 """

@@ -1,9 +1,9 @@
 """``/metrics`` in Prometheus text format, read from the database (and the broker) at scrape time.
 
 Every number comes from shared state, never from one process's memory, so a scrape of any web
-process is true for all worker processes on all machines. The tick-duration histogram is counted
-in the database by the tick itself (``tick_duration_observe``: cumulative bucket rows, one UPDATE
-per tick by the lease holder) because ticks run in worker processes the web process never sees.
+process is true for all worker processes on all machines. Each app registers the sections it owns
+(``register_section``, from its AppConfig.ready, in ``<app>/metrics.py``); this module holds what
+they share: the collector, the view, counting helpers and the broker's queue depths.
 
 A section that cannot be read (a table not migrated yet, a broker down) is left out and reported
 as ``mm_metrics_section_up{section=...} 0``; the scrape itself never fails because of it.
@@ -16,48 +16,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count
 from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 logger = logging.getLogger(__name__)
-
-# Upper bounds (ms) of the tick-duration buckets; the tick period is 1000 ms by default.
-# Changing them leaves the old rows unread; the new bounds count from the next tick.
-TICK_DURATION_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
-
-
-def tick_duration_observe(duration_ms: int) -> None:
-    """Count one tick of ``duration_ms`` in every cumulative bucket it falls in (the +Inf bucket is
-    ``TickLease.ticks_run``). Called by the tick's lease holder, inside its release transaction."""
-    from strategy.models import TickDurationBucket
-
-    hits = tick_duration_hits(duration_ms)
-    if not hits:
-        return
-    updated = TickDurationBucket.objects.filter(le_ms__in=hits).update(count=F("count") + 1)
-    if updated < len(hits):
-        tick_duration_buckets_complete(hits)
-
-
-def tick_duration_hits(duration_ms: int) -> list[int]:
-    """The bucket bounds a tick of ``duration_ms`` counts in (the +Inf bucket is ``ticks_run``)."""
-    return [bound for bound in TICK_DURATION_BUCKETS_MS if duration_ms <= bound]
-
-
-def tick_duration_buckets_complete(hits: list[int]) -> None:
-    """First tick on this database (or new bounds): create the missing bucket rows, counting this
-    tick in those of ``hits``."""
-    from strategy.models import TickDurationBucket
-
-    have = set(TickDurationBucket.objects.values_list("le_ms", flat=True))
-    TickDurationBucket.objects.bulk_create(
-        [TickDurationBucket(le_ms=bound, count=int(bound in hits))
-         for bound in TICK_DURATION_BUCKETS_MS if bound not in have],
-        ignore_conflicts=True,
-    )
-
 
 def celery_queue_depths(*, broker_url: str | None = None, timeout_s: float = 2.0) -> dict[str, int]:
     """Messages waiting in each Celery queue of mmproject/celery.py; -1 when the broker is unreachable.
@@ -89,7 +53,7 @@ def celery_queue_depths(*, broker_url: str | None = None, timeout_s: float = 2.0
     return depths
 
 
-def _counts(queryset, field: str) -> dict[str, int]:
+def counts_by(queryset, field: str) -> dict[str, int]:
     return {row[field]: row["n"] for row in queryset.values(field).annotate(n=Count("id")).order_by()}
 
 
@@ -126,11 +90,11 @@ class IncrementalCounts:
             final = rows.filter(pk__gt=self.settled_id, pk__lte=upper)
             top = final.aggregate(m=Max("pk"))["m"]  # the boundary is a row that exists (see the check above)
             if top is not None:
-                for key, n in _counts(final, self.field).items():
+                for key, n in counts_by(final, self.field).items():
                     self.settled[key] = self.settled.get(key, 0) + n
                 self.settled_id = top
         counts = dict(self.settled)
-        for key, n in _counts(rows.filter(pk__gt=self.settled_id), self.field).items():
+        for key, n in counts_by(rows.filter(pk__gt=self.settled_id), self.field).items():
             counts[key] = counts.get(key, 0) + n
         return counts
 
@@ -146,105 +110,6 @@ def incremental_counts(model, field: str, active=None) -> dict[str, int]:
     return _incremental[key].counts()
 
 
-def _tick_families():
-    from strategy.models import TickDurationBucket, TickLease
-    from strategy.tick import TICK_LEASE_NAME
-
-    lease = TickLease.objects.filter(name=TICK_LEASE_NAME).first()
-    ticks_run = lease.ticks_run if lease else 0
-    stored = dict(TickDurationBucket.objects.values_list("le_ms", "count"))
-    histogram = HistogramMetricFamily(
-        "mm_tick_duration_seconds", "Duration of the strategy ticks run (all workers).",
-        buckets=[(f"{bound / 1000:g}", stored.get(bound, 0)) for bound in TICK_DURATION_BUCKETS_MS]
-        + [("+Inf", ticks_run)],
-        sum_value=(lease.duration_ms_total if lease else 0) / 1000,
-    )
-    skipped = CounterMetricFamily("mm_ticks_skipped", "Ticks not run: the lease was held or the slot already ran.")
-    skipped.add_metric([], lease.ticks_skipped if lease else 0)
-    last = GaugeMetricFamily("mm_tick_last_duration_seconds", "Duration of the last tick run.")
-    last.add_metric([], (lease.last_duration_ms if lease else 0) / 1000)
-    families = [histogram, skipped, last]
-    if lease and lease.last_finished_at:  # alert on time() - this: ticks stopped
-        finished = GaugeMetricFamily("mm_tick_last_finished_timestamp_seconds", "When the last tick finished (Unix time).")
-        finished.add_metric([], lease.last_finished_at.timestamp())
-        families.append(finished)
-    return families
-
-
-def _session_families():
-    from strategy.models import SessionStatus, StrategySession
-
-    family = GaugeMetricFamily("mm_strategy_sessions", "Strategy sessions by status.", labels=["status"])
-    counts = _counts(StrategySession.objects, "status")
-    for status in SessionStatus.values:
-        family.add_metric([status], counts.get(status, 0))
-    return [family]
-
-
-def _order_families():
-    from orders.models import MarketMakingOrder, OrderState
-
-    family = GaugeMetricFamily("mm_orders", "Market-making orders by lifecycle state.", labels=["state"])
-    counts = _counts(MarketMakingOrder.objects, "state")
-    for state in OrderState.values:
-        family.add_metric([state], counts.get(state, 0))
-    return [family]
-
-
-def _intent_families():
-    from exchanges.models import ExchangeAccount
-    from intents.gates import account_scope, in_flight_counts
-    from intents.models import ACTIVE_INTENT_STATUSES, Intent, IntentStatus
-
-    by_status = GaugeMetricFamily("mm_intents", "Intents by status.", labels=["status"])
-    counts = incremental_counts(Intent, "status", active=Q(status__in=ACTIVE_INTENT_STATUSES))
-    for status in IntentStatus.values:
-        by_status.add_metric([status], counts.get(status, 0))
-    slots = in_flight_counts()
-    in_flight = GaugeMetricFamily("mm_intents_in_flight", "Intents holding an in-flight slot (lease not expired).")
-    in_flight.add_metric([], slots.get("global", 0))
-    per_account = GaugeMetricFamily(
-        "mm_intents_in_flight_per_exchange_account",
-        "Intents holding an exchange account's in-flight slot (lease not expired).",
-        labels=["account_id", "account"],
-    )
-    for account_id, label in ExchangeAccount.objects.order_by("pk").values_list("pk", "label"):
-        per_account.add_metric([str(account_id), label], slots.get(account_scope(account_id), 0))
-    return [by_status, in_flight, per_account]
-
-
-def _ledger_families():
-    from ledger.models import LedgerEntry, Operation
-
-    family = CounterMetricFamily("mm_ledger_mutations", "Ledger entries written, by operation.", labels=["operation"])
-    counts = incremental_counts(LedgerEntry, "operation")
-    for operation in Operation.values:
-        family.add_metric([operation], counts.get(operation, 0))
-    return [family]
-
-
-def _reconciliation_families():
-    from reconciliation.selectors import reconciliation_status
-
-    status = reconciliation_status()
-    drifts = GaugeMetricFamily("mm_reconciliation_drifts",
-                               "Drifts found by the last finished reconciliation run, by kind.", labels=["kind"])
-    for kind, count in sorted(status["drifts"].items()):
-        drifts.add_metric([kind], count)
-    ok = GaugeMetricFamily("mm_reconciliation_last_run_ok",
-                           "1 if the last finished reconciliation run found no drift, 0 if it did, -1 if none ran.")
-    ok.add_metric([], -1 if status["ok"] is None else int(status["ok"]))
-    families = [drifts, ok]
-    if status["finished_at"]:
-        from datetime import datetime
-
-        finished = GaugeMetricFamily("mm_reconciliation_last_run_timestamp_seconds",
-                                     "When the last reconciliation run finished (Unix time).")
-        finished.add_metric([], datetime.fromisoformat(status["finished_at"]).timestamp())
-        families.append(finished)
-    return families
-
-
 def _queue_families():
     family = GaugeMetricFamily("mm_celery_queue_depth",
                                "Messages waiting in a Celery queue (-1: the broker could not be read).",
@@ -254,15 +119,14 @@ def _queue_families():
     return [family]
 
 
-SECTIONS = {
-    "ticks": _tick_families,
-    "sessions": _session_families,
-    "orders": _order_families,
-    "intents": _intent_families,
-    "ledger": _ledger_families,
-    "reconciliation": _reconciliation_families,
-    "celery": _queue_families,
-}
+# Sections by name, in the order they are read: each app registers its own (``register_section`` in
+# its AppConfig.ready), so this module imports no app.
+SECTIONS = {"celery": _queue_families}
+
+
+def register_section(name: str, read) -> None:
+    """Add (or replace) the section ``name``: ``read()`` returns its metric families at scrape time."""
+    SECTIONS[name] = read
 
 
 class DatabaseCollector:

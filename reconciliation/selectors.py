@@ -30,7 +30,7 @@ from orders.models import (
     OrderState,
 )
 from strategy.models import SessionStatus, StrategySession
-from strategy.runtime import strategy_key
+from intents.ids import strategy_key
 
 from .models import BalanceBaseline
 

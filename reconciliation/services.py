@@ -35,8 +35,9 @@ from exchanges.models import ExchangeAccount
 from intents.models import TrackedOrderStatus
 from ledger.amounts import exact_context
 from orders.models import MarketMakingOrder
-from strategy.runtime import client_order_prefix
-from strategy.trackers import dec, fetch_by_client_id, tracked_status_of
+from intents.ids import client_order_prefix
+from exchanges.services import dec, fetch_by_client_id
+from intents.tracked_orders import status_of_exchange_order
 
 from . import selectors
 from .errors import ReconciliationCrashed
@@ -267,7 +268,7 @@ def _check_market(client, account_id: int, symbol: str, findings: list[Finding],
         if current.get(client_order_id) not in LIVE_STATUSES:
             continue  # the tracker caught up during the run
         if row.status == TrackedOrderStatus.PENDING_CANCEL and found not in (None, NOT_LOOKED_UP) \
-                and tracked_status_of(found) == TrackedOrderStatus.CANCELLED:
+                and status_of_exchange_order(found) == TrackedOrderStatus.CANCELLED:
             continue  # we asked for this cancel; only the tracked row has not caught up yet
         with exact_context():
             remaining = row.amount - row.filled

@@ -40,6 +40,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 
+from intents.statuses import ACTIVE_STATUSES, TrackedStatus
+
 from .pure_mm import (
     Budget,
     DesiredOrder,
@@ -53,24 +55,6 @@ from .pure_mm import (
 )
 
 _MICROSECONDS = Decimal(1_000_000)
-
-
-class TrackedStatus(str, Enum):
-    """The life of an exchange order as the tracker records it (DESIGN.md, STYLE.md point 6)."""
-
-    PENDING_CREATE = "pending_create"
-    OPEN = "open"
-    PARTIALLY_FILLED = "partially_filled"
-    PENDING_CANCEL = "pending_cancel"
-    FILLED = "filled"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    LOST = "lost"
-
-
-ACTIVE_STATUSES = frozenset(
-    {TrackedStatus.PENDING_CREATE, TrackedStatus.OPEN, TrackedStatus.PARTIALLY_FILLED, TrackedStatus.PENDING_CANCEL}
-)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,40 @@
-"""Strategy session reads."""
-from django.db.models import QuerySet
+"""Strategy session reads used outside the cycle: what the trackers follow and which sessions may
+still send new orders (the executor's last check, registered with intents in StrategyConfig.ready)."""
+from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
+from django.db import connection
+
+from intents.halt import halt_row_sql
+from intents.ids import order_id_of
+
+from . import sql
 from .models import SessionStatus, StrategySession
+from .order_rows import MarketMakingOrder
 
 
-def session_list_due(*, now) -> QuerySet[StrategySession]:
-    """Running sessions whose next run is due, oldest first."""
-    return (
-        StrategySession.objects.filter(status=SessionStatus.RUNNING, next_run_at__lte=now)
-        .select_related("order")
-        .order_by("next_run_at", "pk")
-    )
+def tracked_markets_and_accounts() -> tuple[list[tuple[int, str]], list[int]]:
+    """The (account, symbol) markets and the accounts that running sessions trade on."""
+    rows = StrategySession.objects.filter(status=SessionStatus.RUNNING).values_list(
+        "order__exchange_account_id", "order__pair__symbol").distinct()
+    markets = sorted({(account_id, symbol) for account_id, symbol in rows if account_id})
+    return markets, sorted({account_id for account_id, _ in markets})
 
 
-def session_get_for_order(*, order_id) -> StrategySession | None:
-    return StrategySession.objects.filter(order__order_id=order_id).first()
+def sessions_accepting_orders(keys) -> set[str]:
+    """The strategy keys among ``keys`` whose new orders may leave: the session is running (not
+    stopping, stopped or missing) and the kill switch is off. One plain statement for a whole batch
+    of intents: the last check before an executor sends a create."""
+    keys = list(dict.fromkeys(keys))
+    if settings.STRATEGY_KILL_SWITCH or not keys:  # halt_engaged()'s setting; its row is in the statement
+        return set()
+    prep = MarketMakingOrder._meta.get_field("order_id").get_db_prep_value
+    by_order_id = {str(uuid.UUID(order_id_of(key))): key for key in keys}
+    halted, halted_params = halt_row_sql()
+    with connection.cursor() as cur:
+        cur.execute(sql.sessions_accepting_sql(len(by_order_id), halted),
+                    [*(prep(uuid.UUID(o), connection) for o in by_order_id), SessionStatus.RUNNING.value,
+                     *halted_params])
+        return {by_order_id[str(uuid.UUID(str(row[0])))] for row in cur.fetchall()}

@@ -5,27 +5,26 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import SessionStatus, StrategySession
+from .order_rows import MarketMakingOrder, order_cadence_s
 
 logger = logging.getLogger(__name__)
 
 
 def session_start(*, order_id) -> StrategySession:
     """Register (or re-register) the strategy session of the order; due at once."""
-    from orders.models import MarketMakingOrder
-
     now = timezone.now()
     with transaction.atomic():
         order = MarketMakingOrder.objects.get(order_id=order_id)
         session = StrategySession.objects.select_for_update().filter(order=order).first()
         if session is None:
             session = StrategySession.objects.create(
-                order=order, status=SessionStatus.RUNNING, cadence_s=order.order_refresh_time,
+                order=order, status=SessionStatus.RUNNING, cadence_s=order_cadence_s(order),
                 next_run_at=now, started_at=now,
             )
             logger.info("event=session_started order_id=%s cadence_s=%s", order_id, session.cadence_s)
         elif session.status != SessionStatus.RUNNING:
             session.status = SessionStatus.RUNNING
-            session.cadence_s = order.order_refresh_time
+            session.cadence_s = order_cadence_s(order)
             session.next_run_at = now
             session.started_at = now
             session.stopped_at = None

@@ -17,18 +17,13 @@ import ccxt
 from django.utils import timezone
 
 from exchanges.clients import exchange_client
-from intents.models import (
-    OPEN_TRACKED_STATUSES,
-    Intent,
-    IntentKind,
-    IntentStatus,
-    TrackedOrder,
-    TrackedOrderStatus,
-)
+from exchanges.services import fetch_by_client_id
+from intents import tracked_orders
+from intents.ids import client_order_prefix, strategy_key
+from intents.models import OPEN_TRACKED_STATUSES, Intent, IntentKind, IntentStatus, TrackedOrder
 
+from .fills import fills_record
 from .models import SessionStatus, StrategySession
-from .runtime import client_order_prefix, strategy_key
-from .trackers import apply_exchange_order, fetch_by_client_id, fills_record
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +48,7 @@ def session_stop_begin(*, order_id) -> None:
     if unsent:
         Intent.objects.filter(strategy_key=key, kind=IntentKind.CREATE, status=IntentStatus.NEW).update(
             status=IntentStatus.SUPERSEDED, finished_at=timezone.now(), last_error="session stopping")
-        TrackedOrder.objects.filter(client_order_id__in=unsent, status=TrackedOrderStatus.PENDING_CREATE).update(
-            status=TrackedOrderStatus.CANCELLED)
+        tracked_orders.cancel_unsent(unsent)
     logger.info("event=session_stopping order_id=%s superseded=%s", order_id, len(unsent))
 
 
@@ -91,7 +85,7 @@ def session_wind_down(*, order_id, account_id: int, symbol: str) -> WindDown:
         if row is None:
             logger.warning("event=stop_cancelled_untracked order_id=%s client_order_id=%s", order_id, client_order_id)
         elif result is not None:
-            apply_exchange_order(row, result)
+            tracked_orders.apply_exchange_order(row, result)
     # Tracked orders that were not in the open list: learn their end from the exchange.
     open_ids = {o["clientOrderId"] for o in open_orders}
     for row in tracked.values():
@@ -102,11 +96,9 @@ def session_wind_down(*, order_id, account_id: int, symbol: str) -> WindDown:
                 errors += 1
                 continue
             if found is None:
-                row.status = TrackedOrderStatus.LOST if row.status != TrackedOrderStatus.PENDING_CREATE \
-                    else TrackedOrderStatus.CANCELLED
-                row.save(update_fields=["status", "updated_at"])
+                tracked_orders.apply_absent(row)
             else:
-                apply_exchange_order(row, found)
+                tracked_orders.apply_exchange_order(row, found)
     try:
         left = [o for o in client.fetch_open_orders(symbol) if (o.get("clientOrderId") or "").startswith(prefix)]
         fills = fills_record(account_id=account_id, symbol=symbol, client=client, strategy_key=key)

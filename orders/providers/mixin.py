@@ -12,19 +12,16 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import urlencode
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
-from django.db import transaction
 
 from ledger.amounts import canonical
 
-from ..errors import InvalidSnapshot, ProviderError, TransferRejected, TransferUncertain
-from ..models import ProviderCursor
+from ..errors import ProviderError, TransferRejected, TransferUncertain
 from .base import PaymentProvider, TransferReceipt
 
 logger = logging.getLogger(__name__)
@@ -38,14 +35,6 @@ def _b64url(data: bytes) -> str:
 
 class MixinUnavailable(ProviderError):
     """Mixin could not be reached or answered with a server error; poll again later."""
-
-
-@dataclass(frozen=True)
-class PollResult:
-    received: int
-    new: int
-    malformed: int
-    cursor: str
 
 
 class MixinPaymentProvider(PaymentProvider):
@@ -134,38 +123,13 @@ class MixinPaymentProvider(PaymentProvider):
                                "validation, or the local provider with the exchange simulator")
 
     # --- incoming -------------------------------------------------------------------
-    def poll_snapshots(self) -> PollResult:
-        """Read the next page of snapshots after the stored cursor, record them, advance the cursor.
-
-        Mixin's offset is inclusive, so the snapshot at the cursor comes back on the next poll:
-        recording is idempotent by snapshot id, so it is processed once.
-        """
-        from ..services.intake import snapshot_record
-
-        cursor = ProviderCursor.objects.filter(provider=self.name).values_list("cursor", flat=True).first() or ""
+    def snapshots_after(self, cursor: str) -> list[dict]:
+        """The next page of snapshots after ``cursor`` (oldest first; Mixin's offset is inclusive, so
+        the snapshot at the cursor comes back: recording is idempotent by snapshot id)."""
         params = {"limit": self.poll_limit, "order": "ASC"}
         if cursor:
             params["offset"] = cursor
-        data = self._call("GET", "/safe/snapshots", params=params) or []
-        new = malformed = 0
-        with transaction.atomic():
-            for item in data:
-                if isinstance(item.get("amount"), str) and item["amount"].startswith("-"):
-                    continue  # our own outgoing transfer, not a payment
-                record = {name: item.get(name) for name in
-                          ("snapshot_id", "asset_id", "amount", "opponent_id", "memo", "created_at")}
-                try:
-                    _, created = snapshot_record(provider=self.name, data=record)
-                except InvalidSnapshot as exc:
-                    malformed += 1
-                    logger.error("event=mixin_snapshot_malformed error=%r raw=%s", str(exc), json.dumps(item)[:2000])
-                else:
-                    new += created
-            # order=ASC: the last snapshot is the newest; timestamps are not compared as text.
-            latest = data[-1].get("created_at") if data and isinstance(data[-1].get("created_at"), str) else cursor
-            ProviderCursor.objects.update_or_create(provider=self.name, defaults={"cursor": latest})
-        logger.info("event=mixin_polled received=%s new=%s malformed=%s cursor=%s", len(data), new, malformed, latest)
-        return PollResult(received=len(data), new=new, malformed=malformed, cursor=latest)
+        return self._call("GET", "/safe/snapshots", params=params) or []
 
 
 class MixinRefused(ProviderError):

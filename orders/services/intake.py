@@ -6,8 +6,10 @@ snapshot credits once, increments one leg once and starts at most one payment ch
 """
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -17,11 +19,19 @@ from django.utils.dateparse import parse_datetime
 from ledger.amounts import parse_amount
 from ledger.errors import InvalidAmount
 from ledger.services import asset_scale, credit_deposit
+from mmproject.jobs import enqueue_after_commit
 
-from ..dispatch import enqueue_after_commit
 from ..errors import InvalidSnapshot
 from ..memo import InvalidMemo, decode_snapshot_memo
-from ..models import MarketMakingOrder, MarketMakingPair, OrderState, PaymentState, Snapshot, SnapshotOutcome
+from ..models import (
+    MarketMakingOrder,
+    MarketMakingPair,
+    OrderState,
+    PaymentState,
+    ProviderCursor,
+    Snapshot,
+    SnapshotOutcome,
+)
 from .refunds import refund_create, refund_settle_pending
 
 logger = logging.getLogger(__name__)
@@ -178,3 +188,38 @@ def snapshot_intake(*, snapshot_id: str) -> str:
     outcome = snapshot_process(snapshot_id=snapshot_id)
     refund_settle_pending(snapshot_id=snapshot_id)
     return outcome
+
+
+@dataclass(frozen=True)
+class PollResult:
+    received: int
+    new: int
+    malformed: int
+    cursor: str
+
+
+def snapshots_poll(*, provider) -> PollResult:
+    """Read the provider's next page of snapshots after the stored cursor, record them, advance the
+    cursor (a polling provider: Mixin). Outgoing transfers (negative amounts) are not payments."""
+    cursor = ProviderCursor.objects.filter(provider=provider.name).values_list("cursor", flat=True).first() or ""
+    data = provider.snapshots_after(cursor)
+    new = malformed = 0
+    with transaction.atomic():
+        for item in data:
+            if isinstance(item.get("amount"), str) and item["amount"].startswith("-"):
+                continue  # our own outgoing transfer, not a payment
+            record = {name: item.get(name) for name in
+                      ("snapshot_id", "asset_id", "amount", "opponent_id", "memo", "created_at")}
+            try:
+                _, created = snapshot_record(provider=provider.name, data=record)
+            except InvalidSnapshot as exc:
+                malformed += 1
+                logger.error("event=mixin_snapshot_malformed error=%r raw=%s", str(exc), json.dumps(item)[:2000])
+            else:
+                new += created
+        # order=ASC: the last snapshot is the newest; timestamps are not compared as text.
+        latest = data[-1].get("created_at") if data and isinstance(data[-1].get("created_at"), str) else cursor
+        ProviderCursor.objects.update_or_create(provider=provider.name, defaults={"cursor": latest})
+    logger.info("event=snapshots_polled provider=%s received=%s new=%s malformed=%s cursor=%s", provider.name,
+                len(data), new, malformed, latest)
+    return PollResult(received=len(data), new=new, malformed=malformed, cursor=latest)

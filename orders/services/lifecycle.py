@@ -11,7 +11,7 @@ from ledger.services import unlock_funds
 from strategy.services import session_start, session_stop
 from strategy.stop import session_stop_begin, session_wind_down
 
-from ..dispatch import enqueue_after_commit
+from mmproject.jobs import enqueue_after_commit
 from ..errors import IllegalTransition
 from ..models import ORDER_REF, CampaignParticipation, OrderState
 from .transitions import apply_transition, order_lock

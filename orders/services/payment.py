@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ..dispatch import enqueue_after_commit
+from mmproject.jobs import enqueue_after_commit
 from ..models import MarketMakingOrder, OrderState, PaymentState
 from .refunds import refund_create, refund_settle_pending
 from .transitions import apply_transition, order_lock

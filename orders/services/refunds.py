@@ -17,6 +17,7 @@ from ledger.services import credit_deposit, debit_withdrawal
 
 from ..errors import TransferRejected
 from ..models import Refund, RefundStatus
+from ..providers import get_payment_provider
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ def refund_execute(*, refund_id: int) -> str:
 
     Raises TransferUncertain when the provider's answer is unknown: retry later.
     """
-    from ..providers import get_payment_provider
-
     refund = Refund.objects.get(pk=refund_id)
     if refund.status != RefundStatus.PENDING:
         return refund.status

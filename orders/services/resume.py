@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from ..dispatch import enqueue_after_commit
+from mmproject.jobs import enqueue_after_commit
 from ..models import MarketMakingOrder, OrderState, Snapshot, SnapshotOutcome
 from .refunds import refund_settle_pending
 

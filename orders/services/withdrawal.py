@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from ledger.services import debit_fee, lock_funds, unlock_funds
 
-from ..dispatch import enqueue_after_commit
+from mmproject.jobs import enqueue_after_commit
 from ..errors import ExchangeUnavailable, TransferRejected, WithdrawalNotConfigured
 from ..models import ORDER_REF, ExchangeTransfer, ExchangeTransferStatus, MarketMakingOrder, OrderState, PaymentState
 from .payment import refund_received

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from orders.errors import ProviderError
 from orders.providers import get_payment_provider
+from orders.services.intake import snapshots_poll
 
 
 class Command(BaseCommand):
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         provider = get_payment_provider("mixin")
         while True:
             try:
-                result = provider.poll_snapshots()
+                result = snapshots_poll(provider=provider)
             except ProviderError as exc:
                 if not interval:
                     raise CommandError(str(exc)) from None

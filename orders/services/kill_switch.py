@@ -5,6 +5,11 @@ import logging
 from dataclasses import dataclass, field
 
 from intents.halt import halt_engaged, halt_set
+from mmproject.jobs import enqueue_after_commit
+
+from ..errors import OrderError
+from ..models import MarketMakingOrder, OrderState
+from .lifecycle import order_stop
 
 logger = logging.getLogger(__name__)
 
@@ -18,11 +23,6 @@ class KillReport:
 def kill_switch_engage(*, reason: str, by: str, wait_s: float = 10) -> KillReport:
     """Engage the switch (no create is claimed or sent from this moment), then stop each running
     order the same way ``stop_mm`` does; an order not clear within ``wait_s`` is left to the job."""
-    from orders.dispatch import enqueue_after_commit
-    from orders.errors import OrderError
-    from orders.models import MarketMakingOrder, OrderState
-    from orders.services import order_stop
-
     report = KillReport(superseded=halt_set(engaged=True, reason=reason, by=by))
     for order_id in MarketMakingOrder.objects.filter(state=OrderState.RUNNING).values_list("order_id", flat=True):
         try:

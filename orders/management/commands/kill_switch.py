@@ -3,7 +3,7 @@ import json
 
 from intents.models import TradingHalt
 from mmproject.cli import OperatorCommand
-from strategy.kill_switch import halt_engaged, kill_switch_engage, kill_switch_release
+from orders.services.kill_switch import halt_engaged, kill_switch_engage, kill_switch_release
 
 
 class Command(OperatorCommand):
