@@ -8,6 +8,7 @@ from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from ledger.amounts import AmountField, canonical
+from strategy import params as order_params
 
 ZERO = Decimal(0)
 # The ledger ref_type of everything an order locks, settles, charges and unlocks (ref_id: its id):
@@ -83,32 +84,7 @@ class MarketMakingOrder(ConcurrentTransitionMixin, models.Model):
     base_amount = AmountField()
     quote_amount = AmountField()
 
-    # Strategy parameters (pure market making).
-    bid_spread = AmountField(help_text="fraction, e.g. 0.001 = 0.1%")
-    ask_spread = AmountField(help_text="fraction, e.g. 0.001 = 0.1%")
-    order_amount = AmountField(help_text="base amount per order")
-    order_refresh_time = models.PositiveIntegerField(default=15, help_text="seconds between strategy runs")
-    number_of_layers = models.PositiveSmallIntegerField(default=1)
-    amount_change_per_layer = AmountField(default=ZERO)
-    amount_change_type = models.CharField(
-        max_length=16, default="fixed", choices=[("fixed", "fixed"), ("percentage", "percentage")]
-    )
-    price_source_type = models.CharField(max_length=16, default="mid_price")
-    ceiling_price = AmountField(null=True, blank=True)
-    floor_price = AmountField(null=True, blank=True)
-    order_level_spread = AmountField(
-        null=True, blank=True, help_text="fraction between layers; empty: each layer one more bid spread out")
-    inventory_skew_enabled = models.BooleanField(default=False)
-    inventory_target_base_pct = AmountField(
-        default=Decimal("0.5"), help_text="share of the order's value to hold in base, fraction (0.5 = 50%)")
-    inventory_range_multiplier = AmountField(
-        default=Decimal(1), help_text="skew band, in multiples of one side's total ladder amount")
-    hanging_orders_enabled = models.BooleanField(
-        default=False, help_text="keep an order on the book once an opposite order has filled")
-    order_refresh_tolerance_pct = AmountField(
-        default=ZERO, help_text="fraction; an order within it of the desired price and amount is kept")
-    max_order_age_s = models.PositiveIntegerField(
-        null=True, blank=True, help_text="seconds; an older order is cancelled and replaced (empty: no limit)")
+    # Strategy parameters (pure market making): added after the class, from strategy.params.
 
     expires_at = models.DateTimeField(help_text="payment deadline")
     reason = models.TextField(blank=True, help_text="why the order failed, was refunded or stopped")
@@ -156,6 +132,13 @@ class MarketMakingOrder(ConcurrentTransitionMixin, models.Model):
     @transition(field=state, source=FAILABLE, target=S.FAILED)
     def fail(self, *, reason: str):
         self.reason = reason
+
+
+# One column per strategy parameter, as strategy.params declares it (its name, type, default and
+# help); the migrations record them like any other column.
+for _name, _field in order_params.model_fields().items():
+    MarketMakingOrder.add_to_class(_name, _field)
+del _name, _field
 
 
 class OrderTransition(models.Model):
