@@ -7,6 +7,6 @@ from mmproject.metrics import metrics_view
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
-    path("api/", include("orders.urls")),
+    path("api/", include("api.urls")),
     path("", include("exchanges.urls")),
 ]

@@ -13,8 +13,8 @@ from django.utils import timezone
 from ledger.amounts import parse_amount
 from ledger.errors import InvalidAmount
 from ledger.services import asset_scale
+from strategy import params as order_params
 from strategy import pure_mm
-from strategy.runtime import params_for
 
 from ..errors import InvalidOrderRequest, PairDisabled, PairNotFound
 from ..memo import encode_market_making_create_memo
@@ -22,50 +22,33 @@ from ..models import MarketMakingOrder, MarketMakingPair, OrderTransition, Payme
 
 logger = logging.getLogger(__name__)
 
-PARAM_SCALE = 8
+# What an order-create request holds: who pays, on which pair, how much, and the strategy parameters
+# (strategy.params declares them, with their defaults and checks).
+ORDER_CREATE_FIELDS = ("user_id", "pair_id", "base_amount", "quote_amount", *order_params.PARAM_NAMES)
+ORDER_CREATE_REQUIRED = ("user_id", "pair_id", "base_amount", "quote_amount", *order_params.REQUIRED_PARAMS)
 
 
-def _decimal(value, *, field: str, scale: int = PARAM_SCALE, allow_zero: bool = False) -> Decimal:
+def _user_id(value) -> str:
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise InvalidOrderRequest(f"user_id must be a Mixin user id (UUID), got {value!r}")
+
+
+def _amount(value, *, field: str, scale: int) -> Decimal:
+    """An amount the user pays: positive, at most its asset's scale in decimals."""
     try:
-        return parse_amount(value, scale=scale, field=field, allow_zero=allow_zero)
+        return parse_amount(value, scale=scale, field=field)
     except InvalidAmount as exc:
         raise InvalidOrderRequest(str(exc)) from None
-
-
-# The largest value each integer parameter's column holds (PostgreSQL integer / smallint); a ladder
-# of more layers a side than an exchange allows open orders on a symbol (Binance: 200) is refused.
-INT_LIMITS = {"number_of_layers": 100}
-MAX_INT = 2_147_483_647
-
-
-def _positive_int(value, *, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidOrderRequest(f"{field} must be a positive integer, got {value!r}")
-    limit = INT_LIMITS.get(field, MAX_INT)
-    if value > limit:
-        raise InvalidOrderRequest(f"{field} must be at most {limit}, got {value}")
-    return value
-
-
-def _bool(value, *, field: str) -> bool:
-    """Only a real bool (JSON true/false): "false" or 0 would be a guess at what was meant."""
-    if not isinstance(value, bool):
-        raise InvalidOrderRequest(f"{field} must be true or false, got {value!r}")
-    return value
-
-
-def _fraction(value, *, field: str) -> Decimal:
-    """A fraction in [0, 1] (0.5 = 50 %)."""
-    fraction = _decimal(value, field=field, allow_zero=True)
-    if fraction > 1:
-        raise InvalidOrderRequest(f"{field} must be a fraction in [0, 1] (0.5 = 50%), got {fraction}")
-    return fraction
 
 
 def _strategy_check(order: MarketMakingOrder) -> None:
     """Refuse now what the strategy would refuse on every tick: the parameters as the cycle builds them."""
     try:
-        params_for(order)
+        order_params.params_for(order)
     except pure_mm.StrategyInputError as exc:
         raise InvalidOrderRequest(f"the strategy refuses these parameters: {exc}") from None
 
@@ -80,57 +63,75 @@ def pair_get_enabled(pair_id) -> MarketMakingPair:
     return pair
 
 
-def order_create(
-    *, user_id: str, pair_id, base_amount, quote_amount, bid_spread, ask_spread, order_amount,
-    order_refresh_time: int = 15, number_of_layers: int = 1, amount_change_per_layer="0",
-    amount_change_type: str = "fixed", price_source_type: str = "mid_price", ceiling_price=None,
-    floor_price=None, order_level_spread=None, inventory_skew_enabled: bool = False,
-    inventory_target_base_pct="0.5", inventory_range_multiplier="1", hanging_orders_enabled: bool = False,
-    order_refresh_tolerance_pct="0", max_order_age_s: int | None = None, by: str = "api",
-) -> MarketMakingOrder:
-    """Create an order intent with its memo and payment legs, in ``payment_pending``.
+def order_create_errors(data: dict) -> dict[str, list[str]]:
+    """Every problem of an order-create request, per field, with the checks of ``order_create``:
+    unknown and missing fields, the payer, the pair, the amounts (the asset's scale once the pair is
+    known) and each strategy parameter. A disabled pair is left to ``order_create`` (its own error:
+    the API answers it with 409), and so are the checks across fields."""
+    errors: dict[str, list[str]] = {}
+    for name in sorted(set(data) - set(ORDER_CREATE_FIELDS)):
+        errors[name] = ["unknown field"]
+    for name in ORDER_CREATE_REQUIRED:
+        if name not in data:
+            errors[name] = ["this field is required"]
 
-    The strategy parameters are those of ``strategy.pure_mm.PureMMParams`` (its docstring gives their
-    meaning); ``order_level_spread=None`` puts each layer one more bid spread out.
-    """
-    if not isinstance(user_id, str):
-        raise InvalidOrderRequest(f"user_id must be a Mixin user id (UUID), got {user_id!r}")
-    try:
-        user_id = str(uuid.UUID(user_id))
-    except ValueError:
-        raise InvalidOrderRequest(f"user_id must be a Mixin user id (UUID), got {user_id!r}") from None
+    def check(name, parse):
+        if name in data and name not in errors:
+            try:
+                parse(data[name])
+            except InvalidOrderRequest as exc:
+                errors[name] = [str(exc)]
+
+    check("user_id", _user_id)
+    pair = None
+    if "pair_id" in data:
+        try:
+            pair = pair_get_enabled(data["pair_id"])
+        except PairNotFound as exc:
+            errors["pair_id"] = [str(exc)]
+        except PairDisabled:
+            pass
+    for name, asset in (("base_amount", "base_asset_id"), ("quote_amount", "quote_asset_id")):
+        # Without the pair, at the parameters' scale: the amount is still checked for what it is.
+        scale = asset_scale(getattr(pair, asset)) if pair else order_params.PARAM_SCALE
+        check(name, lambda value, name=name, scale=scale: _amount(value, field=name, scale=scale))
+    for name, message in order_params.param_errors(data).items():
+        errors.setdefault(name, [message])
+    return errors
+
+
+def order_create_check(
+    *, user_id: str, pair_id, base_amount, quote_amount, **params,
+) -> tuple[str, MarketMakingPair, dict]:
+    """The payer, the pair and the fields an order of this request would be stored with; raises
+    what ``order_create`` raises for it (it writes nothing, so a form can check before it creates)."""
+    user_id = _user_id(user_id)
     pair = pair_get_enabled(pair_id)
-    if amount_change_type not in ("fixed", "percentage"):
-        raise InvalidOrderRequest(f"amount_change_type must be fixed or percentage, got {amount_change_type!r}")
+    try:
+        strategy_fields = order_params.clean_params(params)
+    except order_params.ParamErrors as exc:
+        raise InvalidOrderRequest(str(exc)) from None
     fields = dict(
-        base_amount=_decimal(base_amount, field="base_amount", scale=asset_scale(pair.base_asset_id)),
-        quote_amount=_decimal(quote_amount, field="quote_amount", scale=asset_scale(pair.quote_asset_id)),
-        bid_spread=_decimal(bid_spread, field="bid_spread"),
-        ask_spread=_decimal(ask_spread, field="ask_spread"),
-        order_amount=_decimal(order_amount, field="order_amount"),
-        order_refresh_time=_positive_int(order_refresh_time, field="order_refresh_time"),
-        number_of_layers=_positive_int(number_of_layers, field="number_of_layers"),
-        amount_change_per_layer=_decimal(amount_change_per_layer, field="amount_change_per_layer", allow_zero=True),
-        amount_change_type=amount_change_type,
-        price_source_type=str(price_source_type),
-        ceiling_price=None if ceiling_price is None else _decimal(ceiling_price, field="ceiling_price"),
-        floor_price=None if floor_price is None else _decimal(floor_price, field="floor_price"),
-        order_level_spread=None if order_level_spread is None else _decimal(
-            order_level_spread, field="order_level_spread", allow_zero=True),
-        inventory_skew_enabled=_bool(inventory_skew_enabled, field="inventory_skew_enabled"),
-        inventory_target_base_pct=_fraction(inventory_target_base_pct, field="inventory_target_base_pct"),
-        inventory_range_multiplier=_decimal(
-            inventory_range_multiplier, field="inventory_range_multiplier", allow_zero=True),
-        hanging_orders_enabled=_bool(hanging_orders_enabled, field="hanging_orders_enabled"),
-        order_refresh_tolerance_pct=_decimal(
-            order_refresh_tolerance_pct, field="order_refresh_tolerance_pct", allow_zero=True),
-        max_order_age_s=None if max_order_age_s is None else _positive_int(max_order_age_s, field="max_order_age_s"),
+        base_amount=_amount(base_amount, field="base_amount", scale=asset_scale(pair.base_asset_id)),
+        quote_amount=_amount(quote_amount, field="quote_amount", scale=asset_scale(pair.quote_asset_id)),
+        **strategy_fields,
     )
     if fields["ceiling_price"] is not None and fields["floor_price"] is not None \
             and fields["floor_price"] > fields["ceiling_price"]:
         raise InvalidOrderRequest("floor_price is above ceiling_price")
     _strategy_check(MarketMakingOrder(pair=pair, **fields))
+    return user_id, pair, fields
 
+
+def order_create(*, user_id: str, pair_id, base_amount, quote_amount, by: str = "api", **params) -> MarketMakingOrder:
+    """Create an order intent with its memo and payment legs, in ``payment_pending``.
+
+    ``params`` are the strategy parameters (``strategy.params.PARAMS``: names, defaults, checks);
+    each is refused with ``InvalidOrderRequest`` naming it, and the whole set is then refused if the
+    strategy would refuse it (``strategy.pure_mm.PureMMParams`` gives their meaning).
+    """
+    user_id, pair, fields = order_create_check(
+        user_id=user_id, pair_id=pair_id, base_amount=base_amount, quote_amount=quote_amount, **params)
     order_id = uuid.uuid4()
     now = timezone.now()
     with transaction.atomic():

@@ -1,4 +1,4 @@
-"""URL routes of the orders app (included under /api/)."""
+"""URL routes of the JSON API (included under /api/)."""
 from django.urls import path
 
 from . import views
