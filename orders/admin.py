@@ -1,9 +1,10 @@
 """Admin: inspect pairs, orders (payment legs, snapshots, ledger, history, session, intents, PnL), refunds.
 
 Everything an order holds is read-only here: its state changes only through the services. Two
-actions, "Stop market making" and "Retry payment check", call the services; they are offered
-only to superusers and to staff with the ``orders.operate_orders`` permission; staff with view
-permissions see every page but get no action.
+actions, "Stop market making" and "Retry payment check", and the "add" form (an order intent, as
+``mm_order create`` makes one), call the services; they are offered only to superusers and to staff
+with the ``orders.operate_orders`` permission; staff with view permissions see every page but get
+no action. The strategy parameters' fields and checks come from ``strategy.params``.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import logging
 from collections import defaultdict
 from decimal import Decimal
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Q
@@ -21,16 +23,18 @@ from intents.models import Intent, TrackedFill, TrackedOrder
 from ledger.amounts import canonical
 from ledger.models import LedgerEntry
 from mmproject.admin import ReadOnlyAdmin, ReadOnlyInline
+from strategy import params as order_params
 from strategy.models import MarketData, StrategySession
 from strategy.runtime import strategy_key
 
 from .dispatch import enqueue_after_commit
-from .errors import IllegalTransition
+from .errors import IllegalTransition, OrderError
 from .models import (
     ORDER_REF, CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderState, OrderTransition,
     PaymentState, Refund, Snapshot,
 )
-from .services import order_stop
+from .services import order_create, order_stop
+from .services.orders import order_create_check
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +160,30 @@ class OrderChangeList(ChangeList):
             order.admin_pnl = pnl[order.pk]
 
 
+class OrderCreateForm(forms.ModelForm):
+    """The admin's "add order" form: who pays, on which pair, how much, and the strategy parameters,
+    checked as ``order_create`` checks them; the order itself is made by ``order_create``."""
+
+    class Meta:
+        model = MarketMakingOrder
+        fields = ("user_id", "pair", "base_amount", "quote_amount", *order_params.PARAM_NAMES)
+
+    def request_values(self) -> dict:
+        """The cleaned values as ``order_create``'s keyword arguments."""
+        data = self.cleaned_data
+        return dict(user_id=data["user_id"], pair_id=data["pair"].pair_id, base_amount=data["base_amount"],
+                    quote_amount=data["quote_amount"], **{name: data[name] for name in order_params.PARAM_NAMES})
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors:  # each field is valid on its own: now the checks across fields and the strategy's
+            try:
+                order_create_check(**self.request_values())
+            except OrderError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return data
+
+
 @admin.register(MarketMakingOrder)
 class MarketMakingOrderAdmin(admin.ModelAdmin):
     list_display = ("order_id", "state", "symbol", "exchange", "user_id", "age", "pnl")
@@ -167,11 +195,7 @@ class MarketMakingOrderAdmin(admin.ModelAdmin):
         (None, {"fields": ("order_id", "state", "reason", "user_id", "pair", "exchange_account", "memo",
                            "created_at", "updated_at", "expires_at", "withdrawal_started_at")}),
         ("Strategy parameters", {"classes": ("collapse",), "fields": (
-            "base_amount", "quote_amount", "bid_spread", "ask_spread", "order_amount", "order_refresh_time",
-            "number_of_layers", "order_level_spread", "amount_change_per_layer", "amount_change_type",
-            "price_source_type", "ceiling_price", "floor_price", "order_refresh_tolerance_pct", "max_order_age_s",
-            "hanging_orders_enabled", "inventory_skew_enabled", "inventory_target_base_pct",
-            "inventory_range_multiplier")}),
+            "base_amount", "quote_amount", *order_params.PARAM_NAMES)}),
         ("Payment legs", {"fields": ("payment_legs",)}),
         ("Trading", {"fields": ("pnl", "intents", "tracked_orders")}),
         ("Ledger entries", {"fields": ("ledger_entries",)}),
@@ -180,13 +204,49 @@ class MarketMakingOrderAdmin(admin.ModelAdmin):
         "payment_legs", "pnl", "intents", "tracked_orders", "ledger_entries"]
     inlines = [SessionInline, TransitionInline, SnapshotInline, RefundInline]
     actions = ["stop_orders", "retry_payment_check"]
+    form = OrderCreateForm
+    add_fieldsets = [
+        (None, {"fields": ("user_id", "pair", "base_amount", "quote_amount")}),
+        ("Strategy parameters", {"fields": order_params.PARAM_NAMES}),
+    ]
 
     def get_changelist(self, request, **kwargs):
         return OrderChangeList
 
-    # --- permissions: inspect only; the actions need operate_orders ---------------------
+    # --- the add page: an order intent made by order_create ----------------------------
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else super().get_readonly_fields(request, obj)
+
+    def get_inlines(self, request, obj):
+        return [] if obj is None else super().get_inlines(request, obj)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in order_params.BY_NAME:
+            return order_params.formfield(db_field.name)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "pair":
+            kwargs["queryset"] = MarketMakingPair.objects.filter(enabled=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_form(self, request, form, change):
+        # The order is made by the service (memo, payment legs, history), never saved from the form;
+        # no order is ever changed here (has_change_permission), so this is only ever an add.
+        return order_create(**form.request_values(), by=f"admin:{request.user.get_username()}")
+
+    def save_model(self, request, obj, form, change):
+        pass  # save_form created it
+
+    def save_related(self, request, form, formsets, change):
+        pass  # order_create wrote everything that belongs to the order
+
+    # --- permissions: inspect; adding an order and the actions need operate_orders ------
     def has_add_permission(self, request):
-        return False
+        return self.has_operate_permission(request)
 
     def has_change_permission(self, request, obj=None):
         return False  # nothing of an order is edited by hand, the state least of all
