@@ -25,9 +25,9 @@ from ledger.models import LedgerEntry
 from mmproject.admin import ReadOnlyAdmin, ReadOnlyInline
 from strategy import params as order_params
 from strategy.models import MarketData, StrategySession
-from strategy.runtime import strategy_key
+from intents.ids import strategy_key
 
-from .dispatch import enqueue_after_commit
+from mmproject.jobs import enqueue_after_commit
 from .errors import IllegalTransition, OrderError
 from .models import (
     ORDER_REF, CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderState, OrderTransition,
