@@ -22,9 +22,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from exchanges.models import ExchangeAccount, SimAccount
+from orders.errors import TransferUncertain
 from orders.memo import encode_snapshot_memo
 from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
-from orders.errors import TransferUncertain
+from orders.outcomes import Outcome
 from orders.services import order_create, order_stop
 from orders.services.resume import lifecycle_resume
 from strategy.models import SessionStatus, StrategySession
@@ -125,7 +126,7 @@ def _order_ensure(pair: MarketMakingPair) -> tuple[MarketMakingOrder, bool]:
         # An earlier run was interrupted while stopping it: finish that stop, then start afresh.
         outcome = order_stop(order_id=current.order_id, by="command:demo_setup", wait_s=STOP_WAIT_S,
                              reason="demo_setup: finishing the stop an earlier run began")
-        if outcome == "stopping":
+        if outcome == Outcome.STOPPING:
             raise DemoError(f"demo order {current.order_id} is still stopping: orders of it are open or in flight "
                             f"on the exchange after {STOP_WAIT_S:g}s; run `manage.py stop_mm {current.order_id}`")
         current = None

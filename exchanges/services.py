@@ -10,7 +10,6 @@ from decimal import Decimal
 import ccxt
 
 from .clients import exchange_client
-from .precision import LimitOrder
 
 logger = logging.getLogger(__name__)
 
@@ -20,21 +19,6 @@ class DepositAddress:
     address: str
     network: str
     tag: str
-
-
-@dataclass(frozen=True)
-class ExchangeOrder:
-    """An order as the exchange reports it; amounts exact."""
-
-    id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    status: str  # ccxt's unified status: open, closed, canceled, expired, rejected
-    price: Decimal
-    amount: Decimal
-    filled: Decimal
-    raw_status: str
 
 
 def dec(value) -> Decimal | None:
@@ -53,25 +37,6 @@ def fetch_by_client_id(client: ccxt.Exchange, symbol: str, client_order_id: str)
         return client.fetch_order(None, symbol, {"origClientOrderId": client_order_id})
     except ccxt.OrderNotFound:
         return None
-
-
-def _dec(value) -> Decimal:
-    return Decimal(0) if value is None or value == "" else Decimal(str(value))
-
-
-def _exchange_order(order: dict) -> ExchangeOrder:
-    info = order.get("info") or {}
-    return ExchangeOrder(
-        id=str(order["id"]),
-        client_order_id=order.get("clientOrderId") or info.get("clientOrderId") or "",
-        symbol=order["symbol"],
-        side=order["side"],
-        status=order["status"],
-        price=_dec(info.get("price", order.get("price"))),
-        amount=_dec(info.get("origQty", order.get("amount"))),
-        filled=_dec(info.get("executedQty", order.get("filled"))),
-        raw_status=str(info.get("status", "")),
-    )
 
 
 def exchange_deposit_address(*, account_id: int, asset: str, network: str | None = None) -> DepositAddress:
@@ -102,30 +67,3 @@ def exchange_deposit_status(*, account_id: int, asset: str, tx_id: str) -> str:
         status = "pending"
     logger.info("exchange_deposit_status account_id=%s asset=%s tx_id=%s status=%s", account_id, asset, tx_id, status)
     return status
-
-
-def exchange_order_create(*, account_id: int, order: LimitOrder, client_order_id: str) -> ExchangeOrder:
-    """Place a prepared limit order (see precision.limit_order_prepare) with our client order id."""
-    client = exchange_client(account_id=account_id)
-    logger.info("exchange_order_create account_id=%s client_order_id=%s symbol=%s side=%s amount=%s price=%s",
-                account_id, client_order_id, order.symbol, order.side, order.amount, order.price)
-    result = client.create_order(order.symbol, "limit", order.side, format(order.amount, "f"), format(order.price, "f"),
-                                 {"newClientOrderId": client_order_id})
-    return _exchange_order(result)
-
-
-def exchange_order_fetch(*, account_id: int, symbol: str, order_id: str | None = None,
-                         client_order_id: str | None = None) -> ExchangeOrder:
-    """An order by exchange id or by our client order id (raises ccxt.OrderNotFound when absent)."""
-    client = exchange_client(account_id=account_id)
-    params = {"origClientOrderId": client_order_id} if client_order_id else {}
-    return _exchange_order(client.fetch_order(order_id, symbol, params))
-
-
-def exchange_order_cancel(*, account_id: int, symbol: str, order_id: str | None = None,
-                          client_order_id: str | None = None) -> ExchangeOrder:
-    client = exchange_client(account_id=account_id)
-    params = {"origClientOrderId": client_order_id} if client_order_id else {}
-    logger.info("exchange_order_cancel account_id=%s symbol=%s order_id=%s client_order_id=%s", account_id, symbol,
-                order_id, client_order_id)
-    return _exchange_order(client.cancel_order(order_id, symbol, params))

@@ -23,7 +23,6 @@ from datetime import timedelta
 
 import ccxt
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from exchanges.clients import exchange_client_of

@@ -16,17 +16,18 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
-from ledger.amounts import to_db
 from mmproject.sql import case_by_id, typed, write_together
 
+from . import sql
 from .halt import halt_engaged, halt_row_sql
-from .models import IntentSlot, IntentStatus, TrackedOrderStatus
+from .models import IntentSlot, IntentStatus
+from .sql import claim_pairs, track_creates_sql
 
 logger = logging.getLogger(__name__)
 
@@ -62,19 +63,9 @@ def sync_slots(account_ids) -> None:
         )
 
 
-def _locking(sql: str) -> str:
-    return sql + (" FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else "")
-
-
 def _free_slots(cur, limit_global: int, limit_account: int, now) -> list[tuple[int, str]]:
     """Lock and return the free slots (id, scope), global and of every account, in one statement."""
-    cur.execute(
-        _locking(
-            'SELECT id, scope FROM intents_intentslot WHERE ((scope = %s AND "index" < %s) '
-            'OR (scope LIKE %s AND "index" < %s)) AND (intent_id IS NULL OR lease_until < %s) ORDER BY scope, "index"'
-        ),
-        [GLOBAL_SCOPE, limit_global, "account:%", limit_account, now],
-    )
+    cur.execute(sql.free_slots_sql(), [GLOBAL_SCOPE, limit_global, f"{sql.ACCOUNT_SCOPE_PREFIX}%", limit_account, now])
     return [(row[0], row[1]) for row in cur.fetchall()]
 
 
@@ -89,38 +80,17 @@ def claim_intents(*, max_claims: int, now: datetime | None = None) -> list[Claim
     return []
 
 
-# Two ordered walks of the active-status index, each stopping at its limit: the lapsed claims (a
-# handful at most), then the new intents, oldest first. One walk with both conditions OR-ed read
-# and sorted the whole backlog (3.8 ms at 8,000 intents).
-CLAIMABLE = ("i.status = 'in_flight' AND i.lease_until < %s",
-             "i.status = 'new' AND (i.not_before IS NULL OR i.not_before <= %s)")
-
-
-def candidates_sql(condition: str, accounts: int, kinds: str = "") -> str:
-    """The oldest intents meeting ``condition`` of ``accounts`` accounts whose strategy key has
-    nothing else in flight (parameters: now, the account ids, the limit), locked on PostgreSQL."""
-    return _locking(
-        f"SELECT i.id, i.account_id, i.strategy_key, i.status FROM intents_intent i WHERE {condition} "
-        f"AND i.account_id IN ({', '.join(['%s'] * accounts)}) {kinds}"
-        "AND NOT EXISTS (SELECT 1 FROM intents_intent j WHERE j.strategy_key = i.strategy_key "
-        "   AND j.status = 'in_flight' AND j.id <> i.id) "
-        "ORDER BY i.id LIMIT %s"
-    )
-
-
 def _candidates(cur, *, now, accounts: list[int], kinds: str, limit: int) -> list[tuple]:
-    """The candidates of both walks (``CLAIMABLE``), lapsed claims first. PostgreSQL: both walks in
-    one statement (each a CTE: a locking clause cannot stand in a UNION's branch); SQLite: one each."""
+    """The candidates of both walks (``sql.CLAIMABLE``), lapsed claims first: one statement on
+    PostgreSQL, one per walk on SQLite."""
     params = [now, *accounts, limit]
-    walks = [candidates_sql(condition, len(accounts), kinds) for condition in CLAIMABLE]
     if connection.vendor != "postgresql":
         rows = []
-        for sql in walks:
-            cur.execute(sql, params)
+        for condition in sql.CLAIMABLE:
+            cur.execute(sql.candidates_sql(condition, len(accounts), kinds), params)
             rows += cur.fetchall()
         return rows
-    cur.execute(f"WITH lapsed AS ({walks[0]}), fresh AS ({walks[1]}) "
-                "SELECT 0, * FROM lapsed UNION ALL SELECT 1, * FROM fresh", params + params)
+    cur.execute(sql.both_walks_sql(len(accounts), kinds), params + params)
     return [row[1:] for row in sorted(cur.fetchall(), key=lambda row: row[0])]  # sorted() is stable: ids stay in order
 
 
@@ -134,12 +104,11 @@ def walk_in_order(cur) -> bool:
     """
     if connection.vendor != "postgresql":
         return halt_engaged()
-    walk_settings = "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)"
     if settings.STRATEGY_KILL_SWITCH:  # halt_engaged() without its row
-        cur.execute(walk_settings)
+        cur.execute(sql.WALK_SETTINGS)
         return True
     halt_sql, halt_params = halt_row_sql()
-    cur.execute(f"{walk_settings}, EXISTS ({halt_sql})", halt_params)
+    cur.execute(f"{sql.WALK_SETTINGS}, EXISTS ({halt_sql})", halt_params)
     return bool(cur.fetchone()[2])
 
 
@@ -159,7 +128,7 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
             return []
         accounts = list(account_slots)
         # With the kill switch engaged only cancels are claimed.
-        kinds = "AND i.kind = 'cancel' " if walk_in_order(cur) else ""
+        kinds = sql.CANCELS_ONLY if walk_in_order(cur) else ""
         candidates = _candidates(cur, now=db_now, accounts=accounts, kinds=kinds, limit=max(max_claims, 1) * 4)
         claims: list[tuple[int, int, int, str]] = []  # (intent pk, global slot, account slot, token)
         seen_keys: set[str] = set()
@@ -177,11 +146,9 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
 
         intent_pks = [c[0] for c in claims]
         db_lease = connection.ops.adapt_datetimefield_value(lease_until)
-        in_list = ", ".join(["%s"] * len(intent_pks))
         if reclaims:
             # Slots still pointing at a reclaimed (expired) intent are released first.
-            cur.execute(f"UPDATE intents_intentslot SET intent_id = NULL, lease_until = NULL WHERE intent_id IN "
-                        f"({in_list})", intent_pks)
+            cur.execute(sql.free_slots_of_sql(len(intent_pks)), intent_pks)
         slot_ids = [s for c in claims for s in (c[1], c[2])]
         slot_sql, slot_params = case_by_id(slot_ids, [c[0] for c in claims for _ in (1, 2)])
         token_sql, token_params = case_by_id(intent_pks, [c[3] for c in claims])
@@ -189,34 +156,11 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
         # PostgreSQL): they read none of each other's rows (the tracked order copies columns the
         # intent's update leaves alone).
         write_together([
-            (f"UPDATE intents_intentslot SET intent_id = {slot_sql}, lease_until = %s "
-             f"WHERE id IN ({', '.join(['%s'] * len(slot_ids))})", slot_params + [db_lease] + slot_ids),
-            (f"UPDATE intents_intent SET status = 'in_flight', claim_token = {token_sql}, "
-             f"lease_until = %s, attempts = attempts + 1, updated_at = %s WHERE id IN ({in_list})",
-             token_params + [db_lease, db_now] + intent_pks),
+            (sql.take_slots_sql(slot_sql, len(slot_ids)), slot_params + [db_lease] + slot_ids),
+            (sql.mark_claimed_sql(token_sql, len(intent_pks)), token_params + [db_lease, db_now] + intent_pks),
             track_creates_sql(intent_pks, now=now),
         ])
     return [Claim(intent_pk=c[0], token=c[3]) for c in claims]
-
-
-def track_creates_sql(intent_pks: list[int], *, now: datetime) -> tuple[str, list]:
-    """The statement writing the tracked order (``pending_create``) of each create intent among
-    ``intent_pks`` (not empty), unless it has one."""
-    return (
-        "INSERT INTO intents_trackedorder (client_order_id, strategy_key, account_id, symbol, side, price, "
-        "amount, filled, layer, status, exchange_order_id, hanging, last_fill_at, created_at, updated_at) "
-        "SELECT client_order_id, strategy_key, account_id, symbol, side, price, amount, %s, COALESCE(layer, 0), "
-        "%s, '', %s, NULL, created_at, %s FROM intents_intent "
-        f"WHERE id IN ({', '.join(['%s'] * len(intent_pks))}) AND kind = 'create' ON CONFLICT DO NOTHING",
-        [to_db(Decimal(0), connection.vendor), TrackedOrderStatus.PENDING_CREATE.value, False,
-         connection.ops.adapt_datetimefield_value(now), *intent_pks],
-    )
-
-
-def _claim_pairs(claims) -> tuple[str, list]:
-    """``(id, claim_token) IN (...)`` over ``claims`` (row values: PostgreSQL and SQLite alike)."""
-    return (f"(id, claim_token) IN ({', '.join(['(%s, %s)'] * len(claims))})",
-            [p for c in claims for p in (c.intent_pk, c.token)])
 
 
 def renew(*, intent_pk: int, token: str) -> bool:
@@ -242,23 +186,19 @@ def renew_claims(claims: list[Claim]) -> set[int]:
     adapt = connection.ops.adapt_datetimefield_value
     now = timezone.now()
     db_now, db_lease = adapt(now), adapt(now + timedelta(seconds=lease_seconds()))
-    pairs, pair_params = _claim_pairs(claims)
+    pairs, pair_params = claim_pairs(claims)
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(f"UPDATE intents_intent SET lease_until = %s WHERE {pairs} AND status = %s AND lease_until > %s "
-                    "RETURNING id", [db_lease, *pair_params, IntentStatus.IN_FLIGHT.value, db_now])
+        cur.execute(sql.renew_intents_sql(pairs), [db_lease, *pair_params, IntentStatus.IN_FLIGHT.value, db_now])
         renewed = [row[0] for row in cur.fetchall()]
         slots: dict[int, int] = {}
         if renewed:
-            cur.execute(f"UPDATE intents_intentslot SET lease_until = %s WHERE intent_id IN "
-                        f"({', '.join(['%s'] * len(renewed))}) AND lease_until > %s RETURNING intent_id",
-                        [db_lease, *renewed, db_now])
+            cur.execute(sql.renew_slots_sql(len(renewed)), [db_lease, *renewed, db_now])
             for (intent_pk,) in cur.fetchall():
                 slots[intent_pk] = slots.get(intent_pk, 0) + 1
         kept = {pk for pk in renewed if slots.get(pk) == 2}
         given_up = [pk for pk in renewed if pk not in kept]
         if given_up:
-            cur.execute(f"UPDATE intents_intent SET lease_until = %s WHERE id IN ({', '.join(['%s'] * len(given_up))})",
-                        [db_now, *given_up])
+            cur.execute(sql.end_leases_sql(len(given_up)), [db_now, *given_up])
     for claim in claims:
         if claim.intent_pk not in kept:
             logger.info("event=intent_claim_stale intent_pk=%s (reclaimed, finished or lease lapsed)", claim.intent_pk)
@@ -308,14 +248,11 @@ def release_claims(releases: list[Release], *, with_writes: list[tuple[str, list
     if with_order:
         order_sql, order_params = case_by_id([r.intent_pk for r in with_order],
                                              [r.exchange_order_id for r in with_order], otherwise="exchange_order_id")
-    pairs, pair_params = _claim_pairs(releases)
+    pairs, pair_params = claim_pairs(releases)
     rows = write_together([
         *with_writes,
-        (f"UPDATE intents_intentslot SET intent_id = NULL, lease_until = NULL WHERE intent_id IN "
-         f"({', '.join(['%s'] * len(pks))})", pks),
-        (f"UPDATE intents_intent SET status = {status_sql}, not_before = {not_before_sql}, claim_token = '', "
-         f"lease_until = NULL, last_error = {error_sql}, updated_at = %s, finished_at = {finished_sql}, "
-         f"exchange_order_id = {order_sql} WHERE {pairs} AND status = %s RETURNING id",
+        (sql.free_slots_of_sql(len(pks)), pks),
+        (sql.release_intents_sql(status_sql, not_before_sql, error_sql, finished_sql, order_sql, pairs),
          [*status_params, *not_before_params, *error_params, now, *finished_params, *order_params, *pair_params,
           IntentStatus.IN_FLIGHT.value]),
     ], returning=True)
@@ -328,7 +265,6 @@ def release_claims(releases: list[Release], *, with_writes: list[tuple[str, list
 
 def in_flight_counts() -> dict[str, int]:
     """Occupied slots per scope (leases not expired): what /metrics and the tests read."""
-    from django.db.models import Count
 
     rows = (
         IntentSlot.objects.filter(intent__isnull=False, lease_until__gte=timezone.now())

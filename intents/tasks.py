@@ -9,6 +9,7 @@ from mmproject.sql import prepared_statements
 
 from .dispatcher import intents_dispatch, intents_lane
 from .executor import intent_execute
+from .retention import history_prune
 
 
 def execution_time_limits() -> tuple[int, int]:
@@ -25,7 +26,7 @@ def execution_time_limits() -> tuple[int, int]:
 _SOFT_LIMIT_S, _HARD_LIMIT_S = execution_time_limits()
 
 
-@shared_task(name="execute_intent", ignore_result=True, acks_late=True, soft_time_limit=_SOFT_LIMIT_S,
+@shared_task(name="execute_intent", ignore_result=True, soft_time_limit=_SOFT_LIMIT_S,
              time_limit=_HARD_LIMIT_S)
 def execute_intent(intent_pk: int, token: str):
     # The claim, batch and release statements repeat for every intent: planned once per connection.
@@ -44,8 +45,6 @@ def dispatch_intents():
 
 @shared_task(name="prune_history", ignore_result=True)
 def prune_history():
-    from .retention import history_prune
-
     report = history_prune()
     return {"intents": report.intents_deleted, "tracked_orders": report.tracked_orders_deleted,
             "complete": report.complete}

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import psycopg
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from psycopg.types.json import Jsonb
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from mmproject.sql import explicit_prepare
 
@@ -83,7 +84,6 @@ def asset_scale(asset_id: str) -> int:
     """The asset's number of decimals: its Asset row, or the default of 8 (as on Mixin)."""
     scale = _scale_cache.get(asset_id)
     if scale is None:
-        from django.conf import settings
 
         row = Asset.objects.filter(asset_id=asset_id).values_list("scale", flat=True).first()
         scale = row if row is not None else settings.LEDGER_DEFAULT_SCALE

@@ -10,6 +10,7 @@ status (1) so a script can tell "you asked wrongly" from "the system is not in o
 from __future__ import annotations
 
 import argparse
+import uuid
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -60,7 +61,6 @@ class OperatorCommand(BaseCommand):
 
 def uuid_argument(text: str) -> str:
     """argparse ``type=`` for an id that must be a UUID (an order id, a pair id): refused before any query."""
-    import uuid
 
     try:
         return str(uuid.UUID(text))

@@ -16,10 +16,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Max, Min
 from django.http import HttpResponse
+from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import GaugeMetricFamily
+
+from mmproject.celery import INTENTS_QUEUE, MARKET_MAKING_QUEUE, TICK_QUEUE, app
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +33,6 @@ def celery_queue_depths(*, broker_url: str | None = None, timeout_s: float = 2.0
     the queue's message_count; filesystem: its message files). A queue the broker does not know
     yet (or a filesystem broker folder not made yet) holds nothing: 0.
     """
-    from mmproject.celery import INTENTS_QUEUE, MARKET_MAKING_QUEUE, TICK_QUEUE, app
 
     queues = (MARKET_MAKING_QUEUE, INTENTS_QUEUE, TICK_QUEUE)
     depths = dict.fromkeys(queues, -1)
@@ -73,9 +75,6 @@ class IncrementalCounts:
         self.settled: dict[str, int] = {}
 
     def counts(self) -> dict[str, int]:
-        from django.db.models import Max, Min
-        from django.utils import timezone
-
         rows = self.model.objects
         if self.settled_id and not rows.filter(pk=self.settled_id).exists():
             self.settled_id, self.settled = 0, {}  # the table was emptied (a test flush, a restore)

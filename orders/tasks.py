@@ -1,7 +1,7 @@
 """The market-making queue jobs: thin shells that call one service and decide the retry.
 
-Every job is ``acks_late`` (a worker lost mid-job means redelivery, and each service is
-idempotent) and retries transient failures (database, uncertain provider outcome) with
+Every job is ``acks_late``, as every task is (CELERY_TASK_ACKS_LATE: a worker lost mid-job means
+redelivery, and each service is idempotent) and retries transient failures (database, uncertain provider outcome) with
 Celery's exponential backoff. Polling jobs retry themselves at a fixed interval up to an
 attempt limit.
 """
@@ -13,7 +13,8 @@ from django.db import InterfaceError, OperationalError
 
 from . import services
 from .errors import ExchangeUnavailable, TransferUncertain
-from .services.payment import PENDING
+from .outcomes import Outcome
+from .services.resume import lifecycle_resume
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ TRANSIENT = (TransferUncertain, ExchangeUnavailable, OperationalError, Interface
 
 def _job(name: str):
     return shared_task(
-        name=name, bind=True, acks_late=True, ignore_result=True, autoretry_for=TRANSIENT,
+        name=name, bind=True, ignore_result=True, autoretry_for=TRANSIENT,
         retry_backoff=True, retry_backoff_max=300, retry_jitter=True, max_retries=settings.MM_JOB_MAX_RETRIES,
     )
 
@@ -35,7 +36,7 @@ def process_market_making_snapshots(self, snapshot_id: str):
 @_job("check_payment_complete")
 def check_payment_complete(self, order_id: str):
     outcome = services.payment_check(order_id=order_id)
-    if outcome != PENDING:
+    if outcome != Outcome.PENDING:
         return
     limit = settings.MM_PAYMENT_MAX_CHECKS
     if self.request.retries >= limit:
@@ -53,7 +54,7 @@ def withdraw_to_exchange(self, order_id: str):
 @_job("monitor_mixin_withdrawal")
 def monitor_mixin_withdrawal(self, order_id: str):
     outcome = services.withdrawal_monitor(order_id=order_id)
-    if outcome != "pending":
+    if outcome != Outcome.PENDING:
         return
     limit = settings.MM_WITHDRAWAL_MAX_CHECKS
     if self.request.retries >= limit:
@@ -76,14 +77,13 @@ def start_mm(self, order_id: str):
 @_job("stop_mm")
 def stop_mm(self, order_id: str, reason: str = "stop requested"):
     outcome = services.order_stop(order_id=order_id, by="task:stop_mm", reason=reason, wait_s=5)
-    if outcome == "stopping":
+    if outcome == Outcome.STOPPING:
         # Orders still open or in flight on the exchange: cancel and confirm again, with backoff.
         raise self.retry(countdown=min(2 ** self.request.retries, 30), max_retries=settings.MM_STOP_MAX_RETRIES)
 
 
-@shared_task(name="resume_market_making", acks_late=True, ignore_result=True)
+@shared_task(name="resume_market_making", ignore_result=True)
 def resume_market_making():
     """The sweeper as a periodic job (``mm_resume`` is the same service): re-queues what is due."""
-    from .services.resume import lifecycle_resume
 
     lifecycle_resume()

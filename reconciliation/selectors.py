@@ -1,15 +1,16 @@
 """Reads for reconciliation: what is in scope, what the ledger says orders hold, stuck intents."""
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import connection
-from django.db.models import Q, Sum
+from django.db.models import Count, Q
 
 from exchanges.models import ExchangeAccount
+from intents.ids import strategy_key
 from intents.models import (
     OPEN_TRACKED_STATUSES,
     Intent,
@@ -30,9 +31,8 @@ from orders.models import (
     OrderState,
 )
 from strategy.models import SessionStatus, StrategySession
-from intents.ids import strategy_key
 
-from .models import BalanceBaseline
+from .models import BalanceBaseline, DriftKind, ReconciliationRun
 
 ZERO = Decimal(0)
 
@@ -144,8 +144,6 @@ def _sum_transfers_in_transit() -> dict[tuple[str, str], Decimal]:
 
 
 def _uuids(ref_ids) -> list:
-    import uuid
-
     out = []
     for ref_id in ref_ids:
         try:
@@ -198,10 +196,8 @@ def closed_without_our_cancel(*, since: datetime) -> list[TrackedOrder]:
     return [r for r in rows if r.client_order_id not in ours and r.strategy_key not in stopping]
 
 
-def previous_run(run) -> "ReconciliationRun | None":
+def previous_run(run) -> ReconciliationRun | None:
     """The last run that finished before ``run`` started (what it saw bounds what is new now)."""
-    from .models import ReconciliationRun
-
     return ReconciliationRun.objects.filter(finished_at__isnull=False, started_at__lt=run.started_at).exclude(
         pk=run.pk).order_by("-started_at", "-id").first()
 
@@ -250,9 +246,6 @@ def reconciliation_status() -> dict:
     ``{"run_id", "finished_at", "ok", "drifts": {kind: count for every kind}}``; a run id of None
     when no run has finished yet.
     """
-    from django.db.models import Count
-
-    from .models import DriftKind, ReconciliationRun
 
     run = ReconciliationRun.objects.filter(finished_at__isnull=False).order_by("-finished_at", "-id").first()
     counts = dict.fromkeys(DriftKind.values, 0)

@@ -2,16 +2,16 @@
 from django.conf import settings
 
 from .base import PaymentProvider, TransferReceipt
+from .local import LocalPaymentProvider
+from .mixin import MixinPaymentProvider
 
 
 def get_payment_provider(name: str | None = None) -> PaymentProvider:
     name = name or settings.MM_PAYMENT_PROVIDER
     if name == "local":
-        from .local import LocalPaymentProvider
 
         return LocalPaymentProvider()
     if name == "mixin":
-        from .mixin import MixinPaymentProvider
 
         return MixinPaymentProvider.from_settings()
     raise ValueError(f"MM_PAYMENT_PROVIDER must be 'local' or 'mixin', got {name!r}")

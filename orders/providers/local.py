@@ -8,6 +8,9 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
+from exchanges.simulator.errors import UnknownDepositAddress
+from exchanges.simulator.services import simulator_receive_transfer
+
 from ..errors import TransferRejected
 from ..models import OutgoingTransfer
 from .base import PaymentProvider, TransferReceipt
@@ -43,8 +46,6 @@ class LocalPaymentProvider(PaymentProvider):
 
     def withdraw(self, *, request_id: str, asset_id: str, exchange_asset: str, amount: Decimal, address: str,
                  tag: str = "", network: str = "") -> TransferReceipt:
-        from exchanges.simulator.errors import UnknownDepositAddress
-        from exchanges.simulator.services import simulator_receive_transfer
 
         if not address:
             raise TransferRejected("withdrawal without a destination address")

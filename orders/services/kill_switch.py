@@ -9,6 +9,7 @@ from mmproject.jobs import enqueue_after_commit
 
 from ..errors import OrderError
 from ..models import MarketMakingOrder, OrderState
+from ..outcomes import Outcome
 from .lifecycle import order_stop
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def kill_switch_engage(*, reason: str, by: str, wait_s: float = 10) -> KillRepor
             outcome = order_stop(order_id=order_id, by=by, reason=f"kill switch: {reason}", wait_s=wait_s)
         except OrderError as exc:
             outcome = f"error: {exc}"
-        if outcome == "stopping":
+        if outcome == Outcome.STOPPING:
             enqueue_after_commit("stop_mm", str(order_id), f"kill switch: {reason}")
         report.outcomes[str(order_id)] = outcome
     logger.warning("event=kill_switch_engaged by=%s orders=%s", by, len(report.outcomes))

@@ -8,12 +8,13 @@ from django.db import transaction
 
 from ledger.selectors import ref_positions
 from ledger.services import unlock_funds
+from mmproject.jobs import enqueue_after_commit
 from strategy.services import session_start, session_stop
 from strategy.stop import session_stop_begin, session_wind_down
 
-from mmproject.jobs import enqueue_after_commit
 from ..errors import IllegalTransition
 from ..models import ORDER_REF, CampaignParticipation, OrderState
+from ..outcomes import Outcome
 from .transitions import apply_transition, order_lock
 
 logger = logging.getLogger(__name__)
@@ -27,13 +28,13 @@ def campaign_join(*, order_id, by: str = "task:join_campaign") -> str:
         order = order_lock(order_id)
         if order.state == OrderState.CAMPAIGN_JOINED:
             enqueue_after_commit("start_mm", str(order.order_id))
-            return "noop"
+            return Outcome.NOOP
         if order.state != OrderState.WITHDRAWAL_CONFIRMED:
-            return "noop"
+            return Outcome.NOOP
         CampaignParticipation.objects.get_or_create(order=order)
         apply_transition(order, "join_campaign", by=by, reason="local campaign participation recorded")
         enqueue_after_commit("start_mm", str(order.order_id))
-    return "joined"
+    return Outcome.JOINED
 
 
 def order_start(*, order_id, by: str = "task:start_mm") -> str:
@@ -42,12 +43,12 @@ def order_start(*, order_id, by: str = "task:start_mm") -> str:
         order = order_lock(order_id)
         if order.state == OrderState.RUNNING:
             session_start(order_id=order.order_id)
-            return "noop"
+            return Outcome.NOOP
         if order.state != OrderState.CAMPAIGN_JOINED:
-            return "noop"
+            return Outcome.NOOP
         apply_transition(order, "start", by=by, reason="strategy session registered")
         session_start(order_id=order.order_id)
-    return "running"
+    return Outcome.RUNNING
 
 
 def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: float = 0) -> str:
@@ -65,7 +66,7 @@ def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: flo
     with transaction.atomic():
         order = order_lock(order_id)
         if order.state == OrderState.STOPPED:
-            return "noop"
+            return Outcome.NOOP
         if order.state not in (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED):
             raise IllegalTransition(f"order {order.order_id} is {order.state}; 'stop' is not allowed from that state "
                                     "(only a running order, or one waiting to start)", order_id=str(order.order_id),
@@ -81,16 +82,16 @@ def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: flo
             if time.monotonic() >= deadline:
                 logger.info("event=order_stopping order_id=%s open_left=%s in_flight=%s errors=%s", order.order_id,
                             pass_.open_left, pass_.in_flight, pass_.errors)
-                return "stopping"
+                return Outcome.STOPPING
             time.sleep(STOP_POLL_S)
     with transaction.atomic():
         order = order_lock(order_id)
         if order.state == OrderState.STOPPED:
-            return "noop"
+            return Outcome.NOOP
         apply_transition(order, "stop", by=by, reason=reason)
         session_stop(order_id=order.order_id)
         positions_unlock(order)
-    return "stopped"
+    return Outcome.STOPPED
 
 
 def positions_unlock(order) -> None:

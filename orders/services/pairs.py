@@ -6,6 +6,7 @@ import uuid
 
 from django.db import transaction
 
+from exchanges.models import ExchangeAccount
 from ledger.amounts import parse_amount
 from ledger.errors import InvalidAmount
 from ledger.services import asset_scale
@@ -29,7 +30,6 @@ def pair_create(*, symbol: str, base_asset_id: str, quote_asset_id: str, exchang
                 quote_fee_amount="0", enabled: bool = True) -> MarketMakingPair:
     """Create a pair. ``symbol`` is the exchange symbol ``BASE/QUOTE``; its two codes are the
     exchange currencies the Mixin assets map to. The exchange comes from the account when given."""
-    from exchanges.models import ExchangeAccount
 
     base_code, sep, quote_code = symbol.partition("/")
     if not sep or not base_code or not quote_code:

@@ -8,16 +8,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from mmproject.jobs import enqueue_after_commit
+
 from ..models import MarketMakingOrder, OrderState, PaymentState
+from ..outcomes import Outcome
 from .refunds import refund_create, refund_settle_pending
 from .transitions import apply_transition, order_lock
 
 logger = logging.getLogger(__name__)
 
-COMPLETE = "complete"
-PENDING = "pending"
-FAILED = "failed"
-NOOP = "noop"
+COMPLETE, PENDING, FAILED, NOOP = Outcome.COMPLETE, Outcome.PENDING, Outcome.FAILED, Outcome.NOOP
 
 
 def refund_received(order: MarketMakingOrder, *, reason: str) -> None:

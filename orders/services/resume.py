@@ -11,7 +11,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mmproject.jobs import enqueue_after_commit
-from ..models import MarketMakingOrder, OrderState, Snapshot, SnapshotOutcome
+from strategy.models import SessionStatus
+
+from ..models import MarketMakingOrder, OrderState, RefundStatus, Snapshot, SnapshotOutcome
 from .refunds import refund_settle_pending
 
 logger = logging.getLogger(__name__)
@@ -45,11 +47,11 @@ def lifecycle_resume() -> dict[str, int]:
         for order_id in MarketMakingOrder.objects.filter(state=state).values_list("order_id", flat=True):
             queue(job, str(order_id))
     # A stop whose job ran out of retries (or was lost) leaves the session stopping: finish it.
-    stopping = MarketMakingOrder.objects.filter(state=OrderState.RUNNING, strategy_session__status="stopping")
+    stopping = MarketMakingOrder.objects.filter(state=OrderState.RUNNING, strategy_session__status=SessionStatus.STOPPING)
     for order_id in stopping.values_list("order_id", flat=True):
         queue("stop_mm", str(order_id))
     statuses = refund_settle_pending()
-    counts["refunds_sent"] = statuses.count("sent")
-    counts["refunds_still_pending"] = statuses.count("pending")
+    counts["refunds_sent"] = statuses.count(RefundStatus.SENT)
+    counts["refunds_still_pending"] = statuses.count(RefundStatus.PENDING)
     logger.info("event=lifecycle_resumed %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     return counts

@@ -11,15 +11,21 @@ import logging
 import uuid
 from datetime import timedelta
 
+import ccxt
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from exchanges.errors import ExchangeError
+from exchanges.policy import Action, error_action
+from exchanges.services import exchange_deposit_address, exchange_deposit_status
 from ledger.services import debit_fee, lock_funds, unlock_funds
-
 from mmproject.jobs import enqueue_after_commit
+
 from ..errors import ExchangeUnavailable, TransferRejected, WithdrawalNotConfigured
 from ..models import ORDER_REF, ExchangeTransfer, ExchangeTransferStatus, MarketMakingOrder, OrderState, PaymentState
+from ..outcomes import Outcome
+from ..providers import get_payment_provider
 from .payment import refund_received
 from .refunds import refund_settle_pending
 from .transitions import apply_transition, order_lock
@@ -47,11 +53,7 @@ def _targets(order: MarketMakingOrder) -> list[dict]:
     Raises ExchangeUnavailable when the exchange may answer later, WithdrawalNotConfigured when
     it will not (unknown currency, disabled account, credentials): the order cannot proceed.
     """
-    import ccxt
 
-    from exchanges.errors import ExchangeError
-    from exchanges.policy import Action, error_action
-    from exchanges.services import exchange_deposit_address
 
     account = order.exchange_account or order.pair.exchange_account
     if account is None:
@@ -112,24 +114,24 @@ def withdrawal_start(*, order_id, by: str = "task:withdraw_to_exchange") -> str:
     mode = _mode()
     if mode == "disabled":
         logger.info("event=withdrawal_skipped order_id=%s mode=disabled", order_id)
-        return "disabled"
+        return Outcome.DISABLED
     order = MarketMakingOrder.objects.select_related("pair", "exchange_account", "pair__exchange_account").get(
         order_id=order_id)
     if order.state == OrderState.WITHDRAWING:
         return _send_and_monitor(order_id)
     if order.state != OrderState.PAYMENT_COMPLETE:
-        return "noop"
+        return Outcome.NOOP
     try:
         targets = _targets(order)
     except WithdrawalNotConfigured as exc:
         _fail_and_refund(order_id, reason=str(exc), by=by)
-        return "failed"
+        return Outcome.FAILED
 
     if mode == "validation":
         with transaction.atomic():
             order = order_lock(order_id)
             if order.state != OrderState.PAYMENT_COMPLETE:
-                return "noop"
+                return Outcome.NOOP
             for target in targets:
                 ExchangeTransfer.objects.get_or_create(
                     order=order, asset_id=target["asset_id"],
@@ -140,12 +142,12 @@ def withdrawal_start(*, order_id, by: str = "task:withdraw_to_exchange") -> str:
             refund_received(order, reason=reason)
             apply_transition(order, "refund", by=by, reason=reason)
         refund_settle_pending(order_id=order_id)
-        return "validated"
+        return Outcome.VALIDATED
 
     with transaction.atomic():
         order = order_lock(order_id)
         if order.state != OrderState.PAYMENT_COMPLETE:
-            return "noop"
+            return Outcome.NOOP
         for target in targets:
             lock_funds(user_id=order.user_id, asset_id=target["asset_id"], amount=target["amount"],
                        idempotency_key=f"mm-lock:{order.order_id}:{target['asset_id']}",
@@ -161,7 +163,7 @@ def withdrawal_start(*, order_id, by: str = "task:withdraw_to_exchange") -> str:
 
 def _send_and_monitor(order_id) -> str:
     outcome = withdrawal_send_pending(order_id=order_id)
-    if outcome == "sent":
+    if outcome == Outcome.SENT:
         enqueue_after_commit("monitor_mixin_withdrawal", str(order_id),
                              countdown=settings.MM_WITHDRAWAL_CHECK_INTERVAL_S)
     return outcome
@@ -169,7 +171,6 @@ def _send_and_monitor(order_id) -> str:
 
 def withdrawal_send_pending(*, order_id) -> str:
     """Send every pending transfer of the order (again, after a crash: same request id, paid once)."""
-    from ..providers import get_payment_provider
 
     provider = get_payment_provider()
     pending = ExchangeTransfer.objects.filter(order__order_id=order_id, status=ExchangeTransferStatus.PENDING)
@@ -190,27 +191,23 @@ def withdrawal_send_pending(*, order_id) -> str:
                                             "operator review", by="task:withdraw_to_exchange")
             else:
                 _fail_and_refund(order_id, reason=reason, by="task:withdraw_to_exchange")
-            return "failed"
+            return Outcome.FAILED
         ExchangeTransfer.objects.filter(pk=transfer.pk, status=ExchangeTransferStatus.PENDING).update(
             status=ExchangeTransferStatus.SENT, tx_id=receipt.tx_id, updated_at=timezone.now())
         logger.info("event=exchange_transfer_sent order_id=%s asset=%s amount=%s address=%s tx_id=%s",
                     order_id, transfer.exchange_asset, transfer.amount, transfer.address, receipt.tx_id)
-    return "sent"
+    return Outcome.SENT
 
 
 def withdrawal_monitor(*, order_id, by: str = "task:monitor_mixin_withdrawal") -> str:
     """Check the order's deposits on the exchange: ``confirmed``, ``pending`` or ``timeout``."""
-    import ccxt
-
-    from exchanges.errors import ExchangeError
-    from exchanges.services import exchange_deposit_status
 
     order = MarketMakingOrder.objects.select_related("pair__exchange_account", "exchange_account").get(
         order_id=order_id)
     if order.state != OrderState.WITHDRAWING:
         if order.state == OrderState.WITHDRAWAL_CONFIRMED:
             enqueue_after_commit("join_campaign", str(order_id))
-        return "noop"
+        return Outcome.NOOP
     account = order.exchange_account or order.pair.exchange_account
     for transfer in order.exchange_transfers.filter(status=ExchangeTransferStatus.SENT):
         try:
@@ -228,20 +225,20 @@ def withdrawal_monitor(*, order_id, by: str = "task:monitor_mixin_withdrawal") -
         with transaction.atomic():
             order = order_lock(order_id)
             if order.state != OrderState.WITHDRAWING:
-                return "noop"
+                return Outcome.NOOP
             _charge_fees(order)
             apply_transition(order, "confirm_withdrawal", by=by, reason="all deposits confirmed on the exchange")
             enqueue_after_commit("join_campaign", str(order_id))
-        return "confirmed"
+        return Outcome.CONFIRMED
     deadline = order.withdrawal_started_at + timedelta(seconds=settings.MM_WITHDRAWAL_MONITOR_TIMEOUT_S)
     if timezone.now() >= deadline:
         reason = (f"deposits not confirmed by {deadline.isoformat()}: funds stay locked for operator review "
                   f"(open: {', '.join(t.exchange_asset for t in open_transfers)})")
         _fail_only(order_id, reason=reason, by=by)
-        return "timeout"
+        return Outcome.TIMEOUT
     if open_transfers.filter(status=ExchangeTransferStatus.PENDING).exists():
         withdrawal_send_pending(order_id=order_id)
-    return "pending"
+    return Outcome.PENDING
 
 
 def _charge_fees(order: MarketMakingOrder) -> None:

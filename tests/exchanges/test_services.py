@@ -5,13 +5,7 @@ from decimal import Decimal
 import pytest
 
 from exchanges.models import SimBalance
-from exchanges.services import (
-    exchange_deposit_address,
-    exchange_deposit_status,
-    exchange_order_cancel,
-    exchange_order_create,
-    exchange_order_fetch,
-)
+from exchanges.services import exchange_deposit_address, exchange_deposit_status
 from exchanges.simulator.errors import TransferConflict, UnknownDepositAddress
 from exchanges.simulator.services import simulator_receive_transfer
 
@@ -59,17 +53,3 @@ def test_a_transfer_stays_pending_until_its_confirmation_time(simulator, setting
         assert time.monotonic() < deadline, "the deposit never confirmed"
         time.sleep(0.2)
     assert _btc_free(simulator.sim_label) == Decimal("11.25")
-
-
-def test_order_services_speak_decimal_and_client_order_ids(simulator, binance):
-    from exchanges.precision import limit_order_prepare, market_rules
-
-    order = limit_order_prepare(market_rules(binance, "BTC/USDT"), side="sell", amount="0.00123", price="31000.5")
-
-    placed = exchange_order_create(account_id=simulator.account.pk, order=order, client_order_id="mm-svc-1")
-    fetched = exchange_order_fetch(account_id=simulator.account.pk, symbol="BTC/USDT", client_order_id="mm-svc-1")
-    canceled = exchange_order_cancel(account_id=simulator.account.pk, symbol="BTC/USDT", order_id=placed.id)
-
-    assert (placed.amount, placed.price, placed.status) == (Decimal("0.00123"), Decimal("31000.5"), "open")
-    assert fetched.id == placed.id and fetched.client_order_id == "mm-svc-1"
-    assert canceled.status == "canceled" and canceled.filled == Decimal(0)

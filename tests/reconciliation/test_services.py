@@ -8,10 +8,9 @@ from django.utils import timezone
 
 from exchanges.clients import exchange_clients_clear
 from exchanges.models import ExchangeAccount, SimTrade
-from exchanges.precision import LimitOrder
-from exchanges.services import exchange_order_create
+from exchanges.clients import exchange_client
 from exchanges.simulator.services import simulator_move_to, simulator_set_faults
-from intents.models import Intent, IntentStatus, TrackedOrder, TrackedOrderStatus
+from intents.models import IntentStatus, TrackedOrder, TrackedOrderStatus
 from ledger import services as ledger
 from ledger.models import Posting
 from orders.models import MarketMakingPair
@@ -19,9 +18,10 @@ from orders.services import order_stop
 from reconciliation import services
 from reconciliation.models import BalanceBaseline, DriftKind
 from reconciliation.services import STUCK_INTENT_GRACE_S, reconcile_run
-from strategy import runtime
+from intents import ids
 from strategy.models import SessionStatus, StrategySession
-from strategy.trackers import orders_track
+from strategy.trackers import track_exchange_orders
+from tests.factories import ExchangeAccountFactory, IntentFactory, PairFactory, TrackedOrderFactory
 from tests.reconciliation.conftest import cancel_behind_our_back, sim_shift_balance, sim_total
 from tests.runtime_fixtures import BTC, USDT
 
@@ -85,16 +85,15 @@ def test_order_cancelled_behind_our_back_is_tracked_not_open(quoting, sim, monke
 
 def test_cancel_behind_our_back_already_seen_by_the_tracker_is_reported_once(quoting, sim):
     account, order = quoting
-    key = runtime.strategy_key(order.order_id)
+    key = ids.strategy_key(order.order_id)
     # Given one order cancelled on the exchange by someone else, and one cancelled by a cancel intent of ours
     victim = cancel_behind_our_back(sim, account, order)
     ours = TrackedOrder.objects.filter(strategy_key=key).exclude(pk=victim.pk).first()
-    Intent.objects.create(intent_id=f"{key}:1:cancel:{ours.client_order_id}", strategy_key=key, account=account,
-                          kind="cancel", symbol="BTC/USDT", client_order_id=ours.client_order_id,
-                          status=IntentStatus.DONE)
+    IntentFactory(cancel=True, intent_id=f"{key}:1:cancel:{ours.client_order_id}", strategy_key=key, account=account,
+                  client_order_id=ours.client_order_id, status=IntentStatus.DONE)
     sim.client(account).cancel_order(ours.exchange_order_id, "BTC/USDT")
     # and the tracker marking both cancelled before reconciliation looks
-    orders_track(account_id=account.pk)
+    track_exchange_orders(account_id=account.pk)
     assert set(TrackedOrder.objects.filter(pk__in=[victim.pk, ours.pk]).values_list("status", flat=True)) == {
         TrackedOrderStatus.CANCELLED}
 
@@ -154,8 +153,8 @@ def test_real_fills_settled_by_the_tracker_and_a_stop_leave_no_drift(quoting, si
     # Given the market trading through the bids, then through the asks, the tracker settling each fill
     for price in ("29800", "30240"):
         simulator_move_to("BTC/USDT", price)
-        orders_track(account_id=account.pk)
-    assert SimTrade.objects.filter(order__client_order_id__startswith=runtime.client_order_prefix(
+        track_exchange_orders(account_id=account.pk)
+    assert SimTrade.objects.filter(order__client_order_id__startswith=ids.client_order_prefix(
         order.order_id)).values("order__side").distinct().count() == 2  # both sides traded
     # Then exchange totals and ledger positions moved together, fees included
     filled = reconcile_run(trigger="test")
@@ -168,10 +167,9 @@ def test_real_fills_settled_by_the_tracker_and_a_stop_leave_no_drift(quoting, si
 
 
 def place_with_prefix(account, order, suffix):
-    client_order_id = runtime.client_order_prefix(order.order_id) + suffix
-    exchange_order_create(account_id=account.pk, client_order_id=client_order_id,
-                          order=LimitOrder(symbol="BTC/USDT", side="buy", amount=Decimal("0.002"),
-                                           price=Decimal("25000")))
+    client_order_id = ids.client_order_prefix(order.order_id) + suffix
+    exchange_client(account_id=account.pk).create_order("BTC/USDT", "limit", "buy", "0.002", "25000",
+                                                        {"newClientOrderId": client_order_id})
     return client_order_id
 
 
@@ -181,9 +179,9 @@ def test_untracked_open_order_with_a_session_prefix_is_an_orphan(quoting):
     orphan = place_with_prefix(account, order, "f" * 16)
     # and one whose create intent is still in flight (tracked as pending_create): not an orphan
     pending = place_with_prefix(account, order, "e" * 16)
-    TrackedOrder.objects.create(client_order_id=pending, strategy_key=runtime.strategy_key(order.order_id),
-                                account=account, symbol="BTC/USDT", side="buy", price=Decimal("25000"),
-                                amount=Decimal("0.002"), status=TrackedOrderStatus.PENDING_CREATE)
+    TrackedOrderFactory(client_order_id=pending, strategy_key=ids.strategy_key(order.order_id), account=account,
+                        side="buy", price=Decimal("25000"), amount=Decimal("0.002"),
+                        status=TrackedOrderStatus.PENDING_CREATE)
 
     # When reconciling
     run = reconcile_run(trigger="test")
@@ -199,7 +197,7 @@ def test_orders_a_stopped_session_left_on_the_book_are_orphans(quoting):
     # Given a session marked stopped, its tracked orders cancelled in our books, all 4 still on the exchange
     account, order = quoting
     StrategySession.objects.filter(order=order).update(status=SessionStatus.STOPPED)
-    key = runtime.strategy_key(order.order_id)
+    key = ids.strategy_key(order.order_id)
     TrackedOrder.objects.filter(strategy_key=key).update(status=TrackedOrderStatus.CANCELLED)
 
     # When reconciling
@@ -220,10 +218,8 @@ def test_exchange_errors_are_unreachable_never_orphans_or_missing_orders(quoting
     place_with_prefix(account, order, "f" * 16)
     simulator_set_faults(account_label="rt-sim-0", http_5xx=1)
     # and a second account misconfigured with an exchange ccxt does not know
-    broken = ExchangeAccount.objects.create(exchange_id="no-such-exchange", label="rec-broken")
-    MarketMakingPair.objects.create(exchange_account=broken, symbol="BTC/USDT", exchange_id="no-such-exchange",
-                                    base_asset_id=BTC, quote_asset_id=USDT, base_exchange_asset="BTC",
-                                    quote_exchange_asset="USDT")
+    broken = ExchangeAccountFactory(exchange_id="no-such-exchange", label="rec-broken")
+    PairFactory(exchange_account=broken)
 
     # When the open-orders read fails
     run = reconcile_run(trigger="test")
@@ -255,12 +251,12 @@ def test_exchange_errors_are_unreachable_never_orphans_or_missing_orders(quoting
 @pytest.mark.django_db
 def test_stuck_intent_is_reported_with_how_long():
     # Given three in-flight intents: lease ended 90 s ago, just now (within the grace), and still running
-    account = ExchangeAccount.objects.create(exchange_id="binance", label="rec-stuck")
+    account = ExchangeAccountFactory(label="rec-stuck")
     now = timezone.now()
     for n, lease_offset in enumerate((-90, -1, 30)):
-        Intent.objects.create(intent_id=f"mm:x:stuck:{n}", strategy_key=f"mm:x{n}", account=account,
-                              kind="cancel", symbol="BTC/USDT", client_order_id=f"coid-{n}",
-                              status=IntentStatus.IN_FLIGHT, lease_until=now + timedelta(seconds=lease_offset))
+        IntentFactory(cancel=True, intent_id=f"mm:x:stuck:{n}", strategy_key=f"mm:x{n}", account=account,
+                      client_order_id=f"coid-{n}", status=IntentStatus.IN_FLIGHT,
+                      lease_until=now + timedelta(seconds=lease_offset))
 
     # When reconciling
     run = reconcile_run(trigger="test")

@@ -1,5 +1,6 @@
 """``ingest_snapshots PATH``: feed snapshots (JSON lines, Mixin shape) to the local payment provider."""
 import json
+import sys
 
 from mmproject.cli import OperatorCommand, UsageError
 from orders.errors import InvalidSnapshot
@@ -16,8 +17,6 @@ class Command(OperatorCommand):
         parser.add_argument("--json", action="store_true", help="print the counts (new, known, malformed) as JSON")
 
     def handle(self, *args, path, **options):
-        import sys
-
         try:
             stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
         except OSError as exc:

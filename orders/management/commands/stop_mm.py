@@ -5,6 +5,7 @@ from django.core.management.base import CommandError
 
 from mmproject.cli import OperatorCommand, uuid_argument
 from orders.errors import IllegalTransition, OrderNotFound
+from orders.outcomes import Outcome
 from orders.services import order_stop
 
 
@@ -25,7 +26,7 @@ class Command(OperatorCommand):
         outcome = order_stop(order_id=order_id, by="command:stop_mm", reason=reason, wait_s=wait)
         if options["json"]:
             self.stdout.write(json.dumps({"order_id": order_id, "outcome": outcome}))
-        if outcome == "stopping":
+        if outcome == Outcome.STOPPING:
             raise CommandError(f"order {order_id}: orders are still open or in flight on the exchange after "
                                f"{wait:g}s; the order stays 'stopping' (run stop_mm again, or see the logs)")
         if not options["json"]:
