@@ -19,15 +19,15 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from intents.ids import strategy_key
 from intents.models import Intent, TrackedFill, TrackedOrder
 from ledger.amounts import canonical
 from ledger.models import LedgerEntry
 from mmproject.admin import ReadOnlyAdmin, ReadOnlyInline
+from mmproject.jobs import enqueue_after_commit
 from strategy import params as order_params
 from strategy.models import MarketData, StrategySession
-from intents.ids import strategy_key
 
-from mmproject.jobs import enqueue_after_commit
 from .errors import IllegalTransition, OrderError
 from .models import (
     ORDER_REF, CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderState, OrderTransition,

@@ -7,7 +7,7 @@ field name), kind, default, whether None is a value, bounds, help text, and how 
 - ``model_fields()``: the order's columns (``orders.models`` adds them to ``MarketMakingOrder``);
 - ``clean`` / ``from_text`` / ``clean_params`` / ``param_errors``: the checks of raw input (API JSON,
   command-line text, admin form values), each refusal a ``ParamError`` naming the parameter;
-- ``formfield(name)``: the admin form's field; ``argument(name)``: ``mm_order``'s option;
+- ``formfield(name)``: the admin form's field; ``Param.argument()``: ``mm_order create``'s option;
 - ``ORDER_PARAM_FIELDS`` and ``params_for(order)``: what the strategy reads of an order, and the
   ``PureMMParams`` it makes of them.
 
@@ -36,6 +36,8 @@ PARAM_SCALE = 8
 # The largest value of a PostgreSQL integer column: beyond it a clear refusal, not a database error.
 MAX_INT = 2_147_483_647
 MAX_SMALLINT = 32_767
+# The length of a choice's column.
+CHOICE_MAX_LENGTH = 16
 
 
 class Kind(str, Enum):
@@ -45,7 +47,7 @@ class Kind(str, Enum):
     CHOICE = "choice"  # one of a few names
 
 
-class ParamError(ValueError):
+class ParamError(pure_mm.StrategyInputError):
     """A strategy parameter is missing or invalid; ``field`` names it and the message starts with it."""
 
     def __init__(self, field: str, message: str):
@@ -53,7 +55,7 @@ class ParamError(ValueError):
         self.field = field
 
 
-class ParamErrors(ValueError):
+class ParamErrors(pure_mm.StrategyInputError):
     """Every problem of a set of parameters: ``errors`` maps each bad parameter to its message."""
 
     def __init__(self, errors: dict[str, str]):
@@ -114,7 +116,7 @@ class Param:
             return models.BooleanField(**kwargs)
         if self.column_choices:
             kwargs["choices"] = [(name, name) for name in self.choices]
-        return models.CharField(max_length=16, **kwargs)
+        return models.CharField(max_length=CHOICE_MAX_LENGTH, **kwargs)
 
     def clean(self, value):
         """``value`` (a Python or JSON value) checked and normalised; ``ParamError`` names the parameter."""
@@ -139,7 +141,7 @@ class Param:
             if not isinstance(value, bool):
                 raise ParamError(name, f"{name} must be true or false, got {value!r}")
             return value
-        if not isinstance(value, str) or len(value) > 16:
+        if not isinstance(value, str) or len(value) > CHOICE_MAX_LENGTH:
             raise ParamError(name, f"{name} must be {self.choices_text()}, got {value!r}")
         if self.column_choices and value not in self.choices:
             raise ParamError(name, f"{name} must be {self.choices_text()}, got {value!r}")
@@ -250,34 +252,33 @@ def _price_source(value, order) -> pure_mm.PriceSource:
         ) from None
 
 
-D = Kind.DECIMAL
 PARAMS: tuple[Param, ...] = (
-    Param("bid_spread", D, positive=True, help_text="fraction, e.g. 0.001 = 0.1%", strategy="bid_spread"),
-    Param("ask_spread", D, positive=True, help_text="fraction, e.g. 0.001 = 0.1%", strategy="ask_spread"),
-    Param("order_amount", D, positive=True, help_text="base amount per order", strategy="order_amount"),
+    Param("bid_spread", Kind.DECIMAL, positive=True, help_text="fraction, e.g. 0.001 = 0.1%", strategy="bid_spread"),
+    Param("ask_spread", Kind.DECIMAL, positive=True, help_text="fraction, e.g. 0.001 = 0.1%", strategy="ask_spread"),
+    Param("order_amount", Kind.DECIMAL, positive=True, help_text="base amount per order", strategy="order_amount"),
     # Read by the order's strategy session (its cadence), not by PureMMParams.
     Param("order_refresh_time", Kind.INTEGER, default=15, help_text="seconds between strategy runs"),
     # More layers a side than an exchange allows open orders on a symbol (Binance: 200) are refused.
     Param("number_of_layers", Kind.INTEGER, default=1, maximum=100, strategy="order_levels"),
-    Param("amount_change_per_layer", D, default=Decimal(0), strategy="amount_change_per_layer"),
+    Param("amount_change_per_layer", Kind.DECIMAL, default=Decimal(0), strategy="amount_change_per_layer"),
     Param("amount_change_type", Kind.CHOICE, default="fixed", choices={"fixed": "fixed", "percentage": "percentage"},
           column_choices=True, strategy="amount_change_type"),
     Param("price_source_type", Kind.CHOICE, default="mid_price", choices=_PRICE_SOURCES, strategy="price_source",
           to_strategy=_price_source),
-    Param("ceiling_price", D, default=None, null=True, positive=True, strategy="price_ceiling"),
-    Param("floor_price", D, default=None, null=True, positive=True, strategy="price_floor"),
-    Param("order_level_spread", D, default=None, null=True,
+    Param("ceiling_price", Kind.DECIMAL, default=None, null=True, positive=True, strategy="price_ceiling"),
+    Param("floor_price", Kind.DECIMAL, default=None, null=True, positive=True, strategy="price_floor"),
+    Param("order_level_spread", Kind.DECIMAL, default=None, null=True,
           help_text="fraction between layers; empty: each layer one more bid spread out",
           strategy="order_level_spread", to_strategy=_layer_spread),
     Param("inventory_skew_enabled", Kind.BOOLEAN, default=False, strategy="inventory_skew_enabled"),
-    Param("inventory_target_base_pct", D, default=Decimal("0.5"), fraction=True,
+    Param("inventory_target_base_pct", Kind.DECIMAL, default=Decimal("0.5"), fraction=True,
           help_text="share of the order's value to hold in base, fraction (0.5 = 50%)",
           strategy="inventory_target_base_pct"),
-    Param("inventory_range_multiplier", D, default=Decimal(1),
+    Param("inventory_range_multiplier", Kind.DECIMAL, default=Decimal(1),
           help_text="skew band, in multiples of one side's total ladder amount", strategy="inventory_range_multiplier"),
     Param("hanging_orders_enabled", Kind.BOOLEAN, default=False,
           help_text="keep an order on the book once an opposite order has filled", strategy="hanging_orders_enabled"),
-    Param("order_refresh_tolerance_pct", D, default=Decimal(0),
+    Param("order_refresh_tolerance_pct", Kind.DECIMAL, default=Decimal(0),
           help_text="fraction; an order within it of the desired price and amount is kept",
           strategy="order_refresh_tolerance_pct"),
     Param("max_order_age_s", Kind.INTEGER, default=None, null=True,
