@@ -29,6 +29,7 @@ from ledger.selectors import ref_positions
 from mmproject.sql import among, insert_ignoring_conflicts, server_bound
 
 from . import order_diff, pure_mm, sql
+from .params import params_for
 from .models import MarketData, SessionStatus, StrategySession
 from .order_rows import ORDER_REF
 from .sql import ORDER_FIELDS, PAIR_FIELDS, PENDING_COLUMNS, SESSION_FIELDS
@@ -57,41 +58,6 @@ class CycleSummary:
 def _stale_before(now: datetime) -> datetime:
     ms = max(settings.STRATEGY_TICK_SIZE_MS * STALE_AFTER_TICKS, STALE_AFTER_MIN_S * 1000)
     return now - timedelta(milliseconds=ms)
-
-def params_for(order) -> pure_mm.PureMMParams:
-    return pure_mm.PureMMParams(
-        bid_spread=order.bid_spread,
-        ask_spread=order.ask_spread,
-        order_amount=order.order_amount,
-        order_levels=order.number_of_layers,
-        # An order without a layer spread of its own has each layer one more bid spread out.
-        order_level_spread=order.bid_spread if order.order_level_spread is None else order.order_level_spread,
-        amount_change_type=order.amount_change_type,
-        amount_change_per_layer=order.amount_change_per_layer,
-        price_source=_price_source(order.price_source_type),
-        price_ceiling=order.ceiling_price,
-        price_floor=order.floor_price,
-        inventory_skew_enabled=order.inventory_skew_enabled,
-        inventory_target_base_pct=order.inventory_target_base_pct,
-        inventory_range_multiplier=order.inventory_range_multiplier,
-        hanging_orders_enabled=order.hanging_orders_enabled,
-        order_refresh_tolerance_pct=order.order_refresh_tolerance_pct,
-        max_order_age=order.max_order_age_s,
-    )
-
-
-_PRICE_SOURCES = {
-    "mid_price": pure_mm.PriceSource.MID, "mid": pure_mm.PriceSource.MID,
-    "best_bid": pure_mm.PriceSource.BEST_BID, "best_ask": pure_mm.PriceSource.BEST_ASK,
-    "last_price": pure_mm.PriceSource.LAST, "last": pure_mm.PriceSource.LAST,
-}
-
-
-def _price_source(value: str) -> pure_mm.PriceSource:
-    try:
-        return _PRICE_SOURCES[value]
-    except KeyError:
-        raise pure_mm.StrategyInputError(f"unknown price source {value!r}") from None
 
 def _session_of(row: tuple) -> SimpleNamespace:
     """A row of ``SESSION_FIELDS``, ``ORDER_FIELDS``, ``PAIR_FIELDS`` as a session whose

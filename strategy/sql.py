@@ -16,17 +16,14 @@ from mmproject.sql import column
 
 from .models import StrategySession, TickDurationBucket, TickLease
 from .order_rows import ORDER_REF, MarketMakingOrder, MarketMakingPair
+from .params import ORDER_PARAM_FIELDS
 
 CREATE = IntentKind.CREATE.value
 
-# What the cycle reads of a session, its order and the order's pair (add a field here when the
-# cycle or the strategy's parameters need one).
+# What the cycle reads of a session, its order (its ids and every strategy parameter of
+# strategy.params) and the order's pair.
 SESSION_FIELDS = ("pk", "cadence_s")
-ORDER_FIELDS = ("order_id", "user_id", "exchange_account_id", "bid_spread", "ask_spread", "order_amount",
-                "number_of_layers", "amount_change_type", "amount_change_per_layer", "price_source_type",
-                "ceiling_price", "floor_price", "order_level_spread", "inventory_skew_enabled",
-                "inventory_target_base_pct", "inventory_range_multiplier", "hanging_orders_enabled",
-                "order_refresh_tolerance_pct", "max_order_age_s")
+ORDER_FIELDS = ("order_id", "user_id", "exchange_account_id", *ORDER_PARAM_FIELDS)
 PAIR_FIELDS = ("symbol", "base_asset_id", "quote_asset_id")
 # What the cycle reads of an unclaimed create intent.
 PENDING_COLUMNS = ("pk", "strategy_key", "client_order_id", "side", "price", "amount", "layer", "created_at", "sent_at")

@@ -5,7 +5,7 @@ import pytest
 
 from orders.errors import InvalidOrderRequest
 from orders.models import MarketMakingOrder
-from strategy.runtime import params_for
+from strategy.params import params_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
