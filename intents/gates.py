@@ -94,13 +94,14 @@ def _candidates(cur, *, now, accounts: list[int], kinds: str, limit: int) -> lis
     return [row[1:] for row in sorted(cur.fetchall(), key=lambda row: row[0])]  # sorted() is stable: ids stay in order
 
 
-def walk_in_order(cur) -> bool:
-    """PostgreSQL, for the rest of this transaction: no bitmap scans and no sorts. Returns whether
-    the kill switch is engaged (``halt_engaged``), read in the same statement on PostgreSQL.
+def halted_walking_in_order(cur) -> bool:
+    """Whether the kill switch is engaged (``halt_engaged``), read in the statement that sets, on
+    PostgreSQL for the rest of this transaction, the claim's walk: no bitmap scans and no sorts.
 
     The planner's statistics lag a queue: analysed when few intents were new, a burst of thousands
     (one tick's worth) reads as one row, and it chose a bitmap scan of the whole backlog and a sort
-    (31 ms at 4,000 new intents) over the ordered index walk that stops at the limit (0.1-0.4 ms).
+    over the ordered index walk that stops at the limit (docs/decisions.md, "The claim walks the
+    backlog in id order").
     """
     if connection.vendor != "postgresql":
         return halt_engaged()
@@ -128,7 +129,8 @@ def _claim_batch(*, max_claims: int, now: datetime) -> list[Claim]:
             return []
         accounts = list(account_slots)
         # With the kill switch engaged only cancels are claimed.
-        kinds = sql.CANCELS_ONLY if walk_in_order(cur) else ""
+        halted = halted_walking_in_order(cur)
+        kinds = sql.CANCELS_ONLY if halted else ""
         candidates = _candidates(cur, now=db_now, accounts=accounts, kinds=kinds, limit=max(max_claims, 1) * 4)
         claims: list[tuple[int, int, int, str]] = []  # (intent pk, global slot, account slot, token)
         seen_keys: set[str] = set()

@@ -33,8 +33,8 @@ class Intent(models.Model):
     intent_id = models.CharField(max_length=128)
     strategy_key = models.CharField(max_length=128)
     # No index and no database constraint: every read by account also filters on status
-    # (intent_active_status_idx), and the deferred constraint check cost a tick ~7 us per intent
-    # written (~30 ms for 4,000) at commit. The account comes from the order's own (constrained)
+    # (intent_active_status_idx), and the deferred constraint check is paid at commit for every
+    # intent a tick writes (docs/decisions.md, "What the tick writes is indexed for the tick"). The account comes from the order's own (constrained)
     # foreign key, and deleting an account with intents is still refused (PROTECT, by Django).
     account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="intents",
                                 db_index=False, db_constraint=False)

@@ -61,7 +61,8 @@ def counts_by(queryset, field: str) -> dict[str, int]:
 
 class IncrementalCounts:
     """Exact counts by ``field`` of an ever-growing table, in time proportional to the rows added
-    lately rather than to the whole table (500k ledger entries cost ~170 ms per full count).
+    lately rather than to the whole table (a full count grows with the table: docs/decisions.md,
+    "Figures behind the hot paths").
 
     Rows up to ``settled_id`` are final (older than ``METRICS_SETTLE_AFTER_S`` and, for intents,
     no longer active): counted once per process and kept. Rows after it are counted on every

@@ -49,7 +49,7 @@ ZERO = Decimal(0)
 # A lease that ended this recently may be released by its worker right now: not stuck yet.
 STUCK_INTENT_GRACE_S = 5
 SESSION_PREFIX = re.compile(r"^mm[0-9a-f]{12}")
-# Lookups by client id per run (one exchange call each, ~0.1 s): a mass cancel behind our back
+# Lookups by client id per run (one exchange call each): a mass cancel behind our back
 # is still reported in full, only without the exchange's word on the orders past this budget.
 MAX_LOOKUPS_PER_RUN = 200
 # Tracked states in which the order is on the exchange's book as far as we know.

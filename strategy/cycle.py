@@ -75,9 +75,10 @@ def due_sessions(now: datetime) -> tuple[list[SimpleNamespace], dict[tuple[str, 
     per asset, ``{(order id, asset id): amount}`` (ledger.selectors.ref_positions).
 
     On PostgreSQL one prepared statement reads both: the sessions with their orders and pairs,
-    and each order's two positions summed in SQL (exact on NUMERIC). The ORM's two queries cost
-    ~9 ms at 100 due sessions, most of it building and planning them. SQLite sums amounts (text
-    there) as floats, so it reads the positions with ref_positions, which sums in Decimal.
+    and each order's two positions summed in SQL (exact on NUMERIC): the ORM's two queries spent
+    most of their time being built and planned (docs/decisions.md, "The strategy cycle's hot
+    statements are hand-written on PostgreSQL"). SQLite sums amounts (text there) as floats, so it
+    reads the positions with ref_positions, which sums in Decimal.
     """
     if connection.vendor != "postgresql":
         columns = (*SESSION_FIELDS, *(f"order__{f}" for f in ORDER_FIELDS),

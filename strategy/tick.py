@@ -75,9 +75,9 @@ _heap_frozen = False
 
 def _freeze_heap_once() -> None:
     """After the first tick of a process, move everything it has loaded (Django, ccxt, the
-    apps) out of the garbage collector's reach. A tick allocates ~100k objects, so collections
-    run during ticks; without this, each full one walks the whole heap of a process that has
-    imported ccxt and stalls a tick by ~100 ms (seen as p99 spikes in bench/tick.py)."""
+    apps) out of the garbage collector's reach. A tick allocates many short-lived objects, so
+    collections run during ticks; without this, each full one walks the whole heap of a process
+    that has imported ccxt and stalls that tick (docs/decisions.md, "Figures behind the hot paths")."""
     global _heap_frozen
     if not _heap_frozen:
         _heap_frozen = True
@@ -118,11 +118,11 @@ def tick_run(*, now: datetime | None = None) -> TickOutcome:
 
 @contextmanager
 def _collector_paused(pause: bool):
-    """No garbage collection inside a worker-mode tick: a tick's ~100k short-lived objects start
+    """No garbage collection inside a worker-mode tick: a tick's short-lived objects start
     young-generation collections that, once in a while, cascade into a full one and stall that
-    tick by 10-30 ms (its p99). Nearly all of them are freed by reference counting anyway; the
-    few cycles wait for the next collection, after the tick. A sync tick (seconds of exchange
-    calls) collects as usual."""
+    tick (its p99; docs/decisions.md, "Figures behind the hot paths"). Nearly all of them are freed
+    by reference counting anyway; the few cycles wait for the next collection, after the tick. A
+    sync tick (seconds of exchange calls) collects as usual."""
     if not pause or not gc.isenabled():
         yield
         return
@@ -144,7 +144,7 @@ def _tick(now: datetime, sync: bool) -> TickOutcome:
             run_trackers(*tracked_markets_and_accounts(), inline=True)
         else:
             # One message: a tick worker reads which markets and accounts to track and fans it out,
-            # off the tick's path (publishing each tracker task from here cost ~1 ms apiece).
+            # off the tick's path, where a publish per market and account would grow with them.
             jobs.send("run_trackers", expires=task_expiry())
         summary = strategies_run_due(now=now, slot=slot)
         if sync:
