@@ -65,5 +65,11 @@ bench-memory: venv
 	scripts/ensure_services.sh postgres redis
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) $(PY) bench/worker_memory.py $(BENCH_ARGS)
 
+# The three above on another revision and on this tree, alternating in one run: make bench-alternate BASE=<rev>
+.PHONY: bench-alternate
+bench-alternate: venv
+	scripts/ensure_services.sh postgres redis
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) $(PY) bench/alternate.py --base $(BASE) $(BENCH_ARGS)
+
 clean:
 	rm -rf var/broker var/*.sqlite3* .pytest_cache
