@@ -149,14 +149,23 @@ _ACCOUNT = ModelColumns(ExchangeAccount)
 _BATCH_ENDS = (_INTENT.width, _INTENT.width + _TRACKED.width)
 
 
+def read_batch_sql(n_intents: int) -> str:
+    """``n_intents`` intents with their tracked orders (if any) and accounts. Parameters: the intent ids."""
+    return (f"SELECT {_INTENT.columns('i')}, {_TRACKED.columns('t')}, {_ACCOUNT.columns('a')} FROM {_INTENT.name} i "
+            f"LEFT JOIN {_TRACKED.name} t ON t.client_order_id = i.client_order_id "
+            f"JOIN {_ACCOUNT.name} a ON a.id = i.account_id WHERE i.id IN ({in_list(n_intents)})")
+
+
+def write_sent_at_sql(n_intents: int) -> str:
+    """Set ``sent_at`` of ``n_intents`` intents. Parameters: the time (or None), the intent ids."""
+    return f"UPDATE {INTENT} SET sent_at = %s WHERE id IN ({in_list(n_intents)})"
+
+
 def read_batch(pks: list[int]) -> tuple[dict[int, Intent], dict[str, TrackedOrder], dict[int, ExchangeAccount]]:
     """The intents ``pks`` (by pk), their tracked orders (by client order id) and their accounts
     (by pk), in one statement rather than three querysets (docs/decisions.md, "Hand-written SQL")."""
     with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT {_INTENT.columns('i')}, {_TRACKED.columns('t')}, {_ACCOUNT.columns('a')} FROM {_INTENT.name} i "
-            f"LEFT JOIN {_TRACKED.name} t ON t.client_order_id = i.client_order_id "
-            f"JOIN {_ACCOUNT.name} a ON a.id = i.account_id WHERE i.id IN ({', '.join(['%s'] * len(pks))})", pks)
+        cur.execute(read_batch_sql(len(pks)), pks)
         rows = cur.fetchall()
     intents, tracked, accounts = {}, {}, {}
     tracked_at, account_at = _BATCH_ENDS
@@ -175,8 +184,7 @@ def write_sent_at(pks: list[int], sent_at) -> None:
     """Set (or clear) ``sent_at`` of intents ``pks``."""
     if pks:
         with connection.cursor() as cur:
-            cur.execute(f"UPDATE {_INTENT.name} SET sent_at = %s WHERE id IN ({', '.join(['%s'] * len(pks))})",
-                        [connection.ops.adapt_datetimefield_value(sent_at), *pks])
+            cur.execute(write_sent_at_sql(len(pks)), [connection.ops.adapt_datetimefield_value(sent_at), *pks])
 
 
 def tracked_writes(rows: list[TrackedOrder]) -> list[tuple[str, list]]:
@@ -196,7 +204,7 @@ def tracked_writes(rows: list[TrackedOrder]) -> list[tuple[str, list]]:
     for row in rows:
         row.updated_at = now
     return [(
-        f"UPDATE {_TRACKED.name} SET status = {parts[0][0]}, filled = {parts[1][0]}, "
+        f"UPDATE {TRACKED} SET status = {parts[0][0]}, filled = {parts[1][0]}, "
         f"exchange_order_id = {parts[2][0]}, last_fill_at = {parts[3][0]}, updated_at = %s "
         f"WHERE id IN ({', '.join(['%s'] * len(rows))})",
         [*parts[0][1], *parts[1][1], *parts[2][1], *parts[3][1], adapt(now), *pks],
