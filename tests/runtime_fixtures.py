@@ -1,21 +1,16 @@
 """Fixtures of the trading-runtime tests (a pytest plugin): a simulator over loopback HTTP, running orders."""
-import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from exchanges.clients import build_exchange_client, exchange_clients_clear
 from exchanges.models import ExchangeAccount
 from exchanges.simulator.server import BackgroundSimulator
-from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure
+from exchanges.simulator.services import simulator_market_ensure
 from ledger import services as ledger
 from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
-from strategy.models import SessionStatus, StrategySession
-
-BTC, USDT = "asset-btc", "asset-usdt"
+from tests.factories import BTC, USDT, OrderFactory, PairFactory, SimulatedExchangeAccountFactory
 
 
 @dataclass
@@ -28,13 +23,9 @@ class Sim:
 
 
 def sim_account(base_url: str, n: int) -> ExchangeAccount:
-    key, secret = f"rt-key-{n}", f"rt-secret-{n}"
-    simulator_account_ensure(label=f"rt-sim-{n}", api_key=key, api_secret=secret,
-                             balances={"USDT": Decimal("1000000"), "BTC": Decimal("100")})
-    account = ExchangeAccount(exchange_id="binance", label=f"rt-{n}", api_key=key, base_url=base_url)
-    account.api_secret = secret
-    account.save()
-    return account
+    return SimulatedExchangeAccountFactory(
+        label=f"rt-{n}", base_url=base_url, api_key=f"rt-key-{n}", api_secret=f"rt-secret-{n}", sim_label=f"rt-sim-{n}",
+        sim_balances={"USDT": Decimal("1000000"), "BTC": Decimal("100")})
 
 
 @pytest.fixture(scope="session")
@@ -54,25 +45,20 @@ def sim(transactional_db, sim_server):
 
 def make_running_order(account, *, user_id=None, layers=2, base="1", quote="40000", order_amount="0.01",
                        spread="0.002", refresh=1, session=True) -> MarketMakingOrder:
-    """A running order with its funds locked in the ledger and a due strategy session."""
-    user_id = user_id or f"user-{uuid.uuid4().hex[:8]}"
-    pair, _ = MarketMakingPair.objects.get_or_create(
-        exchange_account=account, symbol="BTC/USDT",
-        defaults=dict(exchange_id="binance", base_asset_id=BTC, quote_asset_id=USDT, base_exchange_asset="BTC",
-                      quote_exchange_asset="USDT"),
+    """A running order with its funds locked in the ledger and (``session=True``) a due strategy session."""
+    pair = MarketMakingPair.objects.filter(exchange_account=account, symbol="BTC/USDT").first() \
+        or PairFactory(exchange_account=account)
+    given = {"user_id": user_id} if user_id else {}
+    if not session:
+        given["strategy_session"] = None
+    order = OrderFactory(
+        pair=pair, state=OrderState.RUNNING, base_amount=Decimal(base), quote_amount=Decimal(quote),
+        bid_spread=Decimal(spread), ask_spread=Decimal(spread), order_amount=Decimal(order_amount),
+        order_refresh_time=refresh, number_of_layers=layers, **given,
     )
-    order = MarketMakingOrder.objects.create(
-        user_id=user_id, pair=pair, exchange_account=account, state=OrderState.RUNNING, memo="m",
-        base_amount=Decimal(base), quote_amount=Decimal(quote), bid_spread=Decimal(spread),
-        ask_spread=Decimal(spread), order_amount=Decimal(order_amount), order_refresh_time=refresh,
-        number_of_layers=layers, expires_at=timezone.now() + timedelta(hours=1),
-    )
+    user_id = order.user_id
     for asset, amount in ((BTC, base), (USDT, quote)):
         ledger.credit_deposit(user_id=user_id, asset_id=asset, amount=amount, idempotency_key=f"t-in:{order.pk}:{asset}")
         ledger.lock_funds(user_id=user_id, asset_id=asset, amount=amount, idempotency_key=f"t-lock:{order.pk}:{asset}",
                           ref_type="mm_order", ref_id=str(order.order_id))
-    if session:
-        now = timezone.now()
-        StrategySession.objects.create(order=order, status=SessionStatus.RUNNING, cadence_s=refresh,
-                                       next_run_at=now, started_at=now)
     return order

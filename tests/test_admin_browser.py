@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 
-from orders.models import MarketMakingOrder, OrderState, PaymentState
-from strategy import runtime
+from orders.models import MarketMakingOrder, OrderState
+from intents import ids
 from strategy.tick import tick_run
+from tests.factories import UserFactory
 from tests.runtime_fixtures import BTC, USDT, make_running_order
 
 pytestmark = [pytest.mark.slow]
@@ -86,7 +85,7 @@ def shot(driver, name):
 
 
 def open_orders_of(sim, order):
-    prefix = runtime.client_order_prefix(order.order_id)
+    prefix = ids.client_order_prefix(order.order_id)
     client = sim.client(sim.accounts[0])
     return [o for o in client.fetch_open_orders("BTC/USDT") if o["clientOrderId"].startswith(prefix)]
 
@@ -98,15 +97,10 @@ def test_an_operator_stops_a_running_order_in_the_browser_and_a_viewer_cannot(
 
     # given a running order with its orders open on the simulator, an operator and a view-only staff user
     order = make_running_order(sim.accounts[0], layers=2)
-    PaymentState.objects.create(order=order, base_asset_id=BTC, base_required=order.base_amount,
-                                base_received=order.base_amount, quote_asset_id=USDT,
-                                quote_required=order.quote_amount, quote_received=order.quote_amount)
     tick_run()
     assert len(open_orders_of(sim, order)) == 4
-    users = get_user_model().objects
-    users.create_superuser(username="operator", password=PASSWORD, email="")
-    viewer = users.create_user(username="viewer", password=PASSWORD, is_staff=True)
-    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_marketmakingorder"]))
+    UserFactory(username="operator", password=PASSWORD, superuser=True)
+    UserFactory(username="viewer", password=PASSWORD, staff=True, permissions=["view_marketmakingorder"])
     base = live_server.url
 
     # when the operator logs in and finds the running order

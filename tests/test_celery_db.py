@@ -5,8 +5,8 @@ import time
 import pytest
 from django.db import connection
 
-from exchanges.models import ExchangeAccount
-from intents.models import Intent, IntentKind, IntentStatus
+from intents.models import IntentStatus
+from tests.factories import ExchangeAccountFactory, IntentFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -35,9 +35,8 @@ def test_a_worker_runs_many_tasks_on_one_database_connection(celery_worker):
 
     # Given a worker (no exchange calls: a dispatched intent is processed without one)
     celery_worker(queues=("intents",), env={"STRATEGY_EXECUTE_INTENTS": "false"})
-    account = ExchangeAccount.objects.create(exchange_id="binance", label="db-reuse")
-    first = Intent.objects.create(intent_id="k:0", strategy_key="k", account=account, kind=IntentKind.CANCEL,
-                                  symbol="BTC/USDT", client_order_id="c0")
+    account = ExchangeAccountFactory()
+    first = IntentFactory(cancel=True, intent_id="k:0", strategy_key="k", account=account, client_order_id="c0")
     dispatch_intents.delay()
     wait_done(first)
     time.sleep(1.5)  # the worker's backend reports its session
@@ -46,8 +45,7 @@ def test_a_worker_runs_many_tasks_on_one_database_connection(celery_worker):
     # When it runs 30 more tasks, then one that finishes an intent (the queue is first in, first out)
     for _ in range(30):
         dispatch_intents.delay()
-    last = Intent.objects.create(intent_id="k:1", strategy_key="k", account=account, kind=IntentKind.CANCEL,
-                                 symbol="BTC/USDT", client_order_id="c1")
+    last = IntentFactory(cancel=True, intent_id="k:1", strategy_key="k", account=account, client_order_id="c1")
     dispatch_intents.delay()
     wait_done(last)
     time.sleep(1.5)

@@ -18,8 +18,8 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import load_command_class
 
-from exchanges.models import ExchangeAccount
 from orders.models import Snapshot
+from tests.factories import ExchangeAccountFactory
 from tests.orders.conftest import BTC, USDT, make_order, pair, snapshot_payload, user_id  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,9 +81,7 @@ def test_bad_input_to_every_command_is_one_line_and_exit_2(transactional_db, chi
     order = make_order(pair)
     old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.EXCHANGE_SECRET_KEYS = [old_key]
-    acc = ExchangeAccount(exchange_id="binance", label="cmd-old-key", api_key="k", base_url="http://127.0.0.1:9")
-    acc.api_secret = "s3cret"
-    acc.save()
+    acc = ExchangeAccountFactory(label="cmd-old-key", api_key="k", api_secret="s3cret", base_url="http://127.0.0.1:9")
     token_before = acc.api_secret_encrypted
     good = [snapshot_payload(order, asset_id=BTC, amount="0.1"), snapshot_payload(order, asset_id=USDT, amount="5")]
     lacking = dict(snapshot_payload(order, asset_id=USDT, amount="1"))
@@ -154,9 +152,7 @@ def test_json_output_is_parseable_where_a_machine_reads_it(transactional_db, chi
     # given an account encrypted under an old key, the new key put first
     old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.EXCHANGE_SECRET_KEYS = [old_key]
-    acc = ExchangeAccount(exchange_id="binance", label="cmd-rotate", api_key="k", base_url="http://127.0.0.1:9")
-    acc.api_secret = "s3cret"
-    acc.save()
+    acc = ExchangeAccountFactory(label="cmd-rotate", api_key="k", api_secret="s3cret", base_url="http://127.0.0.1:9")
 
     cases = run_all(child_env, {
         "mm_status": Case(["mm_status", "--json"]),

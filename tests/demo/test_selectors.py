@@ -1,5 +1,4 @@
 """The live view: open orders, fill totals and a PnL computed exactly from the fills at the mid."""
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -8,31 +7,28 @@ from django.utils import timezone
 from demo.selectors import demo_view
 from demo.services import BTC_ASSET_ID, DEMO_USER_ID, USDT_ASSET_ID
 from demo.view import render_line, render_screen
-from exchanges.models import ExchangeAccount
-from intents.models import Intent, TrackedFill, TrackedOrder
-from orders.models import MarketMakingOrder, MarketMakingPair
+from intents.models import TrackedFill
 from strategy.models import MarketData, TickLease
-from strategy.runtime import strategy_key
+from tests.factories import ExchangeAccountFactory, IntentFactory, OrderFactory, PairFactory, TrackedOrderFactory
+from intents.ids import strategy_key
 
 pytestmark = pytest.mark.embedded
 
 
 @pytest.fixture
 def running_order(db):
-    account = ExchangeAccount.objects.create(exchange_id="binance", label="view-sim", base_url="http://127.0.0.1:9")
-    pair = MarketMakingPair.objects.create(exchange_account=account, exchange_id="binance", symbol="BTC/USDT",
-                                           base_asset_id=BTC_ASSET_ID, quote_asset_id=USDT_ASSET_ID,
-                                           base_exchange_asset="BTC", quote_exchange_asset="USDT")
-    return MarketMakingOrder.objects.create(
-        user_id=DEMO_USER_ID, pair=pair, exchange_account=account, state="running", memo="m",
-        base_amount=Decimal("0.5"), quote_amount=Decimal("15000"), bid_spread=Decimal("0.0005"),
-        ask_spread=Decimal("0.0005"), order_amount=Decimal("0.01"), expires_at=timezone.now() + timedelta(hours=1))
+    account = ExchangeAccountFactory(label="view-sim", base_url="http://127.0.0.1:9")
+    pair = PairFactory(exchange_account=account, base_asset_id=BTC_ASSET_ID, quote_asset_id=USDT_ASSET_ID)
+    # Without payment legs or a session (the view reads no legs): a test deletes the order.
+    return OrderFactory(user_id=DEMO_USER_ID, pair=pair, state="running", base_amount=Decimal("0.5"),
+                        quote_amount=Decimal("15000"), bid_spread=Decimal("0.0005"), ask_spread=Decimal("0.0005"),
+                        payment=None, strategy_session=None)
 
 
 def add_order(order, n, side, price, amount, status="open"):
-    return TrackedOrder.objects.create(client_order_id=f"c{n}", strategy_key=strategy_key(order.order_id),
-                                       account=order.exchange_account, symbol="BTC/USDT", side=side,
-                                       price=Decimal(price), amount=Decimal(amount), status=status)
+    return TrackedOrderFactory(client_order_id=f"c{n}", strategy_key=strategy_key(order.order_id),
+                               account=order.exchange_account, side=side, price=Decimal(price),
+                               amount=Decimal(amount), status=status)
 
 
 def add_fill(order, tracked, n, side, price, amount, fee, fee_currency):
@@ -55,9 +51,8 @@ def test_view_counts_open_orders_and_fills_and_marks_pnl_exactly_at_the_mid(runn
                               fetched_at=timezone.now())
     TickLease.objects.update_or_create(name="tick", defaults=dict(  # a worker test may have left one
         last_duration_ms=42, ticks_run=7, last_finished_at=timezone.now()))
-    Intent.objects.create(intent_id="i1", strategy_key=strategy_key(running_order.order_id),
-                          account=running_order.exchange_account, kind="cancel", symbol="BTC/USDT",
-                          client_order_id="c1", status="in_flight")
+    IntentFactory(cancel=True, intent_id="i1", strategy_key=strategy_key(running_order.order_id),
+                  account=running_order.exchange_account, client_order_id="c1", status="in_flight")
 
     # when the view is read
     view = demo_view(running_order)

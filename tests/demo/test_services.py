@@ -4,7 +4,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 
 from demo.errors import DemoError
 from demo.services import DEMO_USER_ID, demo_setup
@@ -12,7 +11,8 @@ from exchanges.models import ExchangeAccount
 from exchanges.simulator.services import simulator_account_ensure
 from ledger.selectors import audit_ledger
 from orders.models import MarketMakingOrder, Snapshot
-from strategy.models import SessionStatus, StrategySession
+from strategy.models import SessionStatus
+from tests.factories import StrategySessionFactory
 
 pytestmark = pytest.mark.embedded
 
@@ -55,9 +55,8 @@ def test_setup_finishes_a_stop_an_earlier_run_interrupted_then_makes_a_new_order
     account_key, account_secret = "rt-key-0", "rt-secret-0"
     first = demo_setup(exchange_url=sim.base_url, api_key=account_key, api_secret=account_secret)
     MarketMakingOrder.objects.filter(order_id=first.order_id).update(state="running")
-    now = timezone.now()
-    StrategySession.objects.create(order=MarketMakingOrder.objects.get(order_id=first.order_id),
-                                   status=SessionStatus.STOPPING, cadence_s=2, started_at=now)
+    StrategySessionFactory(order=MarketMakingOrder.objects.get(order_id=first.order_id),
+                           status=SessionStatus.STOPPING, cadence_s=2, next_run_at=None)
 
     # when setup runs again
     second = demo_setup(exchange_url=sim.base_url, api_key=account_key, api_secret=account_secret)

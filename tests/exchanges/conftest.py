@@ -7,7 +7,8 @@ import pytest
 from exchanges.clients import build_exchange_client, exchange_clients_clear
 from exchanges.models import ExchangeAccount
 from exchanges.simulator.server import BackgroundSimulator
-from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure
+from exchanges.simulator.services import simulator_market_ensure
+from tests.factories import SimulatedExchangeAccountFactory
 
 SIM_LABEL = "sim-test"
 SIM_KEY = "test-api-key-0001"
@@ -28,14 +29,11 @@ class Sim:
 def simulator(transactional_db):
     """A running simulator with BTC/USDT at 30000 (seed 7) and an account holding 100000 USDT, 10 BTC."""
     simulator_market_ensure(symbol="BTC/USDT", start_price=Decimal("30000"), seed=7)
-    simulator_account_ensure(label=SIM_LABEL, api_key=SIM_KEY, api_secret=SIM_SECRET,
-                             balances={"USDT": Decimal("100000"), "BTC": Decimal("10")})
     exchange_clients_clear()
     with BackgroundSimulator() as server:
-        account = ExchangeAccount(exchange_id="binance", label="binance-sim", api_key=SIM_KEY,
-                                  base_url=server.base_url)
-        account.api_secret = SIM_SECRET
-        account.save()
+        account = SimulatedExchangeAccountFactory(
+            label="binance-sim", base_url=server.base_url, api_key=SIM_KEY, api_secret=SIM_SECRET, sim_label=SIM_LABEL,
+            sim_balances={"USDT": Decimal("100000"), "BTC": Decimal("10")})
         yield Sim(base_url=server.base_url, account=account, sim_label=SIM_LABEL)
     exchange_clients_clear()
 

@@ -4,6 +4,7 @@ import pytest
 from exchanges.clients import exchange_client, point_urls
 from exchanges.errors import AccountDisabled
 from exchanges.models import ExchangeAccount, SimMarket
+from tests.factories import ExchangeAccountFactory
 
 pytestmark = pytest.mark.embedded
 
@@ -35,9 +36,7 @@ def test_one_client_per_account_rate_limited_and_rebuilt_when_the_account_change
 
 
 def test_markets_are_loaded_once_and_shared_by_accounts_on_one_endpoint(simulator):
-    other = ExchangeAccount(exchange_id="binance", label="second", api_key="k2", base_url=simulator.base_url)
-    other.api_secret = "s2"
-    other.save()
+    other = ExchangeAccountFactory(api_key="k2", api_secret="s2", base_url=simulator.base_url)
     first = exchange_client(account_id=simulator.account.pk)
     SimMarket.objects.all().delete()  # from now on exchangeInfo lists no market at all
 

@@ -9,6 +9,7 @@ from django.db import connection
 from exchanges.admin import ExchangeAccountForm
 from exchanges.errors import SecretDecryptionError
 from exchanges.models import ExchangeAccount
+from tests.factories import ExchangeAccountFactory
 
 pytestmark = pytest.mark.embedded
 
@@ -44,9 +45,7 @@ def test_the_simulator_keeps_its_accounts_secrets_encrypted_too():
 
 @pytest.mark.django_db
 def test_admin_form_never_renders_the_secret():
-    account = ExchangeAccount(exchange_id="binance", label="main", api_key="k")
-    account.api_secret = SECRET
-    account.save()
+    account = ExchangeAccountFactory(api_key="k", api_secret=SECRET)
 
     html = str(ExchangeAccountForm(instance=account))
 
@@ -57,9 +56,7 @@ def test_admin_form_never_renders_the_secret():
 def test_rotation_reencrypts_under_the_new_key_and_old_key_can_be_dropped(settings):
     old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.EXCHANGE_SECRET_KEYS = [old_key]
-    account = ExchangeAccount(exchange_id="binance", label="main", api_key="k")
-    account.api_secret = SECRET
-    account.save()
+    account = ExchangeAccountFactory(api_key="k", api_secret=SECRET)
     before = account.api_secret_encrypted
 
     settings.EXCHANGE_SECRET_KEYS = [new_key, old_key]

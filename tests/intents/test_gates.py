@@ -11,10 +11,11 @@ from django.utils import timezone
 from exchanges.models import ExchangeAccount
 from intents.gates import claim_intents, in_flight_counts, release, sync_slots
 from intents.models import Intent, IntentKind, IntentSlot, IntentStatus
+from tests.factories import ExchangeAccountFactory, IntentFactory
 
 
 def make_accounts(n):
-    return [ExchangeAccount.objects.create(exchange_id="binance", label=f"gate-{i}") for i in range(n)]
+    return ExchangeAccountFactory.create_batch(n)
 
 
 def limited_accounts(settings, n, *, in_flight, per_account):
@@ -32,8 +33,8 @@ def make_intents(accounts, keys_per_account, per_key):
         for k in range(keys_per_account):
             for j in range(per_key):
                 key = f"mm:{account.pk}:{k}"
-                rows.append(Intent(intent_id=f"{key}:{j}", strategy_key=key, account=account, kind=IntentKind.CANCEL,
-                                   symbol="BTC/USDT", client_order_id=f"c{account.pk}x{k}x{j}"))
+                rows.append(IntentFactory.build(cancel=True, intent_id=f"{key}:{j}", strategy_key=key, account=account,
+                                                client_order_id=f"c{account.pk}x{k}x{j}"))
     Intent.objects.bulk_create(rows)
 
 
@@ -120,8 +121,8 @@ def test_limits_hold_across_eight_processes(settings, child_env, tmp_path):
     for n in range(400):
         account = accounts[n % 3]
         key = f"mm:{n % 50}"
-        rows.append(Intent(intent_id=f"i{n}", strategy_key=key, account=account, kind=IntentKind.CANCEL,
-                           symbol="BTC/USDT", client_order_id=f"c{n}"))
+        rows.append(IntentFactory.build(cancel=True, intent_id=f"i{n}", strategy_key=key, account=account,
+                                        client_order_id=f"c{n}"))
     Intent.objects.bulk_create(rows)
     env = {**child_env, "STRATEGY_INTENT_MAX_IN_FLIGHT": "5", "STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE": "2"}
 
@@ -252,8 +253,8 @@ def test_a_claim_takes_a_fixed_number_of_statements_and_claims_only_cancels_whil
     # (engaged first: engaging it supersedes the unsent creates there are)
     halt_set(engaged=True, reason="test", by="test")
     make_intents([account], keys_per_account=3, per_key=1)  # three cancels of three keys
-    creates = [Intent(intent_id=f"create:{k}", strategy_key=f"mm:c{k}", account=account, kind=IntentKind.CREATE,
-                      symbol="BTC/USDT", client_order_id=f"create{k}", side="buy", price="100", amount="1", layer=0)
+    creates = [IntentFactory.build(intent_id=f"create:{k}", strategy_key=f"mm:c{k}", account=account,
+                                   client_order_id=f"create{k}", layer=0)
                for k in range(3)]
     Intent.objects.bulk_create(creates)
 

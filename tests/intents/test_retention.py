@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from exchanges.models import ExchangeAccount
-from intents.models import Intent, IntentKind, IntentStatus, TrackedFill, TrackedOrder, TrackedOrderStatus
+from intents.models import Intent, IntentStatus, TrackedFill, TrackedOrder, TrackedOrderStatus
 from intents.retention import history_prune
+from tests.factories import ExchangeAccountFactory, IntentFactory, TrackedOrderFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
@@ -18,13 +18,11 @@ OLD, RECENT = timedelta(days=40), timedelta(days=5)
 
 @pytest.fixture
 def account():
-    return ExchangeAccount.objects.create(exchange_id="binance", label="retention")
+    return ExchangeAccountFactory()
 
 
 def intent(account, name, status, age, *, finished=True):
-    row = Intent.objects.create(intent_id=name, strategy_key="mm:k", account=account, kind=IntentKind.CREATE,
-                                symbol="BTC/USDT", side="buy", price=Decimal("100"), amount=Decimal("1"),
-                                client_order_id=f"c-{name}", status=status)
+    row = IntentFactory(intent_id=name, strategy_key="mm:k", account=account, client_order_id=f"c-{name}", status=status)
     at = timezone.now() - age
     # created_at is auto_now_add: set the ages with an update, as they would be after that long
     Intent.objects.filter(pk=row.pk).update(created_at=at, finished_at=at if finished else None)
@@ -32,9 +30,8 @@ def intent(account, name, status, age, *, finished=True):
 
 
 def tracked(account, name, status, age):
-    row = TrackedOrder.objects.create(client_order_id=f"t-{name}", strategy_key="mm:k", account=account,
-                                      symbol="BTC/USDT", side="buy", price=Decimal("100"), amount=Decimal("1"),
-                                      status=status)
+    row = TrackedOrderFactory(client_order_id=f"t-{name}", strategy_key="mm:k", account=account, price=Decimal("100"),
+                              amount=Decimal("1"), status=status)
     at = timezone.now() - age
     TrackedOrder.objects.filter(pk=row.pk).update(created_at=at, updated_at=at)
     return row

@@ -8,7 +8,8 @@ import pytest
 
 from ledger import services
 from ledger.errors import IdempotencyConflict, InsufficientFunds, InvalidAmount, LedgerError
-from ledger.models import Account, Asset, Balance, LedgerEntry, Operation, Posting
+from ledger.models import Account, Balance, LedgerEntry, Operation, Posting
+from tests.factories import AssetFactory
 
 from .helpers import assert_audit_clean, fresh
 
@@ -145,10 +146,7 @@ def test_a_balance_past_the_storable_maximum_is_refused_on_both_databases(user, 
 
 
 def test_asset_scale_is_per_asset(user):
-    cents, whole, fine = fresh("cents"), fresh("whole"), fresh("fine")
-    Asset.objects.create(asset_id=cents, symbol="USD2", scale=2)
-    Asset.objects.create(asset_id=whole, symbol="PTS", scale=0)
-    Asset.objects.create(asset_id=fine, symbol="ETH18", scale=18)
+    cents, whole, fine = (AssetFactory(scale=scale).asset_id for scale in (2, 0, 18))
     assert services.asset_scale(fresh("default")) == 8
 
     assert deposit(user, cents, "1.01").balance.available == D("1.01")
@@ -170,8 +168,7 @@ def test_asset_scale_is_per_asset(user):
 
 
 def test_audit_sums_31_digit_amounts_exactly(user):
-    fine = fresh("fine")
-    Asset.objects.create(asset_id=fine, symbol="ETH18", scale=18)
+    fine = AssetFactory(scale=18).asset_id
     deposit(user, fine, "1000000000000.000000000000000001")
     deposit(user, fine, "0.000000000000000001")
     assert_audit_clean()

@@ -14,7 +14,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from ledger import services
 from ledger.errors import IdempotencyConflict, InsufficientFunds, InvalidAmount
-from ledger.models import Account, Asset, Balance, Posting
+from ledger.models import Account, Balance, Posting
+from tests.factories import AssetFactory
 
 from .helpers import assert_audit_clean, fresh
 
@@ -43,7 +44,7 @@ class LedgerModel(RuleBasedStateMachine):
         self.users = [f"{self.prefix}-u{i}" for i in range(2)]
         self.assets = [f"{self.prefix}-a{i}" for i in range(3)]
         self.cents = self.assets[2]  # an asset of scale 2: a third decimal is refused
-        Asset.objects.create(asset_id=self.cents, symbol="C2", scale=2)
+        AssetFactory(asset_id=self.cents, scale=2)
         self.balances = defaultdict(lambda: [ZERO, ZERO])
         self.used: dict[str, tuple[str, dict, tuple[Decimal, Decimal]]] = {}
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from orders.memo import encode_snapshot_memo
-from orders.models import MarketMakingPair
+from tests.factories import PairFactory, SimulatedExchangeAccountFactory
 
 BTC = "c6d0c728-2624-429b-8e0d-d9d19b6592fa"
 USDT = "4d8c508b-91c5-375b-92b0-ee702ed2dac5"
@@ -15,12 +15,7 @@ ETH = "43d61dcd-e413-450d-80b8-101d5e903357"
 @pytest.fixture
 def pair(db):
     """BTC/USDT; the base fee is paid in BTC itself, the quote fee in ETH."""
-    return MarketMakingPair.objects.create(
-        exchange_id="binance", symbol="BTC/USDT", base_asset_id=BTC, quote_asset_id=USDT,
-        base_exchange_asset="BTC", quote_exchange_asset="USDT",
-        base_fee_asset_id=BTC, base_fee_amount=Decimal("0.0001"),
-        quote_fee_asset_id=ETH, quote_fee_amount=Decimal("0.002"),
-    )
+    return PairFactory(base_asset_id=BTC, quote_asset_id=USDT, with_fees=True, quote_fee_asset_id=ETH)
 
 
 @pytest.fixture
@@ -71,25 +66,17 @@ SIM_SECRET = "orders-test-api-secret"
 def sim_pair(transactional_db):
     """BTC/USDT on an exchange account served by the simulator over loopback HTTP (fees as ``pair``)."""
     from exchanges.clients import exchange_clients_clear
-    from exchanges.models import ExchangeAccount
     from exchanges.simulator.server import BackgroundSimulator
-    from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure
+    from exchanges.simulator.services import simulator_market_ensure
 
     simulator_market_ensure(symbol="BTC/USDT", start_price=Decimal("30000"), seed=7)
-    simulator_account_ensure(label="orders-sim", api_key=SIM_KEY, api_secret=SIM_SECRET,
-                             balances={"USDT": Decimal("0"), "BTC": Decimal("0")})
     exchange_clients_clear()
     with BackgroundSimulator() as server:
-        account = ExchangeAccount(exchange_id="binance", label="orders-binance-sim", api_key=SIM_KEY,
-                                  base_url=server.base_url)
-        account.api_secret = SIM_SECRET
-        account.save()
-        yield MarketMakingPair.objects.create(
-            exchange_id="binance", exchange_account=account, symbol="BTC/USDT", base_asset_id=BTC,
-            quote_asset_id=USDT, base_exchange_asset="BTC", quote_exchange_asset="USDT",
-            base_fee_asset_id=BTC, base_fee_amount=Decimal("0.0001"),
-            quote_fee_asset_id=ETH, quote_fee_amount=Decimal("0.002"),
-        )
+        account = SimulatedExchangeAccountFactory(
+            label="orders-binance-sim", base_url=server.base_url, api_key=SIM_KEY, api_secret=SIM_SECRET,
+            sim_label="orders-sim", sim_balances={"USDT": Decimal("0"), "BTC": Decimal("0")})
+        yield PairFactory(exchange_account=account, base_asset_id=BTC, quote_asset_id=USDT, with_fees=True,
+                          quote_fee_asset_id=ETH)
     exchange_clients_clear()
 
 

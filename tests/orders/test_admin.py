@@ -3,16 +3,14 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from exchanges.models import ExchangeAccount
-from intents.models import Intent, TrackedFill, TrackedOrder
+from intents.models import TrackedFill, TrackedOrder
 from orders.admin import orders_pnl
 from orders.models import MarketMakingOrder, OrderState, OrderTransition
 from orders.services import snapshot_record
 from strategy.models import MarketData
+from tests.factories import ExchangeAccountFactory, IntentFactory, TrackedOrderFactory, UserFactory
 from tests.runtime_fixtures import make_running_order
 
 from .conftest import USDT, snapshot_payload
@@ -30,39 +28,29 @@ def change_url(order):
 
 @pytest.fixture
 def account():
-    account = ExchangeAccount(exchange_id="binance", label="desk-1", api_key="key-1", base_url="http://127.0.0.1:9")
-    account.api_secret = SECRET
-    account.save()
-    return account
-
-
-def staff(*perms, username=None):
-    user = get_user_model().objects.create_user(username=username or f"staff-{uuid.uuid4().hex[:6]}", password="pw",
-                                                is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=perms))
-    return user
+    return ExchangeAccountFactory(label="desk-1", api_key="key-1", api_secret=SECRET, base_url="http://127.0.0.1:9")
 
 
 @pytest.fixture
 def viewer(client):
     """Staff with view permissions only (orders and the apps the order page draws on)."""
-    client.force_login(staff("view_marketmakingorder", "view_exchangeaccount"))
+    client.force_login(UserFactory(username="staff-viewer", staff=True,
+                                   permissions=["view_marketmakingorder", "view_exchangeaccount"]))
     return client
 
 
 @pytest.fixture
 def operator(client):
-    client.force_login(staff("view_marketmakingorder", "operate_orders"))
+    client.force_login(UserFactory(username="staff-operator", staff=True,
+                                   permissions=["view_marketmakingorder", "operate_orders"]))
     return client
 
 
 def trade(order, *, side, price, amount, fee="0", fee_currency="USDT", n=0):
     """A tracked order of ``order`` and one fill of it."""
     key = f"mm:{order.order_id}"
-    tracked = TrackedOrder.objects.create(client_order_id=f"c{uuid.uuid4().hex[:20]}", strategy_key=key,
-                                          account=order.exchange_account, symbol="BTC/USDT", side=side,
-                                          price=Decimal(price), amount=Decimal(amount), filled=Decimal(amount),
-                                          status="filled")
+    tracked = TrackedOrderFactory(strategy_key=key, account=order.exchange_account, side=side, price=Decimal(price),
+                                  amount=Decimal(amount), filled=Decimal(amount), status="filled")
     TrackedFill.objects.create(account=order.exchange_account, trade_id=f"t{uuid.uuid4().hex[:10]}", symbol="BTC/USDT",
                                tracked_order=tracked, strategy_key=key, side=side, price=Decimal(price),
                                amount=Decimal(amount), cost=Decimal(price) * Decimal(amount), fee=Decimal(fee),
@@ -142,9 +130,8 @@ def test_order_page_shows_legs_snapshots_ledger_history_session_intents_and_trac
 
     running = make_running_order(account)
     tracked = trade(running, side="buy", price="30000", amount="0.01")
-    Intent.objects.create(intent_id=f"i-{running.pk}-1", strategy_key=f"mm:{running.order_id}", account=account,
-                          kind="create", symbol="BTC/USDT", side="buy", price=Decimal("30000"),
-                          amount=Decimal("0.01"), client_order_id=tracked.client_order_id, status="done")
+    IntentFactory(intent_id=f"i-{running.pk}-1", strategy_key=f"mm:{running.order_id}", account=account,
+                  client_order_id=tracked.client_order_id, status="done")
     page = viewer.get(change_url(running)).content.decode()
     assert f"i-{running.pk}-1" in page and tracked.client_order_id in page
     assert f"t-lock:{running.pk}:asset-btc" in page and "lock_funds" in page
@@ -244,12 +231,12 @@ def test_a_stop_the_exchange_does_not_confirm_in_time_is_left_to_the_stop_mm_job
     assert TrackedOrder.objects.filter(strategy_key=f"mm:{order.order_id}", status="open").count() == 2
     simulator_set_faults(account_label="rt-sim-0", http_5xx=100)
     monkeypatch.setattr("orders.admin.ADMIN_STOP_WAIT_S", 0)
-    admin = get_user_model().objects.create_superuser(username="ops", password="pw", email="")
+    admin = UserFactory(username="ops", superuser=True)
     from django.test import Client
     client = Client()
     client.force_login(admin)
     # when an operator stops it
-    with caplog.at_level("INFO", logger="orders.dispatch"):
+    with caplog.at_level("INFO", logger="mmproject.jobs"):
         response = client.post(LIST, {"action": "stop_orders", "_selected_action": [order.pk]}, follow=True)
     # then the admin says it is stopping, the stop_mm job is queued, and the order is not stopped yet
     assert "stopping; cancels are being confirmed in the background" in response.content.decode()

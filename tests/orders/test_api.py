@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from api.models import ApiToken
 from orders.memo import decode_memo
 from orders.models import MarketMakingOrder, OrderTransition
+from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
@@ -18,9 +19,7 @@ URL = "/api/orders/"
 
 @pytest.fixture
 def token(capsys):
-    get_user_model().objects.create_user(username=f"client-{uuid.uuid4().hex[:6]}", password="x")
-    username = get_user_model().objects.latest("pk").username
-    call_command("api_token", "create", username)
+    call_command("api_token", "create", UserFactory(username="client-a").username)
     return capsys.readouterr().out.strip()
 
 
@@ -196,7 +195,7 @@ def test_api_rate_limits_each_user_with_429_and_retry_after(client, body, token,
     # (a window of its own on every run: counters in a shared Redis cache outlive the test database)
     now = 60 * (29_000_000 + uuid.uuid4().int % 10**6) + 15.5
     monkeypatch.setattr("api.services.clock", lambda: now)
-    other = get_user_model().objects.create_user(username=f"other-{uuid.uuid4().hex[:6]}")
+    other = UserFactory()
     call_command("api_token", "create", other.username)
     other_token = capsys.readouterr().out.strip()
     # when one user sends 4 (bad ones count too)

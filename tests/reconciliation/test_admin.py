@@ -6,15 +6,15 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from exchanges.models import ExchangeAccount
 from reconciliation.models import BalanceBaseline, Drift, DriftKind, ReconciliationRun
+from tests.factories import ExchangeAccountFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 
 @pytest.fixture
 def run():
-    account = ExchangeAccount.objects.create(exchange_id="binance", label="rec-admin")
+    account = ExchangeAccountFactory(label="rec-admin")
     now = timezone.now()
     run = ReconciliationRun.objects.create(trigger="command", started_at=now - timedelta(seconds=1), finished_at=now,
                                            ok=False, drift_count=1, balances_checked=1)

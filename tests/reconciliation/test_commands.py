@@ -7,10 +7,10 @@ import pytest
 from django.core.management import CommandError, ManagementUtility, call_command
 from django.utils import timezone
 
-from exchanges.models import ExchangeAccount
-from intents.models import Intent, IntentStatus
+from intents.models import IntentStatus
 from reconciliation import selectors
 from reconciliation.models import ReconciliationRun
+from tests.factories import IntentFactory
 from tests.reconciliation.conftest import cancel_behind_our_back, sim_shift_balance, sim_total
 
 
@@ -74,10 +74,8 @@ def test_reconcile_json_reports_each_drift_with_numbers_and_exits_1(quoting, sim
 @pytest.mark.django_db
 def test_a_run_that_fails_exits_3_and_keeps_what_it_found(monkeypatch):
     # Given a stuck intent, and the balance check failing on a bug (the ledger read raising)
-    account = ExchangeAccount.objects.create(exchange_id="binance", label="rec-crash")
-    Intent.objects.create(intent_id="mm:c:stuck", strategy_key="mm:c", account=account, kind="cancel",
-                          symbol="BTC/USDT", client_order_id="coid-c", status=IntentStatus.IN_FLIGHT,
-                          lease_until=timezone.now() - timedelta(minutes=5))
+    IntentFactory(cancel=True, intent_id="mm:c:stuck", status=IntentStatus.IN_FLIGHT,
+                  lease_until=timezone.now() - timedelta(minutes=5))
 
     def broken():
         raise ZeroDivisionError("planted bug")

@@ -1,26 +1,20 @@
 """What the ledger says the orders on each exchange account hold, exactly, on either database."""
 import uuid
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
-from exchanges.models import ExchangeAccount
 from ledger import services as ledger
-from orders.models import ExchangeTransfer, ExchangeTransferStatus, MarketMakingOrder, MarketMakingPair, OrderState
+from orders.models import ExchangeTransfer, ExchangeTransferStatus, OrderState
 from reconciliation.selectors import balance_scope, ledger_positions
+from tests.factories import ExchangeAccountFactory, OrderFactory, PairFactory
 from tests.runtime_fixtures import BTC, USDT
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 
-def order_on(account, pair, n):
-    order = MarketMakingOrder.objects.create(
-        user_id=f"rec-user-{n}", pair=pair, exchange_account=account, state=OrderState.RUNNING, memo="m",
-        base_amount=Decimal(1), quote_amount=Decimal(1), bid_spread=Decimal("0.001"), ask_spread=Decimal("0.001"),
-        order_amount=Decimal("0.01"), order_refresh_time=5, number_of_layers=1,
-        expires_at=timezone.now() + timedelta(hours=1))
+def order_on(pair, n, state=OrderState.RUNNING):
+    order = OrderFactory(user_id=f"rec-user-{n}", pair=pair, state=state)
     for asset, amount in ((BTC, "2.00000001"), (USDT, "123456789.12345678")):
         ledger.credit_deposit(user_id=order.user_id, asset_id=asset, amount=amount, idempotency_key=f"in:{n}:{asset}")
         ledger.lock_funds(user_id=order.user_id, asset_id=asset, amount=amount, idempotency_key=f"lock:{n}:{asset}",
@@ -31,12 +25,9 @@ def order_on(account, pair, n):
 def test_positions_sum_each_accounts_orders_by_exchange_code_exactly():
     # Given two orders on account A (one of which bought 0.5 BTC for 15000.00000001 USDT, fee 15 USDT)
     # and one order on account B whose funds were all released
-    a = ExchangeAccount.objects.create(exchange_id="binance", label="rec-a")
-    b = ExchangeAccount.objects.create(exchange_id="binance", label="rec-b")
-    pairs = {acc: MarketMakingPair.objects.create(
-        exchange_account=acc, symbol="BTC/USDT", exchange_id="binance", base_asset_id=BTC, quote_asset_id=USDT,
-        base_exchange_asset="BTC", quote_exchange_asset="usdt") for acc in (a, b)}
-    first, _, released = order_on(a, pairs[a], 1), order_on(a, pairs[a], 2), order_on(b, pairs[b], 3)
+    a, b = ExchangeAccountFactory(label="rec-a"), ExchangeAccountFactory(label="rec-b")
+    pairs = {acc: PairFactory(exchange_account=acc, quote_exchange_asset="usdt") for acc in (a, b)}
+    first, _, released = order_on(pairs[a], 1), order_on(pairs[a], 2), order_on(pairs[b], 3)
     ledger.settle_fill(user_id=first.user_id, exchange="binance", trade_id="t1", side="buy", base_asset_id=BTC,
                        quote_asset_id=USDT, base_amount="0.5", quote_amount="15000.00000001", fee_amount="15",
                        ref_type="mm_order", ref_id=str(first.order_id))
@@ -59,19 +50,15 @@ def test_positions_sum_each_accounts_orders_by_exchange_code_exactly():
 
 
 def test_stopped_orders_keep_counting_and_transfers_in_flight_do_not_yet():
-    account = ExchangeAccount.objects.create(exchange_id="binance", label="rec-c")
-    pair = MarketMakingPair.objects.create(
-        exchange_account=account, symbol="BTC/USDT", exchange_id="binance", base_asset_id=BTC, quote_asset_id=USDT,
-        base_exchange_asset="BTC", quote_exchange_asset="USDT")
+    account = ExchangeAccountFactory(label="rec-c")
+    pair = PairFactory(exchange_account=account)
     # Given a stopped order whose funds (2.00000001 BTC, 123456789.12345678 USDT) the stop released in the ledger
-    stopped = order_on(account, pair, 1)
+    stopped = order_on(pair, 1, state=OrderState.STOPPED)
     for asset, amount in ((BTC, "2.00000001"), (USDT, "123456789.12345678")):
         ledger.unlock_funds(user_id=stopped.user_id, asset_id=asset, amount=amount, idempotency_key=f"stop:{asset}",
                             ref_type="mm_order", ref_id=str(stopped.order_id))
-    MarketMakingOrder.objects.filter(pk=stopped.pk).update(state=OrderState.STOPPED)
     # and an order withdrawing to the exchange: its BTC confirmed there, its USDT transfer still in flight
-    withdrawing = order_on(account, pair, 2)
-    MarketMakingOrder.objects.filter(pk=withdrawing.pk).update(state=OrderState.WITHDRAWING)
+    withdrawing = order_on(pair, 2, state=OrderState.WITHDRAWING)
     for asset, code, status in ((BTC, "BTC", ExchangeTransferStatus.CONFIRMED),
                                 (USDT, "USDT", ExchangeTransferStatus.SENT)):
         ExchangeTransfer.objects.create(order=withdrawing, asset_id=asset, exchange_asset=code, address="a",

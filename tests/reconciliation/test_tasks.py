@@ -5,12 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from exchanges.models import ExchangeAccount
-from intents.models import Intent, IntentStatus
+from intents.models import IntentStatus
 from mmproject.celery import TICK_QUEUE, _beat_schedule, app
 from reconciliation.models import ReconciliationRun
 from reconciliation.selectors import reconciliation_status
 from reconciliation.tasks import reconcile
+from tests.factories import IntentFactory
 
 
 def test_reconcile_is_routed_to_the_tick_queue_and_scheduled_by_the_setting(settings):
@@ -26,10 +26,8 @@ def test_reconcile_is_routed_to_the_tick_queue_and_scheduled_by_the_setting(sett
 @pytest.mark.embedded
 @pytest.mark.django_db
 def test_reconcile_task_stores_a_run_with_its_drifts():
-    account = ExchangeAccount.objects.create(exchange_id="binance", label="rec-task")
-    Intent.objects.create(intent_id="mm:t:stuck", strategy_key="mm:t", account=account, kind="cancel",
-                          symbol="BTC/USDT", client_order_id="coid-t", status=IntentStatus.IN_FLIGHT,
-                          lease_until=timezone.now() - timedelta(minutes=5))
+    IntentFactory(cancel=True, intent_id="mm:t:stuck", status=IntentStatus.IN_FLIGHT,
+                  lease_until=timezone.now() - timedelta(minutes=5))
 
     result = reconcile.apply().get()
 
@@ -46,10 +44,8 @@ def test_reconcile_task_stores_a_run_with_its_drifts():
 @pytest.mark.slow
 def test_a_worker_on_the_tick_queue_runs_the_periodic_reconcile(transactional_db, celery_worker):
     # Given a stuck intent and a worker consuming only the tick queue
-    account = ExchangeAccount.objects.create(exchange_id="binance", label="rec-worker")
-    Intent.objects.create(intent_id="mm:w:stuck", strategy_key="mm:w", account=account, kind="cancel",
-                          symbol="BTC/USDT", client_order_id="coid-w", status=IntentStatus.IN_FLIGHT,
-                          lease_until=timezone.now() - timedelta(minutes=5))
+    IntentFactory(cancel=True, intent_id="mm:w:stuck", status=IntentStatus.IN_FLIGHT,
+                  lease_until=timezone.now() - timedelta(minutes=5))
     celery_worker(queues=(TICK_QUEUE,))
 
     # When beat's message is sent (routed by name, as beat sends it)
