@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exchanges.models import ExchangeAccount
 from intents.models import Intent, IntentSlot
-from mmproject.metrics import TICK_DURATION_BUCKETS_MS, celery_queue_depths
+from mmproject.metrics import celery_queue_depths
+from strategy.metrics import TICK_DURATION_BUCKETS_MS
 from reconciliation.models import Drift, ReconciliationRun
 from strategy.models import SessionStatus, StrategySession, TickDurationBucket, TickLease
 from tests.runtime_fixtures import make_running_order

@@ -63,12 +63,12 @@ def test_the_setting_turns_prepared_statements_off(settings):
 
 @on_postgres
 def test_an_explicitly_prepared_statement_of_the_runtime_is_prepared():
-    # strategy.runtime's own cursor asks for prepare=True; psycopg ignores it while the
+    # mmproject.sql.server_bound's own cursor asks for prepare=True; psycopg ignores it while the
     # connection's threshold is None (Django's default), which explicit_prepare lifts.
-    from strategy.runtime import _server_bound
+    from mmproject.sql import server_bound
 
     for n in range(2):
-        assert _server_bound("SELECT %s::int + 40", [n], prepare=True) == [(40 + n,)]
+        assert server_bound("SELECT %s::int + 40", [n], prepare=True) == [(40 + n,)]
     assert [t for t in prepared_texts() if "+ 40" in t] == ["SELECT $1::int + 40"]
     assert connection.connection.prepare_threshold > 10**9  # nothing else is prepared on its own
 

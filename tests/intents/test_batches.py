@@ -14,16 +14,16 @@ from intents.executor import intents_execute
 from intents.gates import claim_intents, sync_slots
 from intents.halt import halt_set
 from intents.models import Intent, IntentStatus, TrackedOrder, TrackedOrderStatus
-from strategy import runtime
-from strategy.trackers import market_data_refresh
+from strategy import cycle
+from strategy.trackers import refresh_market_data
 from tests.runtime_fixtures import make_running_order
 
 
 def quoted_sessions(account, n):
     """``n`` running one-layer sessions whose cycle has written their creates (a buy and a sell each)."""
     orders = [make_running_order(account, layers=1) for _ in range(n)]
-    market_data_refresh(account_id=account.pk, symbol="BTC/USDT")
-    assert runtime.strategies_run_due(now=timezone.now(), slot=1).intents_written == 2 * n
+    refresh_market_data(account_id=account.pk, symbol="BTC/USDT")
+    assert cycle.strategies_run_due(now=timezone.now(), slot=1).intents_written == 2 * n
     sync_slots([account.pk])
     return orders
 

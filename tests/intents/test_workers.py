@@ -14,8 +14,9 @@ from exchanges.simulator.services import (
 )
 from intents.dispatcher import intents_dispatch
 from intents.models import ACTIVE_INTENT_STATUSES, Intent, IntentStatus, TrackedOrder
-from strategy import runtime
-from strategy.trackers import market_data_refresh
+from intents import ids
+from strategy import cycle
+from strategy.trackers import refresh_market_data
 from tests.runtime_fixtures import make_running_order, sim_account
 
 pytestmark = [pytest.mark.slow]
@@ -49,10 +50,10 @@ def test_in_flight_limits_hold_for_eight_workers_on_three_exchanges(sim, celery_
         simulator_set_faults(account_label=f"rt-sim-{n}", latency_ms=latency, http_5xx=2)
     orders = [make_running_order(accounts[i % 3], layers=1) for i in range(48)]
     for account in accounts:
-        market_data_refresh(account_id=account.pk, symbol="BTC/USDT")
+        refresh_market_data(account_id=account.pk, symbol="BTC/USDT")
     for n in range(3):
         simulator_reset_concurrency(f"rt-sim-{n}")
-    summary = runtime.strategies_run_due(now=timezone.now(), slot=1)
+    summary = cycle.strategies_run_due(now=timezone.now(), slot=1)
     assert summary.intents_written == 96
 
     # When 8 worker processes execute them
@@ -82,13 +83,13 @@ def test_sigkill_after_the_exchange_accepted_never_duplicates(sim, celery_worker
     settings.STRATEGY_INTENT_LEASE_S = 3
     account = sim.accounts[0]
     order = make_running_order(account, layers=1)
-    market_data_refresh(account_id=account.pk, symbol="BTC/USDT")
-    runtime.strategies_run_due(now=timezone.now(), slot=1)
+    refresh_market_data(account_id=account.pk, symbol="BTC/USDT")
+    cycle.strategies_run_due(now=timezone.now(), slot=1)
     simulator_set_faults(account_label="rt-sim-0", timeout_after_accept_s=4)
     worker = celery_worker(queues=("intents",), env=worker_env(EXCHANGE_TIMEOUT_MS="10000"), purge=True)
     intents_dispatch(inline=False)
     client = sim.client(account)
-    prefix = runtime.client_order_prefix(order.order_id)
+    prefix = ids.client_order_prefix(order.order_id)
 
     # When the worker is killed after the exchange accepted the first order
     wait_until(lambda: any(o["clientOrderId"].startswith(prefix) for o in client.fetch_open_orders("BTC/USDT")),

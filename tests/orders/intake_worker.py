@@ -32,7 +32,7 @@ def _child(barrier, results, payload):
     from orders.services import snapshot_intake, snapshot_record
 
     counter = _JobCounter()
-    logging.getLogger("orders.dispatch").addHandler(counter)
+    logging.getLogger("mmproject.jobs").addHandler(counter)
     try:
         barrier.wait(BARRIER_TIMEOUT_S)
         snapshot, created = snapshot_record(provider="local", data=payload)

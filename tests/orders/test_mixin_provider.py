@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from ledger.models import LedgerEntry
 from orders.errors import TransferRejected, TransferUncertain
 from orders.models import ProviderCursor, Refund, RefundStatus, Snapshot
+from orders.services.intake import snapshots_poll
 from orders.providers.mixin import MixinPaymentProvider
 from orders.services import snapshot_intake
 
@@ -47,12 +48,12 @@ def test_poll_records_new_snapshots_and_resumes_from_the_cursor_after_a_restart(
     mixin.snapshots += [mixin_snapshot(order, f"2026-11-24T10:00:0{i}.000000001Z", asset_id=USDT, amount="1")
                         for i in range(3)]
     with django_capture_on_commit_callbacks(execute=False) as queued:
-        first = MixinPaymentProvider.from_settings().poll_snapshots()
+        first = snapshots_poll(provider=MixinPaymentProvider.from_settings())
     assert (first.received, first.new, first.cursor) == (2, 2, "2026-11-24T10:00:01.000000001Z")
     assert [cb.args[0] for cb in queued] == ["process_market_making_snapshots"] * 2
     # a new provider (a restarted process) continues from the stored cursor
     with django_capture_on_commit_callbacks(execute=False):
-        second = MixinPaymentProvider.from_settings().poll_snapshots()
+        second = snapshots_poll(provider=MixinPaymentProvider.from_settings())
     assert (second.received, second.new) == (2, 1)  # the one at the cursor again, and the third
     assert mixin.requests[-1].endswith("offset=2026-11-24T10%3A00%3A01.000000001Z")
     assert ProviderCursor.objects.get(provider="mixin").cursor == "2026-11-24T10:00:02.000000001Z"
@@ -64,7 +65,7 @@ def test_snapshot_seen_twice_is_processed_once(mixin, order, django_capture_on_c
     mixin.snapshots.append(snap)
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=False):
-            MixinPaymentProvider.from_settings().poll_snapshots()
+            snapshots_poll(provider=MixinPaymentProvider.from_settings())
         snapshot_intake(snapshot_id=snap["snapshot_id"])
     assert LedgerEntry.objects.filter(idempotency_key=f"snapshot-credit:{snap['snapshot_id']}").count() == 1
     assert order.payment.__class__.objects.get(order=order).quote_received == Decimal("7")
@@ -73,7 +74,7 @@ def test_snapshot_seen_twice_is_processed_once(mixin, order, django_capture_on_c
 def test_outgoing_transfers_in_the_feed_are_not_payments(mixin, order, django_capture_on_commit_callbacks):
     mixin.snapshots.append(mixin_snapshot(order, "2026-11-24T10:00:00Z", asset_id=USDT, amount="-5"))
     with django_capture_on_commit_callbacks(execute=False):
-        result = MixinPaymentProvider.from_settings().poll_snapshots()
+        result = snapshots_poll(provider=MixinPaymentProvider.from_settings())
     assert (result.received, result.new) == (1, 0)
     assert not Snapshot.objects.exists()
 

@@ -7,7 +7,7 @@ from exchanges.models import SimBalance
 from intents.models import TrackedOrder, TrackedOrderStatus
 from ledger import services as ledger
 from reconciliation.services import reconcile_run
-from strategy import runtime
+from intents import ids
 from strategy.tick import tick_run
 from tests.runtime_fixtures import BTC, USDT, make_running_order
 
@@ -35,7 +35,7 @@ def quoting(sim, sync_driver):
                           idempotency_key=f"rec-lock:{order.order_id}:{asset}",
                           ref_type="mm_order", ref_id=str(order.order_id))
     assert tick_run().ran
-    tracked = TrackedOrder.objects.filter(strategy_key=runtime.strategy_key(order.order_id))
+    tracked = TrackedOrder.objects.filter(strategy_key=ids.strategy_key(order.order_id))
     assert sorted(t.status for t in tracked) == [TrackedOrderStatus.OPEN] * 4
     first = reconcile_run(trigger="test")
     assert first.ok and first.baselines_set == 2, list(first.drifts.values_list("detail", flat=True))
@@ -57,6 +57,6 @@ def sim_shift_balance(asset: str, delta: Decimal) -> None:
 
 def cancel_behind_our_back(sim, account, order) -> TrackedOrder:
     """Cancel one of the session's orders on the exchange directly through ccxt; return its tracked row."""
-    victim = TrackedOrder.objects.filter(strategy_key=runtime.strategy_key(order.order_id)).order_by("id").first()
+    victim = TrackedOrder.objects.filter(strategy_key=ids.strategy_key(order.order_id)).order_by("id").first()
     sim.client(account).cancel_order(victim.exchange_order_id, "BTC/USDT")
     return victim

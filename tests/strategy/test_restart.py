@@ -13,7 +13,7 @@ from exchanges.simulator.services import simulator_move_to
 from intents.models import ACTIVE_INTENT_STATUSES, Intent
 from ledger.selectors import audit_ledger
 from reconciliation.services import reconcile_run
-from strategy import runtime
+from intents import ids
 from strategy.models import StrategySession, TickLease
 from tests.intents.test_workers import wait_until
 from tests.runtime_fixtures import make_running_order
@@ -36,7 +36,7 @@ def kill9(proc):
 
 
 def ours_open(client, order):
-    prefix = runtime.client_order_prefix(order.order_id)
+    prefix = ids.client_order_prefix(order.order_id)
     return [o for o in client.fetch_open_orders("BTC/USDT") if o["clientOrderId"].startswith(prefix)]
 
 

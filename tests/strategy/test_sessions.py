@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 
 from strategy.models import StrategySession
-from strategy.selectors import session_list_due
+from strategy.cycle import due_sessions
 from strategy.services import session_start, session_stop
 
 BTC = "c6d0c728-2624-429b-8e0d-d9d19b6592fa"
@@ -44,7 +44,7 @@ def test_stop_is_idempotent_and_a_stopped_session_is_not_due(order):
     stopped_at = stopped.stopped_at
     assert stopped.status == "stopped" and stopped_at is not None
     assert session_stop(order_id=order.order_id).stopped_at == stopped_at
-    assert list(session_list_due(now=timezone.now() + timedelta(days=1))) == []
+    assert due_sessions(timezone.now() + timedelta(days=1))[0] == []
 
 
 def test_stop_without_a_session_does_nothing(order):
@@ -57,7 +57,7 @@ def test_restart_after_stop_runs_again_and_is_due_at_once(order):
     session_stop(order_id=order.order_id)
     session = session_start(order_id=order.order_id)
     assert session.status == "running" and session.stopped_at is None
-    assert [s.pk for s in session_list_due(now=timezone.now())] == [session.pk]
+    assert [s.pk for s in due_sessions(timezone.now())[0]] == [session.pk]
 
 
 def test_an_executor_may_send_only_while_the_session_runs_and_the_kill_switch_is_off(settings):
@@ -65,8 +65,12 @@ def test_an_executor_may_send_only_while_the_session_runs_and_the_kill_switch_is
     from exchanges.models import ExchangeAccount
     from intents.halt import halt_engaged, halt_set
     from strategy.models import SessionStatus
-    from strategy.runtime import session_accepts_orders, strategy_key
+    from intents.ids import strategy_key
+    from intents.send_check import accepting
     from tests.runtime_fixtures import make_running_order
+
+    def session_accepts_orders(key):  # what strategy.apps registered for the executor's check
+        return accepting([key]) == {key}
 
     order = make_running_order(ExchangeAccount.objects.create(exchange_id="binance", label="send-check"))
     key = strategy_key(order.order_id)
@@ -89,7 +93,8 @@ def test_an_executor_may_send_only_while_the_session_runs_and_the_kill_switch_is
 def test_a_batch_of_intents_checks_all_its_sessions_in_one_statement(django_assert_num_queries):
     from exchanges.models import ExchangeAccount
     from strategy.models import SessionStatus
-    from strategy.runtime import sessions_accepting_orders, strategy_key
+    from intents.ids import strategy_key
+    from strategy.selectors import sessions_accepting_orders
     from tests.runtime_fixtures import make_running_order
 
     account = ExchangeAccount.objects.create(exchange_id="binance", label="send-check-batch")

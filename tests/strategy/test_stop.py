@@ -15,11 +15,12 @@ from ledger.selectors import audit_ledger, ref_positions
 from ledger.services import get_balance
 from orders.models import MarketMakingOrder, OrderState
 from orders.services import order_stop
-from strategy import runtime
-from strategy.kill_switch import kill_switch_engage
+from intents import ids
+from intents.dispatcher import intents_dispatch
+from orders.services.kill_switch import kill_switch_engage
 from strategy.models import SessionStatus, StrategySession
 from strategy.tick import tick_run
-from strategy.trackers import orders_track
+from strategy.trackers import track_exchange_orders
 from tests.runtime_fixtures import BTC, USDT, make_running_order
 
 pytestmark = [pytest.mark.slow]
@@ -34,7 +35,7 @@ def sync_driver(settings):
 
 
 def ours_open(client, order):
-    prefix = runtime.client_order_prefix(order.order_id)
+    prefix = ids.client_order_prefix(order.order_id)
     return [o for o in client.fetch_open_orders("BTC/USDT") if o["clientOrderId"].startswith(prefix)]
 
 
@@ -67,7 +68,7 @@ def test_stop_with_twenty_open_orders_and_failing_cancels_leaves_nothing_open(si
     # Then nothing of it is left open, it is stopped, and its funds were unlocked exactly once
     assert outcome == "stopped"
     assert ours_open(client, order) == []
-    assert not TrackedOrder.objects.filter(strategy_key=runtime.strategy_key(order.order_id),
+    assert not TrackedOrder.objects.filter(strategy_key=ids.strategy_key(order.order_id),
                                            status__in=["open", "partially_filled", "pending_cancel"]).exists()
     order.refresh_from_db()
     assert order.state == OrderState.STOPPED
@@ -82,7 +83,7 @@ def test_stop_cancels_an_untracked_order_carrying_the_session_prefix(sim):
     order = make_running_order(account, layers=1)
     tick_run()
     client = sim.client(account)
-    stray = runtime.client_order_prefix(order.order_id) + "strayorder000001"
+    stray = ids.client_order_prefix(order.order_id) + "strayorder000001"
     client.create_order("BTC/USDT", "limit", "buy", "0.001", "25000", {"newClientOrderId": stray})
     assert len(ours_open(client, order)) == 3
 
@@ -110,7 +111,7 @@ def test_stop_racing_a_tick_and_a_second_stop_do_nothing_twice(sim):
     assert ours_open(client, order) == []
     assert_fully_unlocked(order)
     stop_began = MarketMakingOrder.objects.get(pk=order.pk).transitions.get(to_state="stopped").at
-    late = Intent.objects.filter(strategy_key=runtime.strategy_key(order.order_id), kind=IntentKind.CREATE,
+    late = Intent.objects.filter(strategy_key=ids.strategy_key(order.order_id), kind=IntentKind.CREATE,
                                  sent_at__gt=stop_began)
     assert not late.exists()
 
@@ -121,18 +122,18 @@ def test_fills_settle_into_the_ledger_to_the_last_unit(sim):
     order = make_running_order(account, layers=2, spread="0.001", order_amount="0.013")
     tick_run()
     simulator_move_to("BTC/USDT", "29800")
-    orders_track(account_id=account.pk)
+    track_exchange_orders(account_id=account.pk)
     client = sim.client(account)
     for _ in range(3):  # cancel the old asks, then quote a full ladder around the new price
         StrategySession.objects.update(next_run_at=timezone.now())
         tick_run()
     assert len(ours_open(client, order)) == 4
     simulator_move_to("BTC/USDT", "30240")
-    orders_track(account_id=account.pk)
-    orders_track(account_id=account.pk)  # seeing the same trades again changes nothing
+    track_exchange_orders(account_id=account.pk)
+    track_exchange_orders(account_id=account.pk)  # seeing the same trades again changes nothing
 
     # Then the order's ledger position is its funds plus every exchange trade minus fees, exactly
-    trades = list(SimTrade.objects.filter(order__client_order_id__startswith=runtime.client_order_prefix(order.order_id)))
+    trades = list(SimTrade.objects.filter(order__client_order_id__startswith=ids.client_order_prefix(order.order_id)))
     assert {t.order.side for t in trades} == {"BUY", "SELL"}
     base, quote = Decimal("1"), Decimal("40000")
     for t in trades:
@@ -171,7 +172,7 @@ def test_kill_switch_blocks_new_orders_and_stops_every_session(sim):
     late = make_running_order(account, layers=1)
     tick_run()
     assert ours_open(client, late) == []
-    assert not Intent.objects.filter(strategy_key=runtime.strategy_key(late.order_id)).exists()
+    assert not Intent.objects.filter(strategy_key=ids.strategy_key(late.order_id)).exists()
     call_command("kill_switch", "release")
 
 
@@ -179,7 +180,7 @@ def test_kill_switch_setting_blocks_claims_of_creates_but_not_cancels(sim, setti
     account = sim.accounts[0]
     order = make_running_order(account, layers=1)
     tick_run()
-    key = runtime.strategy_key(order.order_id)
+    key = ids.strategy_key(order.order_id)
     settings.STRATEGY_KILL_SWITCH = True
     rows = list(TrackedOrder.objects.filter(strategy_key=key))
     Intent.objects.bulk_create([
@@ -187,7 +188,7 @@ def test_kill_switch_setting_blocks_claims_of_creates_but_not_cancels(sim, setti
                symbol="BTC/USDT", client_order_id=t.client_order_id) for t in rows])
     TrackedOrder.objects.filter(strategy_key=key).update(status=TrackedOrderStatus.PENDING_CANCEL)
 
-    runtime.dispatch(inline=True)
+    intents_dispatch(inline=True)
 
     assert ours_open(sim.client(account), order) == []
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from exchanges.simulator.services import simulator_set_faults
 from intents.models import TrackedOrder, TrackedOrderStatus
-from strategy import runtime
+from intents import ids
 from strategy.models import MarketData, StrategySession, TickLease
 from strategy.tick import tick_run
 from tests.intents.test_workers import wait_until
@@ -37,7 +37,7 @@ def test_worker_tick_enqueues_trackers_and_quotes_from_stored_data(sim, celery_w
     time.sleep(0.02)
     second = tick_run()
     assert second.ran and second.sessions_run == 1 and second.duration_ms < 400
-    key = runtime.strategy_key(order.order_id)
+    key = ids.strategy_key(order.order_id)
     wait_until(lambda: TrackedOrder.objects.filter(strategy_key=key, status=TrackedOrderStatus.OPEN).count() == 2,
                timeout=30, message="both orders to be open on the exchange")
 

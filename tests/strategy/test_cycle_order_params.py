@@ -7,10 +7,12 @@ import pytest
 from django.utils import timezone
 
 from exchanges.models import ExchangeAccount
-from intents.gates import track_creates
+from intents.gates import track_creates_sql
+from mmproject.sql import write_together
 from intents.models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
 from orders.models import MarketMakingOrder
-from strategy import runtime
+from intents import ids
+from strategy import cycle
 from strategy.models import MarketData, StrategySession
 
 from tests.runtime_fixtures import make_running_order
@@ -38,16 +40,16 @@ def run_cycle(account, *, at, slot, bid=BID, ask=ASK):
         best_bid=bid, best_ask=ask, price_tick=Decimal("0.01"), amount_step=Decimal("0.00001"),
         min_amount=Decimal("0.00001"), min_notional=Decimal("5"), fetched_at=at))
     StrategySession.objects.update(next_run_at=at)
-    summary = runtime.strategies_run_due(now=at, slot=slot)
+    summary = cycle.strategies_run_due(now=at, slot=slot)
     assert summary.sessions_run == 1
     return Intent.objects.filter(intent_id__contains=f":{slot}:")
 
 
 def placed(order, *, at):
     """What the executor and the tracker record once the creates are on the book."""
-    key = runtime.strategy_key(order.order_id)
+    key = ids.strategy_key(order.order_id)
     creates = Intent.objects.filter(strategy_key=key, kind=IntentKind.CREATE, status=IntentStatus.NEW)
-    track_creates(list(creates.values_list("pk", flat=True)), now=at)  # what their claim writes
+    write_together([track_creates_sql(list(creates.values_list("pk", flat=True)), now=at)])  # what their claim writes
     creates.update(status=IntentStatus.DONE)
     TrackedOrder.objects.filter(strategy_key=key, status=TrackedOrderStatus.PENDING_CREATE).update(
         status=TrackedOrderStatus.OPEN, created_at=at)

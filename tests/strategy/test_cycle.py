@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from exchanges.simulator.services import simulator_advance
 from intents.models import Intent, IntentStatus, TrackedOrder, TrackedOrderStatus
-from strategy import runtime
+from intents import ids
+from strategy import cycle
 from strategy.models import StrategySession, TickLease
 from strategy.tick import tick_run
 
@@ -15,7 +16,7 @@ from tests.runtime_fixtures import make_running_order
 
 
 def open_orders_of(client, order):
-    prefix = runtime.client_order_prefix(order.order_id)
+    prefix = ids.client_order_prefix(order.order_id)
     return [o for o in client.fetch_open_orders("BTC/USDT") if (o.get("clientOrderId") or "").startswith(prefix)]
 
 
@@ -40,7 +41,7 @@ def test_sync_tick_quotes_a_two_layer_ladder(sim, sync_driver):
     assert outcome.ran and outcome.sessions_run == 1
     orders = open_orders_of(sim.client(account), order)
     assert sorted(o["side"] for o in orders) == ["buy", "buy", "sell", "sell"]
-    tracked = TrackedOrder.objects.filter(strategy_key=runtime.strategy_key(order.order_id))
+    tracked = TrackedOrder.objects.filter(strategy_key=ids.strategy_key(order.order_id))
     assert sorted(t.status for t in tracked) == [TrackedOrderStatus.OPEN] * 4
     assert {t.client_order_id for t in tracked} == {o["clientOrderId"] for o in orders}
     assert Intent.objects.filter(status=IntentStatus.DONE).count() == 4
@@ -87,7 +88,7 @@ def test_second_tick_in_the_same_period_is_skipped_and_counted(sim, settings):
 def test_stale_market_data_skips_quoting(sim, sync_driver):
     account = sim.accounts[0]
     make_running_order(account, layers=1)
-    runtime.strategies_run_due(now=timezone.now())  # no market data stored yet
+    cycle.strategies_run_due(now=timezone.now())  # no market data stored yet
     assert Intent.objects.count() == 0
 
 
@@ -138,7 +139,7 @@ def test_strategy_cycle_query_count_does_not_grow_with_sessions(db, sessions, dj
     _many_running_orders(account, sessions)
 
     with django_assert_max_num_queries(12):
-        summary = runtime.strategies_run_due(now=timezone.now(), slot=1)
+        summary = cycle.strategies_run_due(now=timezone.now(), slot=1)
 
     assert summary.sessions_run == sessions
     assert Intent.objects.count() == sessions * 4
@@ -151,10 +152,10 @@ def test_create_cancelled_by_a_later_cycle_before_it_was_sent_is_never_sent(sim,
     # Given a create intent already claimed (in flight) when the next cycle decides to cancel its order
     account = sim.accounts[0]
     order = make_running_order(account, layers=1)
-    from strategy.trackers import market_data_refresh
+    from strategy.trackers import refresh_market_data
 
-    market_data_refresh(account_id=account.pk, symbol="BTC/USDT")
-    runtime.strategies_run_due(now=timezone.now(), slot=1)
+    refresh_market_data(account_id=account.pk, symbol="BTC/USDT")
+    cycle.strategies_run_due(now=timezone.now(), slot=1)
     sync_slots([account.pk])
     claims = claim_intents(max_claims=1)
     [claim] = claims
