@@ -9,13 +9,12 @@ from decimal import Decimal
 from django.db.models import Count
 from django.utils import timezone
 
+from intents.ids import strategy_key
 from intents.models import OPEN_TRACKED_STATUSES, Intent, IntentStatus, TrackedFill, TrackedOrder
 from ledger.amounts import canonical
 from ledger.services import get_balance
 from orders.models import MarketMakingOrder, OrderTransition
-from strategy.models import MarketData, StrategySession, TickLease
-from intents.ids import strategy_key
-from strategy.tick import TICK_LEASE_NAME
+from strategy.models import TICK_LEASE_NAME, MarketData, StrategySession, TickLease
 
 from .services import demo_order_latest
 

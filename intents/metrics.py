@@ -10,6 +10,7 @@ from mmproject.metrics import incremental_counts, register_section
 from .gates import account_scope, in_flight_counts
 from .models import ACTIVE_INTENT_STATUSES, Intent, IntentStatus
 
+
 def intent_families():
     by_status = GaugeMetricFamily("mm_intents", "Intents by status.", labels=["status"])
     counts = incremental_counts(Intent, "status", active=Q(status__in=ACTIVE_INTENT_STATUSES))
@@ -26,8 +27,6 @@ def intent_families():
     for account_id, label in ExchangeAccount.objects.order_by("pk").values_list("pk", "label"):
         per_account.add_metric([str(account_id), label], slots.get(account_scope(account_id), 0))
     return [by_status, in_flight, per_account]
-
-
 
 
 def register() -> None:

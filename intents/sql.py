@@ -4,15 +4,15 @@ slots (intents.gates) and an executor batch's read and writes (intents.executor)
 Table names come from the models, status and kind values from their enums; the generic builders
 (``case_by_id``, ``typed``, ``ModelColumns``, ``write_together``) are in mmproject/sql.py. Why by
 hand: docs/decisions.md, "Hand-written SQL". Each statement is run on PostgreSQL and SQLite by
-tests/test_sql_statements.py.
+tests/test_named_statements.py.
 """
 from __future__ import annotations
 
-from django.db import connection
-from django.utils import timezone
-
 from datetime import datetime
 from decimal import Decimal
+
+from django.db import connection
+from django.utils import timezone
 
 from exchanges.models import ExchangeAccount
 from ledger.amounts import to_db
@@ -142,6 +142,7 @@ def release_intents_sql(status: str, not_before: str, error: str, finished: str,
     return (f"UPDATE {INTENT} SET status = {status}, not_before = {not_before}, claim_token = '', "
             f"lease_until = NULL, last_error = {error}, updated_at = %s, finished_at = {finished}, "
             f"exchange_order_id = {exchange_order_id} WHERE {pairs} AND status = %s RETURNING id")
+
 
 _INTENT = ModelColumns(Intent)
 _TRACKED = ModelColumns(TrackedOrder)

@@ -26,6 +26,7 @@ from mmproject.celery import INTENTS_QUEUE, MARKET_MAKING_QUEUE, TICK_QUEUE, app
 
 logger = logging.getLogger(__name__)
 
+
 def celery_queue_depths(*, broker_url: str | None = None, timeout_s: float = 2.0) -> dict[str, int]:
     """Messages waiting in each Celery queue of mmproject/celery.py; -1 when the broker is unreachable.
 

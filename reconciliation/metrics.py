@@ -9,6 +9,7 @@ from mmproject.metrics import register_section
 
 from .selectors import reconciliation_status
 
+
 def reconciliation_families():
     status = reconciliation_status()
     drifts = GaugeMetricFamily("mm_reconciliation_drifts",
@@ -25,8 +26,6 @@ def reconciliation_families():
         finished.add_metric([], datetime.fromisoformat(status["finished_at"]).timestamp())
         families.append(finished)
     return families
-
-
 
 
 def register() -> None:

@@ -29,11 +29,11 @@ from ledger.selectors import ref_positions
 from mmproject.sql import among, insert_ignoring_conflicts, server_bound
 
 from . import order_diff, pure_mm, sql
-from .params import params_for
 from .models import MarketData, SessionStatus, StrategySession
 from .order_rows import ORDER_REF
-from .sql import ORDER_FIELDS, PAIR_FIELDS, PENDING_COLUMNS, SESSION_FIELDS
+from .params import params_for
 from .periods import period_start_ms
+from .sql import ORDER_FIELDS, PAIR_FIELDS, PENDING_COLUMNS, SESSION_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +55,11 @@ class CycleSummary:
     intents_written: int = 0
     superseded: int = 0
 
+
 def _stale_before(now: datetime) -> datetime:
     ms = max(settings.STRATEGY_TICK_SIZE_MS * STALE_AFTER_TICKS, STALE_AFTER_MIN_S * 1000)
     return now - timedelta(milliseconds=ms)
+
 
 def _session_of(row: tuple) -> SimpleNamespace:
     """A row of ``SESSION_FIELDS``, ``ORDER_FIELDS``, ``PAIR_FIELDS`` as a session whose
@@ -94,6 +96,7 @@ def due_sessions(now: datetime) -> tuple[list[SimpleNamespace], dict[tuple[str, 
         positions[(order_key, pair.base_asset_id)] = row[-2] if row[-2] is not None else _ZERO
         positions[(order_key, pair.quote_asset_id)] = row[-1] if row[-1] is not None else _ZERO
     return sessions, positions
+
 
 # Tracked orders are read as rows of these columns, not model instances: a cycle reads thousands.
 _TRACKED_COLUMNS = ("strategy_key", "client_order_id", "side", "price", "amount", "layer", "status", "created_at",

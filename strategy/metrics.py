@@ -8,7 +8,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from mmproject.metrics import counts_by, register_section
 
-from .models import SessionStatus, StrategySession, TickDurationBucket, TickLease
+from .models import TICK_LEASE_NAME, SessionStatus, StrategySession, TickDurationBucket, TickLease
 
 # Upper bounds (ms) of the tick-duration buckets; the tick period is 1000 ms by default.
 # Changing them leaves the old rows unread; the new bounds count from the next tick.
@@ -42,10 +42,8 @@ def tick_duration_buckets_complete(hits: list[int]) -> None:
     )
 
 
-
-
 def tick_families():
-    lease = TickLease.objects.filter(name="tick").first()
+    lease = TickLease.objects.filter(name=TICK_LEASE_NAME).first()
     ticks_run = lease.ticks_run if lease else 0
     stored = dict(TickDurationBucket.objects.values_list("le_ms", "count"))
     histogram = HistogramMetricFamily(
@@ -66,16 +64,12 @@ def tick_families():
     return families
 
 
-
-
 def session_families():
     family = GaugeMetricFamily("mm_strategy_sessions", "Strategy sessions by status.", labels=["status"])
     counts = counts_by(StrategySession.objects, "status")
     for status in SessionStatus.values:
         family.add_metric([status], counts.get(status, 0))
     return [family]
-
-
 
 
 def register() -> None:

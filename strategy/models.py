@@ -31,6 +31,9 @@ class StrategySession(models.Model):
 
 
 # --- Tick coordination and market data (the trading runtime) --------------------------------
+TICK_LEASE_NAME = "tick"  # the one row of TickLease the beat's ticks take
+
+
 class TickLease(models.Model):
     """The database lease that makes ticks never overlap, and their counters.
 

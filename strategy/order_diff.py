@@ -43,9 +43,9 @@ from enum import Enum
 from intents.statuses import ACTIVE_STATUSES, TrackedStatus
 
 from .pure_mm import (
+    SIDES,
     Budget,
     DesiredOrder,
-    SIDES,
     PureMMParams,
     Side,
     StrategyInputError,

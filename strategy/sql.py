@@ -1,7 +1,7 @@
 """The strategy app's hand-written statements, by name: the cycle's reads and writes and the tick lease.
 
 Table and column names come from the models (``mmproject.sql.column``), status values from their
-enums. Each statement has a test on every database it runs on (tests/test_sql_statements.py).
+enums. Each statement has a test on every database it runs on (tests/test_named_statements.py).
 Why they are written by hand rather than with the ORM: docs/decisions.md, "Hand-written SQL".
 """
 from __future__ import annotations

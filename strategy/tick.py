@@ -28,15 +28,12 @@ from mmproject import jobs
 from . import sql
 from .cycle import strategies_run_due
 from .metrics import tick_duration_buckets_complete, tick_duration_hits, tick_duration_observe
-from .models import TickLease
+from .models import TICK_LEASE_NAME, TickLease
 from .periods import period_start_ms, tick_period_ms
 from .selectors import tracked_markets_and_accounts
 from .trackers import refresh_market_data, track_exchange_orders
 
 logger = logging.getLogger(__name__)
-
-TICK_LEASE_NAME = "tick"
-
 
 @dataclass(frozen=True)
 class TickOutcome:
