@@ -4,13 +4,14 @@ Each mutation is one transaction: lock the user's balance rows (fixed order), cl
 idempotency key by inserting the entry, update the balances and write balanced postings.
 
 - PostgreSQL: all of that is one prepared statement (data-modifying CTEs, see
-  ``_postgres_statement``). Called outside a transaction, the statement is its own
+  ``ledger.sql.mutation_sql``). Called outside a transaction, the statement is its own
   transaction: one round trip per mutation, and the row lock is held only while it runs.
   Inside a caller's transaction it joins it. A first touch of a user:asset creates the
   balance row in a transaction first.
 - SQLite (embedded default, one writer at a time under IMMEDIATE): the same steps as
   separate statements (``_write_stepwise``).
-See bench/ledger.py and docs/benchmarks.md for what this costs against a raw transaction.
+The statements are in ledger/sql.py. See bench/ledger.py and docs/benchmarks.md for what this
+costs against a raw transaction.
 
 Same key + same payload returns the first result with ``applied=False``; same key with a
 different payload raises IdempotencyConflict; the database keeps ``available >= 0`` and
@@ -24,15 +25,15 @@ import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from mmproject.sql import explicit_prepare
+from mmproject.sql import server_bound
 
+from . import sql
 from .amounts import MAX_AMOUNT, canonical, exact_context, from_db, parse_amount, to_db
 from .errors import IdempotencyConflict, InsufficientFunds, InvalidAmount, LedgerError
 from .models import Account, Asset, Balance, LedgerEntry, Operation
@@ -110,27 +111,20 @@ def _lock_balances(cur, vendor: str, keys: list[tuple[str, str]]) -> dict[tuple[
     """Lock the balance rows of ``keys`` in (user_id, asset_id) order, creating missing ones.
 
     Used by the stepwise (SQLite) path, where the IMMEDIATE transaction is the lock."""
-    where = " OR ".join(["(user_id = %s AND asset_id = %s)"] * len(keys))
     params = [part for key in keys for part in key]
-    suffix = " FOR UPDATE" if vendor == "postgresql" else ""
-    sql = (
-        "SELECT user_id, asset_id, id, available, locked FROM ledger_balance "
-        f"WHERE {where} ORDER BY user_id, asset_id{suffix}"
-    )
-    cur.execute(sql, params)
+    lock = sql.lock_balances_sql(len(keys), vendor == "postgresql")
+    cur.execute(lock, params)
     rows = {(r[0], r[1]): (r[2], from_db(r[3]), from_db(r[4])) for r in cur.fetchall()}
     missing = [key for key in keys if key not in rows]
     if missing:
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         zero = to_db(ZERO, vendor)
-        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(missing))
         cur.execute(
-            "INSERT INTO ledger_balance (user_id, asset_id, available, locked, updated_at) "
-            f"VALUES {values} ON CONFLICT (user_id, asset_id) DO NOTHING",
+            sql.insert_missing_balances_sql(len(missing)),
             [p for user_id, asset_id in missing for p in (user_id, asset_id, zero, zero, now)],
         )
         # Lock all of them again in order: a concurrent creator may have won the insert.
-        cur.execute(sql, params)
+        cur.execute(lock, params)
         rows = {(r[0], r[1]): (r[2], from_db(r[3]), from_db(r[4])) for r in cur.fetchall()}
     return rows
 
@@ -138,10 +132,7 @@ def _lock_balances(cur, vendor: str, keys: list[tuple[str, str]]) -> dict[tuple[
 def _claim_key(cur, vendor: str, *, key: str, op: str, user_id: str, asset_id: str, amount: Decimal,
                ref_type: str, ref_id: str, payload_hash: str, after: BalanceView, details: dict, now):
     cur.execute(
-        "INSERT INTO ledger_ledgerentry (idempotency_key, operation, user_id, asset_id, amount, ref_type, "
-        "ref_id, payload_hash, available_after, locked_after, details, created_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        sql.claim_key_sql(),
         [key, op, user_id, asset_id, to_db(amount, vendor), ref_type, ref_id, payload_hash,
          to_db(after.available, vendor), to_db(after.locked, vendor),
          connection.ops.adapt_json_value(details, None), connection.ops.adapt_datetimefield_value(now)],
@@ -208,12 +199,11 @@ def _write_stepwise(cur, *, keys, deltas, moves, claim) -> tuple[dict, int | Non
     for bkey in keys:
         new = after[bkey]
         cur.execute(
-            "UPDATE ledger_balance SET available = %s, locked = %s, updated_at = %s WHERE id = %s",
+            sql.update_balance_sql(),
             [to_db(new.available, vendor), to_db(new.locked, vendor), db_now, rows[bkey][0]],
         )
     cur.execute(
-        "INSERT INTO ledger_posting (entry_id, account, user_id, asset_id, amount) VALUES "
-        + ", ".join(["(%s, %s, %s, %s, %s)"] * len(moves)),
+        sql.insert_postings_sql(len(moves)),
         [p for m in moves for p in (entry_id, m.account, m.user_id, m.asset_id, to_db(m.amount, vendor))],
     )
     return before, entry_id
@@ -229,72 +219,14 @@ def _create_balances(keys) -> None:
     """Zero balance rows for ``keys`` (in order), unless they exist."""
     with connection.cursor() as cur:
         cur.execute(
-            "INSERT INTO ledger_balance (user_id, asset_id, available, locked, updated_at) VALUES "
-            + ", ".join(["(%s, %s, 0, 0, %s)"] * len(keys))
-            + " ON CONFLICT (user_id, asset_id) DO NOTHING",
+            sql.create_balances_sql(len(keys)),
             [p for user_id, asset_id in keys for p in (user_id, asset_id, timezone.now())],
         )
 
 
-def _postgres_statement(n_keys: int, n_moves: int) -> str:
-    """One statement for the whole mutation: lock the balance rows in (user, asset) order, and
-    only if every row exists and none would go negative (or past MAX_AMOUNT), claim the key,
-    update the balances from the locked values and write the postings. Returns the locked rows
-    and the entry id.
-
-    Data-modifying CTEs run once and to completion; ``u`` and ``p`` depend on ``e``, so a key
-    conflict (no ``e`` row) or a refusal (``ok`` false) writes nothing.
-    """
-    deltas = ", ".join(["(%s::varchar, %s::varchar, %s::numeric, %s::numeric)"] * n_keys)
-    moves = ", ".join(["(%s::varchar, %s::varchar, %s::varchar, %s::numeric)"] * n_moves)
-    return f"""
-WITH d (user_id, asset_id, d_available, d_locked) AS (VALUES {deltas}),
-b AS (
-    SELECT bal.id, bal.user_id, bal.asset_id, bal.available, bal.locked
-    FROM ledger_balance bal JOIN d ON bal.user_id = d.user_id AND bal.asset_id = d.asset_id
-    ORDER BY bal.user_id, bal.asset_id
-    FOR UPDATE OF bal
-),
-n AS (
-    SELECT b.id, b.user_id, b.asset_id, b.available + d.d_available AS available, b.locked + d.d_locked AS locked
-    FROM b JOIN d ON b.user_id = d.user_id AND b.asset_id = d.asset_id
-),
-ok AS (SELECT count(*) = {n_keys} AND bool_and(available >= 0 AND locked >= 0
-                                                AND available < {MAX_AMOUNT} AND locked < {MAX_AMOUNT}) AS ok
-       FROM n),
-e AS (
-    INSERT INTO ledger_ledgerentry (idempotency_key, operation, user_id, asset_id, amount, ref_type, ref_id,
-                                    payload_hash, available_after, locked_after, details, created_at)
-    SELECT %s::varchar, %s::varchar, n.user_id, n.asset_id, %s::numeric, %s::varchar, %s::varchar, %s::varchar,
-           n.available, n.locked, %s::jsonb, %s::timestamptz
-    FROM n, ok WHERE ok.ok AND n.user_id = %s::varchar AND n.asset_id = %s::varchar
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id
-),
-u AS (
-    UPDATE ledger_balance bal SET available = n.available, locked = n.locked, updated_at = %s::timestamptz
-    FROM n WHERE bal.id = n.id AND EXISTS (SELECT 1 FROM e)
-),
-p AS (
-    INSERT INTO ledger_posting (entry_id, account, user_id, asset_id, amount)
-    SELECT e.id, m.account, m.user_id, m.asset_id, m.amount
-    FROM e, (VALUES {moves}) AS m (account, user_id, asset_id, amount)
-)
-SELECT b.user_id, b.asset_id, b.available, b.locked, (SELECT id FROM e) FROM b
-"""
-
-
-_statements: dict[tuple[int, int], str] = {}
-_cursor: psycopg.Cursor | None = None  # the last connection's cursor, reused while it is the same
-
-
-def _run_statement(db, *, keys, deltas, moves, claim) -> tuple[dict, int | None] | None:
-    """Run the mutation statement on connection ``db``; None when a balance row is missing
+def _run_statement(*, keys, deltas, moves, claim) -> tuple[dict, int | None] | None:
+    """Run the mutation statement (``sql.mutation_sql``); None when a balance row is missing
     (then nothing was written)."""
-    shape = (len(keys), len(moves))
-    sql = _statements.get(shape)
-    if sql is None:
-        sql = _statements[shape] = _postgres_statement(*shape)
     now = claim["now"]
     params = [p for bkey in keys for p in (bkey[0], bkey[1], deltas[bkey][0], deltas[bkey][1])]
     params += [claim["key"], claim["op"], claim["amount"], claim["ref_type"], claim["ref_id"], claim["payload_hash"],
@@ -302,19 +234,11 @@ def _run_statement(db, *, keys, deltas, moves, claim) -> tuple[dict, int | None]
     params += [p for m in moves for p in (m.account, m.user_id, m.asset_id, m.amount)]
 
     # Django's cursors bind parameters client side (the statement is rebuilt as text in Python on
-    # every call); a plain psycopg cursor on the same connection (and transaction, if any) sends
-    # them separately. The statement is also prepared once per connection, so PostgreSQL does
+    # every call); server_bound's psycopg cursor on the same connection (and transaction, if any)
+    # sends them separately. The statement is also prepared once per connection, so PostgreSQL does
     # not plan it on every call (unless DATABASE_PREPARED_STATEMENTS is false: mmproject.sql).
-    global _cursor
-    conn = db.connection
-    cur = _cursor  # a local: another thread may swap the global for its own connection's cursor
-    if cur is None or cur.connection is not conn:
-        cur = _cursor = psycopg.Cursor(conn)
-    with db.wrap_database_errors:  # callers see django.db errors, as from any query
-        cur.execute(sql, params, prepare=explicit_prepare(conn))
-        rows = cur.fetchall()
-    if db.queries_logged:  # keep django_assert_num_queries and DEBUG honest
-        db.queries_log.append({"sql": sql, "time": "0.000"})
+    # Results in text, as before (the numerics are read as Decimals either way).
+    rows = server_bound(sql.mutation_sql(len(keys), len(moves)), params, prepare=True, binary=False)
     if len(rows) < len(keys):
         return None
     if len(_known_balances) > _KNOWN_BALANCES_MAX:
@@ -323,14 +247,14 @@ def _run_statement(db, *, keys, deltas, moves, claim) -> tuple[dict, int | None]
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}, rows[0][4]
 
 
-def _write_postgres(db, *, keys, deltas, moves, claim) -> tuple[dict, int | None]:
+def _write_postgres(*, keys, deltas, moves, claim) -> tuple[dict, int | None]:
     """Inside a transaction: create missing balance rows, then the statement."""
     if not _known_balances.issuperset(keys):
         _create_balances(keys)
-    outcome = _run_statement(db, keys=keys, deltas=deltas, moves=moves, claim=claim)
+    outcome = _run_statement(keys=keys, deltas=deltas, moves=moves, claim=claim)
     if outcome is None:  # a row this process thought existed is gone: create it, lock again
         _create_balances(keys)
-        outcome = _run_statement(db, keys=keys, deltas=deltas, moves=moves, claim=claim)
+        outcome = _run_statement(keys=keys, deltas=deltas, moves=moves, claim=claim)
     return outcome
 
 
@@ -372,12 +296,12 @@ def _apply_exact(*, op: str, key: str, user_id: str, asset_id: str, amount: Deci
         if db.autocommit and _known_balances.issuperset(keys):
             # Outside any transaction the one statement is its own transaction: PostgreSQL
             # commits it atomically on completion, so a mutation is a single round trip.
-            outcome = _run_statement(db, keys=keys, deltas=deltas, moves=moves, claim=claim)
+            outcome = _run_statement(keys=keys, deltas=deltas, moves=moves, claim=claim)
     if outcome is not None:
         return _conclude(outcome, keys=keys, deltas=deltas, claim=claim)
     with transaction.atomic():
         if postgres:
-            outcome = _write_postgres(db, keys=keys, deltas=deltas, moves=moves, claim=claim)
+            outcome = _write_postgres(keys=keys, deltas=deltas, moves=moves, claim=claim)
         else:
             with connection.cursor() as cur:
                 outcome = _write_stepwise(cur, keys=keys, deltas=deltas, moves=moves, claim=claim)

@@ -1,9 +1,15 @@
-"""mmproject.sql: writes sent together, and prepared statements on the hot paths (PostgreSQL)."""
+"""mmproject.sql: writes sent together, prepared statements on the hot paths, and server_bound's
+cursor (PostgreSQL)."""
+import psycopg
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, ProgrammingError, connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from exchanges.models import ExchangeAccount
-from mmproject.sql import explicit_prepare, prepared_statements, write_together
+from ledger import sql as ledger_sql
+from mmproject.sql import explicit_prepare, prepared_statements, server_bound, write_together
+from tests.ledger.helpers import fresh
 
 pytestmark = pytest.mark.django_db
 
@@ -97,3 +103,34 @@ def test_writes_together_return_the_last_rows_and_all_or_nothing_is_written():
              ["binance", "taken", True]),
         ])
     assert not ExchangeAccount.objects.get(label="taken").enabled
+
+
+@on_postgres
+def test_server_bound_reuses_one_cursor_per_connection():
+    server_bound("SELECT 1", [], prepare=False)
+    cursor = connection._server_bound_cursor
+    assert server_bound("SELECT %s::int", [2], prepare=False) == [(2,)]
+    assert connection._server_bound_cursor is cursor
+    # A cursor of another psycopg connection (as after a reconnect) is not used: a new one is made.
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "host", "port", "password")}) as other:
+        connection._server_bound_cursor = psycopg.Cursor(other)
+        assert server_bound("SELECT %s::int", [3], prepare=False) == [(3,)]
+        assert connection._server_bound_cursor.connection is connection.connection
+
+
+@on_postgres
+def test_server_bound_raises_djangos_errors():
+    with pytest.raises(ProgrammingError):
+        server_bound("SELECT no_such_column FROM no_such_table", [], prepare=False)
+
+
+@on_postgres
+def test_server_bound_logs_its_statement_and_wraps_integrity_errors():
+    user, asset, now = fresh("user"), fresh("asset"), timezone.now()
+    sql = f"INSERT INTO {ledger_sql.BALANCE} ({ledger_sql.BALANCE_COLUMNS}) VALUES (%s, %s, 0, 0, %s)"
+    with CaptureQueriesContext(connection) as captured:
+        assert server_bound(sql, [user, asset, now], prepare=False, fetch=False) == 1
+    assert [q["sql"] for q in captured.captured_queries] == [sql]
+    with pytest.raises(IntegrityError):
+        server_bound(sql, [user, asset, now], prepare=False, fetch=False)

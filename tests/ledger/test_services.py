@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from ledger import services
+from ledger import sql as ledger_sql
 from ledger.errors import IdempotencyConflict, InsufficientFunds, InvalidAmount, LedgerError
 from ledger.models import Account, Balance, LedgerEntry, Operation, Posting
 from tests.factories import AssetFactory
@@ -437,4 +438,4 @@ def test_the_ledger_statement_is_counted_as_a_query(user, asset, django_assert_m
     deposit(user, asset, 1)  # warm: the balance row exists, the asset scale is cached
     with django_assert_max_num_queries(10) as captured:
         deposit(user, asset, 1)
-    assert any("INSERT INTO ledger_ledgerentry" in query["sql"] for query in captured.captured_queries)
+    assert any(f"INSERT INTO {ledger_sql.ENTRY}" in query["sql"] for query in captured.captured_queries)
