@@ -11,10 +11,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from mmproject.sql import column
+
 from . import tracked_orders
 from .models import Intent, IntentKind, IntentStatus, TradingHalt
 
 logger = logging.getLogger(__name__)
+
+GLOBAL = "global"  # the name of the kill switch's one row
 
 
 def halt_row_sql(alias: str = "h") -> tuple[str, list]:
@@ -22,7 +26,8 @@ def halt_row_sql(alias: str = "h") -> tuple[str, list]:
     ``halt_engaged`` and for the statement an executor runs before a create, which folds it into
     its session check (strategy.selectors.sessions_accepting_orders)."""
     table = connection.ops.quote_name(TradingHalt._meta.db_table)
-    return f"SELECT 1 FROM {table} {alias} WHERE {alias}.name = %s AND {alias}.engaged = %s", ["global", True]
+    name, engaged = (column(TradingHalt, alias, field) for field in ("name", "engaged"))
+    return f"SELECT 1 FROM {table} {alias} WHERE {name} = %s AND {engaged} = %s", [GLOBAL, True]
 
 
 def halt_engaged() -> bool:
@@ -37,7 +42,7 @@ def halt_engaged() -> bool:
 def halt_set(*, engaged: bool, reason: str = "", by: str = "") -> int:
     """Engage or release the kill switch; returns how many unsent creates were superseded."""
     with transaction.atomic():
-        TradingHalt.objects.update_or_create(name="global", defaults={"engaged": engaged, "reason": reason,
+        TradingHalt.objects.update_or_create(name=GLOBAL, defaults={"engaged": engaged, "reason": reason,
                                                                       "changed_by": by})
         superseded = 0
         if engaged:

@@ -30,7 +30,7 @@ _ORDER = ModelColumns(SimOrder)
 _BALANCE = ModelColumns(SimBalance)
 _ACCOUNT = quote(SimAccount._meta.db_table)
 _GAUGE = quote(SimConcurrency._meta.db_table)
-_OPEN = ", ".join(f"'{status}'" for status in OPEN_ORDER_STATUSES)
+_OPEN = ", ".join(f"'{status.value}'" for status in OPEN_ORDER_STATUSES)
 _INSERTED_ORDER_FIELDS = [f for f in _ORDER.fields if f.attname != "id"]
 
 
