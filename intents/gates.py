@@ -189,6 +189,7 @@ def renew_claims(claims: list[Claim]) -> set[int]:
     now = timezone.now()
     db_now, db_lease = adapt(now), adapt(now + timedelta(seconds=lease_seconds()))
     pairs, pair_params = claim_pairs(claims)
+    # By hand (UPDATE ... RETURNING): ~3x faster than the ORM's form (docs/decisions.md, "Figures behind the hot paths").
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(sql.renew_intents_sql(pairs), [db_lease, *pair_params, IntentStatus.IN_FLIGHT.value, db_now])
         renewed = [row[0] for row in cur.fetchall()]

@@ -34,6 +34,7 @@ def halt_engaged() -> bool:
     if settings.STRATEGY_KILL_SWITCH:
         return True
     sql, params = halt_row_sql()
+    # By hand: the ORM's exists() cost ~4x this (docs/decisions.md, "Figures behind the hot paths").
     with connection.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchone() is not None

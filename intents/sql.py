@@ -3,7 +3,7 @@ slots (intents.gates) and an executor batch's read and writes (intents.executor)
 
 Table names come from the models, status and kind values from their enums; the generic builders
 (``case_by_id``, ``typed``, ``ModelColumns``, ``write_together``) are in mmproject/sql.py. Why by
-hand: docs/decisions.md, "Hand-written SQL". Each statement is run on PostgreSQL and SQLite by
+hand: docs/decisions.md, "Figures behind the hot paths". Each statement is run on PostgreSQL and SQLite by
 tests/test_named_statements.py.
 """
 from __future__ import annotations
@@ -164,7 +164,8 @@ def write_sent_at_sql(n_intents: int) -> str:
 
 def read_batch(pks: list[int]) -> tuple[dict[int, Intent], dict[str, TrackedOrder], dict[int, ExchangeAccount]]:
     """The intents ``pks`` (by pk), their tracked orders (by client order id) and their accounts
-    (by pk), in one statement rather than three querysets (docs/decisions.md, "Hand-written SQL")."""
+    (by pk), in one statement rather than three querysets: ~4x faster (docs/decisions.md, "Figures behind the
+    hot paths")."""
     with connection.cursor() as cur:
         cur.execute(read_batch_sql(len(pks)), pks)
         rows = cur.fetchall()
@@ -182,7 +183,8 @@ def read_batch(pks: list[int]) -> tuple[dict[int, Intent], dict[str, TrackedOrde
 
 
 def write_sent_at(pks: list[int], sent_at) -> None:
-    """Set (or clear) ``sent_at`` of intents ``pks``."""
+    """Set (or clear) ``sent_at`` of intents ``pks``; by hand: ~30% faster than the ORM's update
+    (docs/decisions.md, "Figures behind the hot paths")."""
     if pks:
         with connection.cursor() as cur:
             cur.execute(write_sent_at_sql(len(pks)), [connection.ops.adapt_datetimefield_value(sent_at), *pks])

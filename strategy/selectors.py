@@ -33,6 +33,7 @@ def sessions_accepting_orders(keys) -> set[str]:
     prep = MarketMakingOrder._meta.get_field("order_id").get_db_prep_value
     by_order_id = {str(uuid.UUID(order_id_of(key))): key for key in keys}
     halted, halted_params = halt_row_sql()
+    # By hand: the ORM's two queries cost ~6x this one (docs/decisions.md, "Figures behind the hot paths").
     with connection.cursor() as cur:
         cur.execute(sql.sessions_accepting_sql(len(by_order_id), halted),
                     [*(prep(uuid.UUID(o), connection) for o in by_order_id), SessionStatus.RUNNING.value,

@@ -2,7 +2,8 @@
 
 Table and column names come from the models (``mmproject.sql.column``), status values from their
 enums. Each statement has a test on every database it runs on (tests/test_named_statements.py).
-Why they are written by hand rather than with the ORM: docs/decisions.md, "Hand-written SQL".
+Why they are written by hand rather than with the ORM: docs/decisions.md, "The strategy cycle's hot
+statements are hand-written on PostgreSQL" and "Figures behind the hot paths".
 """
 from __future__ import annotations
 

@@ -53,6 +53,7 @@ def _acquire(now: datetime, slot: int) -> bool:
     lease = timedelta(milliseconds=max(tick_period_ms() * 5, 5000))
     adapt = connection.ops.adapt_datetimefield_value
     for _ in range(2):
+        # By hand: ~20-30% faster than the ORM's update (docs/decisions.md, "Figures behind the hot paths").
         with connection.cursor() as cur:
             cur.execute(sql.tick_acquire_sql(),
                         [_holder(), adapt(now + lease), slot, adapt(now), TICK_LEASE_NAME, slot, adapt(now)])
@@ -84,6 +85,7 @@ def _freeze_heap_once() -> None:
 
 def _release(duration_ms: int) -> None:
     if connection.vendor == "postgresql":
+        # One statement: ~60% faster than the ORM's transaction (docs/decisions.md, "Figures behind the hot paths").
         _release_in_one_statement(duration_ms)
         return
     with transaction.atomic():
