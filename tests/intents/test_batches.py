@@ -89,6 +89,7 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(sim, settings, sess
 
 
 @pytest.mark.slow
+@pytest.mark.embedded
 def test_a_kill_switch_engaged_during_a_batch_stops_its_remaining_creates(sim, settings):
     # Given three claimed creates of one account whose exchange answers each after 400 ms
     account, claims = claimed_one_per_session(sim, settings, 3)
@@ -112,6 +113,7 @@ def test_a_kill_switch_engaged_during_a_batch_stops_its_remaining_creates(sim, s
 
 
 @pytest.mark.slow
+@pytest.mark.embedded
 def test_a_slow_batch_renews_its_claims_so_nobody_takes_them_over(sim, settings):
     # Given three claimed creates, a 2 s lease and an exchange answering each after 900 ms
     # (the batch takes ~2.7 s: longer than one lease)

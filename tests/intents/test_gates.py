@@ -100,6 +100,7 @@ def test_expired_claim_is_reclaimed_and_the_old_token_loses(settings):
 
 
 @pytest.mark.django_db
+@pytest.mark.embedded
 def test_retry_at_puts_intent_back_not_before(settings):
     [account] = make_accounts(1)
     sync_slots([account.pk])
@@ -112,6 +113,8 @@ def test_retry_at_puts_intent_back_not_before(settings):
     assert len(claim_intents(max_claims=1, now=timezone.now() + timedelta(seconds=61))) == 1
 
 
+# PostgreSQL only: eight processes claiming at once on row locks (SKIP LOCKED, the claim race retried); SQLite
+# serializes every claim on its one write lock (the claim's SQLite path is run by the tests above and below)
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_limits_hold_across_eight_processes(settings, child_env, tmp_path):

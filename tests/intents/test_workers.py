@@ -40,6 +40,8 @@ def worker_env(**extra):
             "STRATEGY_INTENT_LEASE_S": "3", "EXCHANGE_TIMEOUT_MS": "1500", **extra}
 
 
+# PostgreSQL only: concurrent claims on row locks (SKIP LOCKED); SQLite serializes every claim on its one write
+# lock, and its claim path is run by tests/intents/test_gates.py (~50 s here)
 def test_in_flight_limits_hold_for_eight_workers_on_three_exchanges(sim, celery_worker, settings):
     # Given 3 simulator accounts (standing for 3 exchanges) with 50, 200 and 400 ms latency, a few 5xx,
     # and 48 running sessions of one layer each (96 creates)
@@ -78,6 +80,7 @@ def test_in_flight_limits_hold_for_eight_workers_on_three_exchanges(sim, celery_
     assert len(orders) == 48
 
 
+@pytest.mark.embedded
 def test_sigkill_after_the_exchange_accepted_never_duplicates(sim, celery_worker, settings):
     # Given one session whose creates are accepted by the exchange but answered only after 4 s
     settings.STRATEGY_INTENT_LEASE_S = 3

@@ -13,6 +13,8 @@ from reconciliation.models import ReconciliationRun
 from tests.factories import IntentFactory
 from tests.reconciliation.conftest import cancel_behind_our_back, sim_shift_balance, sim_total
 
+pytestmark = [pytest.mark.embedded]
+
 
 def manage(*args) -> int:
     """Run ``manage.py reconcile *args`` as the command line does (argument parsing, sys.exit); its status."""
@@ -70,7 +72,6 @@ def test_reconcile_json_reports_each_drift_with_numbers_and_exits_1(quoting, sim
     assert ReconciliationRun.objects.get(pk=report["run_id"]).drift_count == 2
 
 
-@pytest.mark.embedded
 @pytest.mark.django_db
 def test_a_run_that_fails_exits_3_and_keeps_what_it_found(monkeypatch):
     # Given a stuck intent, and the balance check failing on a bug (the ledger read raising)

@@ -25,6 +25,8 @@ from tests.factories import ExchangeAccountFactory, IntentFactory, PairFactory, 
 from tests.reconciliation.conftest import cancel_behind_our_back, sim_shift_balance, sim_total
 from tests.runtime_fixtures import BTC, USDT
 
+pytestmark = [pytest.mark.embedded]
+
 
 def drifts_of(run):
     return list(run.drifts.order_by("id"))
@@ -247,7 +249,6 @@ def test_exchange_errors_are_unreachable_never_orphans_or_missing_orders(quoting
     assert dict(BalanceBaseline.objects.values_list("asset", "difference")) == before
 
 
-@pytest.mark.embedded
 @pytest.mark.django_db
 def test_stuck_intent_is_reported_with_how_long():
     # Given three in-flight intents: lease ended 90 s ago, just now (within the grace), and still running

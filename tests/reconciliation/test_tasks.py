@@ -12,6 +12,8 @@ from reconciliation.selectors import reconciliation_status
 from reconciliation.tasks import reconcile
 from tests.factories import IntentFactory
 
+pytestmark = [pytest.mark.embedded]
+
 
 def test_reconcile_is_routed_to_the_tick_queue_and_scheduled_by_the_setting(settings):
     settings.RECONCILE_INTERVAL_S = 45
@@ -23,7 +25,6 @@ def test_reconcile_is_routed_to_the_tick_queue_and_scheduled_by_the_setting(sett
     assert entry["options"]["expires"] == 45
 
 
-@pytest.mark.embedded
 @pytest.mark.django_db
 def test_reconcile_task_stores_a_run_with_its_drifts():
     IntentFactory(cancel=True, intent_id="mm:t:stuck", status=IntentStatus.IN_FLIGHT,

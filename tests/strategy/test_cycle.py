@@ -32,6 +32,7 @@ def sync_driver(settings):
     settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 4
 
 
+@pytest.mark.embedded
 def test_sync_tick_quotes_a_two_layer_ladder(sim, sync_driver):
     account = sim.accounts[0]
     order = make_running_order(account, layers=2)
@@ -47,6 +48,8 @@ def test_sync_tick_quotes_a_two_layer_ladder(sim, sync_driver):
     assert Intent.objects.filter(status=IntentStatus.DONE).count() == 4
 
 
+# PostgreSQL only: 100 ticks over HTTP (~100 s on SQLite) repeat the cycle's SQLite paths that the tests around
+# it and test_cycle_order_params.py run there
 def test_ladders_never_stack_while_the_price_moves(sim, sync_driver):
     account = sim.accounts[0]
     order = make_running_order(account, layers=2, spread="0.0005")
@@ -64,6 +67,7 @@ def test_ladders_never_stack_while_the_price_moves(sim, sync_driver):
     assert Intent.objects.filter(kind="cancel", status=IntentStatus.DONE).count() > 0
 
 
+@pytest.mark.embedded
 def test_execute_intents_false_processes_without_exchange_calls(sim, sync_driver, settings):
     settings.STRATEGY_EXECUTE_INTENTS = False
     account = sim.accounts[0]
@@ -77,6 +81,7 @@ def test_execute_intents_false_processes_without_exchange_calls(sim, sync_driver
     assert all("STRATEGY_EXECUTE_INTENTS=false" in i.last_error for i in intents)
 
 
+@pytest.mark.embedded
 def test_second_tick_in_the_same_period_is_skipped_and_counted(sim, settings):
     settings.STRATEGY_TICK_SIZE_MS = 60_000
     first = tick_run()
@@ -85,6 +90,7 @@ def test_second_tick_in_the_same_period_is_skipped_and_counted(sim, settings):
     assert TickLease.objects.get().ticks_skipped == 1
 
 
+@pytest.mark.embedded
 def test_stale_market_data_skips_quoting(sim, sync_driver):
     account = sim.accounts[0]
     make_running_order(account, layers=1)
@@ -145,6 +151,7 @@ def test_strategy_cycle_query_count_does_not_grow_with_sessions(db, sessions, dj
     assert Intent.objects.count() == sessions * 4
 
 
+@pytest.mark.embedded
 def test_create_cancelled_by_a_later_cycle_before_it_was_sent_is_never_sent(sim, sync_driver):
     from intents.executor import intent_execute
     from intents.gates import claim_intents, sync_slots
@@ -171,6 +178,7 @@ def test_create_cancelled_by_a_later_cycle_before_it_was_sent_is_never_sent(sim,
     assert open_orders_of(sim.client(account), order) == []
 
 
+@pytest.mark.embedded
 def test_ticks_keep_running_after_the_tick_period_grows(db, settings):
     # Given ticks that ran with a 500 ms period
     settings.STRATEGY_TICK_SIZE_MS = 500

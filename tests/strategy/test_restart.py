@@ -18,7 +18,7 @@ from strategy.models import StrategySession, TickLease
 from tests.intents.test_workers import wait_until
 from tests.runtime_fixtures import make_running_order
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.embedded]
 
 ENV = {"STRATEGY_TICK_SIZE_MS": "500", "STRATEGY_INTENT_EXECUTION_DRIVER": "worker", "STRATEGY_INTENT_LEASE_S": "3",
        "STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE": "4"}

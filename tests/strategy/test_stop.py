@@ -23,7 +23,7 @@ from strategy.tick import tick_run
 from strategy.trackers import track_exchange_orders
 from tests.runtime_fixtures import BTC, USDT, make_running_order
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.embedded]
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from strategy.tick import tick_run
 from tests.intents.test_workers import wait_until
 from tests.runtime_fixtures import make_running_order
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.embedded]
 
 
 def test_worker_tick_enqueues_trackers_and_quotes_from_stored_data(sim, celery_worker, settings):
@@ -42,7 +42,9 @@ def test_worker_tick_enqueues_trackers_and_quotes_from_stored_data(sim, celery_w
                timeout=30, message="both orders to be open on the exchange")
 
 
-def test_two_beats_never_double_tick(db, child_env, celery_worker, tmp_path):
+# transactional_db: the test reads what the worker commits (on SQLite a test transaction would hold the write
+# lock, BEGIN IMMEDIATE, and read one snapshot)
+def test_two_beats_never_double_tick(transactional_db, child_env, celery_worker, tmp_path):
     # Given two beat processes by mistake, each sending a tick every 500 ms, and one tick worker
     env = {"STRATEGY_TICK_SIZE_MS": "500"}
     celery_worker(queues=("tick",), env=env)
