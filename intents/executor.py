@@ -31,7 +31,7 @@ from exchanges.models import ExchangeAccount
 from exchanges.policy import Action, Operation, error_action, retry_delay_s
 from exchanges.services import fetch_by_client_id
 
-from . import send_check, sql, tracked_orders
+from . import hooks, sql, tracked_orders
 from .gates import Claim, Release, lease_seconds, release_claims, renew, renew_claims
 from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
 from .tracked_orders import FINAL_TRACKED
@@ -123,6 +123,11 @@ class _Batch:
             # Also after an unexpected error: what the exchange already did is written down, with
             # the releases (one statement on PostgreSQL).
             release_claims(self.releases, with_writes=sql.tracked_writes(list(self.dirty.values())))
+        # Orders this batch saw close (a cancel done, an order found filled or gone) free their slots.
+        # Not in a dry run (STRATEGY_EXECUTE_INTENTS=false): nothing was on the book, and refilling at
+        # once would plan a ladder every tick instead of every refresh.
+        if settings.STRATEGY_EXECUTE_INTENTS:
+            hooks.orders_closed(t.strategy_key for t in self.dirty.values() if t.status in FINAL_TRACKED)
         for intent, outcome, retry_at in finished:
             logger.info("event=intent_executed intent_id=%s strategy_key=%s kind=%s client_order_id=%s status=%s "
                         "retry_at=%s note=%s", intent.intent_id, intent.strategy_key, intent.kind,
@@ -163,7 +168,7 @@ class _Batch:
 
     def _check_sessions(self, intents: list[Intent]) -> None:
         unsent = [i for i in intents if i.kind == IntentKind.CREATE and i.sent_at is None]
-        self.accepting = send_check.accepting(i.strategy_key for i in unsent)
+        self.accepting = hooks.accepting(i.strategy_key for i in unsent)
         self.checked_at = time.monotonic()
         leaving = [i.pk for i in unsent if i.strategy_key in self.accepting and i.pk not in self.marked_sent
                    and self._tracked_for(i).status == TrackedOrderStatus.PENDING_CREATE]

@@ -7,9 +7,9 @@ class StrategyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from intents import send_check
+        from intents import hooks
 
-        from . import metrics, selectors
+        from . import metrics, selectors, services
 
         metrics.register()
-        send_check.register(selectors.sessions_accepting_orders)
+        hooks.register(accepting=selectors.sessions_accepting_orders, orders_closed=services.sessions_wake)

@@ -168,6 +168,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     unsent: dict[str, tuple[int, bool]] = {}  # client id -> (intent pk, tracked) of creates cancelled unsent
     to_cancel: list[tuple[str, str, int, str]] = []  # tracked orders to cancel: (client id, key, account, symbol)
     hang_ids: list[str] = []
+    wakes: dict[int, datetime] = {}  # session pk -> when its deferred creates may be made (filled_order_delay)
     ran: list[SimpleNamespace] = []
     stale = 0
     for key, session in keys.items():
@@ -196,6 +197,8 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
             logger.warning("event=strategy_input_error order_id=%s error=%s", order.order_id, exc)
             continue
         ran.append(session)
+        if diff.wake_at is not None and diff.wake_at < now + timedelta(seconds=session.cadence_s):
+            wakes[session.pk] = diff.wake_at
         for cancel in diff.cancel:
             cid = cancel.client_order_id
             if cid in unclaimed:
@@ -220,6 +223,9 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
             tracked_orders.mark_hanging(hang_ids, now=now)
         insert_ignoring_conflicts(Intent, new_intents, now)
         _schedule_next_runs(list(keys.values()), now)
+        if wakes:
+            StrategySession.objects.filter(pk__in=list(wakes)).update(next_run_at=Case(
+                *[When(pk=pk, then=Value(at)) for pk, at in wakes.items()], output_field=DateTimeField()))
     summary = CycleSummary(sessions_due=len(sessions), sessions_run=len(ran), sessions_stale=stale,
                            intents_written=len(new_intents), superseded=superseded)
     logger.info("event=strategy_cycle due=%s run=%s stale=%s intents=%s superseded=%s", summary.sessions_due,

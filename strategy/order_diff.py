@@ -1,10 +1,20 @@
 """The pure diff of desired orders against tracked open orders: what to cancel, keep and create.
 
-Orders are matched by slot, ``(side, layer)``. Within a slot, one rule keeps ladders from
-stacking: a new order is created only in a slot that holds no active order at all (not
-pending_create, open, partially_filled nor pending_cancel). An order cancelled on this
-tick is replaced on a later one, once its cancel is confirmed; so a slot never holds
-two active orders, and a side never more than ``order_levels``.
+Orders are matched by slot, ``(side, layer)``. Two rules keep ladders from stacking: a new
+order is created only in a slot whose every active order is on its way out (``pending_cancel``,
+or cancelled on this tick), and only while the slot holds at most one such order. So a slot
+holds at most two active orders, the leaving one and its replacement; a side holds at most
+``order_levels`` orders that stay, and at most ``2 * order_levels`` active orders in all (only
+while replacements overlap the orders they replace).
+
+Replacing before cancelling keeps the book quoted: a refreshed order's replacement is created on
+the same tick as its cancel (the cycle writes the create first, so it leaves first) when the
+order's funds cover both, counting the leaving order's funds until its cancel is confirmed.
+Otherwise the replacement waits for the cancel and comes on the tick after the confirmation (the
+confirmation wakes the session). A filled or cancelled level is refilled on the next run, after
+``filled_order_delay`` seconds from our last fill. A create never crosses our own orders: a buy
+below every active sell of ours and a sell above every active buy, the leaving ones included (they
+may still be on the book); one that would waits for the cancel.
 
 Decisions, for every active order not already ``pending_cancel``:
 
@@ -31,12 +41,15 @@ Budget: the funds of every active order stay counted until its cancel is confirm
 create is kept only while ``locked + new <= budget`` (buys in quote at price times
 remaining amount, sells in base), innermost layers first; otherwise it waits for a later
 tick (``deferred``). The exchange therefore never sees more locked than the budget.
+
+``wake_at``: when a create deferred by ``filled_order_delay`` may be made (the caller runs the
+session again then); creates deferred for funds or for crossing wait for a cancel to be confirmed.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 
@@ -131,6 +144,7 @@ class OrderDiff:
     keep: tuple[str, ...]
     hang: tuple[str, ...]
     deferred: tuple[DesiredOrder, ...]
+    wake_at: datetime | None = None
 
     @property
     def cancel_ids(self) -> tuple[str, ...]:
@@ -240,21 +254,33 @@ def diff_orders(
                 else:
                     cancels.append(Cancel(order.client_order_id, reason))
 
-        locked = {side: Decimal(0) for side in SIDES}
-        for o in active:
-            locked[o.side] += o.locked
-        limit = {Side.BUY: budget.quote, Side.SELL: budget.base}
-        creates: list[DesiredOrder] = []
-        deferred: list[DesiredOrder] = []
-        for order in sorted(wanted.values(), key=lambda o: (o.side is Side.SELL, o.layer)):
-            if by_slot.get((order.side, order.layer)) or not 0 <= order.layer < params.order_levels:
-                continue
-            cost = order.notional if order.side is Side.BUY else order.amount
-            if locked[order.side] + cost > limit[order.side]:
-                deferred.append(order)
-                continue
-            locked[order.side] += cost
-            creates.append(order)
+        last_fill = max((o.last_fill_at for o in tracked if o.last_fill_at is not None), default=None)
+        fill_wait_until = None
+        if last_fill is not None and params.filled_order_delay > 0:
+            fill_wait_until = last_fill + timedelta(microseconds=int(params.filled_order_delay * _MICROSECONDS))
+            if fill_wait_until <= now:
+                fill_wait_until = None
+        creates, deferred = _creates(wanted, by_slot, active, cancels, params, budget, fill_wait_until)
+        # A refresh never empties a side whose funds cannot cover a replacement before the cancel: the
+        # refreshed orders of such a side leave one at a time, the outermost first (level by level).
+        by_id = {o.client_order_id: o for o in active}
+        retracted = False
+        for side in SIDES:
+            staying = [cid for cid in keeps if by_id[cid].side is side] + [o for o in creates if o.side is side]
+            refreshed = [c for c in cancels if by_id[c.client_order_id].side is side and c.reason in _REFRESHES]
+            layers = {by_id[c.client_order_id].layer for c in refreshed}
+            if not staying and len(layers) > 1:
+                # One order stays in each other slot (its oldest refreshed one); all of the outermost leave.
+                outermost = max(layers)
+                for cancel in sorted(refreshed, key=lambda c: (by_id[c.client_order_id].created_at, c.client_order_id)):
+                    layer = by_id[cancel.client_order_id].layer
+                    if layer != outermost and layer in layers:
+                        layers.discard(layer)
+                        cancels.remove(cancel)
+                        keeps.append(cancel.client_order_id)
+                        retracted = True
+        if retracted:
+            creates, deferred = _creates(wanted, by_slot, active, cancels, params, budget, fill_wait_until)
 
     return OrderDiff(
         cancel=tuple(cancels),
@@ -262,4 +288,38 @@ def diff_orders(
         keep=tuple(keeps),
         hang=tuple(hangs),
         deferred=tuple(deferred),
+        wake_at=fill_wait_until if deferred else None,
     )
+
+
+# Cancels a refresh makes (the order is still wanted in its slot, at another price, amount or age).
+_REFRESHES = (CancelReason.OUT_OF_TOLERANCE, CancelReason.MAX_AGE)
+
+
+def _creates(wanted, by_slot, active, cancels, params, budget, fill_wait_until):
+    """The creates into free slots within the budget, innermost first, and those deferred (see the
+    module's docstring: a slot takes a create only while its one active order is leaving)."""
+    leaving = {c.client_order_id for c in cancels}
+    locked = {side: Decimal(0) for side in SIDES}
+    for o in active:
+        locked[o.side] += o.locked
+    limit = {Side.BUY: budget.quote, Side.SELL: budget.base}
+    # Our own orders that may be on the book, the leaving ones included: a create never crosses them.
+    lowest_sell = min((o.price for o in active if o.side is Side.SELL), default=None)
+    highest_buy = max((o.price for o in active if o.side is Side.BUY), default=None)
+    creates: list[DesiredOrder] = []
+    deferred: list[DesiredOrder] = []
+    for order in sorted(wanted.values(), key=lambda o: (o.side is Side.SELL, o.layer)):
+        held = by_slot.get((order.side, order.layer), [])
+        if not 0 <= order.layer < params.order_levels or len(held) > 1 or any(
+                o.status is not TrackedStatus.PENDING_CANCEL and o.client_order_id not in leaving for o in held):
+            continue  # an order stays in the slot, or one is already replacing the leaving one
+        crosses = (lowest_sell is not None and order.price >= lowest_sell) if order.side is Side.BUY else (
+            highest_buy is not None and order.price <= highest_buy)
+        cost = order.notional if order.side is Side.BUY else order.amount
+        if fill_wait_until is not None or crosses or locked[order.side] + cost > limit[order.side]:
+            deferred.append(order)
+            continue
+        locked[order.side] += cost
+        creates.append(order)
+    return creates, deferred

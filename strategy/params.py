@@ -283,6 +283,9 @@ PARAMS: tuple[Param, ...] = (
           strategy="order_refresh_tolerance_pct"),
     Param("max_order_age_s", Kind.INTEGER, default=None, null=True,
           help_text="seconds; an older order is cancelled and replaced (empty: no limit)", strategy="max_order_age"),
+    Param("filled_order_delay", Kind.DECIMAL, default=Decimal(1),
+          help_text="seconds after a fill of this order before it places new orders (0: at once)",
+          strategy="filled_order_delay"),
 )
 BY_NAME: dict[str, Param] = {param.name: param for param in PARAMS}
 PARAM_NAMES: tuple[str, ...] = tuple(BY_NAME)

@@ -295,6 +295,7 @@ class PureMMParams:
     hanging_orders_enabled: bool = False
     order_refresh_tolerance_pct: Decimal = _ZERO
     max_order_age: Decimal | None = None
+    filled_order_delay: Decimal = _ZERO
     take_if_crossed: bool = False
 
     def __post_init__(self):
@@ -344,6 +345,10 @@ class PureMMParams:
         if self.max_order_age is not None and self.max_order_age <= 0:
             raise StrategyInputError(
                 f"max_order_age is a positive number of seconds or None, got {self.max_order_age}"
+            )
+        if self.filled_order_delay < 0:
+            raise StrategyInputError(
+                f"filled_order_delay is a non-negative number of seconds, got {self.filled_order_delay}"
             )
 
     def layer_amount(self, layer: int) -> Decimal:

@@ -4,6 +4,8 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from intents.ids import order_id_of
+
 from .models import SessionStatus, StrategySession
 from .order_rows import MarketMakingOrder, order_cadence_s
 
@@ -46,3 +48,11 @@ def session_stop(*, order_id) -> StrategySession | None:
         logger.info("event=session_stopped order_id=%s", order_id)
     return session
 
+
+def sessions_wake(keys, *, at=None) -> int:
+    """Run the running sessions of strategy ``keys`` on the next tick (orders of theirs closed: a slot is
+    free). A session due earlier keeps its time. Returns how many were moved."""
+    at = at or timezone.now()
+    order_ids = [order_id_of(key) for key in keys]
+    return StrategySession.objects.filter(status=SessionStatus.RUNNING, order__order_id__in=order_ids,
+                                          next_run_at__gt=at).update(next_run_at=at)

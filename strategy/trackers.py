@@ -4,7 +4,8 @@
 ``track_exchange_orders`` brings one account's tracked orders in line with the exchange: an order
 that left the open list is looked up by client order id and its tracked order told what the
 exchange says (intents.tracked_orders decides the status; only the exchange's own "order not
-found" makes it lost, never a network error); then its fills are recorded (strategy.fills).
+found" makes it lost, never a network error); then its fills are recorded (strategy.fills), and the
+sessions whose orders closed run on the next tick to refill the free slots.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from intents.models import TrackedOrder, TrackedOrderStatus
 
 from .fills import fills_record
 from .models import MarketData
+from .services import sessions_wake
 
 logger = logging.getLogger(__name__)
 
@@ -89,4 +91,7 @@ def track_exchange_orders(*, account_id: int) -> dict[str, int]:
             counts["errors"] += 1
             logger.warning("event=track_fills_failed account_id=%s symbol=%s error=%s", account_id, symbol,
                            type(exc).__name__)
+    # Orders that closed (filled, cancelled, lost) free their slots: their sessions refill them on the
+    # next tick, once the fills above are settled.
+    sessions_wake({row.strategy_key for row in rows if row.status in tracked_orders.FINAL_TRACKED})
     return counts

@@ -72,14 +72,19 @@ def test_orders_within_the_refresh_tolerance_are_kept_and_replaced_beyond_it(acc
     # when the mid moves 0.05 % (within a 0.1 % tolerance)
     within = run_cycle(account, at=t0 + timedelta(seconds=2), slot=2, bid=BID + 15, ask=ASK + 15)
 
-    # then the orders stay with a tolerance, and are cancelled without one
+    # then the orders stay with a tolerance, and are replaced without one: the new orders are written with
+    # the cancels (the order's funds cover both), so the book is never left without a quote
+    replaced = [("cancel", ""), ("cancel", ""), ("create", "buy"), ("create", "sell")]
     if kept_within:
         assert kinds(within) == []
-        # and when it moves 0.2 %, past the tolerance, both are cancelled
+        # and when it moves 0.2 %, past the tolerance, both are replaced
         beyond = run_cycle(account, at=t0 + timedelta(seconds=4), slot=3, bid=BID + 60, ask=ASK + 60)
-        assert kinds(beyond) == [("cancel", ""), ("cancel", "")]
+        assert kinds(beyond) == replaced
     else:
-        assert kinds(within) == [("cancel", ""), ("cancel", "")]
+        assert kinds(within) == replaced
+    # the creates are written first, so they leave before the cancels (claims go by id)
+    latest = within if not kept_within else beyond
+    assert [i.kind for i in latest.order_by("pk")] == ["create", "create", "cancel", "cancel"]
 
 
 @pytest.mark.parametrize("max_age_s", [30, None])
@@ -123,7 +128,7 @@ def test_hanging_orders_keep_an_order_after_the_opposite_side_filled(account, ha
         assert kinds(intents) == [("create", "buy")]
         assert sell.hanging and sell.status == TrackedOrderStatus.OPEN
     else:
-        assert kinds(intents) == [("cancel", ""), ("create", "buy")]
+        assert kinds(intents) == [("cancel", ""), ("create", "buy"), ("create", "sell")]
         assert not sell.hanging and sell.status == TrackedOrderStatus.PENDING_CANCEL
 
 

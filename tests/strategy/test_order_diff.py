@@ -1,4 +1,5 @@
 """The pure order diff: keep, cancel and create decisions, so ladders never stack or overspend."""
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal as D
@@ -125,23 +126,76 @@ def test_open_order_within_refresh_tolerance_is_kept_otherwise_cancelled(toleran
     result = diff([want("buy", 0, "99")], [order], order_refresh_tolerance_pct=tolerance)
 
     if kept:
-        assert result.keep == ("a",) and result.cancel == ()
+        assert result.keep == ("a",) and result.cancel == () and result.create == ()
     else:
+        # the replacement is placed on the same tick as the cancel (funds allow: the budget is large)
         assert cancelled(result) == {"a": CancelReason.OUT_OF_TOLERANCE} and result.keep == ()
-    assert result.create == ()  # never a second order in the slot while the first is there
+        assert created(result) == [("buy", 0, D("99"), D("1"))]
 
 
-def test_cancelled_slot_is_refilled_only_after_the_cancel_is_confirmed():
+def test_a_refreshed_order_is_replaced_before_its_cancel_is_confirmed_when_funds_cover_both():
     desired = [want("buy", 0, "99")]
-    stale = tracked("a", "buy", 0, "98")
 
-    first = diff(desired, [stale])
+    first = diff(desired, [tracked("a", "buy", 0, "98")])
     pending = diff(desired, [tracked("a", "buy", 0, "98", status="pending_cancel")])
-    confirmed = diff(desired, [tracked("a", "buy", 0, "98", status="cancelled")])
+    replaced = diff(desired, [tracked("a", "buy", 0, "98", status="pending_cancel"),
+                              tracked("b", "buy", 0, "99", status="pending_create")])
+
+    assert cancelled(first) == {"a": CancelReason.OUT_OF_TOLERANCE}
+    assert created(first) == [("buy", 0, D("99"), D("1"))]
+    # a leaving order whose replacement could not be funded before: replaced as soon as it can be
+    assert created(pending) == [("buy", 0, D("99"), D("1"))]
+    # never a third order in a slot: the replacement keeps it
+    assert replaced.keep == ("b",) and replaced.create == () and replaced.cancel == ()
+
+
+def test_without_funds_for_both_the_slot_is_refilled_after_the_cancel_is_confirmed():
+    desired = [want("buy", 0, "99")]
+    budget = Budget(base=D("0"), quote=D("150"))  # 98 (leaving) + 99 (replacement) > 150
+
+    first = diff(desired, [tracked("a", "buy", 0, "98")], budget=budget)
+    pending = diff(desired, [tracked("a", "buy", 0, "98", status="pending_cancel")], budget=budget)
+    confirmed = diff(desired, [tracked("a", "buy", 0, "98", status="cancelled")], budget=budget)
 
     assert cancelled(first) == {"a": CancelReason.OUT_OF_TOLERANCE} and first.create == ()
+    assert [o.layer for o in first.deferred] == [0] and first.wake_at is None  # the confirmation wakes it
     assert pending.cancel == () and pending.create == () and pending.keep == ()
     assert created(confirmed) == [("buy", 0, D("99"), D("1"))]
+
+
+def test_without_funds_for_replacements_a_refresh_leaves_one_level_at_a_time():
+    # Both buys drifted and the quote budget holds only them: cancelling both would empty the side.
+    orders = [tracked("b0", "buy", 0, "97"), tracked("b1", "buy", 1, "96")]
+    desired = [want("buy", 0, "99"), want("buy", 1, "98")]
+
+    result = diff(desired, orders, budget=Budget(base=D("0"), quote=D("200")))
+
+    assert cancelled(result) == {"b1": CancelReason.OUT_OF_TOLERANCE}  # the outermost first
+    assert result.keep == ("b0",) and result.create == ()  # 97 + 96 + 99 > 200: no replacement yet
+
+
+def test_a_create_never_crosses_our_own_leaving_order():
+    # The price jumped: the new buy (105) would trade with our own sell (104) still being cancelled.
+    orders = [tracked("s", "sell", 0, "104", status="pending_cancel")]
+    result = diff([want("buy", 0, "105"), want("sell", 0, "107")], orders)
+
+    assert created(result) == [("sell", 0, D("107"), D("1"))]
+    assert [(o.side.value, o.layer) for o in result.deferred] == [("buy", 0)]
+
+
+@pytest.mark.parametrize("delay, fill_age, waits", [(None, 0.1, False), ("1", 0.5, True), ("1", 1, False),
+                                                    ("5", 2, True)])
+def test_a_filled_level_is_refilled_on_the_next_run_after_filled_order_delay(delay, fill_age, waits):
+    orders = [tracked("b", "buy", 0, "99", status="filled", last_fill_age=fill_age), tracked("s", "sell", 0, "101")]
+    params = {} if delay is None else {"filled_order_delay": D(delay)}
+
+    result = diff([want("buy", 0, "99"), want("sell", 0, "101")], orders, order_levels=1, **params)
+
+    assert result.keep == ("s",)
+    if waits:
+        assert result.create == () and result.wake_at == NOW - timedelta(seconds=fill_age) + timedelta(seconds=int(delay))
+    else:
+        assert created(result) == [("buy", 0, D("99"), D("1"))] and result.wake_at is None
 
 
 def test_pending_create_order_occupies_its_slot():
@@ -150,10 +204,11 @@ def test_pending_create_order_occupies_its_slot():
     assert result.keep == ("a",) and result.create == ()
 
 
-def test_pending_create_order_out_of_tolerance_is_cancelled_not_duplicated():
+def test_pending_create_order_out_of_tolerance_is_cancelled_and_replaced_once():
     result = diff([want("buy", 0, "99")], [tracked("a", "buy", 0, "95", status="pending_create")])
 
-    assert cancelled(result) == {"a": CancelReason.OUT_OF_TOLERANCE} and result.create == ()
+    assert cancelled(result) == {"a": CancelReason.OUT_OF_TOLERANCE}
+    assert created(result) == [("buy", 0, D("99"), D("1"))]
 
 
 def test_slot_no_longer_desired_is_cancelled():
@@ -208,10 +263,10 @@ def test_order_older_than_max_order_age_is_cancelled_for_replacement(max_age, ag
     result = diff([want("buy", 0, "99")], [tracked("a", "buy", 0, "99", age=age)], max_order_age=max_age)
 
     if kept:
-        assert result.keep == ("a",)
-    else:
+        assert result.keep == ("a",) and result.create == ()
+    else:  # replaced on the same tick as its cancel
         assert cancelled(result) == {"a": CancelReason.MAX_AGE}
-    assert result.create == ()
+        assert created(result) == [("buy", 0, D("99"), D("1"))]
 
 
 def test_max_order_age_counts_microseconds_exactly():
@@ -249,10 +304,10 @@ def test_opposite_side_fill_makes_an_order_hanging(enabled, fill_age, sell_age, 
     result = diff([want("sell", 0, "103")], [filled_buy(fill_age), sell], hanging_orders_enabled=enabled)
 
     if hanging:
-        assert result.keep == ("sell",) and result.hang == ("sell",)
-    else:
+        assert result.keep == ("sell",) and result.hang == ("sell",) and result.create == ()
+    else:  # refreshed like any other: replaced as it is cancelled
         assert cancelled(result) == {"sell": CancelReason.OUT_OF_TOLERANCE} and result.hang == ()
-    assert result.create == ()
+        assert created(result) == [("sell", 0, D("103"), D("1"))]
 
 
 def test_same_side_fill_does_not_make_an_order_hanging():
@@ -322,8 +377,8 @@ def test_creates_wait_while_a_cancelled_order_still_locks_the_budget():
 
     assert result.keep == ("b0",)
     assert cancelled(result) == {"b1": CancelReason.OUT_OF_TOLERANCE}
-    assert result.create == ()  # 99 + 90 + 97 > 200
-    assert [o.layer for o in result.deferred] == [2]
+    assert result.create == ()  # 99 + 90 + 98 > 200: no replacement of b1 before its cancel; 97 neither
+    assert [o.layer for o in result.deferred] == [1, 2]
 
 
 @pytest.mark.parametrize("status", ["pending_cancel", "pending_create", "open", "partially_filled"])
@@ -456,13 +511,21 @@ class LadderReplay:
 
     def check(self) -> None:
         active = [o for o in self.orders.values() if o.is_active]
-        slots = [(o.side, o.layer) for o in active]
-        assert len(set(slots)) == len(slots), "two active orders in one slot: the ladder stacked"
+        staying = [o for o in active if o.status is not TrackedStatus.PENDING_CANCEL]
+        slots = [(o.side, o.layer) for o in staying]
+        assert len(set(slots)) == len(slots), "two staying orders in one slot: the ladder stacked"
+        per_slot = Counter((o.side, o.layer) for o in active)
+        assert max(per_slot.values(), default=0) <= 2, "more than a leaving order and its replacement in a slot"
         for side in Side:
-            live = [o for o in active if o.side is side and o.status is not TrackedStatus.PENDING_CANCEL]
+            live = [o for o in staying if o.side is side]
             assert len(live) <= self.params.order_levels
             assert all(0 <= o.layer < self.params.order_levels for o in live)
+            assert len([o for o in active if o.side is side]) <= 2 * self.params.order_levels
             self.most_per_side = max(self.most_per_side, len(live))
+        buys = [o.price for o in active if o.side is Side.BUY]
+        sells = [o.price for o in active if o.side is Side.SELL]
+        if buys and sells:
+            assert max(buys) < min(sells), "our own orders cross"
         with localcontext() as ctx:
             ctx.prec = 60
             assert sum((o.locked for o in active if o.side is Side.BUY), D(0)) <= self.budget.quote
@@ -622,7 +685,6 @@ def test_property_diff_never_leaves_more_than_order_levels_per_side(scenario):
         o.client_order_id for o in tracked_orders if o.is_active and o.status is not TrackedStatus.PENDING_CANCEL
     )
     assert set(result.hang) <= set(result.keep)
-    occupied = {(o.side, o.layer) for o in tracked_orders if o.is_active}
     with localcontext() as ctx:
         ctx.prec = 60
         for side in Side:
@@ -630,9 +692,18 @@ def test_property_diff_never_leaves_more_than_order_levels_per_side(scenario):
             new = [o for o in result.create if o.side is side]
             assert len(left_open) + len(new) <= params.order_levels
             slots = [o.layer for o in left_open] + [o.layer for o in new]
-            assert len(set(slots)) == len(slots)  # one order per layer
+            assert len(set(slots)) == len(slots)  # one staying order per layer
             assert all(0 <= layer < params.order_levels for layer in slots)
-            assert not any((side, o.layer) in occupied for o in new)  # never into an occupied slot
+            # a create only into a slot whose one active order (if any) is on its way out
+            leaving = {c.client_order_id for c in result.cancel}
+            for o in new:
+                held = [t for t in tracked_orders if t.is_active and (t.side, t.layer) == (side, o.layer)]
+                assert len(held) <= 1
+                assert all(t.status is TrackedStatus.PENDING_CANCEL or t.client_order_id in leaving for t in held)
+            # never crossing our own orders that may be on the book
+            opposite = [t.price for t in tracked_orders if t.is_active and t.side is not side]
+            if opposite:
+                assert all(o.price < min(opposite) if side is Side.BUY else o.price > max(opposite) for o in new)
             if new:
                 active = [o for o in tracked_orders if o.is_active and o.side is side]
                 if side is Side.BUY:

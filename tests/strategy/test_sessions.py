@@ -66,7 +66,7 @@ def test_an_executor_may_send_only_while_the_session_runs_and_the_kill_switch_is
     from intents.halt import halt_engaged, halt_set
     from strategy.models import SessionStatus
     from intents.ids import strategy_key
-    from intents.send_check import accepting
+    from intents.hooks import accepting
     from tests.runtime_fixtures import make_running_order
 
     def session_accepts_orders(key):  # what strategy.apps registered for the executor's check
