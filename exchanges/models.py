@@ -69,7 +69,9 @@ class SimMarket(models.Model):
     start_price = AmountField()
     price = AmountField()
     step = models.BigIntegerField(default=0)
-    volatility = AmountField(help_text="largest relative move of one step, e.g. 0.002")
+    volatility = AmountField(help_text="standard deviation of the price's relative move per second, e.g. 0.0001 "
+                                       "(~1 bp a second); a step of S seconds moves uniformly within "
+                                       "+-volatility*sqrt(3*S)")
     step_volume = AmountField(help_text="base quantity the market trades in one step, on average")
     depth_levels = models.PositiveSmallIntegerField(default=10)
     depth_quantity = AmountField(help_text="base quantity of one synthetic depth level, on average")
@@ -83,6 +85,24 @@ class SimMarket(models.Model):
 
     def __str__(self):
         return f"{self.symbol} @ {self.price} (step {self.step})"
+
+
+class SimDepthTaken(models.Model):
+    """What taker fills took from the synthetic book of a market at one step: ``taken`` is
+    {"bids"|"asks": {price: quantity}} (decimal strings) for step ``step``; a row of an older step
+    means nothing was taken yet at the market's current step (the book is drawn again each step).
+
+    Its own row, locked by a crossing order after its account: the market row stays unlocked by
+    order placement, so a step (market, then accounts) and an order (account, then this) never
+    wait on each other in a cycle.
+    """
+
+    market = models.OneToOneField(SimMarket, on_delete=models.CASCADE, related_name="depth_taken")
+    step = models.BigIntegerField(default=0)
+    taken = models.JSONField(default=dict, blank=True)
+
+    def __str__(self):
+        return f"{self.market_id} step {self.step}: {self.taken}"
 
 
 class SimAccount(models.Model):

@@ -1,5 +1,6 @@
 """Simulator settings: read from Django settings when defined there, else from the environment."""
 import os
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 
@@ -21,3 +22,29 @@ def deposit_confirm_seconds() -> float:
 def step_ms() -> int:
     """SIM_STEP_MS: when > 0, each market advances one step per this many milliseconds of wall time."""
     return sim_setting("SIM_STEP_MS", 0, int)
+
+
+DEFAULT_VOLATILITY = Decimal("0.0001")
+
+
+def parse_volatility(text, what: str = "SIM_VOLATILITY") -> Decimal:
+    """A volatility (standard deviation of the relative price move per second, a fraction >= 0 and < 1)."""
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise ValueError(f"{what}: {text!r} is not a decimal number") from None
+    if not value.is_finite() or not 0 <= value < 1:
+        raise ValueError(f"{what}: {text!r} is not a fraction in [0, 1) (e.g. 0.0001 for 1 bp a second)")
+    return value
+
+
+def volatility() -> Decimal:
+    """SIM_VOLATILITY: standard deviation of the price's relative move per second of a new market
+    (default 0.0001, ~1 bp a second, about BTC/USDT's); a market's own value overrides it."""
+    return sim_setting("SIM_VOLATILITY", DEFAULT_VOLATILITY, parse_volatility)
+
+
+def step_seconds() -> Decimal:
+    """How long one step of the price path lasts: SIM_STEP_MS, or one second when stepping on demand."""
+    interval_ms = step_ms()
+    return Decimal(interval_ms) / 1000 if interval_ms > 0 else Decimal(1)

@@ -39,25 +39,61 @@ class Step:
     volume: Decimal
 
 
+# The per-step half-width is rounded to this many significant digits, so a per-second
+# volatility written with a dozen digits gives one exact half-width (e.g. 0.00115470053838 at
+# one step a second gives exactly the 0.002 of the uniform walk this simulator used to have).
+HALF_WIDTH_DIGITS = 12
+_SQRT_3 = Decimal(3).sqrt()
+PULL_PER_SECOND = Decimal("0.01")
+
+
+def step_half_width(volatility: Decimal, step_seconds: Decimal) -> Decimal:
+    """Half-width of the uniform relative move of one step lasting ``step_seconds``.
+
+    ``volatility`` is the standard deviation of the relative move per second; a step's standard
+    deviation is that times sqrt(step_seconds), and a uniform draw in [-h, +h] has standard
+    deviation h / sqrt(3). Rounded to HALF_WIDTH_DIGITS significant digits.
+    """
+    if volatility <= 0 or step_seconds <= 0:
+        return Decimal(0)
+    half = volatility * _SQRT_3 * step_seconds.sqrt()
+    return half.quantize(Decimal(1).scaleb(half.adjusted() - HALF_WIDTH_DIGITS + 1))
+
+
 def next_step(*, seed: int, symbol: str, number: int, price: Decimal, start_price: Decimal,
               volatility: Decimal, tick: Decimal, step_volume: Decimal, lot: Decimal,
-              close: Decimal | None = None) -> Step:
+              step_seconds: Decimal = Decimal(1), close: Decimal | None = None) -> Step:
     """Step ``number`` of the path from ``price``; ``close`` forces where it ends (tests, demos).
 
-    The move is uniform in [-volatility, +volatility] with a weak pull back to the start price,
-    so a long run wanders without drifting away; the range overshoots the move a little, so a
-    resting order at the close price is traded through.
+    ``volatility`` is the standard deviation of the price's relative move per second and a step
+    lasts ``step_seconds``: the move is uniform in [-h, +h] with h = step_half_width(...)
+    (standard deviation volatility * sqrt(step_seconds)), plus a weak pull back to the start
+    price (1 % of the distance a second), so a long run wanders without drifting away; the
+    range overshoots the move a little (up to h / 2), so a resting order at the close price is
+    traded through.
     """
+    half = step_half_width(volatility, step_seconds)
     if close is None:
-        move = (unit(seed, symbol, number, "move") * 2 - 1) * volatility
-        pull = (start_price - price) / start_price * Decimal("0.01")
+        move = (unit(seed, symbol, number, "move") * 2 - 1) * half
+        pull = (start_price - price) / start_price * (PULL_PER_SECOND * step_seconds)
         close = round_to_step(price * (1 + move + pull), tick)
     close = max(close, tick)
-    wiggle = round_to_step(price * volatility * unit(seed, symbol, number, "wiggle") / 2, tick, ROUND_UP)
+    wiggle = round_to_step(price * half * unit(seed, symbol, number, "wiggle") / 2, tick, ROUND_UP)
     low = max(min(price, close) - wiggle, tick)
     high = max(price, close) + wiggle
     volume = round_to_step(step_volume * (Decimal("0.5") + unit(seed, symbol, number, "volume")), lot, ROUND_DOWN)
     return Step(number=number, open=price, close=close, low=low, high=high, volume=volume)
+
+
+def leg_volumes(step: Step, lot: Decimal) -> tuple[Decimal, Decimal]:
+    """The step's volume split between its down leg (where bids are hit: our buys fill) and its
+    up leg (where asks are lifted: our sells fill), in proportion to how far each leg went from
+    the open. The two add up to ``step.volume``: no traded quantity fills two orders."""
+    down, up = step.open - step.low, step.high - step.open
+    if down + up <= 0:
+        down = up = Decimal(1)
+    buy = round_to_step(step.volume * down / (down + up), lot, ROUND_DOWN)
+    return buy, step.volume - buy
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from ..models import (
     SimConcurrency,
     SimDeposit,
     SimDepositAddress,
+    SimDepthTaken,
     SimMarket,
     SimOrder,
     SimOrderStatus,
@@ -65,13 +66,18 @@ def _default_filters(price: Decimal) -> dict:
     }
 
 
-def simulator_market_ensure(*, symbol: str, start_price, seed: int = 0, reset: bool = False, **overrides) -> SimMarket:
+def simulator_market_ensure(*, symbol: str, start_price, seed: int = 0, reset: bool = False, volatility=None,
+                            **overrides) -> SimMarket:
     """Create the market ``symbol`` (e.g. "BTC/USDT") at ``start_price``, or return the existing one.
 
     With ``reset`` an existing market is put back to ``start_price`` at step 0 with the given seed.
+    ``volatility``: standard deviation of the price's relative move per second (a fraction), set
+    on a new or existing market; a new market without it takes SIM_VOLATILITY (default 0.0001).
     Overrides set any SimMarket field (tick_size, maker_fee, step_volume...).
     """
     start = _amount(start_price, "start_price")
+    if volatility is not None:
+        volatility = config.parse_volatility(volatility, "volatility")
     base, quote = symbol.upper().split("/")
     fields = {
         "exchange_symbol": f"{base}{quote}",
@@ -79,7 +85,7 @@ def simulator_market_ensure(*, symbol: str, start_price, seed: int = 0, reset: b
         "quote": quote,
         "maker_fee": Decimal("0.001"),
         "taker_fee": Decimal("0.001"),
-        "volatility": Decimal("0.002"),
+        "volatility": config.volatility() if volatility is None else volatility,
         **_default_filters(start),
         **{name: (_amount(v, name) if isinstance(v, (str, Decimal)) else v) for name, v in overrides.items()},
     }
@@ -92,13 +98,18 @@ def simulator_market_ensure(*, symbol: str, start_price, seed: int = 0, reset: b
         market, created = SimMarket.objects.select_for_update().get_or_create(
             symbol=f"{base}/{quote}", defaults={**fields, **path}
         )
-        if not created and (reset or overrides):
-            for name, value in {**(path if reset else {}), **(fields if overrides else {})}.items():
+        if not created and (reset or overrides or (volatility is not None and volatility != market.volatility)):
+            changes = {**(path if reset else {}), **(fields if overrides else {})}
+            if volatility is not None:
+                changes["volatility"] = volatility
+            elif "volatility" in changes:
+                del changes["volatility"]  # an existing market keeps its own unless one is given
+            for name, value in changes.items():
                 setattr(market, name, value)
             market.save()
     _catch_up_forget()
-    logger.info("sim_market_ready symbol=%s price=%s seed=%s created=%s", market.symbol, canonical(market.price),
-                market.seed, created)
+    logger.info("sim_market_ready symbol=%s price=%s seed=%s volatility_per_s=%s created=%s", market.symbol,
+                canonical(market.price), market.seed, canonical(market.volatility), created)
     return market
 
 
@@ -302,12 +313,63 @@ def _save_balances(balances: dict[str, SimBalance]) -> None:
     queries.save_balances(_changed_balances(balances))
 
 
-def _market_depth(market: SimMarket):
-    return engine.synthetic_depth(
+def _market_depth(market: SimMarket, taken: dict | None = None):
+    """The synthetic bids and asks of the market's current step, less what taker fills took from
+    them in this step (``taken``: SimDepthTaken.taken of this step; None: read it)."""
+    bids, asks = engine.synthetic_depth(
         seed=market.seed, symbol=market.symbol, step=market.step, price=market.price, tick=market.tick_size,
         lot=market.step_size, spread_ticks=market.spread_ticks, levels=market.depth_levels,
         depth_quantity=market.depth_quantity,
     )
+    if taken is None:
+        taken = _depth_taken(market)
+    return _less_taken(bids, taken.get("bids")), _less_taken(asks, taken.get("asks"))
+
+
+def _less_taken(levels: list[engine.Level], taken: dict | None) -> list[engine.Level]:
+    if not taken:
+        return levels
+    left = (engine.Level(lvl.price, lvl.qty - Decimal(taken.get(canonical(lvl.price), 0))) for lvl in levels)
+    return [lvl for lvl in left if lvl.qty > 0]
+
+
+def _depth_taken(market: SimMarket) -> dict:
+    """What taker fills took from the synthetic book at the market's current step (not locked)."""
+    row = SimDepthTaken.objects.filter(market_id=market.pk, step=market.step).values_list("taken", flat=True).first()
+    return row or {}
+
+
+def _lock_depth_taken(market: SimMarket) -> SimDepthTaken:
+    """Lock the market's SimDepthTaken row (created if missing) for a crossing order.
+
+    ``market`` was read without a lock: when the row is of another step than it, its price and
+    step are read again (a step may have been committed since), and a row of an older step is
+    emptied for the current one.
+    """
+    row = SimDepthTaken.objects.select_for_update().filter(market_id=market.pk).first()
+    if row is None:
+        SimDepthTaken.objects.get_or_create(market_id=market.pk)
+        row = SimDepthTaken.objects.select_for_update().get(market_id=market.pk)
+    if row.step != market.step:
+        market.price, market.step = SimMarket.objects.filter(pk=market.pk).values_list("price", "step").get()
+        if row.step != market.step:
+            row.step, row.taken = market.step, {}
+    return row
+
+
+def _crossing_levels(market: SimMarket, side: str, price: Decimal, taken: dict | None) -> list[engine.Level]:
+    """The synthetic levels (what is left of them in this step) an order at ``price`` takes, best first.
+
+    Every ask is at or above the best ask, every bid at or below the best bid: the levels (a hash
+    each) are computed only when the order reaches the touch.
+    """
+    best_bid, best_ask = engine.synthetic_touch(price=market.price, tick=market.tick_size,
+                                                spread_ticks=market.spread_ticks)
+    if side == "BUY" and price >= best_ask:
+        return [lvl for lvl in _market_depth(market, taken)[1] if lvl.price <= price]
+    if side == "SELL" and price <= best_bid:
+        return [lvl for lvl in _market_depth(market, taken)[0] if lvl.price >= price]
+    return []
 
 
 def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, order_type: str, price,
@@ -358,15 +420,17 @@ def _place_locked(*, account_id: int, market: SimMarket | None, side: str, order
     except Exception:
         raise e.bad_parameter("price/quantity", "not a decimal") from None
     _validate_filters(market, price, qty)
-    # Every ask is at or above the best ask, every bid at or below the best bid: the levels (a
-    # hash each) are needed only when the order reaches the touch.
     best_bid, best_ask = engine.synthetic_touch(price=market.price, tick=market.tick_size,
                                                 spread_ticks=market.spread_ticks)
-    crossing = []
-    if side == "BUY" and price >= best_ask:
-        crossing = [lvl for lvl in _market_depth(market)[1] if lvl.price <= price]
-    elif side == "SELL" and price <= best_bid:
-        crossing = [lvl for lvl in _market_depth(market)[0] if lvl.price >= price]
+    crossing, depth_taken = [], None
+    if (side == "BUY" and price >= best_ask) or (side == "SELL" and price <= best_bid):
+        if order_type == "LIMIT_MAKER":
+            crossing = _crossing_levels(market, side, price, None)  # it only looks: nothing locked
+        else:
+            # What it takes is gone for the next order until the market steps: the level's
+            # remainder is read and written under the market's SimDepthTaken row lock.
+            depth_taken = _lock_depth_taken(market)
+            crossing = _crossing_levels(market, side, price, depth_taken.taken)
     if order_type == "LIMIT_MAKER" and crossing:
         raise e.would_take()
     at = now_ms()
@@ -394,13 +458,17 @@ def _place_locked(*, account_id: int, market: SimMarket | None, side: str, order
     queries.insert_order(order)
     trades = []
     remaining = qty
+    book_side = depth_taken.taken.setdefault("asks" if side == "BUY" else "bids", {})
     for level in crossing:
         if remaining <= 0:
             break
         take = min(remaining, level.qty)
         trades.append(_apply_fill(order=order, market=market, balances=balances, price=level.price,
                                   qty=take, is_maker=False, at_ms=at))
+        key = canonical(level.price)
+        book_side[key] = canonical(Decimal(book_side.get(key, 0)) + take)
         remaining -= take
+    depth_taken.save()
     if remaining > 0 and time_in_force == "IOC":
         _release(order, balances)
         order.status = SimOrderStatus.EXPIRED
@@ -464,7 +532,7 @@ def _step_market(market: SimMarket, close: Decimal | None) -> list[SimTrade]:
     step = engine.next_step(
         seed=market.seed, symbol=market.symbol, number=market.step + 1, price=market.price,
         start_price=market.start_price, volatility=market.volatility, tick=market.tick_size,
-        step_volume=market.step_volume, lot=market.step_size, close=close,
+        step_volume=market.step_volume, lot=market.step_size, step_seconds=config.step_seconds(), close=close,
     )
     # Compared in Python: amounts are text on SQLite, where SQL would compare them as strings.
     candidates = [
@@ -486,8 +554,10 @@ def _step_market(market: SimMarket, close: Decimal | None) -> list[SimTrade]:
             for account_id in account_ids
         }
         at = now_ms()
-        for side_orders in (buys, sells):
-            volume = step.volume
+        # The step's volume is shared: its down leg fills buys, its up leg sells, each in
+        # price-time priority, and what one order took is not there for the next.
+        buy_volume, sell_volume = engine.leg_volumes(step, market.step_size)
+        for side_orders, volume in ((buys, buy_volume), (sells, sell_volume)):
             for order in side_orders:
                 if volume <= 0:
                     break

@@ -27,7 +27,8 @@ def test_a_step_is_a_pure_function_of_seed_symbol_and_number():
     assert step == engine.next_step(**args)
     assert step != engine.next_step(**{**args, "seed": 6})
     assert step.low < min(step.open, step.close) and step.high > max(step.open, step.close)
-    assert abs(step.close - step.open) <= step.open * Decimal("0.0021")
+    # volatility 0.002 a second, one-second steps: uniform within +-0.002*sqrt(3) (0.346 %)
+    assert abs(step.close - step.open) <= step.open * Decimal("0.00347")
     assert step.close % Decimal("0.01") == 0 and step.volume % Decimal("0.00001") == 0
 
 

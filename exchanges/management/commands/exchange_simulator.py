@@ -2,7 +2,9 @@
 
 SIM_API_KEY / SIM_API_SECRET: the account's credentials; SIM_BALANCES (e.g. USDT=100000,BTC=10):
 its starting balances (set once; --reset-balances sets them again); SIM_SYMBOLS (e.g.
-BTC/USDT=30000,ETH/USDT=2000): markets and their start prices; SIM_ACCOUNT_LABEL (default "sim").
+BTC/USDT=30000,ETH/USDT=2000@0.0002): markets, their start prices and optionally their own
+volatility; SIM_VOLATILITY (or --volatility): the standard deviation of the price's relative move
+per second of the others (default 0.0001, ~1 bp a second); SIM_ACCOUNT_LABEL (default "sim").
 """
 import logging
 import os
@@ -10,6 +12,7 @@ from decimal import Decimal
 
 from exchanges.crypto import encrypt_secret
 from exchanges.models import ExchangeAccount
+from exchanges.simulator import config
 from exchanges.simulator.server import LOOPBACK, simulator_server
 from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure
 from mmproject.cli import OperatorCommand, UsageError
@@ -36,9 +39,35 @@ def parse_pairs(text: str, what: str) -> dict[str, Decimal]:
     return pairs
 
 
+def parse_symbols(text: str) -> dict[str, tuple[Decimal, Decimal | None]]:
+    """"BTC/USDT=30000@0.002,ETH/USDT=2000" -> {"BTC/USDT": (30000, 0.002), "ETH/USDT": (2000, None)}."""
+    symbols = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        price_text, at, volatility_text = value.partition("@")
+        symbol = name.strip().upper()
+        if not sep or "/" not in symbol:
+            raise UsageError(f"SIM_SYMBOLS: expected BASE/QUOTE=START_PRICE[@VOLATILITY], got {item!r}")
+        try:
+            price = Decimal(price_text.strip())
+        except ArithmeticError:
+            raise UsageError(f"SIM_SYMBOLS: {price_text!r} is not a decimal number") from None
+        if not price.is_finite() or price <= 0:
+            raise UsageError(f"SIM_SYMBOLS: start price {price_text!r} of {symbol} is not positive")
+        volatility = None
+        if at:
+            try:
+                volatility = config.parse_volatility(volatility_text, f"SIM_SYMBOLS volatility of {symbol}")
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+        symbols[symbol] = (price, volatility)
+    return symbols
+
+
 class Command(OperatorCommand):
     help = ("Serve the Binance-compatible exchange simulator on 127.0.0.1:PORT (account and markets from SIM_API_KEY, "
-            "SIM_API_SECRET, SIM_BALANCES, SIM_SYMBOLS, SIM_ACCOUNT_LABEL). Exit 2 on a bad port or environment value.")
+            "SIM_API_SECRET, SIM_BALANCES, SIM_SYMBOLS, SIM_VOLATILITY, SIM_ACCOUNT_LABEL). Exit 2 on a bad port or "
+            "environment value.")
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, required=True)
@@ -48,26 +77,36 @@ class Command(OperatorCommand):
         parser.add_argument("--reset-balances", action="store_true", help="set balances to SIM_BALANCES again")
         parser.add_argument("--step-ms", type=int, default=None,
                             help="advance markets one step per this many ms of wall time (SIM_STEP_MS; 0: only on demand)")
+        parser.add_argument("--volatility", default=None, metavar="FRACTION",
+                            help="standard deviation of the price's relative move per second of every market without "
+                                 "its own in SIM_SYMBOLS (SIM_VOLATILITY; default 0.0001, ~1 bp a second)")
         parser.add_argument("--exchange-account", metavar="LABEL",
                             help="also create/update an ExchangeAccount LABEL (binance) pointing at this simulator")
         parser.add_argument("--setup-only", action="store_true",
                             help="create the account and markets, then exit: the web process on PORT serves the API")
 
-    def handle(self, *args, port, seed, threads, reset, reset_balances, step_ms, exchange_account, setup_only,
-               **options):
+    def handle(self, *args, port, seed, threads, reset, reset_balances, step_ms, volatility, exchange_account,
+               setup_only, **options):
         if not 0 < port < 65536:
             raise UsageError(f"--port {port} is not a TCP port")
         if step_ms is not None:
             os.environ["SIM_STEP_MS"] = str(step_ms)
+        if volatility is not None:
+            os.environ["SIM_VOLATILITY"] = volatility
+        try:
+            default_volatility = config.volatility()
+        except ValueError as error:
+            raise UsageError(f"{error} (--volatility / SIM_VOLATILITY)") from None
         api_key = os.environ.get("SIM_API_KEY") or DEFAULT_API_KEY
         api_secret = os.environ.get("SIM_API_SECRET") or DEFAULT_API_SECRET
         label = os.environ.get("SIM_ACCOUNT_LABEL") or "sim"
         balances = parse_pairs(os.environ.get("SIM_BALANCES") or DEFAULT_BALANCES, "SIM_BALANCES")
-        symbols = parse_pairs(os.environ.get("SIM_SYMBOLS") or DEFAULT_SYMBOLS, "SIM_SYMBOLS")
-        for symbol, price in symbols.items():
-            if "/" not in symbol:
-                raise UsageError(f"SIM_SYMBOLS: {symbol!r} is not BASE/QUOTE")
-            simulator_market_ensure(symbol=symbol, start_price=price, seed=seed, reset=reset)
+        symbols = parse_symbols(os.environ.get("SIM_SYMBOLS") or DEFAULT_SYMBOLS)
+        for symbol, (price, own_volatility) in symbols.items():
+            # The volatility is configuration: applied to existing markets too (their path's
+            # position is kept unless --reset).
+            simulator_market_ensure(symbol=symbol, start_price=price, seed=seed, reset=reset,
+                                    volatility=default_volatility if own_volatility is None else own_volatility)
         simulator_account_ensure(label=label, api_key=api_key, api_secret=api_secret, balances=balances,
                                  reset_balances=reset_balances)
         base_url = f"http://{LOOPBACK}:{port}"
