@@ -54,6 +54,9 @@ DEMO_ENV_DEFAULTS = {
     "MM_PAYMENT_CHECK_INTERVAL_S": "2",
     "MM_WITHDRAWAL_CHECK_INTERVAL_S": "1",
     "SIM_STEP_MS": "1000",
+    # ~1 bp a second, near BTC/USDT's (the standard deviation of the relative move per second);
+    # SIM_VOLATILITY=0.00115 gives the stressed +-0.2 % a step.
+    "SIM_VOLATILITY": "0.0001",
     "SIM_SEED": "42",
     "SIM_BALANCES": "USDT=0,BTC=0,ETH=0",
     "SIM_SYMBOLS": "BTC/USDT=30000,ETH/USDT=2000",
