@@ -93,6 +93,9 @@ def demo_view(order: MarketMakingOrder | None = None) -> dict:
     return {
         "order": {"order_id": str(order.order_id), "state": order.state, "reason": order.reason, "path": path,
                   "symbol": pair.symbol, "session": session.status if session else None},
+        "uptime": None if session is None or not session.quote_samples else {
+            "two_sided_pct": round(100 * session.two_sided_samples / session.quote_samples, 1),
+            "samples": session.quote_samples},
         "market": None if market is None else {
             "bid": canonical(market.best_bid) if market.best_bid is not None else None,
             "ask": canonical(market.best_ask) if market.best_ask is not None else None,

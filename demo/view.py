@@ -29,7 +29,10 @@ def render_screen(view: dict, *, header: list[str]) -> str:
     lines.append(f"intents   in flight {intents['in_flight']}  waiting {intents['new']}  done {intents['done']}  "
                  f"failed {intents['failed']}  superseded {intents['superseded']}")
     open_orders = view["open_orders"]
-    lines.append(f"open      {len(open_orders)} order(s) on the exchange")
+    uptime = view.get("uptime")
+    lines.append(f"open      {len(open_orders)} order(s) on the exchange"
+                 + (f"   both sides quoted in {uptime['two_sided_pct']} % of {uptime['samples']} samples"
+                    if uptime else ""))
     for row in open_orders[:MAX_OPEN_ROWS]:
         lines.append(f"          {row['side']:<4} {row['amount']} @ {row['price']}  filled {row['filled']}  {row['status']}")
     fills = view["fills"]
@@ -50,4 +53,5 @@ def render_line(view: dict) -> str:
     tick = view.get("tick") or {}
     return (f"demo: state={order['state']} open={len(view['open_orders'])} fills={view['fills']['count']} "
             f"pnl={_value(view['pnl']['quote'])} tick_ms={_value(tick.get('last_duration_ms'))} "
-            f"in_flight={view['intents']['in_flight']}")
+            f"in_flight={view['intents']['in_flight']} "
+            f"two_sided_pct={_value((view.get('uptime') or {}).get('two_sided_pct'))}")

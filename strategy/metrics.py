@@ -72,6 +72,23 @@ def session_families():
     return [family]
 
 
+def uptime_families():
+    """Each running session's two-sided uptime as its order tracker sampled it (strategy.services.
+    sessions_sample_quotes): the share of samples with an order of ours on both sides of the book."""
+    ratio = GaugeMetricFamily("mm_session_two_sided_ratio",
+                              "Share of a running session's tracker samples with our orders on both sides.",
+                              labels=["order_id"])
+    samples = CounterMetricFamily("mm_session_quote_samples", "Two-sided uptime samples of a running session.",
+                                  labels=["order_id"])
+    rows = StrategySession.objects.filter(status=SessionStatus.RUNNING).values_list(
+        "order__order_id", "quote_samples", "two_sided_samples")
+    for order_id, taken, both in rows:
+        ratio.add_metric([str(order_id)], both / taken if taken else 0.0)
+        samples.add_metric([str(order_id)], taken)
+    return [ratio, samples]
+
+
 def register() -> None:
     register_section("ticks", tick_families)
     register_section("sessions", session_families)
+    register_section("uptime", uptime_families)

@@ -22,6 +22,12 @@ class StrategySession(models.Model):
     next_run_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # Two-sided uptime as our own records see it, sampled by the account's order tracker once a tick:
+    # how many samples were taken while the session ran, and in how many it had an order on the book
+    # on both sides (open, partially filled or with its cancel on the way). bench/quoting.py measures
+    # the same from outside, through ccxt.
+    quote_samples = models.PositiveBigIntegerField(default=0)
+    two_sided_samples = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["id"], name="session_running_idx", condition=models.Q(status="running"))]

@@ -2,6 +2,7 @@
 import logging
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from intents.ids import order_id_of
@@ -56,3 +57,16 @@ def sessions_wake(keys, *, at=None) -> int:
     order_ids = [order_id_of(key) for key in keys]
     return StrategySession.objects.filter(status=SessionStatus.RUNNING, order__order_id__in=order_ids,
                                           next_run_at__gt=at).update(next_run_at=at)
+
+
+def sessions_sample_quotes(*, account_id: int, on_book) -> None:
+    """One two-sided-uptime sample of every running session on the account: ``on_book`` lists (strategy
+    key, side) of the orders on the book now. Two UPDATEs, whatever the number of sessions."""
+    sides: dict[str, set[str]] = {}
+    for key, side in on_book:
+        sides.setdefault(key, set()).add(side)
+    both = [order_id_of(key) for key, seen in sides.items() if len(seen) == 2]
+    running = StrategySession.objects.filter(status=SessionStatus.RUNNING, order__exchange_account_id=account_id)
+    running.update(quote_samples=F("quote_samples") + 1)
+    if both:
+        running.filter(order__order_id__in=both).update(two_sided_samples=F("two_sided_samples") + 1)

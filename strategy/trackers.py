@@ -23,9 +23,12 @@ from intents.models import TrackedOrder, TrackedOrderStatus
 
 from .fills import fills_record
 from .models import MarketData
-from .services import sessions_wake
+from .services import sessions_sample_quotes, sessions_wake
 
 logger = logging.getLogger(__name__)
+
+# What stands on the book as far as we know once an order is tracked: the two-sided uptime counts them.
+ON_BOOK = (TrackedOrderStatus.OPEN, TrackedOrderStatus.PARTIALLY_FILLED, TrackedOrderStatus.PENDING_CANCEL)
 
 
 def market_rules(client: ccxt.Exchange, symbol: str) -> dict[str, Decimal]:
@@ -55,8 +58,7 @@ def refresh_market_data(*, account_id: int, symbol: str) -> MarketData:
 def track_exchange_orders(*, account_id: int) -> dict[str, int]:
     """Bring every tracked open order of one account in line with the exchange, and record fills."""
     client = exchange_client(account_id=account_id)
-    rows = list(TrackedOrder.objects.filter(account_id=account_id, status__in=[
-        TrackedOrderStatus.OPEN, TrackedOrderStatus.PARTIALLY_FILLED, TrackedOrderStatus.PENDING_CANCEL]))
+    rows = list(TrackedOrder.objects.filter(account_id=account_id, status__in=ON_BOOK))
     counts = {"checked": 0, "updated": 0, "lost": 0, "errors": 0, "fills": 0}
     for symbol in sorted({row.symbol for row in rows}):
         try:
@@ -94,4 +96,6 @@ def track_exchange_orders(*, account_id: int) -> dict[str, int]:
     # Orders that closed (filled, cancelled, lost) free their slots: their sessions refill them on the
     # next tick, once the fills above are settled.
     sessions_wake({row.strategy_key for row in rows if row.status in tracked_orders.FINAL_TRACKED})
+    sessions_sample_quotes(account_id=account_id, on_book=[(row.strategy_key, row.side) for row in rows
+                                                           if row.status in ON_BOOK])
     return counts

@@ -129,6 +129,20 @@ def test_sessions_intents_in_flight_ledger_and_drifts_are_counted_from_the_datab
     assert all(value == 1 for (name, _), value in samples.items() if name == "mm_metrics_section_up")
 
 
+def test_each_running_sessions_two_sided_uptime_is_a_gauge(db, client):
+    # given a running session the tracker sampled 40 times, 30 of them with orders on both sides
+    acc = account("metrics-uptime")
+    quoting = make_running_order(acc)
+    StrategySession.objects.filter(order=quoting).update(quote_samples=40, two_sided_samples=30)
+    fresh = make_running_order(acc)  # not sampled yet
+
+    samples = scrape(client)
+
+    assert samples[("mm_session_two_sided_ratio", (("order_id", str(quoting.order_id)),))] == 0.75
+    assert samples[("mm_session_quote_samples_total", (("order_id", str(quoting.order_id)),))] == 40
+    assert samples[("mm_session_two_sided_ratio", (("order_id", str(fresh.order_id)),))] == 0
+
+
 def test_a_table_not_migrated_yet_drops_only_its_section(db, client):
     # given the reconciliation drift table is missing (renamed inside this test's transaction)
     with connection.cursor() as cursor:

@@ -9,7 +9,14 @@ from demo.services import BTC_ASSET_ID, DEMO_USER_ID, USDT_ASSET_ID
 from demo.view import render_line, render_screen
 from intents.models import TrackedFill
 from strategy.models import MarketData, TickLease
-from tests.factories import ExchangeAccountFactory, IntentFactory, OrderFactory, PairFactory, TrackedOrderFactory
+from tests.factories import (
+    ExchangeAccountFactory,
+    IntentFactory,
+    OrderFactory,
+    PairFactory,
+    StrategySessionFactory,
+    TrackedOrderFactory,
+)
 from intents.ids import strategy_key
 
 pytestmark = pytest.mark.embedded
@@ -68,7 +75,18 @@ def test_view_counts_open_orders_and_fills_and_marks_pnl_exactly_at_the_mid(runn
     assert view["order"]["state"] == "running"
     screen = render_screen(view, header=["HEADER"])
     assert screen.startswith("HEADER\n") and "PnL       -0.3678327 USDT" in screen
-    assert render_line(view) == "demo: state=running open=1 fills=2 pnl=-0.3678327 tick_ms=42 in_flight=1"
+    assert render_line(view) == "demo: state=running open=1 fills=2 pnl=-0.3678327 tick_ms=42 in_flight=1 " \
+                                "two_sided_pct=-"  # no uptime sample taken yet
+
+
+def test_view_shows_the_sessions_two_sided_uptime(running_order):
+    StrategySessionFactory(order=running_order, quote_samples=200, two_sided_samples=199)
+
+    view = demo_view(running_order)
+
+    assert view["uptime"] == {"two_sided_pct": 99.5, "samples": 200}
+    assert "both sides quoted in 99.5 % of 200 samples" in render_screen(view, header=[])
+    assert render_line(view).endswith(" two_sided_pct=99.5")
 
 
 def test_view_without_market_data_has_no_pnl_and_without_an_order_says_so(running_order):
