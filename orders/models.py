@@ -160,6 +160,26 @@ class OrderTransition(models.Model):
         return f"{self.order_id}: {self.from_state} -> {self.to_state} by {self.by}"
 
 
+class ParamChange(models.Model):
+    """One strategy parameter of an order changed: old and new value as text, by whom, why, when.
+    Written once by ``orders.services.order_params_update`` in the transaction that changes the
+    order, read-only in the admin."""
+
+    order = models.ForeignKey(MarketMakingOrder, on_delete=models.PROTECT, related_name="param_changes")
+    name = models.CharField(max_length=64, help_text="the parameter (strategy.params.PARAMS)")
+    old_value = models.TextField(help_text="the value before, as text (none: no value)")
+    new_value = models.TextField(help_text="the value after, as text (none: no value)")
+    by = models.CharField(max_length=128, help_text="command, admin user or API caller")
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self):
+        return f"{self.order_id}: {self.name} {self.old_value} -> {self.new_value} by {self.by}"
+
+
 class Leg(models.TextChoices):
     BASE = "base"
     QUOTE = "quote"
