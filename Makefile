@@ -65,6 +65,15 @@ bench-memory: venv
 	scripts/ensure_services.sh postgres redis
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) $(PY) bench/worker_memory.py $(BENCH_ARGS)
 
+# Two-sided quoting seen from outside through ccxt (docs/benchmarks.md, "Two-sided quoting"): simulator,
+# worker, beat and N demo sessions on database mm_bench_quoting and Redis db 4; BENCH_ARGS="--base REV" also
+# runs another revision's worker and beat, alternating.
+.PHONY: bench-quoting
+QUOTING_BROKER_URL ?= redis://127.0.0.1:6379/4
+bench-quoting: venv
+	scripts/ensure_services.sh postgres redis
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(QUOTING_BROKER_URL) $(PY) bench/quoting.py $(BENCH_ARGS)
+
 # The three above on another revision and on this tree, alternating in one run: make bench-alternate BASE=<rev>
 .PHONY: bench-alternate
 bench-alternate: venv

@@ -86,14 +86,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_simulator(*, threads: int = 8, log_path: str = "/tmp/var_bench_rt/simulator.log") -> tuple[subprocess.Popen, str]:
-    """``manage.py exchange_simulator`` in its own process on a free loopback port; returns (proc, base URL)."""
+def start_simulator(*, threads: int = 8, log_path: str = "/tmp/var_bench_rt/simulator.log", step_ms: int = 0,
+                    extra_args: tuple[str, ...] = (), env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """``manage.py exchange_simulator`` in its own process on a free loopback port; returns (proc, base URL).
+
+    ``step_ms`` 0 (the default): markets move only on demand; ``extra_args`` (e.g. ``--seed``) and ``env``
+    (over this process's environment) go to the command as given."""
     port = free_port()
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "exchange_simulator", "--port", str(port), "--threads", str(threads),
-         "--step-ms", "0"],
-        cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+         "--step-ms", str(step_ms), *extra_args],
+        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -109,14 +113,28 @@ def start_simulator(*, threads: int = 8, log_path: str = "/tmp/var_bench_rt/simu
 
 
 def start_worker(*, queues: str, pool: str = "solo", concurrency: int = 1, env: dict | None = None,
-                 name: str = "bench", log_path: str) -> subprocess.Popen:
-    """A real Celery worker process on ``queues``; waits until it is ready."""
+                 name: str = "bench", log_path: str, cwd: Path = ROOT) -> subprocess.Popen:
+    """A real Celery worker process on ``queues`` (the code of the tree ``cwd``, default this one);
+    ``wait_workers_ready`` waits until it answers."""
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "mmproject", "worker", "-Q", queues, "-P", pool,
          "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h", "-l", "WARNING",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=cwd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    proc.log_path = log_path
+    return proc
+
+
+def start_beat(*, schedule_path: str, log_path: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.Popen:
+    """Celery beat (the tick every STRATEGY_TICK_SIZE_MS, reconcile, prune) of the tree ``cwd``, as
+    ``make run`` starts it; its schedule file is removed first, so it starts afresh."""
+    Path(schedule_path).unlink(missing_ok=True)
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "mmproject", "beat", "-l", "WARNING", "--schedule", schedule_path],
+        cwd=cwd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     proc.log_path = log_path
     return proc
