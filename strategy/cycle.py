@@ -136,10 +136,41 @@ def _cached_params(order) -> pure_mm.PureMMParams:
     return _params_of(order.row)
 
 
-def _market_inputs(market) -> tuple[pure_mm.MarketSnapshot, pure_mm.MarketRules]:
-    return (pure_mm.MarketSnapshot(best_bid=market.best_bid, best_ask=market.best_ask, last_price=market.last_price),
+def _market_inputs(market, own: dict | None) -> tuple[pure_mm.MarketSnapshot, pure_mm.MarketRules]:
+    """The market's snapshot and rules; with ``own`` (our resting amount by (side, price) on this market)
+    also the best prices of others, for order optimization."""
+    others = {}
+    if own is not None:
+        others = {"others_best_bid": _best_of_others(market.bids, own, "buy"),
+                  "others_best_ask": _best_of_others(market.asks, own, "sell")}
+    return (pure_mm.MarketSnapshot(best_bid=market.best_bid, best_ask=market.best_ask, last_price=market.last_price,
+                                   **others),
             pure_mm.MarketRules(price_tick=market.price_tick, amount_step=market.amount_step,
-                                min_amount=market.min_amount, min_notional=market.min_notional))
+                                min_amount=market.min_amount, min_notional=market.min_notional,
+                                maker_fee=market.maker_fee))
+
+
+def _best_of_others(levels, own: dict, side: str) -> Decimal | None:
+    """The best price of a stored book side at which someone else rests (our amount taken out)."""
+    for price, amount in levels:
+        price = Decimal(price)
+        if Decimal(amount) > own.get((side, price), _ZERO):
+            return price
+    return None
+
+
+def _own_resting(markets: set[tuple[int, str]]) -> dict[tuple[int, str], dict]:
+    """Our orders on the book per market: {(account, symbol): {(side, price): remaining amount}}."""
+    own: dict[tuple[int, str], dict] = {market: {} for market in markets}
+    rows = TrackedOrder.objects.filter(
+        account_id__in={a for a, _ in markets}, symbol__in={s for _, s in markets},
+        status__in=[TrackedOrderStatus.OPEN, TrackedOrderStatus.PARTIALLY_FILLED, TrackedOrderStatus.PENDING_CANCEL],
+    ).values_list("account_id", "symbol", "side", "price", "amount", "filled")
+    for account_id, symbol, side, price, amount, filled in rows:
+        book = own.get((account_id, symbol))
+        if book is not None:
+            book[(side, price)] = book.get((side, price), _ZERO) + amount - filled
+    return own
 
 
 def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) -> CycleSummary:
@@ -162,6 +193,8 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     tracked, unclaimed = _active_orders(keys, recent)
 
     stale_before = _stale_before(now)
+    # Order optimization needs the book without our own orders: one read of them, only when a due order uses it.
+    own = _own_resting(set(markets)) if any(s.order.order_optimization_enabled for s in sessions) else {}
     inputs: dict[tuple[int, str], tuple] = {}  # per market: its snapshot and rules, built once a cycle
     # Rows as plain dicts: building thousands of model instances costs more than writing them.
     new_intents: list[dict] = []
@@ -185,14 +218,15 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
             params = _cached_params(order)
             market_key = (order.exchange_account_id, order.pair.symbol)
             if market_key not in inputs:
-                inputs[market_key] = _market_inputs(market)
+                inputs[market_key] = _market_inputs(market, own.get(market_key))
             snapshot, rules = inputs[market_key]
             proposal = pure_mm.propose_orders(
                 params=params, market=snapshot, rules=rules,
                 balances=pure_mm.Balances(base=budget.base, quote=budget.quote), budget=budget,
             )
             diff = order_diff.diff_orders(desired=proposal.orders, tracked=[_tracked_view(t) for t in tracked[key]],
-                                          params=params, budget=budget, now=now)
+                                          params=params, budget=budget, now=now,
+                                          reference_price=proposal.reference_price)
         except pure_mm.StrategyInputError as exc:
             logger.warning("event=strategy_input_error order_id=%s error=%s", order.order_id, exc)
             continue

@@ -78,7 +78,9 @@ class TickDurationBucket(models.Model):
 
 
 class MarketData(models.Model):
-    """The latest order book top of one market on one exchange account, as the tracker stored it."""
+    """The latest order book top of one market on one exchange account, as the tracker stored it: the
+    best prices, the top levels of each side (``[[price, amount], ...]`` as decimal strings, best first;
+    our own orders included, as the exchange shows them) and the market's rules."""
 
     account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.CASCADE, related_name="market_data")
     symbol = models.CharField(max_length=64)
@@ -90,6 +92,9 @@ class MarketData(models.Model):
     amount_step = AmountField()
     min_amount = AmountField(default=0)
     min_notional = AmountField(default=0)
+    maker_fee = AmountField(default=0, help_text="fraction of a maker fill's value the exchange charges")
+    bids = models.JSONField(default=list, blank=True)
+    asks = models.JSONField(default=list, blank=True)
     fetched_at = models.DateTimeField()
 
     class Meta:

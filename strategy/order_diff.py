@@ -127,6 +127,7 @@ class CancelReason(str, Enum):
     NOT_DESIRED = "not_desired"
     OUT_OF_TOLERANCE = "out_of_tolerance"
     DUPLICATE = "duplicate"
+    BELOW_MIN_SPREAD = "below_min_spread"
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,10 @@ def diff_orders(
     params: PureMMParams,
     budget: Budget,
     now: datetime,
+    reference_price: Decimal | None = None,
 ) -> OrderDiff:
-    """Cancels, keeps and creates that move ``tracked`` towards ``desired``. Pure; no I/O."""
+    """Cancels, keeps and creates that move ``tracked`` towards ``desired``. Pure; no I/O.
+    ``reference_price``: the proposal's (for ``minimum_spread``; None: not checked)."""
     if not isinstance(params, PureMMParams):
         raise StrategyInputError(f"params must be a PureMMParams, not {type(params).__name__}")
     if not isinstance(budget, Budget):
@@ -207,6 +210,14 @@ def diff_orders(
             if previous is None or order.last_fill_at > previous:
                 last_full_fill[order.side] = order.last_fill_at
 
+    if params.ping_pong_enabled:
+        # Ping pong, as Hummingbot's: a side with more recent whole fills than the other is not quoted
+        # until the other side catches up; its remaining orders leave as no longer desired.
+        fills = {side: sum(1 for o in tracked if o.status is TrackedStatus.FILLED and o.side is side) for side in SIDES}
+        if fills[Side.BUY] != fills[Side.SELL]:
+            ahead = Side.BUY if fills[Side.BUY] > fills[Side.SELL] else Side.SELL
+            wanted = {slot: order for slot, order in wanted.items() if slot[0] is not ahead}
+
     active = sorted((order for order in tracked if order.is_active), key=lambda o: (o.created_at, o.client_order_id))
     by_slot: dict[tuple[Side, int], list[TrackedOrder]] = defaultdict(list)
     for order in active:
@@ -233,6 +244,9 @@ def diff_orders(
                     reason = CancelReason.OUT_OF_LADDER
                 elif params.max_order_age is not None and _age_seconds(now, order.created_at) >= params.max_order_age:
                     reason = CancelReason.MAX_AGE
+                elif params.minimum_spread is not None and reference_price is not None and \
+                        abs(order.price - reference_price) < reference_price * params.minimum_spread:
+                    reason = CancelReason.BELOW_MIN_SPREAD
                 elif kept_one:
                     reason = CancelReason.DUPLICATE
                 elif hanging:

@@ -286,6 +286,18 @@ PARAMS: tuple[Param, ...] = (
     Param("filled_order_delay", Kind.DECIMAL, default=Decimal(1),
           help_text="seconds after a fill of this order before it places new orders (0: at once)",
           strategy="filled_order_delay"),
+    Param("minimum_spread", Kind.DECIMAL, default=None, null=True, fraction=True,
+          help_text="fraction; no order nearer the reference price than this (empty: no minimum)",
+          strategy="minimum_spread"),
+    Param("ping_pong_enabled", Kind.BOOLEAN, default=False,
+          help_text="after a fill, quote the filled side again only once the other side has filled",
+          strategy="ping_pong_enabled"),
+    Param("add_transaction_costs", Kind.BOOLEAN, default=False,
+          help_text="move prices out by the exchange's maker fee, so a fill earns its fee back",
+          strategy="add_transaction_costs"),
+    Param("order_optimization_enabled", Kind.BOOLEAN, default=False,
+          help_text="innermost orders no further than one tick inside the best price of others",
+          strategy="order_optimization_enabled"),
 )
 BY_NAME: dict[str, Param] = {param.name: param for param in PARAMS}
 PARAM_NAMES: tuple[str, ...] = tuple(BY_NAME)

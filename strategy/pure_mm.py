@@ -37,7 +37,15 @@ Conventions (documented once, used everywhere):
   layer that does not fit whole is shrunk to what is left (rounded down to the step) and
   dropped if it then falls below the minimum amount or notional; the layers outside it get
   nothing, so the ladder has no gaps. An amount is never rounded up. Fees are not reserved
-  here: the caller passes a budget net of any fee reserve.
+  here: the caller passes a budget net of any fee reserve;
+- ``add_transaction_costs``: buy prices are lowered and sell prices raised by the market's maker
+  fee (``MarketRules.maker_fee``), so a fill earns its fee back;
+- ``order_optimization_enabled``: the innermost order of a side goes no further than one tick
+  inside the best price of others (the book without our own orders), as Hummingbot's;
+- ``minimum_spread``: a layer priced nearer the reference than this fraction is not proposed
+  (and the diff cancels an active order that drifted nearer than it);
+- ``ping_pong_enabled`` and ``filled_order_delay`` are the diff's (``strategy.order_diff``): a side with more
+  fill, the filled side waits for the other side to fill; new orders wait the delay after a fill.
 """
 from __future__ import annotations
 
@@ -102,6 +110,7 @@ class DropReason(str, Enum):
     BELOW_MIN_NOTIONAL = "below_min_notional"
     BUDGET = "budget"
     TAKER = "taker"
+    BELOW_MIN_SPREAD = "below_min_spread"
 
 
 def to_decimal(value, *, field: str, allow_none: bool = False) -> Decimal | None:
@@ -181,9 +190,12 @@ class MarketRules:
     amount_step: Decimal
     min_amount: Decimal = _ZERO
     min_notional: Decimal = _ZERO
+    maker_fee: Decimal = _ZERO  # fraction of a maker fill's value the exchange charges (add_transaction_costs)
 
     def __post_init__(self):
         normalise_decimal_fields(self)
+        if not 0 <= self.maker_fee < 1:
+            raise StrategyInputError(f"maker_fee must be a fraction in [0, 1), got {self.maker_fee}")
         if self.price_tick <= 0:
             raise StrategyInputError(f"price_tick must be positive, got {self.price_tick}")
         if self.amount_step <= 0:
@@ -223,15 +235,20 @@ class MarketRules:
 
 @dataclass(frozen=True)
 class MarketSnapshot:
-    """Top of the book and last trade price; a side with no orders is None."""
+    """Top of the book and last trade price; a side with no orders is None. ``others_best_bid`` and
+    ``others_best_ask``: the best prices of the book without our own orders (order optimization);
+    None where nobody else quotes that side."""
 
     best_bid: Decimal | None
     best_ask: Decimal | None
     last_price: Decimal | None = None
+    others_best_bid: Decimal | None = None
+    others_best_ask: Decimal | None = None
 
     def __post_init__(self):
-        normalise_decimal_fields(self, optional=("best_bid", "best_ask", "last_price"))
-        for name in ("best_bid", "best_ask", "last_price"):
+        normalise_decimal_fields(self, optional=("best_bid", "best_ask", "last_price", "others_best_bid",
+                                                 "others_best_ask"))
+        for name in ("best_bid", "best_ask", "last_price", "others_best_bid", "others_best_ask"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise StrategyInputError(f"{name} must be positive, got {value}")
@@ -296,13 +313,18 @@ class PureMMParams:
     order_refresh_tolerance_pct: Decimal = _ZERO
     max_order_age: Decimal | None = None
     filled_order_delay: Decimal = _ZERO
+    minimum_spread: Decimal | None = None
+    ping_pong_enabled: bool = False
+    add_transaction_costs: bool = False
+    order_optimization_enabled: bool = False
     take_if_crossed: bool = False
 
     def __post_init__(self):
-        normalise_decimal_fields(self, optional=("price_ceiling", "price_floor", "max_order_age"))
+        normalise_decimal_fields(self, optional=("price_ceiling", "price_floor", "max_order_age", "minimum_spread"))
         coerce_enum_field(self, "amount_change_type", AmountChangeType)
         coerce_enum_field(self, "price_source", PriceSource)
-        for name in ("inventory_skew_enabled", "hanging_orders_enabled", "take_if_crossed"):
+        for name in ("inventory_skew_enabled", "hanging_orders_enabled", "take_if_crossed", "ping_pong_enabled",
+                     "add_transaction_costs", "order_optimization_enabled"):
             if not isinstance(getattr(self, name), bool):
                 raise StrategyInputError(f"{name} must be a bool, got {getattr(self, name)!r}")
         levels = self.order_levels
@@ -350,6 +372,8 @@ class PureMMParams:
             raise StrategyInputError(
                 f"filled_order_delay is a non-negative number of seconds, got {self.filled_order_delay}"
             )
+        if self.minimum_spread is not None and not 0 <= self.minimum_spread < 1:
+            raise StrategyInputError(f"minimum_spread must be a fraction in [0, 1) or None, got {self.minimum_spread}")
 
     def layer_amount(self, layer: int) -> Decimal:
         """The unskewed, unrounded amount of ``layer`` (0 is the innermost)."""
@@ -503,9 +527,18 @@ def propose_orders(
                     dropped.append(DroppedLayer(side, layer, DropReason.PRICE_BAND))
                     continue
                 raw_price = params._layer_price(reference, side, layer)
+                if params.add_transaction_costs:
+                    # The maker fee is earned back in the price: a buy that much lower, a sell that much higher.
+                    raw_price *= (_ONE - rules.maker_fee) if side is Side.BUY else (_ONE + rules.maker_fee)
+                if params.order_optimization_enabled and layer == 0:
+                    raw_price = _optimized(raw_price, side, market, rules.price_tick)
                 price = rules._round_price(raw_price, side) if raw_price > 0 else _ZERO
                 if price <= 0:
                     dropped.append(DroppedLayer(side, layer, DropReason.NON_POSITIVE_PRICE))
+                    continue
+                if params.minimum_spread is not None and price > 0 and \
+                        abs(price - reference) < reference * params.minimum_spread:
+                    dropped.append(DroppedLayer(side, layer, DropReason.BELOW_MIN_SPREAD))
                     continue
                 amount = rules._round_amount(layer_amounts[layer] * ratio[side])
                 reason = rules.shortfall(price, amount)
@@ -548,6 +581,17 @@ def propose_orders(
         bid_ratio=bid_ratio,
         ask_ratio=ask_ratio,
     )
+
+
+def _optimized(price: Decimal, side: Side, market: MarketSnapshot, tick: Decimal) -> Decimal:
+    """Order optimization, as Hummingbot's: the innermost order goes no further than one tick inside the
+    best price of others (our own orders taken out of the book), so it tops the book without paying
+    more than it must; a price already behind that stays."""
+    if side is Side.BUY:
+        best = market.others_best_bid
+        return price if best is None else min(price, (_floor_to(best, tick) + tick))
+    best = market.others_best_ask
+    return price if best is None else max(price, (_ceil_to(best, tick) - tick))
 
 
 def would_take(order: DesiredOrder, market: MarketSnapshot) -> bool:

@@ -31,6 +31,15 @@ logger = logging.getLogger(__name__)
 ON_BOOK = (TrackedOrderStatus.OPEN, TrackedOrderStatus.PARTIALLY_FILLED, TrackedOrderStatus.PENDING_CANCEL)
 
 
+# The top levels of each side stored per market (one order book request per market per tick).
+BOOK_LEVELS = 5
+
+
+def _levels(levels) -> list[list[str]]:
+    """Book levels as ``[[price, amount], ...]`` decimal strings (exact, JSON-safe)."""
+    return [[str(dec(price)), str(dec(amount))] for price, amount, *_ in levels[:BOOK_LEVELS]]
+
+
 def market_rules(client: ccxt.Exchange, symbol: str) -> dict[str, Decimal]:
     market = client.market(symbol)
     limits = market.get("limits") or {}
@@ -39,18 +48,19 @@ def market_rules(client: ccxt.Exchange, symbol: str) -> dict[str, Decimal]:
         "amount_step": dec(market["precision"]["amount"]),
         "min_amount": dec((limits.get("amount") or {}).get("min")) or Decimal(0),
         "min_notional": dec((limits.get("cost") or {}).get("min")) or Decimal(0),
+        "maker_fee": dec(market.get("maker")) or Decimal(0),
     }
 
 
 def refresh_market_data(*, account_id: int, symbol: str) -> MarketData:
     client = exchange_client(account_id=account_id)
-    book = client.fetch_order_book(symbol, limit=5)
+    book = client.fetch_order_book(symbol, limit=BOOK_LEVELS)
     best_bid = dec(book["bids"][0][0]) if book["bids"] else None
     best_ask = dec(book["asks"][0][0]) if book["asks"] else None
     row, _ = MarketData.objects.update_or_create(
         account_id=account_id, symbol=symbol,
         defaults={"best_bid": best_bid, "best_ask": best_ask, "fetched_at": timezone.now(),
-                  **market_rules(client, symbol)},
+                  "bids": _levels(book["bids"]), "asks": _levels(book["asks"]), **market_rules(client, symbol)},
     )
     return row
 

@@ -219,4 +219,6 @@ def test_a_filled_level_is_refilled_on_the_next_tick_not_at_the_next_refresh(sim
     tick_run(now=start + timedelta(seconds=2))
     sides = sorted(o["side"] for o in open_orders_of(client, order))
     assert sides == ["buy", "sell"]
+    # and the order tracker's next sample sees both sides quoted
+    tick_run(now=start + timedelta(seconds=3))
     assert StrategySession.objects.get(order=order).two_sided_samples >= 1

@@ -712,3 +712,43 @@ def test_property_diff_never_leaves_more_than_order_levels_per_side(scenario):
                 else:
                     total = sum((o.remaining for o in active), D(0)) + sum(o.amount for o in new)
                     assert total <= budget.base
+
+
+# --- quoting options (issue 15) -------------------------------------------------------------
+
+
+def test_an_order_drifted_nearer_than_minimum_spread_is_cancelled():
+    orders = [tracked("b", "buy", 0, "99.8"), tracked("s", "sell", 0, "101")]
+
+    result = diff_orders(desired=[want("sell", 0, "101")], tracked=orders,
+                         params=make_params(order_levels=1, minimum_spread=D("0.005")), budget=BIG_BUDGET, now=NOW,
+                         reference_price=D("100"))
+
+    assert cancelled(result) == {"b": CancelReason.BELOW_MIN_SPREAD} and result.keep == ("s",)
+
+
+@pytest.mark.parametrize("fills, quoted", [
+    ([("buy", 5)], {"sell"}),  # a buy filled last: buys wait for a sell fill
+    ([("buy", 9), ("sell", 5)], {"buy", "sell"}),  # the other side caught up: both quoted again
+    ([("buy", 9), ("sell", 5), ("sell", 2)], {"buy"}),
+    ([("sell", 5)], {"buy"}),
+    ([], {"buy", "sell"}),
+])
+def test_ping_pong_quotes_the_filled_side_again_only_after_the_other_side_fills(fills, quoted):
+    orders = [tracked(f"f{n}", side, 0, "99" if side == "buy" else "101", status="filled", filled="1", age=30,
+                      last_fill_age=age) for n, (side, age) in enumerate(fills)]
+    desired = [want("buy", 0, "99"), want("sell", 0, "101")]
+
+    result = diff(desired, orders, order_levels=1, ping_pong_enabled=True)
+
+    assert {o.side.value for o in result.create} == quoted
+
+
+def test_ping_pong_takes_the_filled_sides_resting_orders_off():
+    orders = [tracked("f", "buy", 0, "99", status="filled", filled="1", last_fill_age=5),
+              tracked("b1", "buy", 1, "98"), tracked("s0", "sell", 0, "101")]
+    desired = [want("buy", 0, "99"), want("buy", 1, "98"), want("sell", 0, "101")]
+
+    result = diff(desired, orders, ping_pong_enabled=True)
+
+    assert cancelled(result) == {"b1": CancelReason.NOT_DESIRED} and result.keep == ("s0",) and result.create == ()

@@ -672,3 +672,41 @@ def test_property_desired_orders_respect_book_budget_layers_and_precision(scenar
         if params.price_floor is not None and sells:
             assert proposal.reference_price > params.price_floor
             assert all(o.price > params.price_floor for o in sells)
+
+
+# --- quoting options (issue 15) -------------------------------------------------------------
+
+
+def test_add_transaction_costs_moves_prices_out_by_the_maker_fee():
+    rules = MarketRules(price_tick=D("0.01"), amount_step=D("0.001"), maker_fee=D("0.001"))
+
+    plain = propose(rules=rules)
+    costed = propose(rules=rules, add_transaction_costs=True)
+
+    assert ladder(plain, Side.BUY)[0][1] == D("99") and ladder(plain, Side.SELL)[0][1] == D("101")
+    # 99 x 0.999 = 98.901 -> 98.90 (a buy rounds down); 101 x 1.001 = 101.101 -> 101.11 (a sell rounds up)
+    assert ladder(costed, Side.BUY)[0][1] == D("98.90") and ladder(costed, Side.SELL)[0][1] == D("101.11")
+
+
+@pytest.mark.parametrize("others_bid, others_ask, buy, sell", [
+    (D("98.5"), D("101.5"), D("98.51"), D("101.49")),  # our 99 / 101 would be inside others: stop one tick in
+    (D("99.5"), D("100.5"), D("99"), D("101")),  # others are inside us: ours stay where they are
+    (None, None, D("99"), D("101")),  # nobody else quotes: nothing to optimise against
+])
+def test_order_optimization_tops_the_book_of_others_by_one_tick_at_most(others_bid, others_ask, buy, sell):
+    market = MarketSnapshot(best_bid=D("99.9"), best_ask=D("100.1"), others_best_bid=others_bid,
+                            others_best_ask=others_ask)
+
+    proposal = propose(market=market, order_optimization_enabled=True, order_levels=2,
+                       order_level_spread=D("0.01"))
+
+    assert ladder(proposal, Side.BUY)[0][1] == buy and ladder(proposal, Side.SELL)[0][1] == sell
+    # outer layers keep their spread
+    assert ladder(proposal, Side.BUY)[1][1] == D("98") and ladder(proposal, Side.SELL)[1][1] == D("102")
+
+
+def test_layers_nearer_than_minimum_spread_are_not_proposed():
+    proposal = propose(bid_spread=D("0.001"), ask_spread=D("0.01"), minimum_spread=D("0.005"))
+
+    assert ladder(proposal, Side.BUY) == [] and reasons(proposal, Side.BUY) == {0: DropReason.BELOW_MIN_SPREAD}
+    assert ladder(proposal, Side.SELL) == [(0, D("101"), D("1"))]
