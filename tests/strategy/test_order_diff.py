@@ -492,7 +492,8 @@ class LadderReplay:
             balances=Balances(base=self.budget.base, quote=self.budget.quote), budget=self.budget,
         )
         result = diff_orders(
-            desired=proposal.orders, tracked=list(self.orders.values()), params=self.params, budget=self.budget, now=now
+            desired=proposal.orders, tracked=list(self.orders.values()), params=self.params, budget=self.budget, now=now,
+            reference_price=proposal.reference_price,
         )
         for cancel in result.cancel:
             self.orders[cancel.client_order_id] = replace(
@@ -592,6 +593,9 @@ def replays(draw):
         hanging_orders_enabled=draw(st.booleans()),
         inventory_skew_enabled=draw(st.booleans()),
         amount_change_per_layer=draw(st.sampled_from([D("0"), D("0.5")])),
+        filled_order_delay=draw(st.sampled_from([D("0"), D("1"), D("3")])),
+        ping_pong_enabled=draw(st.booleans()),
+        minimum_spread=draw(st.sampled_from([None, D("0.005"), D("0.02")])),
     )
     budget = Budget(base=D(draw(st.integers(0, 60))) / D(10), quote=D(draw(st.integers(0, 600))))
     steps = draw(st.lists(
@@ -632,6 +636,9 @@ def diff_scenarios(draw):
         order_refresh_tolerance_pct=draw(st.sampled_from([D("0"), D("0.001"), D("0.01"), D("0.5")])),
         max_order_age=draw(st.sampled_from([None, D("5"), D("30")])),
         hanging_orders_enabled=draw(st.booleans()),
+        filled_order_delay=draw(st.sampled_from([D("0"), D("1"), D("30")])),
+        ping_pong_enabled=draw(st.booleans()),
+        minimum_spread=draw(st.sampled_from([None, D("0.001"), D("0.05")])),
     )
     desired = []
     for side in Side:
@@ -676,7 +683,8 @@ def diff_scenarios(draw):
 def test_property_diff_never_leaves_more_than_order_levels_per_side(scenario):
     params, desired, tracked_orders, budget = scenario
 
-    result = diff_orders(desired=desired, tracked=tracked_orders, params=params, budget=budget, now=NOW)
+    result = diff_orders(desired=desired, tracked=tracked_orders, params=params, budget=budget, now=NOW,
+                         reference_price=D("100"))
 
     by_id = {o.client_order_id: o for o in tracked_orders}
     decided = [c.client_order_id for c in result.cancel] + list(result.keep)
