@@ -50,6 +50,15 @@ def session_stop(*, order_id) -> StrategySession | None:
     return session
 
 
+def session_set_cadence(*, order_id, cadence_s: int) -> bool:
+    """The order's session runs every ``cadence_s`` seconds from its next run on (the cycle schedules
+    each run ``cadence_s`` after it); ``next_run_at`` is left as it is. False when it has no session."""
+    updated = StrategySession.objects.filter(order__order_id=order_id).update(cadence_s=cadence_s)
+    if updated:
+        logger.info("event=session_cadence_set order_id=%s cadence_s=%s", order_id, cadence_s)
+    return bool(updated)
+
+
 def sessions_wake(keys, *, at=None) -> int:
     """Run the running sessions of strategy ``keys`` on the next tick (orders of theirs closed: a slot is
     free). A session due earlier keeps its time. Returns how many were moved."""
