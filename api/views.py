@@ -1,4 +1,5 @@
-"""The JSON API: create an order intent (order id, memo, required amounts).
+"""The JSON API: create an order intent (order id, memo, required amounts); change the strategy
+parameters of an order that is not finished.
 
 Every call carries ``Authorization: Bearer <token>`` (``manage.py api_token create USERNAME``);
 anonymous or unknown tokens get 401, a user over its rate limit 429 with Retry-After, bad input
@@ -6,15 +7,16 @@ anonymous or unknown tokens get 401, a user over its rate limit 429 with Retry-A
 """
 import json
 import logging
+import uuid
 from functools import wraps
 
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from orders.errors import InvalidOrderRequest, PairDisabled, PairNotFound
+from orders.errors import InvalidOrderRequest, OrderNotFound, PairDisabled, PairNotFound
 from orders.selectors import order_summary
-from orders.services import order_create
+from orders.services import InvalidParamChange, OrderFinished, order_create, order_params_update
 from orders.services.orders import order_create_errors
 
 from .services import api_rate_take, api_token_user
@@ -47,15 +49,21 @@ def _invalid(errors: dict[str, list[str]]) -> JsonResponse:
     return JsonResponse({"error": "invalid request", "errors": errors}, status=400)
 
 
+def _json_object(request) -> dict | None:
+    """The request's body as a JSON object, or None when it is not one."""
+    try:
+        body = json.loads(request.body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
 @csrf_exempt
 @require_POST
 @api_authenticated
 def order_create_view(request):
-    try:
-        body = json.loads(request.body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _invalid({"body": ["the body must be a JSON object"]})
-    if not isinstance(body, dict):
+    body = _json_object(request)
+    if body is None:
         return _invalid({"body": ["the body must be a JSON object"]})
     errors = order_create_errors(body)
     if errors:
@@ -71,3 +79,27 @@ def order_create_view(request):
         # the strategy refuses (e.g. bid_spread of 1 or more, an unknown price_source_type).
         return _invalid({"non_field_errors": [str(exc)]})
     return JsonResponse(order_summary(order=order), status=201)
+
+
+@csrf_exempt
+@require_http_methods(["PATCH"])
+@api_authenticated
+def order_params_view(request, order_id: str):
+    """Change strategy parameters of an order. Any token holder may, as any may create an order: the
+    API ties no order to a user yet (issue 18 brings ownership)."""
+    try:
+        order_id = str(uuid.UUID(order_id))
+    except ValueError:
+        return JsonResponse({"error": f"no market-making order {order_id}"}, status=404)
+    body = _json_object(request)
+    if body is None:
+        return _invalid({"body": ["the body must be a JSON object of strategy parameters"]})
+    try:
+        update = order_params_update(order_id=order_id, changes=body, by=f"api:{request.user.get_username()}")
+    except OrderNotFound as exc:
+        return JsonResponse({"error": str(exc)}, status=404)
+    except OrderFinished as exc:
+        return JsonResponse({"error": str(exc), "state": exc.state}, status=409)
+    except InvalidParamChange as exc:
+        return _invalid(exc.errors)
+    return JsonResponse(update.summary(), status=200)
