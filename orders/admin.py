@@ -1,10 +1,11 @@
 """Admin: inspect pairs, orders (payment legs, snapshots, ledger, history, session, intents, PnL), refunds.
 
 Everything an order holds is read-only here: its state changes only through the services. Two
-actions, "Stop market making" and "Retry payment check", and the "add" form (an order intent, as
-``mm_order create`` makes one), call the services; they are offered only to superusers and to staff
-with the ``orders.operate_orders`` permission; staff with view permissions see every page but get
-no action. The strategy parameters' fields and checks come from ``strategy.params``.
+actions, "Stop market making" and "Retry payment check", the "add" form (an order intent, as
+``mm_order create`` makes one) and the order page's "Edit strategy parameters" form (as ``mm_order
+edit``) call the services; they are offered only to superusers and to staff with the
+``orders.operate_orders`` permission; staff with view permissions see every page but get no action.
+The strategy parameters' fields and checks come from ``strategy.params``.
 """
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.http import Http404, HttpResponseRedirect
+from django.template import engines
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -31,10 +37,11 @@ from strategy.models import MarketData, StrategySession
 from .errors import IllegalTransition, OrderError
 from .models import (
     ORDER_REF, CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderState, OrderTransition,
-    PaymentState, Refund, Snapshot,
+    ParamChange, PaymentState, Refund, Snapshot,
 )
-from .services import order_create, order_stop
+from .services import InvalidParamChange, OrderFinished, order_create, order_params_update, order_stop
 from .services.orders import order_create_check
+from .services.params import FINISHED_STATES, WHOLE_SET
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +140,12 @@ class TransitionInline(OrderPageInline):
     fields = ("at", "name", "from_state", "to_state", "by", "reason")
 
 
+class ParamChangeInline(OrderPageInline):
+    model = ParamChange
+    verbose_name_plural = "strategy parameter changes"
+    fields = ("at", "name", "old_value", "new_value", "by", "reason")
+
+
 class SnapshotInline(OrderPageInline):
     model = Snapshot
     fields = ("snapshot_id", "asset_id", "amount", "opponent_id", "outcome", "allocation", "reason", "received_at")
@@ -184,6 +197,43 @@ class OrderCreateForm(forms.ModelForm):
         return data
 
 
+class OrderParamsForm(forms.Form):
+    """The order page's "Edit strategy parameters" form: every parameter, shown at the order's value.
+    Only the fields changed on the page are sent to ``order_params_update`` (each field carries the
+    value it was shown with), so an edit made elsewhere meanwhile is not undone by this one."""
+
+    reason = forms.CharField(required=False, help_text="why; recorded with each change")
+
+    def __init__(self, *args, order: MarketMakingOrder, **kwargs):
+        initial = {name: _form_value(getattr(order, name)) for name in order_params.PARAM_NAMES}
+        super().__init__(*args, initial=initial, **kwargs)
+        for name in order_params.PARAM_NAMES:
+            field = order_params.formfield(name)
+            field.show_hidden_initial = True
+            self.fields[name] = field
+        self.order_fields(list(order_params.PARAM_NAMES) + ["reason"])
+
+    def changes(self) -> dict:
+        return {name: self.cleaned_data[name] for name in self.changed_data if name in order_params.BY_NAME}
+
+
+def _form_value(value):
+    """A parameter's value as its form field shows it (a decimal without an exponent or trailing zeros)."""
+    return canonical(value) if isinstance(value, Decimal) else value
+
+
+PARAMS_PAGE = engines["django"].from_string("""{% extends "admin/base_site.html" %}
+{% block breadcrumbs %}<div class="breadcrumbs"><a href="{% url 'admin:index' %}">Home</a>
+&rsaquo; <a href="{{ change_url }}">{{ order }}</a> &rsaquo; Edit strategy parameters</div>{% endblock %}
+{% block content %}<div id="content-main">
+<p>A change is checked as at order creation and applies from the strategy's next run (the next tick);
+each change is recorded on the order's page.</p>
+<form method="post" id="order-params-form">{% csrf_token %}
+<table>{{ form.as_table }}</table>
+<div class="submit-row"><input type="submit" value="Save changes" class="default"></div>
+</form></div>{% endblock %}""")
+
+
 @admin.register(MarketMakingOrder)
 class MarketMakingOrderAdmin(admin.ModelAdmin):
     list_display = ("order_id", "state", "symbol", "exchange", "user_id", "age", "pnl")
@@ -202,7 +252,7 @@ class MarketMakingOrderAdmin(admin.ModelAdmin):
     ]
     readonly_fields = [f.name for f in MarketMakingOrder._meta.fields] + [
         "payment_legs", "pnl", "intents", "tracked_orders", "ledger_entries"]
-    inlines = [SessionInline, TransitionInline, SnapshotInline, RefundInline]
+    inlines = [SessionInline, TransitionInline, ParamChangeInline, SnapshotInline, RefundInline]
     actions = ["stop_orders", "retry_payment_check"]
     form = OrderCreateForm
     add_fieldsets = [
@@ -215,10 +265,18 @@ class MarketMakingOrderAdmin(admin.ModelAdmin):
 
     # --- the add page: an order intent made by order_create ----------------------------
     def get_fieldsets(self, request, obj=None):
-        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+        if obj is None:
+            return self.add_fieldsets
+        fieldsets = super().get_fieldsets(request, obj)
+        if not self.has_operate_permission(request):
+            return fieldsets
+        (name, options), *rest = fieldsets
+        fields = list(options["fields"])
+        fields.insert(fields.index("state") + 1, "edit_params")
+        return [(name, {**options, "fields": tuple(fields)}), *rest]
 
     def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else super().get_readonly_fields(request, obj)
+        return () if obj is None else [*super().get_readonly_fields(request, obj), "edit_params"]
 
     def get_inlines(self, request, obj):
         return [] if obj is None else super().get_inlines(request, obj)
@@ -256,6 +314,60 @@ class MarketMakingOrderAdmin(admin.ModelAdmin):
 
     def has_operate_permission(self, request):
         return request.user.is_active and request.user.has_perm(OPERATE_PERMISSION)
+
+    # --- the order page's "Edit strategy parameters" form: order_params_update ------------
+    def get_urls(self):
+        params = path("<path:object_id>/params/", self.admin_site.admin_view(self.params_view),
+                      name="orders_marketmakingorder_params")
+        return [params, *super().get_urls()]
+
+    @admin.display(description="strategy parameters")
+    def edit_params(self, order):
+        if order.state in FINISHED_STATES:
+            return f"not editable: the order is {order.state}"
+        return format_html('<a class="button" id="edit-params" href="{}">Edit strategy parameters</a>',
+                           reverse("admin:orders_marketmakingorder_params", args=[order.pk]))
+
+    def params_view(self, request, object_id):
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        order = self.get_object(request, object_id)
+        if order is None:
+            raise Http404(f"no market-making order {object_id}")
+        change_url = reverse("admin:orders_marketmakingorder_change", args=[order.pk])
+        if order.state in FINISHED_STATES:
+            self.message_user(request, f"order {order.order_id} is {order.state}: its strategy parameters are no "
+                                       "longer edited", level=messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        form = OrderParamsForm(request.POST if request.method == "POST" else None, order=order)
+        if request.method == "POST" and form.is_valid():
+            response = self._params_save(request, form, order, change_url)
+            if response is not None:
+                return response
+        context = {**self.admin_site.each_context(request), "title": "Edit strategy parameters",
+                   "subtitle": str(order), "opts": self.opts, "order": order, "form": form, "change_url": change_url}
+        return TemplateResponse(request, PARAMS_PAGE, context)
+
+    def _params_save(self, request, form, order, change_url):
+        """The redirect to the order page once saved (or refused for good); None to show the form's errors."""
+        by = f"admin:{request.user.get_username()}"
+        try:
+            update = order_params_update(order_id=order.order_id, changes=form.changes(), by=by,
+                                         reason=form.cleaned_data["reason"])
+        except InvalidParamChange as exc:
+            for name, problems in exc.errors.items():
+                for problem in problems:
+                    form.add_error(None if name == WHOLE_SET or name not in form.fields else name, problem)
+            return None
+        except OrderFinished as exc:
+            self.message_user(request, str(exc), level=messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        if update.changes:
+            changed = ", ".join(f"{c.name} {c.old_value} -> {c.new_value}" for c in update.changes)
+            self.message_user(request, f"order {order.order_id}: {changed}; from the strategy's next run")
+        else:
+            self.message_user(request, f"order {order.order_id}: nothing changed", level=messages.WARNING)
+        return HttpResponseRedirect(change_url)
 
     # --- list columns -------------------------------------------------------------------
     @admin.display(description="pair", ordering="pair__symbol")
@@ -401,4 +513,11 @@ class CampaignParticipationAdmin(ReadOnlyAdmin):
 class OrderTransitionAdmin(ReadOnlyAdmin):
     list_display = ("order", "from_state", "to_state", "by", "reason", "at")
     list_filter = ("to_state",)
+    search_fields = ("order__order_id", "by")
+
+
+@admin.register(ParamChange)
+class ParamChangeAdmin(ReadOnlyAdmin):
+    list_display = ("order", "name", "old_value", "new_value", "by", "reason", "at")
+    list_filter = ("name",)
     search_fields = ("order__order_id", "by")
