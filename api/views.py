@@ -14,9 +14,16 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from orders.errors import InvalidOrderRequest, OrderNotFound, PairDisabled, PairNotFound
+from orders.errors import (
+    InvalidOrderRequest,
+    InvalidParamChange,
+    OrderFinished,
+    OrderNotFound,
+    PairDisabled,
+    PairNotFound,
+)
 from orders.selectors import order_summary
-from orders.services import InvalidParamChange, OrderFinished, order_create, order_params_update
+from orders.services import order_create, order_params_update
 from orders.services.orders import order_create_errors
 
 from .services import api_rate_take, api_token_user

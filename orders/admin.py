@@ -34,12 +34,21 @@ from mmproject.jobs import enqueue_after_commit
 from strategy import params as order_params
 from strategy.models import MarketData, StrategySession
 
-from .errors import IllegalTransition, OrderError
+from .errors import IllegalTransition, InvalidParamChange, OrderError, OrderFinished
 from .models import (
-    ORDER_REF, CampaignParticipation, ExchangeTransfer, MarketMakingOrder, MarketMakingPair, OrderState, OrderTransition,
-    ParamChange, PaymentState, Refund, Snapshot,
+    ORDER_REF,
+    CampaignParticipation,
+    ExchangeTransfer,
+    MarketMakingOrder,
+    MarketMakingPair,
+    OrderState,
+    OrderTransition,
+    ParamChange,
+    PaymentState,
+    Refund,
+    Snapshot,
 )
-from .services import InvalidParamChange, OrderFinished, order_create, order_params_update, order_stop
+from .services import order_create, order_params_update, order_stop
 from .services.orders import order_create_check
 from .services.params import FINISHED_STATES, WHOLE_SET
 

@@ -53,3 +53,21 @@ class InvalidSnapshot(OrderError, ValueError):
 
 class ExchangeUnavailable(OrderError):
     """The exchange could not answer now (network, rate limit, maintenance): the job retries later."""
+
+
+class InvalidParamChange(InvalidOrderRequest):
+    """A parameter change refused: ``errors`` maps each bad parameter (``non_field_errors`` for the
+    whole set, e.g. a floor above the ceiling) to its messages. Nothing was changed."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(message for messages in errors.values() for message in messages))
+        self.errors = errors
+
+
+class OrderFinished(OrderError):
+    """The order is stopped, refunded or failed: nothing of it runs any more, so it is not edited."""
+
+    def __init__(self, message: str, *, order_id: str, state: str):
+        super().__init__(message)
+        self.order_id = order_id
+        self.state = state

@@ -19,7 +19,7 @@ from strategy import params as order_params
 from strategy import pure_mm
 from strategy.services import session_set_cadence, sessions_wake
 
-from ..errors import InvalidOrderRequest, OrderError
+from ..errors import InvalidParamChange, OrderFinished
 from ..models import MarketMakingOrder, OrderState, ParamChange
 from .transitions import order_lock
 
@@ -29,26 +29,6 @@ logger = logging.getLogger(__name__)
 FINISHED_STATES = (OrderState.STOPPED, OrderState.REFUNDED, OrderState.FAILED)
 # The key of a problem of the whole set (as the order-create API's).
 WHOLE_SET = "non_field_errors"
-
-
-# These two belong with the other order errors in orders/errors.py; they are here while that file
-# is owned by another change (issue 15's parameters), and are re-exported from orders.services.
-class InvalidParamChange(InvalidOrderRequest):
-    """A parameter change refused: ``errors`` maps each bad parameter (``non_field_errors`` for the
-    whole set, e.g. a floor above the ceiling) to its messages. Nothing was changed."""
-
-    def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("; ".join(message for messages in errors.values() for message in messages))
-        self.errors = errors
-
-
-class OrderFinished(OrderError):
-    """The order is stopped, refunded or failed: nothing of it runs any more, so it is not edited."""
-
-    def __init__(self, message: str, *, order_id: str, state: str):
-        super().__init__(message)
-        self.order_id = order_id
-        self.state = state
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from intents import ids
 from intents.gates import track_creates_sql
 from intents.models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
 from mmproject.sql import write_together
+from orders.errors import InvalidParamChange, OrderFinished
 from orders.models import MarketMakingOrder, OrderState, ParamChange
-from orders.services import InvalidParamChange, OrderFinished, order_params_update
+from orders.services import order_params_update
 from orders.services.params import param_value_text
 from orders.services.transitions import order_lock
 from strategy import cycle
