@@ -129,8 +129,9 @@ def start_worker(*, queues: str, pool: str = "solo", concurrency: int = 1, env: 
 
 def start_beat(*, schedule_path: str, log_path: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.Popen:
     """Celery beat (the tick every STRATEGY_TICK_SIZE_MS, reconcile, prune) of the tree ``cwd``, as
-    ``make run`` starts it; its schedule file is removed first, so it starts afresh."""
-    Path(schedule_path).unlink(missing_ok=True)
+    ``make run`` starts it; its schedule files are removed first, so it starts afresh."""
+    for suffix in ("", ".db", ".dat", ".dir", ".bak"):
+        Path(schedule_path + suffix).unlink(missing_ok=True)
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "mmproject", "beat", "-l", "WARNING", "--schedule", schedule_path],
