@@ -202,6 +202,9 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     to_cancel: list[tuple[str, str, int, str]] = []  # tracked orders to cancel: (client id, key, account, symbol)
     hang_ids: list[str] = []
     wakes: dict[int, datetime] = {}  # session pk -> when its deferred creates may be made (filled_order_delay)
+    # Sessions that refreshed: every session not run (stale, refused input) counts as refreshed too, so
+    # it is next due a cadence from now, as before.
+    refreshed: set[int] = set()
     ran: list[SimpleNamespace] = []
     stale = 0
     for key, session in keys.items():
@@ -224,13 +227,18 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
                 params=params, market=snapshot, rules=rules,
                 balances=pure_mm.Balances(base=budget.base, quote=budget.quote), budget=budget,
             )
+            # A refresh every cadence_s; a run in between (woken: an order closed) only refills free slots.
+            refresh = session.refreshed_at is None or now >= session.refreshed_at + timedelta(
+                seconds=session.cadence_s)
             diff = order_diff.diff_orders(desired=proposal.orders, tracked=[_tracked_view(t) for t in tracked[key]],
                                           params=params, budget=budget, now=now,
-                                          reference_price=proposal.reference_price)
+                                          reference_price=proposal.reference_price, refresh=refresh)
         except pure_mm.StrategyInputError as exc:
             logger.warning("event=strategy_input_error order_id=%s error=%s", order.order_id, exc)
             continue
         ran.append(session)
+        if refresh:
+            refreshed.add(session.pk)
         if diff.wake_at is not None and diff.wake_at < now + timedelta(seconds=session.cadence_s):
             wakes[session.pk] = diff.wake_at
         for cancel in diff.cancel:
@@ -256,7 +264,8 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         if hang_ids:
             tracked_orders.mark_hanging(hang_ids, now=now)
         insert_ignoring_conflicts(Intent, new_intents, now)
-        _schedule_next_runs(list(keys.values()), now)
+        refreshed |= {s.pk for s in sessions} - {s.pk for s in ran}
+        _schedule_next_runs(list(keys.values()), refreshed, now)
         if wakes:
             StrategySession.objects.filter(pk__in=list(wakes)).update(next_run_at=Case(
                 *[When(pk=pk, then=Value(at)) for pk, at in wakes.items()], output_field=DateTimeField()))
@@ -349,14 +358,23 @@ def _write_cancels(unsent: dict[str, tuple[int, bool]], to_cancel: list[tuple[st
     return superseded
 
 
-def _schedule_next_runs(sessions: list, now: datetime) -> None:
-    """Every session of the cycle is next due ``cadence_s`` after ``now``: one UPDATE (on
-    PostgreSQL a prepared one; elsewhere a case per cadence)."""
+def _schedule_next_runs(sessions: list, refreshed: set[int], now: datetime) -> None:
+    """The sessions of the cycle next due: those that refreshed (``refreshed``) ``cadence_s`` after
+    ``now``, with ``refreshed_at`` now; the others (refill runs) when their refresh is due. One UPDATE
+    (on PostgreSQL a prepared one; elsewhere a case per cadence)."""
+    ids = [s.pk for s in sessions]
     if connection.vendor == "postgresql":
-        server_bound(sql.schedule_next_runs_sql(), [now, [s.pk for s in sessions]], prepare=True, fetch=False)
+        again = list(refreshed)
+        server_bound(sql.schedule_next_runs_sql(), [again, now, again, now, ids], prepare=True, fetch=False)
         return
     cadences = sorted({s.cadence_s for s in sessions})
-    StrategySession.objects.filter(among(StrategySession, "id", [s.pk for s in sessions], "bigint")).update(next_run_at=Case(
-        *[When(cadence_s=cadence, then=Value(now + timedelta(seconds=cadence))) for cadence in cadences],
-        default=F("next_run_at"), output_field=DateTimeField(),
-    ))
+    StrategySession.objects.filter(among(StrategySession, "id", ids, "bigint")).update(
+        next_run_at=Case(
+            *[When(pk__in=refreshed, cadence_s=cadence, then=Value(now + timedelta(seconds=cadence)))
+              for cadence in cadences],
+            *[When(cadence_s=cadence, then=F("refreshed_at") + Value(timedelta(seconds=cadence)))
+              for cadence in cadences],
+            default=F("next_run_at"), output_field=DateTimeField()),
+        refreshed_at=Case(When(pk__in=refreshed, then=Value(now)), default=F("refreshed_at"),
+                          output_field=DateTimeField()),
+    )

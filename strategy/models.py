@@ -20,6 +20,10 @@ class StrategySession(models.Model):
     # those updates write a new entry in every index of the table; with none, PostgreSQL updates
     # the row in place (HOT). The due sessions are found among the running ones (index below).
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # When the session last refreshed its ladder (its orders measured against the desired ones and the
+    # drifted ones replaced): every cadence_s. A run in between (woken because an order closed) only
+    # refills free slots. None: the next run refreshes.
+    refreshed_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
     # Two-sided uptime as our own records see it, sampled by the account's order tracker once a tick:

@@ -177,9 +177,12 @@ def diff_orders(
     budget: Budget,
     now: datetime,
     reference_price: Decimal | None = None,
+    refresh: bool = True,
 ) -> OrderDiff:
     """Cancels, keeps and creates that move ``tracked`` towards ``desired``. Pure; no I/O.
-    ``reference_price``: the proposal's (for ``minimum_spread``; None: not checked)."""
+    ``reference_price``: the proposal's (for ``minimum_spread``; None: not checked). ``refresh``: whether
+    this run refreshes (every ``order_refresh_time``); a run in between only fills free slots: an order
+    that drifted, aged or is no longer desired stays until the next refresh (``_REFRESHES``)."""
     if not isinstance(params, PureMMParams):
         raise StrategyInputError(f"params must be a PureMMParams, not {type(params).__name__}")
     if not isinstance(budget, Budget):
@@ -260,6 +263,8 @@ def diff_orders(
                     reason = CancelReason.OUT_OF_TOLERANCE
                 else:
                     reason = None
+                if not refresh and reason in _REFRESHES:
+                    reason = CancelReason.DUPLICATE if kept_one else None
                 if reason is None:
                     kept_one = True
                     keeps.append(order.client_order_id)
@@ -281,7 +286,7 @@ def diff_orders(
         retracted = False
         for side in SIDES:
             staying = [cid for cid in keeps if by_id[cid].side is side] + [o for o in creates if o.side is side]
-            refreshed = [c for c in cancels if by_id[c.client_order_id].side is side and c.reason in _REFRESHES]
+            refreshed = [c for c in cancels if by_id[c.client_order_id].side is side and c.reason in _REPLACEMENTS]
             layers = {by_id[c.client_order_id].layer for c in refreshed}
             if not staying and len(layers) > 1:
                 # One order stays in each other slot (its oldest refreshed one); all of the outermost leave.
@@ -306,8 +311,12 @@ def diff_orders(
     )
 
 
-# Cancels a refresh makes (the order is still wanted in its slot, at another price, amount or age).
-_REFRESHES = (CancelReason.OUT_OF_TOLERANCE, CancelReason.MAX_AGE)
+# Cancels a refresh makes (the order is still wanted in its slot, at another price, amount or age); the
+# level-by-level rule retracts only these.
+_REPLACEMENTS = (CancelReason.OUT_OF_TOLERANCE, CancelReason.MAX_AGE)
+# What only a refresh cancels: a run between two refreshes (a woken session refilling a free slot)
+# leaves these orders on the book.
+_REFRESHES = (*_REPLACEMENTS, CancelReason.NOT_DESIRED)
 
 
 def _creates(wanted, by_slot, active, cancels, params, budget, fill_wait_until):

@@ -29,6 +29,7 @@ def session_start(*, order_id) -> StrategySession:
             session.status = SessionStatus.RUNNING
             session.cadence_s = order_cadence_s(order)
             session.next_run_at = now
+            session.refreshed_at = None
             session.started_at = now
             session.stopped_at = None
             session.save()

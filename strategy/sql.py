@@ -23,7 +23,7 @@ CREATE = IntentKind.CREATE.value
 
 # What the cycle reads of a session, its order (its ids and every strategy parameter of
 # strategy.params) and the order's pair.
-SESSION_FIELDS = ("pk", "cadence_s")
+SESSION_FIELDS = ("pk", "cadence_s", "refreshed_at")
 ORDER_FIELDS = ("order_id", "user_id", "exchange_account_id", *ORDER_PARAM_FIELDS)
 PAIR_FIELDS = ("symbol", "base_asset_id", "quote_asset_id")
 # What the cycle reads of an unclaimed create intent.
@@ -33,7 +33,7 @@ PENDING_COLUMNS = ("pk", "strategy_key", "client_order_id", "side", "price", "am
 @functools.cache
 def due_sessions_sql() -> str:
     qn = connection.ops.quote_name
-    session_columns = ["s.id", column(StrategySession, "s", "cadence_s")]
+    session_columns = ["s.id", column(StrategySession, "s", "cadence_s"), column(StrategySession, "s", "refreshed_at")]
     order_columns = [column(MarketMakingOrder, "o", name) for name in ORDER_FIELDS]
     pair_columns = [column(MarketMakingPair, "p", name) for name in PAIR_FIELDS]
     base, quote = column(MarketMakingPair, "p", "base_asset_id"), column(MarketMakingPair, "p", "quote_asset_id")
@@ -86,10 +86,16 @@ def supersede_unsent_sql() -> str:
 
 
 def schedule_next_runs_sql() -> str:
-    """PostgreSQL: sessions (ids as one array) next due ``cadence_s`` after a time (parameters: now, ids)."""
+    """PostgreSQL: the sessions of a cycle (ids as one array) next due: those that refreshed (a second id
+    array) ``cadence_s`` after now, refreshed now; the others (refill runs) when their refresh is due.
+    Parameters: the refreshed ids, now, the refreshed ids, now, every id."""
     qn = connection.ops.quote_name
-    return (f"UPDATE {qn(StrategySession._meta.db_table)} SET {qn('next_run_at')} = "
-            f"%s::timestamptz + {qn('cadence_s')} * interval '1 second' WHERE id = ANY(%s::bigint[])")
+    cadence = f"{qn('cadence_s')} * interval '1 second'"
+    return (f"UPDATE {qn(StrategySession._meta.db_table)} SET "
+            f"{qn('next_run_at')} = CASE WHEN id = ANY(%s::bigint[]) THEN %s::timestamptz + {cadence} "
+            f"ELSE {qn('refreshed_at')} + {cadence} END, "
+            f"{qn('refreshed_at')} = CASE WHEN id = ANY(%s::bigint[]) THEN %s::timestamptz ELSE {qn('refreshed_at')} END "
+            f"WHERE id = ANY(%s::bigint[])")
 
 
 def tick_acquire_sql() -> str:

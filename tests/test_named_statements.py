@@ -63,7 +63,7 @@ def statements():
             ("strategy.due_sessions", strategy_sql.due_sessions_sql(), ["running", now]),
             ("strategy.active_orders", strategy_sql.active_orders_sql(), [keys, keys, ["open"], "filled", now]),
             ("strategy.supersede_unsent", strategy_sql.supersede_unsent_sql(), ["superseded", now, "", [1, 2]]),
-            ("strategy.schedule_next_runs", strategy_sql.schedule_next_runs_sql(), [now, [1, 2]]),
+            ("strategy.schedule_next_runs", strategy_sql.schedule_next_runs_sql(), [[1], now, [1], now, [1, 2]]),
             ("strategy.tick_release", strategy_sql.tick_release_sql(), [now, 5, 5, "tick", "h", [5, 10]]),
         ]
     return rows

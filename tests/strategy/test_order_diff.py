@@ -61,8 +61,9 @@ def tracked(
     )
 
 
-def diff(desired, orders, *, budget=BIG_BUDGET, now=NOW, **params):
-    return diff_orders(desired=desired, tracked=orders, params=make_params(**params), budget=budget, now=now)
+def diff(desired, orders, *, budget=BIG_BUDGET, now=NOW, refresh=True, **params):
+    return diff_orders(desired=desired, tracked=orders, params=make_params(**params), budget=budget, now=now,
+                       refresh=refresh)
 
 
 def cancelled(result):
@@ -675,16 +676,16 @@ def diff_scenarios(draw):
             )
         )
     budget = Budget(base=D(draw(st.integers(0, 150))) / D(10), quote=D(draw(st.integers(0, 1500))))
-    return params, desired, tracked_orders, budget
+    return params, desired, tracked_orders, budget, draw(st.booleans())
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(diff_scenarios())
 def test_property_diff_never_leaves_more_than_order_levels_per_side(scenario):
-    params, desired, tracked_orders, budget = scenario
+    params, desired, tracked_orders, budget, refresh = scenario
 
     result = diff_orders(desired=desired, tracked=tracked_orders, params=params, budget=budget, now=NOW,
-                         reference_price=D("100"))
+                         reference_price=D("100"), refresh=refresh)
 
     by_id = {o.client_order_id: o for o in tracked_orders}
     decided = [c.client_order_id for c in result.cancel] + list(result.keep)
@@ -760,3 +761,17 @@ def test_ping_pong_takes_the_filled_sides_resting_orders_off():
     result = diff(desired, orders, ping_pong_enabled=True)
 
     assert cancelled(result) == {"b1": CancelReason.NOT_DESIRED} and result.keep == ("s0",) and result.create == ()
+
+
+def test_a_run_between_refreshes_only_refills_free_slots():
+    # A woken run (an order closed): the drifted buy and the no-longer-desired sell stay until the refresh;
+    # the free layer-1 buy slot is filled.
+    orders = [tracked("b0", "buy", 0, "98"), tracked("s1", "sell", 1, "103")]
+    desired = [want("buy", 0, "99"), want("buy", 1, "98"), want("sell", 0, "101")]
+
+    between = diff(desired, orders, refresh=False)
+    refreshing = diff(desired, orders)
+
+    assert set(between.keep) == {"b0", "s1"} and between.cancel == ()
+    assert created(between) == [("buy", 1, D("98"), D("1")), ("sell", 0, D("101"), D("1"))]
+    assert cancelled(refreshing) == {"b0": CancelReason.OUT_OF_TOLERANCE, "s1": CancelReason.NOT_DESIRED}
