@@ -120,12 +120,13 @@ def test_fills_settle_into_the_ledger_to_the_last_unit(sim):
     # Given a two-layer ladder, and a market that trades through the bids, then through the asks
     account = sim.accounts[0]
     order = make_running_order(account, layers=2, spread="0.001", order_amount="0.013")
+    MarketMakingOrder.objects.filter(pk=order.pk).update(filled_order_delay=0)  # refill at once after the fills
     tick_run()
     simulator_move_to("BTC/USDT", "29800")
     track_exchange_orders(account_id=account.pk)
     client = sim.client(account)
-    for _ in range(3):  # cancel the old asks, then quote a full ladder around the new price
-        StrategySession.objects.update(next_run_at=timezone.now())
+    for _ in range(3):  # refresh: cancel the old asks, then quote a full ladder around the new price
+        StrategySession.objects.update(next_run_at=timezone.now(), refreshed_at=None)
         tick_run()
     assert len(ours_open(client, order)) == 4
     simulator_move_to("BTC/USDT", "30240")
