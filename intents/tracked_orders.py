@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 S = TrackedOrderStatus
 FINAL_TRACKED = (S.FILLED, S.CANCELLED, S.LOST, S.FAILED)
+# On the book as far as we know: placed and not known closed (a cancel on its way still rests there).
+ON_BOOK = (S.OPEN, S.PARTIALLY_FILLED, S.PENDING_CANCEL)
 
 STATUS_FROM_CCXT = {
     "open": S.OPEN,

@@ -37,7 +37,7 @@ from ledger.amounts import exact_context
 from orders.models import MarketMakingOrder
 from intents.ids import client_order_prefix
 from exchanges.services import dec, fetch_by_client_id
-from intents.tracked_orders import status_of_exchange_order
+from intents.tracked_orders import ON_BOOK, status_of_exchange_order
 
 from . import selectors
 from .errors import ReconciliationCrashed
@@ -53,7 +53,7 @@ SESSION_PREFIX = re.compile(r"^mm[0-9a-f]{12}")
 # is still reported in full, only without the exchange's word on the orders past this budget.
 MAX_LOOKUPS_PER_RUN = 200
 # Tracked states in which the order is on the exchange's book as far as we know.
-LIVE_STATUSES = {TrackedOrderStatus.OPEN, TrackedOrderStatus.PARTIALLY_FILLED, TrackedOrderStatus.PENDING_CANCEL}
+LIVE_STATUSES = set(ON_BOOK)
 # States in which an exchange order with that client id is expected or about to be open.
 NOT_ORPHAN_STATUSES = LIVE_STATUSES | {TrackedOrderStatus.PENDING_CREATE}
 

@@ -164,7 +164,7 @@ def _own_resting(markets: set[tuple[int, str]]) -> dict[tuple[int, str], dict]:
     own: dict[tuple[int, str], dict] = {market: {} for market in markets}
     rows = TrackedOrder.objects.filter(
         account_id__in={a for a, _ in markets}, symbol__in={s for _, s in markets},
-        status__in=[TrackedOrderStatus.OPEN, TrackedOrderStatus.PARTIALLY_FILLED, TrackedOrderStatus.PENDING_CANCEL],
+        status__in=tracked_orders.ON_BOOK,
     ).values_list("account_id", "symbol", "side", "price", "amount", "filled")
     for account_id, symbol, side, price, amount, filled in rows:
         book = own.get((account_id, symbol))

@@ -19,16 +19,13 @@ from exchanges.clients import exchange_client
 from exchanges.policy import Operation, error_action
 from exchanges.services import dec, fetch_by_client_id
 from intents import tracked_orders
-from intents.models import TrackedOrder, TrackedOrderStatus
+from intents.models import TrackedOrder
 
 from .fills import fills_record
 from .models import MarketData
 from .services import sessions_sample_quotes, sessions_wake
 
 logger = logging.getLogger(__name__)
-
-# What stands on the book as far as we know once an order is tracked: the two-sided uptime counts them.
-ON_BOOK = (TrackedOrderStatus.OPEN, TrackedOrderStatus.PARTIALLY_FILLED, TrackedOrderStatus.PENDING_CANCEL)
 
 
 # The top levels of each side stored per market (one order book request per market per tick).
@@ -68,7 +65,7 @@ def refresh_market_data(*, account_id: int, symbol: str) -> MarketData:
 def track_exchange_orders(*, account_id: int) -> dict[str, int]:
     """Bring every tracked open order of one account in line with the exchange, and record fills."""
     client = exchange_client(account_id=account_id)
-    rows = list(TrackedOrder.objects.filter(account_id=account_id, status__in=ON_BOOK))
+    rows = list(TrackedOrder.objects.filter(account_id=account_id, status__in=tracked_orders.ON_BOOK))
     counts = {"checked": 0, "updated": 0, "lost": 0, "errors": 0, "fills": 0}
     for symbol in sorted({row.symbol for row in rows}):
         try:
@@ -107,5 +104,5 @@ def track_exchange_orders(*, account_id: int) -> dict[str, int]:
     # next tick, once the fills above are settled.
     sessions_wake({row.strategy_key for row in rows if row.status in tracked_orders.FINAL_TRACKED})
     sessions_sample_quotes(account_id=account_id, on_book=[(row.strategy_key, row.side) for row in rows
-                                                           if row.status in ON_BOOK])
+                                                           if row.status in tracked_orders.ON_BOOK])
     return counts
