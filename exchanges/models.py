@@ -9,7 +9,10 @@ from .crypto import decrypt_secret, encrypt_secret
 class ExchangeAccount(models.Model):
     """An account on an exchange reached through ccxt.
 
-    The API secret is stored only as a Fernet token; ``api_secret`` decrypts it on demand.
+    The API secret and passphrase are stored only as Fernet tokens; ``api_secret`` and
+    ``api_passphrase`` decrypt them on demand (ccxt's ``secret`` and ``password``). ``uid`` is
+    ccxt's ``uid`` (an account identifier some exchanges sign with, like the API key: not a secret).
+    ``sandbox`` switches ccxt to the exchange's test environment (``set_sandbox_mode``).
     ``base_url`` overrides the exchange's API URLs (how an account points at the simulator).
     """
 
@@ -17,6 +20,10 @@ class ExchangeAccount(models.Model):
     label = models.CharField(max_length=100, unique=True)
     api_key = models.CharField(max_length=256, blank=True)
     api_secret_encrypted = models.TextField(blank=True, editable=False)
+    api_passphrase_encrypted = models.TextField(
+        blank=True, editable=False, help_text="ccxt's password (OKX, KuCoin, Bitget...), Fernet token")
+    uid = models.CharField(max_length=128, blank=True, help_text="ccxt uid, for exchanges that need one")
+    sandbox = models.BooleanField(default=False, help_text="use the exchange's sandbox (ccxt set_sandbox_mode)")
     base_url = models.CharField(
         max_length=300,
         blank=True,
@@ -42,6 +49,14 @@ class ExchangeAccount(models.Model):
     @api_secret.setter
     def api_secret(self, plain: str) -> None:
         self.api_secret_encrypted = encrypt_secret(plain) if plain else ""
+
+    @property
+    def api_passphrase(self) -> str:
+        return decrypt_secret(self.api_passphrase_encrypted) if self.api_passphrase_encrypted else ""
+
+    @api_passphrase.setter
+    def api_passphrase(self, plain: str) -> None:
+        self.api_passphrase_encrypted = encrypt_secret(plain) if plain else ""
 
 
 # --- Exchange simulator state -------------------------------------------------------------
