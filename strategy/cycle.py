@@ -9,6 +9,7 @@ order is cancelled is superseded instead. Its statements are in strategy/sql.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from django.utils import timezone
 from intents import tracked_orders
 from intents.halt import halt_engaged
 from intents.ids import client_order_id_for, strategy_key
-from intents.models import OPEN_TRACKED_STATUSES, Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
+from intents.models import (
+    OPEN_TRACKED_STATUSES, Intent, IntentKind, IntentStatus, TrackedFill, TrackedOrder, TrackedOrderStatus,
+)
 from ledger.selectors import ref_positions
 from mmproject.sql import among, insert_ignoring_conflicts, server_bound
 
@@ -185,9 +188,10 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     if not sessions:
         return CycleSummary()
 
+    sources = {s.pk: _source_key(s.order) for s in sessions}
     markets = {(m.account_id, m.symbol): m for m in MarketData.objects.filter(
-        account_id__in={s.order.exchange_account_id for s in sessions},
-        symbol__in={s.order.pair.symbol for s in sessions})}
+        account_id__in={s.order.exchange_account_id for s in sessions} | {a for a, _ in sources.values()},
+        symbol__in={s.order.pair.symbol for s in sessions} | {m for _, m in sources.values()})}
     keys = {strategy_key(s.order.ref): s for s in sessions}
     recent = now - timedelta(seconds=RECENT_FILLS_S)
     tracked, unclaimed = _active_orders(keys, recent)
@@ -195,6 +199,8 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     stale_before = _stale_before(now)
     # Order optimization needs the book without our own orders: one read of them, only when a due order uses it.
     own = _own_resting(set(markets)) if any(s.order.order_optimization_enabled for s in sessions) else {}
+    inventories = _inventories([s for s in sessions if s.order.price_source_type == INVENTORY_COST])
+    bands: dict[int, tuple] = {}  # session pk -> its moving band's new (anchor, set at)
     inputs: dict[tuple[int, str], tuple] = {}  # per market: its snapshot and rules, built once a cycle
     # Rows as plain dicts: building thousands of model instances costs more than writing them.
     new_intents: list[dict] = []
@@ -223,9 +229,36 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
             if market_key not in inputs:
                 inputs[market_key] = _market_inputs(market, own.get(market_key))
             snapshot, rules = inputs[market_key]
+            reference_market = None
+            source_key = sources[session.pk]
+            if source_key != market_key:
+                source = markets.get(source_key)
+                if source is None or source.fetched_at < stale_before:
+                    stale += 1
+                    logger.warning("event=strategy_price_source_stale order_id=%s account_id=%s symbol=%s",
+                                   order.order_id, *source_key)
+                    continue
+                if source_key not in inputs:
+                    inputs[source_key] = _market_inputs(source, None)
+                reference_market = inputs[source_key][0]
+            if session.pk in inventories:
+                held, paid = inventories[session.pk][:2]
+                price = pure_mm.inventory_price(held, paid)
+                if reference_market is not None:
+                    reference_market = dataclasses.replace(reference_market, inventory_price=price)
+                else:
+                    snapshot = dataclasses.replace(snapshot, inventory_price=price)
+            anchor = None
+            if params.moving_price_band_enabled:
+                reference = (reference_market or snapshot).reference_price(params.price_source)
+                anchor, anchor_at = pure_mm.moving_band_anchor(params, reference, session.band_price,
+                                                               session.band_set_at, now)
+                if (anchor, anchor_at) != (session.band_price, session.band_set_at):
+                    bands[session.pk] = (anchor, anchor_at)
             proposal = pure_mm.propose_orders(
                 params=params, market=snapshot, rules=rules,
                 balances=pure_mm.Balances(base=budget.base, quote=budget.quote), budget=budget,
+                reference_market=reference_market, band_anchor=anchor,
             )
             # A refresh every cadence_s; a run in between (woken: an order closed) only refills free slots.
             refresh = session.refreshed_at is None or now >= session.refreshed_at + timedelta(
@@ -264,6 +297,7 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
         if hang_ids:
             tracked_orders.mark_hanging(hang_ids, now=now)
         insert_ignoring_conflicts(Intent, new_intents, now)
+        _write_session_state(bands, {pk: state for pk, state in inventories.items() if state[3]})
         refreshed |= {s.pk for s in sessions} - {s.pk for s in ran}
         _schedule_next_runs(list(keys.values()), refreshed, now)
         if wakes:
@@ -274,6 +308,55 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     logger.info("event=strategy_cycle due=%s run=%s stale=%s intents=%s superseded=%s", summary.sessions_due,
                 summary.sessions_run, summary.sessions_stale, summary.intents_written, summary.superseded)
     return summary
+
+
+INVENTORY_COST = "inventory_cost"
+
+
+def _source_key(order) -> tuple[int, str]:
+    """The market the order's reference price comes from: its own unless a price source names another
+    account or symbol."""
+    return (order.price_source_account or order.exchange_account_id, order.price_source_market or order.pair.symbol)
+
+
+def _inventories(sessions: list) -> dict[int, tuple[Decimal, Decimal, int, bool]]:
+    """Per session priced at its inventory cost: (bought base held, quote paid for it, last fill folded
+    in, whether that changed), with the fills recorded since its last run folded in, oldest first
+    (``pure_mm.inventory_cost_after``). One read of those fills for every such session."""
+    if not sessions:
+        return {}
+    state = {s.pk: [s.inventory_base, s.inventory_cost, s.inventory_fill_id, False] for s in sessions}
+    by_key = {strategy_key(s.order.ref): s.pk for s in sessions}
+    rows = TrackedFill.objects.filter(
+        among(TrackedFill, "strategy_key", by_key), pk__gt=min(s.inventory_fill_id for s in sessions),
+    ).order_by("pk").values_list("strategy_key", "pk", "side", "amount", "cost")
+    for key, pk, side, amount, cost in rows:
+        held = state[by_key[key]]
+        if pk <= held[2]:
+            continue
+        held[0], held[1] = pure_mm.inventory_cost_after(held[0], held[1], side=side, amount=amount, quote=cost)
+        held[2], held[3] = pk, True
+    return {pk: tuple(values) for pk, values in state.items()}
+
+
+def _write_session_state(bands: dict[int, tuple], inventories: dict[int, tuple]) -> None:
+    """Store the moving bands set again and the inventories that took in new fills (rare: one
+    statement each, only when there is something to write)."""
+    if bands:
+        StrategySession.objects.filter(pk__in=list(bands)).update(
+            band_price=Case(*[When(pk=pk, then=Value(price)) for pk, (price, _) in bands.items()],
+                            output_field=StrategySession._meta.get_field("band_price")),
+            band_set_at=Case(*[When(pk=pk, then=Value(at)) for pk, (_, at) in bands.items()],
+                             output_field=DateTimeField()))
+    if inventories:
+        amount_field = StrategySession._meta.get_field("inventory_base")
+        StrategySession.objects.filter(pk__in=list(inventories)).update(
+            inventory_base=Case(*[When(pk=pk, then=Value(s[0])) for pk, s in inventories.items()],
+                                output_field=amount_field),
+            inventory_cost=Case(*[When(pk=pk, then=Value(s[1])) for pk, s in inventories.items()],
+                                output_field=amount_field),
+            inventory_fill_id=Case(*[When(pk=pk, then=Value(s[2])) for pk, s in inventories.items()],
+                                   output_field=StrategySession._meta.get_field("inventory_fill_id")))
 
 
 def _active_orders(keys: dict, recent: datetime) -> tuple[dict[str, list[tuple]], dict[str, tuple[int, bool]]]:

@@ -32,6 +32,15 @@ class StrategySession(models.Model):
     # the same from outside, through ccxt.
     quote_samples = models.PositiveBigIntegerField(default=0)
     two_sided_samples = models.PositiveBigIntegerField(default=0)
+    # The moving price band's anchor (the reference price when it was last set) and when it was set;
+    # None until a run with the band on sets it (strategy.pure_mm.moving_band_anchor).
+    band_price = AmountField(null=True, blank=True)
+    band_set_at = models.DateTimeField(null=True, blank=True)
+    # The inventory-cost price source's state: the base the order bought and still holds, the quote
+    # it paid for it, and the last TrackedFill folded in (strategy.pure_mm.inventory_cost_after).
+    inventory_base = AmountField(default=0)
+    inventory_cost = AmountField(default=0)
+    inventory_fill_id = models.BigIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["id"], name="session_running_idx", condition=models.Q(status="running"))]

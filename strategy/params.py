@@ -17,6 +17,7 @@ Money and ratios are exact: a float is refused, as everywhere (``ledger.amounts.
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -26,6 +27,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from exchanges.models import ExchangeAccount
 from ledger.amounts import AmountField, parse_amount
 from ledger.errors import InvalidAmount
 
@@ -38,6 +40,8 @@ MAX_INT = 2_147_483_647
 MAX_SMALLINT = 32_767
 # The length of a choice's column.
 CHOICE_MAX_LENGTH = 16
+# The length of a text parameter's column (a market symbol).
+TEXT_MAX_LENGTH = 64
 
 
 class Kind(str, Enum):
@@ -45,6 +49,7 @@ class Kind(str, Enum):
     INTEGER = "integer"  # a positive integer
     BOOLEAN = "boolean"  # a real bool: "false" or 0 would be a guess at what was meant
     CHOICE = "choice"  # one of a few names
+    TEXT = "text"  # a short name (a market symbol), matching the parameter's pattern
 
 
 class ParamError(pure_mm.StrategyInputError):
@@ -88,6 +93,11 @@ class Param:
     maximum: int = MAX_INT  # INTEGER: the largest value; it also picks the column (smallint up to 32767)
     choices: Mapping[str, Any] = field(default_factory=dict)  # CHOICE: accepted name -> the strategy's value
     column_choices: bool = False  # CHOICE: the column declares the names (membership is a field check)
+    pattern: str | None = None  # TEXT: the regular expression the whole value must match
+    pattern_text: str = ""  # TEXT: what the pattern asks for, in words
+    # Another check of a well-formed value that needs the database (an account that exists): the
+    # problem's message, or None.
+    check: Callable[[Any], str | None] | None = None
     help_text: str = ""
     strategy: str | None = None  # the PureMMParams field it becomes; None: the strategy does not read it
     to_strategy: Callable[[Any, Any], Any] = _same  # (the order's value, the order) -> the strategy's value
@@ -114,6 +124,8 @@ class Param:
             return (models.PositiveSmallIntegerField if small else models.PositiveIntegerField)(**kwargs)
         if self.kind is Kind.BOOLEAN:
             return models.BooleanField(**kwargs)
+        if self.kind is Kind.TEXT:
+            return models.CharField(max_length=TEXT_MAX_LENGTH, **kwargs)
         if self.column_choices:
             kwargs["choices"] = [(name, name) for name in self.choices]
         return models.CharField(max_length=CHOICE_MAX_LENGTH, **kwargs)
@@ -122,6 +134,14 @@ class Param:
         """``value`` (a Python or JSON value) checked and normalised; ``ParamError`` names the parameter."""
         if value is None and self.null:
             return None
+        value = self._clean(value)
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                raise ParamError(self.name, f"{self.name}: {problem}")
+        return value
+
+    def _clean(self, value):
         name = self.name
         if self.kind is Kind.DECIMAL:
             try:
@@ -141,6 +161,12 @@ class Param:
             if not isinstance(value, bool):
                 raise ParamError(name, f"{name} must be true or false, got {value!r}")
             return value
+        if self.kind is Kind.TEXT:
+            if not isinstance(value, str) or not 0 < len(value.strip()) <= TEXT_MAX_LENGTH \
+                    or (self.pattern and not re.fullmatch(self.pattern, value.strip())):
+                raise ParamError(name, f"{name} must be {self.pattern_text or 'text'} of at most {TEXT_MAX_LENGTH} "
+                                       f"characters, got {value!r}")
+            return value.strip()
         if not isinstance(value, str) or len(value) > CHOICE_MAX_LENGTH:
             raise ParamError(name, f"{name} must be {self.choices_text()}, got {value!r}")
         if self.column_choices and value not in self.choices:
@@ -238,9 +264,16 @@ def _layer_spread(value, order):
 _PRICE_SOURCES = {
     "mid_price": pure_mm.PriceSource.MID, "best_bid": pure_mm.PriceSource.BEST_BID,
     "best_ask": pure_mm.PriceSource.BEST_ASK, "last_price": pure_mm.PriceSource.LAST,
+    "inventory_cost": pure_mm.PriceSource.INVENTORY_COST,
     # Hummingbot's short names, accepted too.
     "mid": pure_mm.PriceSource.MID, "last": pure_mm.PriceSource.LAST,
 }
+
+
+def _account_exists(account_id) -> str | None:
+    if not ExchangeAccount.objects.filter(pk=account_id).exists():
+        return f"there is no exchange account {account_id}"
+    return None
 
 
 def _price_source(value, order) -> pure_mm.PriceSource:
@@ -298,6 +331,24 @@ PARAMS: tuple[Param, ...] = (
     Param("order_optimization_enabled", Kind.BOOLEAN, default=False,
           help_text="innermost orders no further than one tick inside the best price of others",
           strategy="order_optimization_enabled"),
+    Param("moving_price_band_enabled", Kind.BOOLEAN, default=False,
+          help_text="a price band around the reference price of when it was last set, in place of the fixed "
+                    "ceiling and floor", strategy="moving_price_band_enabled"),
+    Param("price_ceiling_pct", Kind.DECIMAL, default=Decimal("0.01"),
+          help_text="moving band: fraction above its anchor price at and above which no buy is placed",
+          strategy="price_ceiling_pct"),
+    Param("price_floor_pct", Kind.DECIMAL, default=Decimal("0.01"), fraction=True,
+          help_text="moving band: fraction below its anchor price at and below which no sell is placed",
+          strategy="price_floor_pct"),
+    Param("price_band_refresh_time", Kind.INTEGER, default=86400,
+          help_text="moving band: seconds after which its anchor is set again to the reference price",
+          strategy="price_band_refresh_time"),
+    # Read by the strategy cycle (which market data it reads), not by PureMMParams.
+    Param("price_source_account", Kind.INTEGER, default=None, null=True, check=_account_exists,
+          help_text="id of the exchange account whose market gives the reference price (empty: the order's own)"),
+    Param("price_source_market", Kind.TEXT, default=None, null=True, pattern=r"[A-Za-z0-9._-]+/[A-Za-z0-9._:-]+",
+          pattern_text="a market symbol such as BTC/USDT",
+          help_text="market whose price is the reference (empty: the order's own pair), e.g. BTC/USDC"),
 )
 BY_NAME: dict[str, Param] = {param.name: param for param in PARAMS}
 PARAM_NAMES: tuple[str, ...] = tuple(BY_NAME)

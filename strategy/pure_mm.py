@@ -44,6 +44,16 @@ Conventions (documented once, used everywhere):
   inside the best price of others (the book without our own orders), as Hummingbot's;
 - ``minimum_spread``: a layer priced nearer the reference than this fraction is not proposed
   (and the diff cancels an active order that drifted nearer than it);
+- moving price band, as Hummingbot's (``moving_price_band_enabled``): instead of the fixed ceiling and
+  floor, ``band_anchor * (1 + price_ceiling_pct)`` and ``band_anchor * (1 - price_floor_pct)``, where the
+  anchor is the reference price when the band was last set; ``moving_band_anchor`` sets it again every
+  ``price_band_refresh_time`` seconds. The caller keeps the anchor between ticks;
+- ``inventory_cost`` price source: the reference is the average price the order paid for the base it
+  bought and still holds (``inventory_cost_after`` folds each fill in, as Hummingbot's inventory-cost
+  delegate: a buy adds its amount and cost, a sell takes out its amount at the average cost and an
+  oversold position starts again from nothing); with no bought base held, the mid price;
+- price source on another market: ``reference_market`` (another symbol, or the same one on another
+  exchange account) gives the reference price; the order's own market still decides what would take;
 - ``ping_pong_enabled`` and ``filled_order_delay`` are the diff's (``strategy.order_diff``): a side with more
   fill, the filled side waits for the other side to fill; new orders wait the delay after a fill.
 """
@@ -51,6 +61,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from enum import Enum
 
@@ -92,6 +103,7 @@ class PriceSource(str, Enum):
     BEST_BID = "best_bid"
     BEST_ASK = "best_ask"
     LAST = "last"
+    INVENTORY_COST = "inventory_cost"
 
 
 class AmountChangeType(str, Enum):
@@ -244,16 +256,22 @@ class MarketSnapshot:
     last_price: Decimal | None = None
     others_best_bid: Decimal | None = None
     others_best_ask: Decimal | None = None
+    # The order's inventory cost price (``inventory_cost_after``), for the inventory_cost price source.
+    inventory_price: Decimal | None = None
 
     def __post_init__(self):
         normalise_decimal_fields(self, optional=("best_bid", "best_ask", "last_price", "others_best_bid",
-                                                 "others_best_ask"))
-        for name in ("best_bid", "best_ask", "last_price", "others_best_bid", "others_best_ask"):
+                                                 "others_best_ask", "inventory_price"))
+        for name in ("best_bid", "best_ask", "last_price", "others_best_bid", "others_best_ask", "inventory_price"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise StrategyInputError(f"{name} must be positive, got {value}")
 
     def reference_price(self, source: PriceSource) -> Decimal | None:
+        if source is PriceSource.INVENTORY_COST:
+            if self.inventory_price is not None:
+                return self.inventory_price
+            source = PriceSource.MID
         if source is PriceSource.MID:
             if self.best_bid is None or self.best_ask is None:
                 return None
@@ -317,6 +335,10 @@ class PureMMParams:
     ping_pong_enabled: bool = False
     add_transaction_costs: bool = False
     order_optimization_enabled: bool = False
+    moving_price_band_enabled: bool = False
+    price_ceiling_pct: Decimal = Decimal("0.01")
+    price_floor_pct: Decimal = Decimal("0.01")
+    price_band_refresh_time: int = 86400
     take_if_crossed: bool = False
 
     def __post_init__(self):
@@ -324,7 +346,7 @@ class PureMMParams:
         coerce_enum_field(self, "amount_change_type", AmountChangeType)
         coerce_enum_field(self, "price_source", PriceSource)
         for name in ("inventory_skew_enabled", "hanging_orders_enabled", "take_if_crossed", "ping_pong_enabled",
-                     "add_transaction_costs", "order_optimization_enabled"):
+                     "add_transaction_costs", "order_optimization_enabled", "moving_price_band_enabled"):
             if not isinstance(getattr(self, name), bool):
                 raise StrategyInputError(f"{name} must be a bool, got {getattr(self, name)!r}")
         levels = self.order_levels
@@ -374,6 +396,13 @@ class PureMMParams:
             )
         if self.minimum_spread is not None and not 0 <= self.minimum_spread < 1:
             raise StrategyInputError(f"minimum_spread must be a fraction in [0, 1) or None, got {self.minimum_spread}")
+        if self.price_ceiling_pct < 0:
+            raise StrategyInputError(f"price_ceiling_pct must not be negative, got {self.price_ceiling_pct}")
+        if not 0 <= self.price_floor_pct < 1:
+            raise StrategyInputError(f"price_floor_pct must be a fraction in [0, 1), got {self.price_floor_pct}")
+        refresh = self.price_band_refresh_time
+        if not isinstance(refresh, int) or isinstance(refresh, bool) or refresh < 1:
+            raise StrategyInputError(f"price_band_refresh_time is a positive number of seconds, got {refresh!r}")
 
     def layer_amount(self, layer: int) -> Decimal:
         """The unskewed, unrounded amount of ``layer`` (0 is the innermost)."""
@@ -473,10 +502,50 @@ def inventory_skew_ratios(
         return bid_ratio, _TWO - bid_ratio
 
 
+def moving_band_anchor(
+    params: PureMMParams, reference: Decimal | None, anchor: Decimal | None, anchor_at: datetime | None,
+    now: datetime,
+) -> tuple[Decimal | None, datetime | None]:
+    """The moving price band's (anchor price, set at) for a tick at ``now``: kept until
+    ``price_band_refresh_time`` seconds have passed since it was set, then the reference price of now
+    (Hummingbot's ``MovingPriceBand``). Unchanged when the band is off or there is no reference."""
+    if not params.moving_price_band_enabled or reference is None:
+        return anchor, anchor_at
+    if anchor is None or anchor_at is None or now >= anchor_at + timedelta(seconds=params.price_band_refresh_time):
+        return reference, now
+    return anchor, anchor_at
+
+
+def inventory_cost_after(base: Decimal, cost: Decimal, *, side: Side | str, amount: Decimal,
+                         quote: Decimal) -> tuple[Decimal, Decimal]:
+    """The inventory (bought base held, quote paid for it) after one fill of ``amount`` base for
+    ``quote``: a buy adds both; a sell takes its amount out at the average cost, and selling all
+    of it (or more: base the order did not buy) leaves nothing. ``cost / base`` is the
+    inventory_cost reference price."""
+    with exact():
+        if Side(side) is Side.BUY:
+            return base + amount, cost + quote
+        if amount >= base:
+            return _ZERO, _ZERO
+        return base - amount, cost - cost * amount / base
+
+
+def inventory_price(base: Decimal, cost: Decimal) -> Decimal | None:
+    """The average price of the bought base held, or None when none is held."""
+    if base <= 0 or cost <= 0:
+        return None
+    with exact():
+        return cost / base
+
+
 def propose_orders(
-    *, params: PureMMParams, market: MarketSnapshot, rules: MarketRules, balances: Balances, budget: Budget
+    *, params: PureMMParams, market: MarketSnapshot, rules: MarketRules, balances: Balances, budget: Budget,
+    reference_market: MarketSnapshot | None = None, band_anchor: Decimal | None = None,
 ) -> Proposal:
-    """The desired ladder for one tick. Pure: same inputs, same output; no I/O."""
+    """The desired ladder for one tick. Pure: same inputs, same output; no I/O.
+
+    ``reference_market``: the market the reference price comes from when it is not the order's own;
+    ``band_anchor``: the moving price band's anchor (``moving_band_anchor``), with the band on."""
     for name, value, kind in (
         ("params", params, PureMMParams),
         ("market", market, MarketSnapshot),
@@ -486,12 +555,16 @@ def propose_orders(
     ):
         if not isinstance(value, kind):
             raise StrategyInputError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
+    if reference_market is not None and not isinstance(reference_market, MarketSnapshot):
+        raise StrategyInputError(f"reference_market must be a MarketSnapshot, not {type(reference_market).__name__}")
+    if band_anchor is not None:
+        band_anchor = to_decimal(band_anchor, field="band_anchor")
 
     dropped: list[DroppedLayer] = []
     layers = range(params.order_levels)
 
     # 1. Base proposal: the reference price.
-    reference = market.reference_price(params.price_source)
+    reference = (reference_market or market).reference_price(params.price_source)
     if reference is None:
         for side in SIDES:
             dropped.extend(DroppedLayer(side, layer, DropReason.NO_REFERENCE_PRICE) for layer in layers)
@@ -500,9 +573,14 @@ def propose_orders(
     with exact():
         # 2a. Price band: a side is switched off as a whole.
         sides_on = {Side.BUY: True, Side.SELL: True}
-        if params.price_ceiling is not None and reference >= params.price_ceiling:
+        ceiling, floor = params.price_ceiling, params.price_floor
+        if params.moving_price_band_enabled:
+            anchor = reference if band_anchor is None else band_anchor
+            ceiling = anchor * (_ONE + params.price_ceiling_pct)
+            floor = anchor * (_ONE - params.price_floor_pct)
+        if ceiling is not None and reference >= ceiling:
             sides_on[Side.BUY] = False
-        if params.price_floor is not None and reference <= params.price_floor:
+        if floor is not None and reference <= floor:
             sides_on[Side.SELL] = False
 
         # 2b. Inventory skew from the real balances.

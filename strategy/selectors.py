@@ -16,11 +16,15 @@ from .order_rows import MarketMakingOrder
 
 
 def tracked_markets_and_accounts() -> tuple[list[tuple[int, str]], list[int]]:
-    """The (account, symbol) markets and the accounts that running sessions trade on."""
+    """The (account, symbol) markets running sessions trade on or take their reference price from, and
+    the accounts they trade on (whose orders are tracked)."""
     rows = StrategySession.objects.filter(status=SessionStatus.RUNNING).values_list(
-        "order__exchange_account_id", "order__pair__symbol").distinct()
-    markets = sorted({(account_id, symbol) for account_id, symbol in rows if account_id})
-    return markets, sorted({account_id for account_id, _ in markets})
+        "order__exchange_account_id", "order__pair__symbol", "order__price_source_account",
+        "order__price_source_market").distinct()
+    traded = {(account_id, symbol) for account_id, symbol, _, _ in rows if account_id}
+    sources = {(source_account or account_id, source_market or symbol)
+               for account_id, symbol, source_account, source_market in rows if account_id}
+    return sorted(traded | sources), sorted({account_id for account_id, _ in traded})
 
 
 def sessions_accepting_orders(keys) -> set[str]:

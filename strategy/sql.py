@@ -23,8 +23,11 @@ CREATE = IntentKind.CREATE.value
 
 # What the cycle reads of a session, its order (its ids and every strategy parameter of
 # strategy.params) and the order's pair.
-SESSION_FIELDS = ("pk", "cadence_s", "refreshed_at")
-ORDER_FIELDS = ("order_id", "user_id", "exchange_account_id", *ORDER_PARAM_FIELDS)
+SESSION_FIELDS = ("pk", "cadence_s", "refreshed_at", "band_price", "band_set_at", "inventory_base", "inventory_cost",
+                  "inventory_fill_id")
+# The order's parameters the cycle reads besides the strategy's: where its reference price comes from.
+SOURCE_FIELDS = ("price_source_account", "price_source_market")
+ORDER_FIELDS = ("order_id", "user_id", "exchange_account_id", *ORDER_PARAM_FIELDS, *SOURCE_FIELDS)
 PAIR_FIELDS = ("symbol", "base_asset_id", "quote_asset_id")
 # What the cycle reads of an unclaimed create intent.
 PENDING_COLUMNS = ("pk", "strategy_key", "client_order_id", "side", "price", "amount", "layer", "created_at", "sent_at")
@@ -33,7 +36,7 @@ PENDING_COLUMNS = ("pk", "strategy_key", "client_order_id", "side", "price", "am
 @functools.cache
 def due_sessions_sql() -> str:
     qn = connection.ops.quote_name
-    session_columns = ["s.id", column(StrategySession, "s", "cadence_s"), column(StrategySession, "s", "refreshed_at")]
+    session_columns = ["s.id", *(column(StrategySession, "s", name) for name in SESSION_FIELDS[1:])]
     order_columns = [column(MarketMakingOrder, "o", name) for name in ORDER_FIELDS]
     pair_columns = [column(MarketMakingPair, "p", name) for name in PAIR_FIELDS]
     base, quote = column(MarketMakingPair, "p", "base_asset_id"), column(MarketMakingPair, "p", "quote_asset_id")

@@ -165,3 +165,92 @@ def test_order_level_spread_sets_the_distance_between_layers(account, layer_spre
     prices = {side: sorted((i.price for i in intents if i.side == side), reverse=side == "buy")
               for side in ("buy", "sell")}
     assert prices == {"buy": [Decimal(p) for p in buys], "sell": [Decimal(p) for p in sells]}
+
+
+# --- price band, inventory cost and price source elsewhere (issue 15) --------------------------------
+
+
+def store_book(account, symbol, *, at, bid, ask):
+    MarketData.objects.update_or_create(account=account, symbol=symbol, defaults=dict(
+        best_bid=bid, best_ask=ask, price_tick=Decimal("0.01"), amount_step=Decimal("0.00001"),
+        min_amount=Decimal("0.00001"), min_notional=Decimal("5"), fetched_at=at))
+
+
+def test_a_price_source_on_another_market_gives_the_reference_and_a_stale_one_stops_quoting(account):
+    # given an order priced from BTC/USDC on another account, whose mid is 30100
+    source = ExchangeAccount.objects.create(exchange_id="binance", label="source")
+    running_order(account, price_source_account=source.pk, price_source_market="BTC/USDC")
+    t0 = timezone.now()
+    store_book(source, "BTC/USDC", at=t0, bid=Decimal("30090"), ask=Decimal("30110"))
+    store_book(account, "BTC/USDT", at=t0, bid=Decimal("29990"), ask=Decimal("30310"))
+
+    # then its ladder is around 30100 (0.2 %: 30039.8 and 30160.2), not around its own market's 30150
+    StrategySession.objects.update(next_run_at=t0)
+    assert cycle.strategies_run_due(now=t0, slot=1).sessions_run == 1
+    prices = dict(Intent.objects.filter(kind=IntentKind.CREATE).values_list("side", "price"))
+    assert prices == {"buy": Decimal("30039.80"), "sell": Decimal("30160.20")}
+
+    # and the trackers follow the source market too, but track orders only on the traded account
+    from strategy.selectors import tracked_markets_and_accounts
+    assert tracked_markets_and_accounts() == ([(account.pk, "BTC/USDT"), (source.pk, "BTC/USDC")], [account.pk])
+
+    # when the source's data is stale, the session does not quote on a price it cannot trust
+    later = t0 + timedelta(minutes=5)
+    store_book(account, "BTC/USDT", at=later, bid=BID, ask=ASK)
+    StrategySession.objects.update(next_run_at=later, refreshed_at=None)
+    summary = cycle.strategies_run_due(now=later, slot=2)
+    assert (summary.sessions_run, summary.sessions_stale) == (0, 1)
+
+
+def test_the_inventory_cost_price_source_folds_in_each_fill_once(account):
+    from intents.models import TrackedFill
+
+    order = running_order(account, price_source_type="inventory_cost", bid_spread=Decimal("0.01"),
+                          ask_spread=Decimal("0.01"))
+    key = ids.strategy_key(order.order_id)
+    t0 = timezone.now()
+    # nothing bought yet: quoted around the mid (30000)
+    first = run_cycle(account, at=t0, slot=1)
+    assert dict(first.filter(kind=IntentKind.CREATE).values_list("side", "price"))["sell"] == Decimal("30300")
+    book = placed(order, at=t0)
+
+    # when it bought 0.1 at 29000 and 0.1 at 29400 (average 29200) and sold 0.1
+    for n, (side, amount, cost) in enumerate([("buy", "0.1", "2900"), ("buy", "0.1", "2940"),
+                                              ("sell", "0.1", "3000")]):
+        TrackedFill.objects.create(account=account, trade_id=f"t{n}", symbol="BTC/USDT", strategy_key=key, side=side,
+                                   tracked_order=book[side],
+                                   price=Decimal(cost) / Decimal(amount), amount=Decimal(amount), cost=Decimal(cost),
+                                   traded_at_ms=n)
+    StrategySession.objects.update(refreshed_at=None)
+    second = run_cycle(account, at=t0 + timedelta(seconds=1), slot=2, bid=Decimal("29100"), ask=Decimal("29120"))
+
+    # then it quotes 1 % around its cost of 29200 (the buy at 28908 goes out with the cancels; the sell at
+    # 29492 once the old one's base is free), and the session holds that inventory once
+    assert list(second.filter(kind=IntentKind.CREATE).values_list("side", "price")) == [("buy", Decimal("28908"))]
+    session = StrategySession.objects.get()
+    assert (session.inventory_base, session.inventory_cost) == (Decimal("0.1"), Decimal("2920"))
+    fills_seen = session.inventory_fill_id
+    StrategySession.objects.update(refreshed_at=None)
+    run_cycle(account, at=t0 + timedelta(seconds=2), slot=3, bid=Decimal("29100"), ask=Decimal("29120"))
+    session.refresh_from_db()
+    assert (session.inventory_base, session.inventory_cost, session.inventory_fill_id) == (
+        Decimal("0.1"), Decimal("2920"), fills_seen)
+
+
+def test_the_moving_band_is_kept_between_runs_and_switches_buys_off_above_its_ceiling(account):
+    running_order(account, moving_price_band_enabled=True, price_ceiling_pct=Decimal("0.01"),
+                  price_floor_pct=Decimal("0.01"), price_band_refresh_time=3600)
+    t0 = timezone.now()
+    assert kinds(run_cycle(account, at=t0, slot=1)) == [("create", "buy"), ("create", "sell")]
+    session = StrategySession.objects.get()
+    assert (session.band_price, session.band_set_at) == (Decimal("30000"), t0)
+    Intent.objects.all().delete()
+
+    # when the mid rises 1 % (to the band's ceiling of 30300) within the band's refresh time
+    StrategySession.objects.update(refreshed_at=None)
+    after = run_cycle(account, at=t0 + timedelta(seconds=60), slot=2, bid=Decimal("30290"), ask=Decimal("30310"))
+
+    # then no buy is placed, and the band keeps its anchor
+    assert kinds(after) == [("create", "sell")]
+    session.refresh_from_db()
+    assert (session.band_price, session.band_set_at) == (Decimal("30000"), t0)

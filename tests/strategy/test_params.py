@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.core.exceptions import ValidationError
 
+from exchanges.models import ExchangeAccount
 from orders.models import MarketMakingOrder, MarketMakingPair
 from strategy import pure_mm
 from strategy.params import (
@@ -24,7 +25,7 @@ API = "/api/orders/"
 ADD = "/admin/orders/marketmakingorder/add/"
 BASE = dict(base_amount="0.5", quote_amount="1000", bid_spread="0.001", ask_spread="0.001", order_amount="0.01")
 # A value of each kind that no parameter has as its default, as the JSON API takes it.
-GOOD = {Kind.DECIMAL: "0.0003", Kind.INTEGER: 7, Kind.BOOLEAN: True}
+GOOD = {Kind.DECIMAL: "0.0003", Kind.INTEGER: 7, Kind.BOOLEAN: True, Kind.TEXT: "ETH/USDC"}
 OTHER_CHOICE = {"amount_change_type": "percentage", "price_source_type": "best_bid"}
 
 
@@ -33,18 +34,22 @@ def good(param):
     if param.kind is Kind.CHOICE:
         value = OTHER_CHOICE[param.name]
         return value, value, value
+    if param.name == "price_source_account":  # an account that exists
+        value = ExchangeAccount.objects.create(exchange_id="binance", label="price source").pk
+        return value, str(value), value
     value = GOOD[param.kind]
     stored = Decimal(value) if param.kind is Kind.DECIMAL else value
-    return value, str(value).lower(), stored
+    return value, str(value).lower() if param.kind is Kind.BOOLEAN else str(value), stored
 
 
 def bad_json(param):
     # A float for a decimal: money is Decimal, a JSON float is refused.
-    return {Kind.DECIMAL: 0.5, Kind.INTEGER: 0, Kind.BOOLEAN: "yes", Kind.CHOICE: "nope"}[param.kind]
+    return {Kind.DECIMAL: 0.5, Kind.INTEGER: 0, Kind.BOOLEAN: "yes", Kind.CHOICE: "nope", Kind.TEXT: 5}[param.kind]
 
 
 def bad_text(param):
-    return {Kind.DECIMAL: "abc", Kind.INTEGER: "0", Kind.BOOLEAN: "maybe", Kind.CHOICE: "nope"}[param.kind]
+    return {Kind.DECIMAL: "abc", Kind.INTEGER: "0", Kind.BOOLEAN: "maybe", Kind.CHOICE: "nope",
+            Kind.TEXT: "not a symbol"}[param.kind]
 
 
 def each(params=PARAMS):
@@ -224,3 +229,10 @@ def test_a_bad_value_is_one_error_naming_the_parameter(param):
     with pytest.raises(ParamError) as refused:
         param.clean(5 if param.kind is Kind.CHOICE else bad_json(param))
     assert refused.value.field == param.name and str(refused.value).startswith(param.name)
+
+
+def test_a_price_source_account_that_does_not_exist_is_refused_naming_it(api):
+    response = api(price_source_account=987654)
+    assert response.status_code == 400
+    assert "there is no exchange account 987654" in response.json()["errors"]["price_source_account"][0]
+    assert not MarketMakingOrder.objects.exists()

@@ -1,5 +1,6 @@
 """The pure market-making function: every parameter, precision and budget edge, and its invariants."""
 from decimal import Decimal as D
+from datetime import datetime, timedelta, timezone
 from decimal import localcontext
 
 import pytest
@@ -19,7 +20,10 @@ from strategy.pure_mm import (
     PureMMParams,
     Side,
     StrategyInputError,
+    inventory_cost_after,
+    inventory_price,
     inventory_skew_ratios,
+    moving_band_anchor,
     propose_orders,
 )
 
@@ -37,8 +41,10 @@ def make_params(**overrides) -> PureMMParams:
     return PureMMParams(**values)
 
 
-def propose(*, market=BOOK, rules=RULES, balances=BALANCES, budget=BUDGET, **params):
-    return propose_orders(params=make_params(**params), market=market, rules=rules, balances=balances, budget=budget)
+def propose(*, market=BOOK, rules=RULES, balances=BALANCES, budget=BUDGET, reference_market=None, band_anchor=None,
+            **params):
+    return propose_orders(params=make_params(**params), market=market, rules=rules, balances=balances, budget=budget,
+                          reference_market=reference_market, band_anchor=band_anchor)
 
 
 def ladder(proposal, side):
@@ -584,11 +590,19 @@ def scenarios(draw):
     if best_ask <= 0:
         best_ask = tick
     last = best_bid * (D(1) + D(draw(st.integers(-200, 200))) / D(1000))
+    inventory = best_bid * (D(1) + D(draw(st.integers(-200, 200))) / D(1000))
     market = MarketSnapshot(
         best_bid=draw(st.sampled_from([best_bid, best_bid, best_bid, None])),
         best_ask=draw(st.sampled_from([best_ask, best_ask, best_ask, None])),
         last_price=draw(st.sampled_from([last, last, None])),
+        inventory_price=draw(st.sampled_from([inventory, None])),
     )
+    # Now and then the reference price comes from another market (a price source elsewhere).
+    elsewhere = best_bid * (D(1) + D(draw(st.integers(-50, 50))) / D(1000))
+    reference_market = draw(st.sampled_from([None, None, MarketSnapshot(
+        best_bid=elsewhere, best_ask=elsewhere + tick, last_price=elsewhere)]))
+    moving = draw(st.booleans())
+    band_anchor = draw(st.sampled_from([None, best_bid * (D(1) + D(draw(st.integers(-30, 30))) / D(1000))]))
     reference = best_bid
     rules = MarketRules(
         price_tick=tick,
@@ -620,20 +634,23 @@ def scenarios(draw):
         inventory_target_base_pct=draw(fractions(1_000_000)),
         inventory_range_multiplier=D(draw(st.integers(0, 30))) / D(10),
         take_if_crossed=draw(st.booleans()),
+        moving_price_band_enabled=moving,
+        price_ceiling_pct=D(draw(st.integers(0, 30))) / D(1000),
+        price_floor_pct=D(draw(st.integers(0, 30))) / D(1000),
     )
     balances = Balances(
         base=D(draw(st.integers(0, 5000))) * step, quote=D(draw(st.integers(0, 5000))) * reference * step
     )
     budget = Budget(base=D(draw(st.integers(0, 5000))) * step, quote=D(draw(st.integers(0, 5000))) * reference * step)
-    return params, market, rules, balances, budget
+    return params, market, rules, balances, budget, dict(reference_market=reference_market, band_anchor=band_anchor)
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_property_desired_orders_respect_book_budget_layers_and_precision(scenario):
-    params, market, rules, balances, budget = scenario
+    params, market, rules, balances, budget, extra = scenario
 
-    proposal = propose_orders(params=params, market=market, rules=rules, balances=balances, budget=budget)
+    proposal = propose_orders(params=params, market=market, rules=rules, balances=balances, budget=budget, **extra)
 
     with localcontext() as ctx:
         ctx.prec = 80  # exact sums and products in the assertions
@@ -665,13 +682,21 @@ def test_property_desired_orders_respect_book_budget_layers_and_precision(scenar
                 assert all(o.price < market.best_ask for o in buys)
             if market.best_bid is not None:
                 assert all(o.price > market.best_bid for o in sells)
-        # Price band.
-        if params.price_ceiling is not None and buys:
-            assert proposal.reference_price < params.price_ceiling
-            assert all(o.price < params.price_ceiling for o in buys)
-        if params.price_floor is not None and sells:
-            assert proposal.reference_price > params.price_floor
-            assert all(o.price > params.price_floor for o in sells)
+        # Price band: fixed, or moving around its anchor (the reference itself when none is set yet).
+        ceiling, floor = params.price_ceiling, params.price_floor
+        if params.moving_price_band_enabled and proposal.reference_price is not None:
+            anchor = extra["band_anchor"] if extra["band_anchor"] is not None else proposal.reference_price
+            ceiling, floor = anchor * (1 + params.price_ceiling_pct), anchor * (1 - params.price_floor_pct)
+        if ceiling is not None and buys:
+            assert proposal.reference_price < ceiling
+            assert all(o.price < ceiling for o in buys)
+        if floor is not None and sells:
+            assert proposal.reference_price > floor
+            assert all(o.price > floor for o in sells)
+        # The reference price is the price source's, on the market it names.
+        source = extra["reference_market"] or market
+        expected = source.reference_price(params.price_source)
+        assert proposal.reference_price == expected
 
 
 # --- quoting options (issue 15) -------------------------------------------------------------
@@ -710,3 +735,71 @@ def test_layers_nearer_than_minimum_spread_are_not_proposed():
 
     assert ladder(proposal, Side.BUY) == [] and reasons(proposal, Side.BUY) == {0: DropReason.BELOW_MIN_SPREAD}
     assert ladder(proposal, Side.SELL) == [(0, D("101"), D("1"))]
+
+
+# --- moving price band, inventory cost, price source elsewhere ---------------------------------------
+
+
+def test_the_moving_band_is_set_on_the_first_run_and_kept_until_its_refresh_time():
+    params = PureMMParams(bid_spread=D("0.01"), ask_spread=D("0.01"), order_amount=D("1"),
+                          moving_price_band_enabled=True, price_band_refresh_time=60)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    anchor = moving_band_anchor(params, D("100"), None, None, start)
+    assert anchor == (D("100"), start)
+    assert moving_band_anchor(params, D("103"), *anchor, start + timedelta(seconds=59)) == anchor
+    assert moving_band_anchor(params, D("103"), *anchor, start + timedelta(seconds=60)) == (
+        D("103"), start + timedelta(seconds=60))
+    off = PureMMParams(bid_spread=D("0.01"), ask_spread=D("0.01"), order_amount=D("1"))
+    assert moving_band_anchor(off, D("103"), None, None, start) == (None, None)
+
+
+@pytest.mark.parametrize("mid, buys, sells", [
+    (D("100.5"), True, True),  # inside the band around 100 (99 .. 101)
+    (D("101"), False, True),  # at the ceiling: no buy
+    (D("99"), True, False),  # at the floor: no sell
+])
+def test_the_moving_band_switches_a_side_off_around_its_anchor(mid, buys, sells):
+    market = MarketSnapshot(best_bid=mid - D("0.01"), best_ask=mid + D("0.01"))
+
+    proposal = propose(market=market, moving_price_band_enabled=True, price_ceiling_pct=D("0.01"),
+                       price_floor_pct=D("0.01"), band_anchor=D("100"))
+
+    assert bool(ladder(proposal, Side.BUY)) is buys and bool(ladder(proposal, Side.SELL)) is sells
+    if not buys:
+        assert reasons(proposal, Side.BUY) == {0: DropReason.PRICE_BAND}
+
+
+def test_inventory_cost_is_the_average_price_of_the_bought_base_still_held():
+    base, cost = inventory_cost_after(D(0), D(0), side="buy", amount=D("1"), quote=D("100"))
+    base, cost = inventory_cost_after(base, cost, side="buy", amount=D("1"), quote=D("110"))
+    assert inventory_price(base, cost) == D("105")
+    base, cost = inventory_cost_after(base, cost, side="sell", amount=D("0.5"), quote=D("60"))
+    assert (base, inventory_price(base, cost)) == (D("1.5"), D("105"))  # a sell keeps the average
+    assert inventory_cost_after(base, cost, side="sell", amount=D("2"), quote=D("240")) == (D(0), D(0))
+    assert inventory_price(D(0), D(0)) is None
+
+
+def test_the_inventory_cost_price_source_quotes_around_it_and_falls_back_to_mid():
+    held = MarketSnapshot(best_bid=D("99.9"), best_ask=D("100.1"), inventory_price=D("110"))
+    none_held = MarketSnapshot(best_bid=D("99.9"), best_ask=D("100.1"))
+
+    priced = propose(market=held, price_source=PriceSource.INVENTORY_COST)
+    fallback = propose(market=none_held, price_source=PriceSource.INVENTORY_COST)
+
+    # bought dear: sells no lower than cost plus the spread; the buy at 108.9 would take and is dropped
+    assert priced.reference_price == D("110") and ladder(priced, Side.SELL)[0][1] == D("111.1")
+    assert reasons(priced, Side.BUY) == {0: DropReason.TAKER}
+    assert fallback.reference_price == D("100")
+
+
+def test_a_price_source_elsewhere_gives_the_reference_but_the_own_book_decides_what_would_take():
+    own = MarketSnapshot(best_bid=D("99.9"), best_ask=D("100.1"))
+    elsewhere = MarketSnapshot(best_bid=D("101.9"), best_ask=D("102.1"))
+
+    proposal = propose(market=own, reference_market=elsewhere, bid_spread=D("0.01"), ask_spread=D("0.01"))
+
+    assert proposal.reference_price == D("102")
+    # the buy at 102 x 0.99 = 100.98 would take the own market's ask of 100.1: dropped
+    assert ladder(proposal, Side.BUY) == [] and reasons(proposal, Side.BUY) == {0: DropReason.TAKER}
+    assert ladder(proposal, Side.SELL)[0][1] == D("103.02")
