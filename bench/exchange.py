@@ -83,7 +83,7 @@ def make_client(base_url: str, key: str, secret: str, rate_limit: bool):
 def round_trips(client, count: int, tag: str, latencies: list[float]) -> None:
     for i in range(count):
         started = time.perf_counter()
-        order = client.create_order("BTC/USDT", "limit", "buy", "0.001", "25000", {"newClientOrderId": f"{tag}-{i}"})
+        order = client.create_order("BTC/USDT", "limit", "buy", "0.001", "25000", {"clientOrderId": f"{tag}-{i}"})
         created = time.perf_counter()
         client.cancel_order(order["id"], "BTC/USDT")
         done = time.perf_counter()

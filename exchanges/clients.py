@@ -1,7 +1,9 @@
 """The ccxt client factory: one instance per exchange account per process, markets loaded once.
 
 Markets are cached per (exchange, API endpoint) and shared by every account on that endpoint;
-ccxt's own rate limiter is on. An account's ``base_url`` replaces the host of every API URL
+ccxt's own rate limiter is on. Exchange-specific options come from ``exchanges.dialects``; the
+account's credentials go to ccxt under its own names (apiKey, secret, password, uid), and a
+sandbox account switches ccxt to the exchange's test URLs before any other URL change. An account's ``base_url`` replaces the host of every API URL
 of the exchange (how an account points at the simulator): nothing is sent to the real host.
 """
 import logging
@@ -11,30 +13,17 @@ from urllib.parse import urlsplit, urlunsplit
 import ccxt
 from django.conf import settings
 
-from .errors import AccountDisabled
+from .dialects import exchange_options
+from .errors import AccountDisabled, ExchangeSetupError
 from .models import ExchangeAccount
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _clients: dict[int, tuple[tuple, ccxt.Exchange]] = {}
-_markets: dict[tuple[str, str], tuple[dict, dict]] = {}
+_markets: dict[tuple[str, bool, str], tuple[dict, dict]] = {}
 
 DEFAULT_TIMEOUT_MS = 10000
-
-
-def _exchange_options(exchange_id: str) -> dict:
-    if exchange_id == "binance":
-        # Spot only, from GET /api/v3/exchangeInfo alone: currencies and margin pairs are
-        # private sapi calls we neither need nor want on every start.
-        return {
-            "fetchMarkets": {"types": ["spot"]},
-            "fetchCurrencies": False,
-            "fetchMargins": False,
-            "defaultType": "spot",
-            "fetchOpenOrders": {"warnWithoutSymbol": False},
-        }
-    return {}
 
 
 def point_urls(urls, base_url: str):
@@ -55,13 +44,23 @@ def build_exchange_client(account: ExchangeAccount, *, timeout_ms: int | None = 
         klass = getattr(ccxt, account.exchange_id)
     except AttributeError:
         raise ValueError(f"ccxt has no exchange {account.exchange_id!r}") from None
-    client = klass({
+    config = {
         "apiKey": account.api_key,
         "secret": account.api_secret,
         "enableRateLimit": True,
         "timeout": timeout_ms or getattr(settings, "EXCHANGE_TIMEOUT_MS", DEFAULT_TIMEOUT_MS),
-        "options": _exchange_options(account.exchange_id),
-    })
+        "options": exchange_options(account.exchange_id),
+    }
+    if account.api_passphrase_encrypted:
+        config["password"] = account.api_passphrase
+    if account.uid:
+        config["uid"] = account.uid
+    client = klass(config)
+    if account.sandbox:
+        if "test" not in client.urls:
+            raise ExchangeSetupError(f"{account.exchange_id} has no sandbox in ccxt; clear the sandbox flag of "
+                                     f"account {account.label!r}")
+        client.set_sandbox_mode(True)
     if account.base_url:
         client.urls["api"] = point_urls(client.urls["api"], account.base_url)
     if load_markets:
@@ -70,7 +69,7 @@ def build_exchange_client(account: ExchangeAccount, *, timeout_ms: int | None = 
 
 
 def _load_shared_markets(client: ccxt.Exchange, account: ExchangeAccount) -> None:
-    key = (account.exchange_id, account.base_url)
+    key = (account.exchange_id, account.sandbox, account.base_url)
     cached = _markets.get(key)
     if cached is None:
         client.load_markets()
@@ -92,7 +91,8 @@ def exchange_client_of(account: ExchangeAccount) -> ccxt.Exchange:
     account_id = account.pk
     if not account.enabled:
         raise AccountDisabled(f"exchange account {account.label!r} (id {account.pk}) is disabled")
-    fingerprint = (account.exchange_id, account.api_key, account.api_secret_encrypted, account.base_url)
+    fingerprint = (account.exchange_id, account.api_key, account.api_secret_encrypted,
+                   account.api_passphrase_encrypted, account.uid, account.sandbox, account.base_url)
     with _lock:
         cached = _clients.get(account_id)
         if cached is not None and cached[0] == fingerprint:

@@ -1,7 +1,9 @@
 """Market precision and limits in Decimal: round an order to the market, refuse it before any call.
 
-Rules are read from the exchange's raw filters when ccxt kept them (Binance's exchangeInfo
-strings in ``market['info']``), otherwise from ccxt's unified floats through ``Decimal(str(x))``.
+Rules come from ccxt's unified market structure (``precision`` and ``limits``) in every ccxt
+precision mode: TICK_SIZE (the value is the step), DECIMAL_PLACES (the value is a number of
+decimals) and SIGNIFICANT_DIGITS (the value is a number of significant digits, so the step depends
+on the magnitude of the number rounded). Numbers leave ccxt through exchanges.services.exchange_decimal.
 """
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
@@ -11,18 +13,32 @@ import ccxt
 from ledger.amounts import parse_amount
 
 from .errors import OrderRefused, UnknownMarket
+from .services import exchange_decimal
 
 
 @dataclass(frozen=True)
 class MarketRules:
+    """A market's grid and limits. ``tick_size`` / ``step_size`` are the price and amount steps; on a
+    SIGNIFICANT_DIGITS market they are None and ``price_digits`` / ``amount_digits`` give the grid."""
+
     symbol: str
-    tick_size: Decimal
-    step_size: Decimal
+    tick_size: Decimal | None
+    step_size: Decimal | None
     min_amount: Decimal | None
     max_amount: Decimal | None
     min_price: Decimal | None
     max_price: Decimal | None
     min_cost: Decimal | None
+    price_digits: int | None = None
+    amount_digits: int | None = None
+
+    def price_step(self, price: Decimal) -> Decimal:
+        """The price grid's step at ``price``."""
+        return self.tick_size if self.tick_size is not None else significant_step(price, self.price_digits)
+
+    def amount_step(self, amount: Decimal) -> Decimal:
+        """The amount grid's step at ``amount``."""
+        return self.step_size if self.step_size is not None else significant_step(amount, self.amount_digits)
 
 
 @dataclass(frozen=True)
@@ -39,17 +55,30 @@ class LimitOrder:
         return self.amount * self.price
 
 
-def _dec(value) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    result = Decimal(str(value))
-    return result if result != 0 else None
+def significant_step(value: Decimal, digits: int) -> Decimal:
+    """The step that keeps ``digits`` significant digits of ``value`` (1234.5 at 3 digits: 10)."""
+    if value <= 0:
+        raise OrderRefused(f"cannot place {value} on a grid of {digits} significant digits")
+    return Decimal(1).scaleb(value.adjusted() - digits + 1)
 
 
-def _precision_step(client: ccxt.Exchange, value) -> Decimal:
-    if client.precisionMode == ccxt.TICK_SIZE:
-        return Decimal(str(value))
-    return Decimal(1).scaleb(-int(value))  # DECIMAL_PLACES / SIGNIFICANT_DIGITS as places
+def _limit(value: Decimal | None) -> Decimal | None:
+    return value if value else None  # ccxt gives 0 or None for "no limit"
+
+
+def _step(mode: int, value: Decimal | None, what: str, symbol: str) -> tuple[Decimal | None, int | None]:
+    """(step, significant digits) of one precision value of a market, exactly one of them set."""
+    if value is None or value <= 0:
+        raise UnknownMarket(f"{symbol} has no {what} precision in the exchange's market data")
+    if mode == ccxt.TICK_SIZE:
+        return value, None
+    if value != value.to_integral_value():
+        raise UnknownMarket(f"{symbol}: {what} precision {value} is not a whole number of digits")
+    if mode == ccxt.DECIMAL_PLACES:
+        return Decimal(1).scaleb(-int(value)), None
+    if mode == ccxt.SIGNIFICANT_DIGITS:
+        return None, int(value)
+    raise UnknownMarket(f"{symbol}: unknown ccxt precision mode {mode}")
 
 
 def market_rules(client: ccxt.Exchange, symbol: str) -> MarketRules:
@@ -57,30 +86,19 @@ def market_rules(client: ccxt.Exchange, symbol: str) -> MarketRules:
     market = (client.markets or {}).get(symbol)
     if market is None:
         raise UnknownMarket(f"{client.id} does not list {symbol!r}; check the symbol or reload markets")
-    filters = {f.get("filterType"): f for f in (market.get("info") or {}).get("filters") or []}
-    price_filter, lot, notional = filters.get("PRICE_FILTER"), filters.get("LOT_SIZE"), (
-        filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL"))
-    limits = market.get("limits") or {}
-    if price_filter and lot:
-        return MarketRules(
-            symbol=symbol,
-            tick_size=Decimal(price_filter["tickSize"]),
-            step_size=Decimal(lot["stepSize"]),
-            min_amount=_dec(lot.get("minQty")),
-            max_amount=_dec(lot.get("maxQty")),
-            min_price=_dec(price_filter.get("minPrice")),
-            max_price=_dec(price_filter.get("maxPrice")),
-            min_cost=_dec((notional or {}).get("minNotional") or (notional or {}).get("notional")),
-        )
+    precision, limits, info = market.get("precision") or {}, market.get("limits") or {}, market.get("info")
+    tick, price_digits = _step(client.precisionMode, exchange_decimal(precision, "price", info=info), "price", symbol)
+    step, amount_digits = _step(client.precisionMode, exchange_decimal(precision, "amount", info=info), "amount",
+                                symbol)
+
+    def limit(kind: str, bound: str) -> Decimal | None:
+        return _limit(exchange_decimal(limits.get(kind) or {}, bound, info=info))
+
     return MarketRules(
-        symbol=symbol,
-        tick_size=_precision_step(client, market["precision"]["price"]),
-        step_size=_precision_step(client, market["precision"]["amount"]),
-        min_amount=_dec(limits.get("amount", {}).get("min")),
-        max_amount=_dec(limits.get("amount", {}).get("max")),
-        min_price=_dec(limits.get("price", {}).get("min")),
-        max_price=_dec(limits.get("price", {}).get("max")),
-        min_cost=_dec(limits.get("cost", {}).get("min")),
+        symbol=symbol, tick_size=tick, step_size=step,
+        min_amount=limit("amount", "min"), max_amount=limit("amount", "max"),
+        min_price=limit("price", "min"), max_price=limit("price", "max"), min_cost=limit("cost", "min"),
+        price_digits=price_digits, amount_digits=amount_digits,
     )
 
 
@@ -100,11 +118,14 @@ def limit_order_prepare(rules: MarketRules, *, side: str, amount, price) -> Limi
         raise OrderRefused(f"side must be 'buy' or 'sell', not {side!r}")
     amount = parse_amount(amount, scale=18, field="amount")
     price = parse_amount(price, scale=18, field="price")
-    rounded_amount = _to_step(amount, rules.step_size, ROUND_DOWN)
-    rounded_price = _to_step(price, rules.tick_size, ROUND_FLOOR if side == "buy" else ROUND_CEILING)
+    if amount <= 0 or price <= 0:
+        raise OrderRefused(f"{rules.symbol} {side} {amount} @ {price}: amount and price must be positive")
+    amount_step = rules.amount_step(amount)
+    rounded_amount = _to_step(amount, amount_step, ROUND_DOWN)
+    rounded_price = _to_step(price, rules.price_step(price), ROUND_FLOOR if side == "buy" else ROUND_CEILING)
     where = f"{rules.symbol} {side} {amount} @ {price}"
     if rounded_amount <= 0 or (rules.min_amount is not None and rounded_amount < rules.min_amount):
-        raise OrderRefused(f"{where}: amount {rounded_amount} after rounding to {rules.step_size} is below the minimum {rules.min_amount}")
+        raise OrderRefused(f"{where}: amount {rounded_amount} after rounding to {amount_step} is below the minimum {rules.min_amount}")
     if rules.max_amount is not None and rounded_amount > rules.max_amount:
         raise OrderRefused(f"{where}: amount {rounded_amount} is above the maximum {rules.max_amount}")
     if rounded_price <= 0 or (rules.min_price is not None and rounded_price < rules.min_price):

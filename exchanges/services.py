@@ -1,15 +1,21 @@
-"""Exchange calls the rest of the system makes through ccxt, with Decimal in and out.
+"""Exchange calls the rest of the system makes through ccxt's unified API, with Decimal in and out.
 
-ccxt's unified structures carry floats; here every amount is read from the raw strings of
-the exchange's response (``info``) or through ``Decimal(str(x))``, never computed on floats.
+ccxt's unified structures carry floats. Every money value leaves them through one boundary,
+``exchange_decimal``: the exchange's own decimal text when ccxt kept it in the structure's raw
+``info`` (found by value, under whatever key the exchange uses), else the float's shortest text,
+which is exact for every figure of up to 15 significant digits (docs/decisions.md). Nothing is
+computed on the floats.
 """
 import logging
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import ccxt
 
 from .clients import exchange_client
+from .dialects import LOOKUP_FETCH_ORDER, client_id_lookup, required_capabilities
+from .errors import ExchangeSetupError, MissingCapabilities
+from .models import ExchangeAccount
 
 logger = logging.getLogger(__name__)
 
@@ -22,21 +28,112 @@ class DepositAddress:
 
 
 def dec(value) -> Decimal | None:
-    """A ccxt number as an exact Decimal (through its shortest text form), or None."""
-    if value is None:
+    """A bare ccxt number (no structure around it, e.g. an order book level) as an exact Decimal, or None."""
+    if value is None or value == "":
         return None
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"not a number: {value!r}")
+    return Decimal(value) if isinstance(value, (int, str)) else Decimal(repr(float(value)))
+
+
+def _raw_numbers(info, found: dict[float, set[Decimal]]) -> dict[float, set[Decimal]]:
+    """{float value: the decimal texts that parse to it} of every numeric string in ``info``."""
+    if isinstance(info, dict):
+        info = info.values()
+    elif not isinstance(info, list):
+        if isinstance(info, str) and info and (info[0].isdigit() or info[0] in "-."):
+            try:
+                exact = Decimal(info)
+            except InvalidOperation:
+                return found
+            if exact.is_finite():
+                found.setdefault(float(exact), set()).add(exact)
+        return found
+    for item in info:
+        _raw_numbers(item, found)
+    return found
+
+
+class RawNumbers:
+    """The numeric texts of one raw response, indexed once for many ``exchange_decimal`` reads
+    (a balance: one per currency and field)."""
+
+    def __init__(self, info):
+        self.by_float = _raw_numbers(info, {})
+
+
+def exchange_decimal(structure, field, *, info=None) -> Decimal | None:
+    """``structure[field]`` of a ccxt structure (order, trade, fee, balance, market) as an exact Decimal.
+
+    When the raw response (``info``: the structure's own, or the one given, e.g. a trade's for its
+    fee, or a RawNumbers of it) holds exactly one decimal text equal to the float, that text is the
+    value: the exchange's own figure, whatever key the exchange gives it. Otherwise the float's
+    shortest text. None when the field is absent.
+    """
+    value = structure.get(field) if isinstance(structure, dict) else structure[field]
+    if not isinstance(value, float) or value == 0:
+        return dec(value)
+    raw = structure.get("info") if info is None and isinstance(structure, dict) else info
+    if raw:
+        candidates = (raw if isinstance(raw, RawNumbers) else RawNumbers(raw)).by_float.get(value)
+        if candidates and len(candidates) == 1:
+            return next(iter(candidates))
+    return dec(value)
 
 
 def fetch_by_client_id(client: ccxt.Exchange, symbol: str, client_order_id: str) -> dict | None:
     """The exchange's order with our client id, or None when the exchange says it does not exist.
 
-    Any other error (network, timeout, rate limit) propagates: it is never read as "not found".
+    Through fetch_order with ccxt's unified ``clientOrderId`` where the exchange's ccxt class maps
+    it (exchanges.dialects), else through the open and closed order lists. Any other error
+    (network, timeout, rate limit) propagates: it is never read as "not found".
     """
-    try:
-        return client.fetch_order(None, symbol, {"origClientOrderId": client_order_id})
-    except ccxt.OrderNotFound:
-        return None
+    if client_id_lookup(client) == LOOKUP_FETCH_ORDER:
+        try:
+            return client.fetch_order(None, symbol, {"clientOrderId": client_order_id})
+        except ccxt.OrderNotFound:
+            return None
+    listings = [client.fetch_open_orders, client.fetch_closed_orders]
+    if client.has.get("fetchCanceledOrders") is True:
+        listings.append(client.fetch_canceled_orders)
+    for listing in listings:
+        for order in listing(symbol):
+            if order.get("clientOrderId") == client_order_id:
+                return order
+    return None
+
+
+def exchange_capabilities_check(*, exchange_id: str, sandbox: bool = False) -> None:
+    """Raise MissingCapabilities naming, in one line, every ccxt capability the system needs that
+    ``exchange_id`` lacks (or ExchangeSetupError for an unknown exchange or a missing sandbox)."""
+    klass = getattr(ccxt, exchange_id, None) if exchange_id in ccxt.exchanges else None
+    if klass is None:
+        raise ExchangeSetupError(f"ccxt has no exchange {exchange_id!r}; use a ccxt id such as binance or okx")
+    client = klass()
+    missing = []
+    for need in required_capabilities(client):
+        names = need if isinstance(need, tuple) else (need,)
+        missing += [name for name in names if not client.has.get(name) and name not in missing]
+    if missing:
+        raise MissingCapabilities(exchange_id, missing)
+    if sandbox and "test" not in client.urls:
+        raise ExchangeSetupError(f"{exchange_id} has no sandbox in ccxt; create the account without sandbox")
+
+
+def exchange_account_create(*, label: str, exchange_id: str, api_key: str = "", api_secret: str = "",
+                            api_passphrase: str = "", uid: str = "", sandbox: bool = False, base_url: str = "",
+                            enabled: bool = True) -> ExchangeAccount:
+    """A new exchange account, once its exchange is known to offer every capability the system uses."""
+    exchange_capabilities_check(exchange_id=exchange_id, sandbox=sandbox)
+    account = ExchangeAccount(label=label, exchange_id=exchange_id, api_key=api_key, uid=uid, sandbox=sandbox,
+                              base_url=base_url, enabled=enabled)
+    account.api_secret = api_secret
+    account.api_passphrase = api_passphrase
+    account.save()
+    logger.info("exchange_account_created account_id=%s exchange_id=%s sandbox=%s", account.pk, exchange_id, sandbox)
+    return account
 
 
 def exchange_deposit_address(*, account_id: int, asset: str, network: str | None = None) -> DepositAddress:
@@ -44,10 +141,9 @@ def exchange_deposit_address(*, account_id: int, asset: str, network: str | None
     client = exchange_client(account_id=account_id)
     params = {"network": network} if network else {}
     result = client.fetch_deposit_address(asset, params)
-    info = result.get("info") or {}
     address = DepositAddress(
         address=result["address"],
-        network=result.get("network") or info.get("network") or network or "",
+        network=result.get("network") or network or "",
         tag=result.get("tag") or "",
     )
     logger.info("exchange_deposit_address account_id=%s asset=%s network=%s", account_id, asset, address.network)
@@ -57,8 +153,8 @@ def exchange_deposit_address(*, account_id: int, asset: str, network: str | None
 def exchange_deposit_status(*, account_id: int, asset: str, tx_id: str) -> str:
     """"pending", "confirmed" or "not_found" for the deposit ``tx_id`` of ``asset`` on the account."""
     client = exchange_client(account_id=account_id)
-    deposits = client.fetch_deposits(asset, None, None, {"txId": tx_id})
-    matching = [d for d in deposits if (d.get("txid") or (d.get("info") or {}).get("txId")) == tx_id]
+    deposits = client.fetch_deposits(asset)
+    matching = [d for d in deposits if d.get("txid") == tx_id]
     if not matching:
         status = "not_found"
     elif any(d.get("status") == "ok" for d in matching):

@@ -265,7 +265,7 @@ def _create(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Ou
         batch.mark_sent(intent)  # saved before the call
     order = client.create_order(
         intent.symbol, "limit", intent.side, format(intent.amount, "f"), format(intent.price, "f"),
-        {"newClientOrderId": intent.client_order_id},
+        {"clientOrderId": intent.client_order_id},
     )
     _apply(tracked, order, batch)
     return _Outcome(IntentStatus.DONE, exchange_order_id=tracked.exchange_order_id)
@@ -275,7 +275,7 @@ def _cancel(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Ou
     if tracked.status in FINAL_TRACKED:
         return _Outcome(IntentStatus.DONE, f"order already {tracked.status}")
     order = client.cancel_order(tracked.exchange_order_id or None, intent.symbol,
-                                {"origClientOrderId": intent.client_order_id})
+                                {"clientOrderId": intent.client_order_id})
     _apply(tracked, order, batch)
     return _Outcome(IntentStatus.DONE, exchange_order_id=tracked.exchange_order_id)
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from exchanges.services import dec
+from exchanges.services import exchange_decimal
 from mmproject.sql import among
 
 from .models import OPEN_TRACKED_STATUSES, TrackedOrder, TrackedOrderStatus
@@ -45,7 +45,7 @@ EXCHANGE_FIELDS = ("status", "filled", "exchange_order_id", "last_fill_at", "upd
 def status_of_exchange_order(order: dict) -> str:
     """Our status for a ccxt order structure (an open order with fills is partially filled)."""
     status = STATUS_FROM_CCXT.get(order.get("status") or "open", S.OPEN)
-    if status == S.OPEN and (dec(order.get("filled")) or 0) > 0:
+    if status == S.OPEN and (exchange_decimal(order, "filled") or 0) > 0:
         return S.PARTIALLY_FILLED
     return status
 
@@ -54,7 +54,7 @@ def apply_exchange_order(tracked: TrackedOrder, order: dict, *, save: bool = Tru
     """Copy what the exchange says about an order onto its tracked row, and save it
     (``EXCHANGE_FIELDS``) unless ``save`` is false (an intents batch writes its rows together)."""
     status = status_of_exchange_order(order)
-    filled = dec(order.get("filled")) or Decimal(0)
+    filled = exchange_decimal(order, "filled") or Decimal(0)
     if status == S.OPEN and tracked.status == S.PENDING_CANCEL:
         status = S.PENDING_CANCEL  # the cancel is on its way
     if filled > tracked.filled:

@@ -36,7 +36,7 @@ from intents.models import TrackedOrderStatus
 from ledger.amounts import exact_context
 from orders.models import MarketMakingOrder
 from intents.ids import client_order_prefix
-from exchanges.services import dec, fetch_by_client_id
+from exchanges.services import RawNumbers, exchange_decimal, fetch_by_client_id
 from intents.tracked_orders import ON_BOOK, status_of_exchange_order
 
 from . import selectors
@@ -189,17 +189,9 @@ def _check_external_cancels(findings: list[Finding], *, run: ReconciliationRun) 
 # --- orders --------------------------------------------------------------------------------------
 
 
-def _number(order: dict, info_key: str, unified_key: str) -> Decimal | None:
-    """An order number from the exchange's raw text when it has one, else ccxt's value via str()."""
-    raw = (order.get("info") or {}).get(info_key)
-    if raw not in (None, ""):
-        return Decimal(str(raw))
-    return dec(order.get(unified_key))
-
-
 def _describe(order: dict) -> str:
-    amount, filled = _number(order, "origQty", "amount"), _number(order, "executedQty", "filled")
-    return (f"{order.get('status')} {order.get('side')} {amount}@{_number(order, 'price', 'price')} "
+    amount, filled = exchange_decimal(order, "amount"), exchange_decimal(order, "filled")
+    return (f"{order.get('status')} {order.get('side')} {amount}@{exchange_decimal(order, 'price')} "
             f"filled {filled} (exchange id {order.get('id')})")
 
 
@@ -286,7 +278,7 @@ def _check_market(client, account_id: int, symbol: str, findings: list[Finding],
     orphans = {cid: o for cid, o in ours.items() if current.get(cid) not in NOT_ORPHAN_STATUSES}
     owners = _owners_by_prefix(account_id) if orphans else {}
     for client_order_id, order in sorted(orphans.items()):
-        amount, filled = _number(order, "origQty", "amount"), _number(order, "executedQty", "filled") or ZERO
+        amount, filled = exchange_decimal(order, "amount"), exchange_decimal(order, "filled") or ZERO
         with exact_context():
             remaining = amount - filled if amount is not None else None
         prefix = SESSION_PREFIX.match(client_order_id).group(0)
@@ -313,20 +305,19 @@ def _owners_by_prefix(account_id: int) -> dict[str, str]:
 
 
 def exchange_totals(balance: dict) -> dict[str, Decimal]:
-    """{currency code: free + locked} from a ccxt fetch_balance result, exactly.
-
-    Binance-style raw ``info.balances`` strings when present; otherwise ccxt's unified
-    free/used numbers through their text form.
-    """
-    rows = (balance.get("info") or {}).get("balances")
+    """{currency code: free + used} from a ccxt fetch_balance result, exactly: ccxt's unified
+    free and used of each currency through exchanges.services.exchange_decimal (the exchange's own
+    text of each when it kept one), their total when it gives neither."""
+    raw = RawNumbers(balance.get("info"))
     totals: dict[str, Decimal] = {}
+    codes = set(balance.get("free") or {}) | set(balance.get("used") or {}) | set(balance.get("total") or {})
     with exact_context():
-        if isinstance(rows, list):
-            for row in rows:
-                totals[str(row["asset"]).upper()] = Decimal(str(row["free"])) + Decimal(str(row["locked"]))
-            return totals
-        for code, free in (balance.get("free") or {}).items():
-            totals[code.upper()] = (dec(free) or ZERO) + (dec((balance.get("used") or {}).get(code)) or ZERO)
+        for code in codes:
+            account = balance.get(code) or {}
+            free, used = exchange_decimal(account, "free", info=raw), exchange_decimal(account, "used", info=raw)
+            total = (free or ZERO) + (used or ZERO) if free is not None or used is not None else \
+                exchange_decimal(account, "total", info=raw)
+            totals[code.upper()] = total or ZERO
     return totals
 
 

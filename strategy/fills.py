@@ -11,7 +11,8 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from exchanges.clients import exchange_client
-from exchanges.services import dec
+from exchanges.dialects import trades_page
+from exchanges.services import exchange_decimal
 from intents.ids import order_id_of
 from intents.models import OPEN_TRACKED_STATUSES, TrackedFill, TrackedOrder
 from ledger.errors import LedgerError
@@ -48,29 +49,30 @@ def fills_record(*, account_id: int, symbol: str, client: ccxt.Exchange | None =
     else:
         since = int(min(t.created_at for t in by_exchange_id.values()).timestamp() * 1000) - FILL_OVERLAP_MS
     recorded = 0
+    page = trades_page(client)  # a full page means there may be more: the exchange's own page size
     while True:
-        trades = client.fetch_my_trades(symbol, since=since, limit=500)
+        trades = client.fetch_my_trades(symbol, since=since, limit=page)
         for trade in trades:
             order = by_exchange_id.get(str(trade.get("order")))
             if order is not None and _fill_save(account_id, symbol, order, trade):
                 recorded += 1
-        if len(trades) < 500:
+        newest_seen = max((int(t["timestamp"]) for t in trades), default=since)
+        if len(trades) < page or newest_seen <= since:
             break
-        since = max(int(t["timestamp"]) for t in trades)
+        since = newest_seen
     return recorded
 
 
 def _fill_save(account_id: int, symbol: str, order: TrackedOrder, trade: dict) -> bool:
-    info = trade.get("info") or {}
     fee = trade.get("fee") or {}
     fill, created = TrackedFill.objects.get_or_create(
         account_id=account_id, symbol=symbol, trade_id=str(trade["id"]),
         defaults=dict(
             tracked_order=order, strategy_key=order.strategy_key, side=trade["side"],
-            price=dec(info.get("price", trade["price"])), amount=dec(info.get("qty", trade["amount"])),
-            cost=dec(info.get("quoteQty", trade["cost"])),
-            fee=dec(info.get("commission", fee.get("cost"))) or Decimal(0),
-            fee_currency=info.get("commissionAsset") or fee.get("currency") or "",
+            price=exchange_decimal(trade, "price"), amount=exchange_decimal(trade, "amount"),
+            cost=exchange_decimal(trade, "cost"),
+            fee=exchange_decimal(fee, "cost", info=trade.get("info")) or Decimal(0),
+            fee_currency=fee.get("currency") or "",
             traded_at_ms=int(trade["timestamp"]),
         ),
     )

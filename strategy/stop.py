@@ -72,7 +72,7 @@ def session_wind_down(*, order_id, account_id: int, symbol: str) -> WindDown:
     for order in open_orders:
         client_order_id = order["clientOrderId"]
         try:
-            result = client.cancel_order(order.get("id"), symbol, {"origClientOrderId": client_order_id})
+            result = client.cancel_order(order.get("id"), symbol, {"clientOrderId": client_order_id})
             cancelled += 1
         except ccxt.OrderNotFound:
             result = None  # gone meanwhile (filled or cancelled): the lookup below says which

@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from exchanges.clients import exchange_client
 from exchanges.policy import Operation, error_action
-from exchanges.services import dec, fetch_by_client_id
+from exchanges.precision import market_rules as exchange_market_rules
+from exchanges.services import dec, exchange_decimal, fetch_by_client_id
 from intents import tracked_orders
 from intents.models import TrackedOrder
 
@@ -37,15 +38,20 @@ def _levels(levels) -> list[list[str]]:
     return [[str(dec(price)), str(dec(amount))] for price, amount, *_ in levels[:BOOK_LEVELS]]
 
 
-def market_rules(client: ccxt.Exchange, symbol: str) -> dict[str, Decimal]:
-    market = client.market(symbol)
-    limits = market.get("limits") or {}
+def market_rules(client: ccxt.Exchange, symbol: str, *, near_price: Decimal | None) -> dict[str, Decimal]:
+    """The market's grid and minimums as the strategy stores them (exchanges.precision, any ccxt
+    precision mode). On a significant-digits market the steps depend on the number rounded: the
+    price tick is the one at ``near_price`` (the top of the book), the amount step the one at the
+    market's smallest order; ccxt truncates a larger amount to the exchange's digits when it sends it."""
+    rules = exchange_market_rules(client, symbol)
+    reference = near_price or rules.min_price or Decimal(1)
+    smallest = rules.min_amount or (rules.min_cost / reference if rules.min_cost else Decimal(1))
     return {
-        "price_tick": dec(market["precision"]["price"]),
-        "amount_step": dec(market["precision"]["amount"]),
-        "min_amount": dec((limits.get("amount") or {}).get("min")) or Decimal(0),
-        "min_notional": dec((limits.get("cost") or {}).get("min")) or Decimal(0),
-        "maker_fee": dec(market.get("maker")) or Decimal(0),
+        "price_tick": rules.price_step(reference),
+        "amount_step": rules.amount_step(smallest),
+        "min_amount": rules.min_amount or Decimal(0),
+        "min_notional": rules.min_cost or Decimal(0),
+        "maker_fee": exchange_decimal(client.market(symbol), "maker") or Decimal(0),
     }
 
 
@@ -54,10 +60,11 @@ def refresh_market_data(*, account_id: int, symbol: str) -> MarketData:
     book = client.fetch_order_book(symbol, limit=BOOK_LEVELS)
     best_bid = dec(book["bids"][0][0]) if book["bids"] else None
     best_ask = dec(book["asks"][0][0]) if book["asks"] else None
+    rules = market_rules(client, symbol, near_price=best_ask or best_bid)
     row, _ = MarketData.objects.update_or_create(
         account_id=account_id, symbol=symbol,
         defaults={"best_bid": best_bid, "best_ask": best_ask, "fetched_at": timezone.now(),
-                  "bids": _levels(book["bids"]), "asks": _levels(book["asks"]), **market_rules(client, symbol)},
+                  "bids": _levels(book["bids"]), "asks": _levels(book["asks"]), **rules},
     )
     return row
 

@@ -21,7 +21,8 @@ def test_deposit_address_is_stable_per_account_asset_and_network(simulator):
     again = exchange_deposit_address(account_id=simulator.account.pk, asset="BTC")
     usdt = exchange_deposit_address(account_id=simulator.account.pk, asset="USDT", network="ETH")
 
-    assert first == again and first.network == "BTC" and first.tag == ""
+    # No network asked: ccxt names binance's only through the currency list, which we do not load.
+    assert first == again and first.network == "" and first.tag == ""
     assert usdt.address != first.address and usdt.network == "ETH"
 
 

@@ -1,4 +1,4 @@
-"""Re-encrypt every stored exchange API secret under the newest key of EXCHANGE_SECRET_KEYS.
+"""Re-encrypt every stored exchange API secret and passphrase under the newest key of EXCHANGE_SECRET_KEYS.
 
 Rotation: put the new key first in EXCHANGE_SECRET_KEYS (keep the old ones after it), run this
 command, then remove the old keys. Secrets are never printed.
@@ -24,9 +24,10 @@ class Command(OperatorCommand):
     def handle(self, *args, **options):
         rotated = 0
         with transaction.atomic():
-            for model in (ExchangeAccount, SimAccount):
-                for row in model.objects.select_for_update().exclude(api_secret_encrypted="").order_by("pk"):
-                    row.api_secret_encrypted = rotate_token(row.api_secret_encrypted)
-                    row.save(update_fields=["api_secret_encrypted"])
+            for model, field in ((ExchangeAccount, "api_secret_encrypted"), (ExchangeAccount, "api_passphrase_encrypted"),
+                                 (SimAccount, "api_secret_encrypted")):
+                for row in model.objects.select_for_update().exclude(**{field: ""}).order_by("pk"):
+                    setattr(row, field, rotate_token(getattr(row, field)))
+                    row.save(update_fields=[field])
                     rotated += 1
         self.stdout.write(json.dumps({"rotated": rotated}) if options["json"] else f"rotated={rotated}")

@@ -1,0 +1,94 @@
+"""What differs between exchanges, in one table keyed by ccxt id; everything else speaks ccxt's unified API.
+
+An exchange missing from the table gets ccxt's defaults: its own ``options``, trade pages sized
+from ``exchange.features`` (the most a page may hold), and lookups by client order id through
+ccxt's open and closed order lists, which every exchange with those two calls can answer.
+This module is the only place in the production code where an exchange's own names may appear
+(tests/test_exchange_neutral.py greps for them).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import ccxt
+
+# How an order is looked up by our client order id.
+LOOKUP_FETCH_ORDER = "fetch_order"  # fetch_order(None, symbol, {"clientOrderId": ...})
+LOOKUP_ORDER_LISTS = "order_lists"  # open, then closed (and cancelled) order lists, filtered
+
+# A trade-history page when neither the table nor ccxt's features give one: the smallest maximum
+# of the exchanges we know (OKX, Bybit), so a full page is never mistaken for the last one.
+DEFAULT_TRADES_PAGE = 100
+
+
+@dataclass(frozen=True)
+class ExchangeDialect:
+    """ccxt constructor ``options`` of one exchange, and the facts our calls need that ccxt does not expose."""
+
+    options: dict = field(default_factory=dict)
+    lookup: str | None = None  # LOOKUP_*; None: LOOKUP_ORDER_LISTS when the exchange has them
+    trades_page: int | None = None  # None: ccxt's features['spot']['fetchMyTrades']['limit']
+
+
+EXCHANGE_OPTIONS: dict[str, ExchangeDialect] = {
+    # Spot only, from GET /api/v3/exchangeInfo alone: currencies and margin pairs are private sapi
+    # calls we neither need nor want on every start. ccxt maps the unified clientOrderId to
+    # newClientOrderId (create) and origClientOrderId (fetch, cancel) of GET/DELETE /api/v3/order.
+    "binance": ExchangeDialect(
+        options={
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "defaultType": "spot",
+            "fetchOpenOrders": {"warnWithoutSymbol": False},
+        },
+        lookup=LOOKUP_FETCH_ORDER,
+    ),
+    # Spot instruments only; ccxt maps clientOrderId to clOrdId on /api/v5/trade/order (place,
+    # get, cancel). Fills come 100 a page (ccxt's features say so: no entry needed).
+    "okx": ExchangeDialect(options={"fetchMarkets": {"types": ["spot"]}}, lookup=LOOKUP_FETCH_ORDER),
+}
+
+
+def exchange_dialect(exchange_id: str) -> ExchangeDialect:
+    return EXCHANGE_OPTIONS.get(exchange_id) or ExchangeDialect()
+
+
+def exchange_options(exchange_id: str) -> dict:
+    """ccxt constructor options of ``exchange_id`` (a copy: ccxt mutates its options)."""
+    return copy.deepcopy(exchange_dialect(exchange_id).options)
+
+
+def client_id_lookup(client: ccxt.Exchange) -> str:
+    """How ``client``'s exchange finds an order by client order id (one of LOOKUP_*)."""
+    chosen = exchange_dialect(client.id).lookup
+    if chosen:
+        return chosen
+    if client.has.get("fetchOpenOrders") and client.has.get("fetchClosedOrders"):
+        return LOOKUP_ORDER_LISTS
+    return LOOKUP_FETCH_ORDER
+
+
+def trades_page(client: ccxt.Exchange) -> int:
+    """How many trades one fetch_my_trades page holds at most on ``client``'s exchange."""
+    chosen = exchange_dialect(client.id).trades_page
+    if chosen:
+        return chosen
+    spot = (getattr(client, "features", None) or {}).get("spot") or {}
+    limit = (spot.get("fetchMyTrades") or {}).get("limit")
+    return int(limit) if limit else DEFAULT_TRADES_PAGE
+
+
+def required_capabilities(client: ccxt.Exchange) -> list[str | tuple[str, ...]]:
+    """The ccxt ``has`` entries the system calls on an account of this exchange; a tuple is
+    "all of these" (the open and closed lists that stand in for a lookup by client id)."""
+    needed: list[str | tuple[str, ...]] = [
+        "createOrder", "cancelOrder", "fetchOpenOrders", "fetchMyTrades", "fetchBalance", "fetchOrderBook",
+        "fetchDepositAddress", "fetchDeposits",
+    ]
+    if client_id_lookup(client) == LOOKUP_FETCH_ORDER:
+        needed.append("fetchOrder")
+    else:
+        needed.append(("fetchOpenOrders", "fetchClosedOrders"))
+    return needed
