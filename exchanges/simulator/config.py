@@ -14,6 +14,15 @@ def sim_setting(name: str, default, cast=str):
     return cast(value)
 
 
+DEFAULT_API_PASSPHRASE = "sim-api-passphrase"
+
+
+def api_passphrase() -> str:
+    """SIM_API_PASSPHRASE: the API passphrase the OKX dialect checks (OK-ACCESS-PASSPHRASE) for every
+    simulator account (default "sim-api-passphrase"); the Binance dialect has none."""
+    return sim_setting("SIM_API_PASSPHRASE", DEFAULT_API_PASSPHRASE)
+
+
 def deposit_confirm_seconds() -> float:
     """SIM_DEPOSIT_CONFIRM_S: how long a received transfer stays pending before it is credited."""
     return sim_setting("SIM_DEPOSIT_CONFIRM_S", 0.0, float)

@@ -16,7 +16,14 @@ from django.db import DEFAULT_DB_ALIAS, connection
 from ledger.amounts import AmountField, to_db
 from mmproject.sql import ModelColumns, quote, write_together
 
-from ..models import OPEN_ORDER_STATUSES, SimAccount, SimBalance, SimConcurrency, SimMarket, SimOrder
+from ..models import (
+    OPEN_ORDER_STATUSES,
+    SimAccount,
+    SimBalance,
+    SimConcurrency,
+    SimMarket,
+    SimOrder,
+)
 
 
 def _json(value):

@@ -7,13 +7,14 @@ so the two orders of acquisition cannot cross and two writers never deadlock.
 import hashlib
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
 from django.db.models import F
 
 from ledger.amounts import canonical, parse_amount
+from ledger.errors import InvalidAmount
 
 from ..models import (
     OPEN_ORDER_STATUSES,
@@ -373,13 +374,19 @@ def _crossing_levels(market: SimMarket, side: str, price: Decimal, taken: dict |
 
 
 def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, order_type: str, price,
-                          qty, client_order_id: str, time_in_force: str = "GTC",
+                          qty, client_order_id: str, time_in_force: str = "GTC", quote_qty=None,
+                          post_only_cancels: bool = False,
                           market: SimMarket | None = None) -> tuple[SimOrder, list[SimTrade]]:
-    """Place a limit order: validate filters and funds, take what crosses the book, rest the rest.
+    """Place an order: validate filters and funds, take what crosses the book, rest the rest.
 
+    LIMIT (GTC rests, IOC expires what does not cross), LIMIT_MAKER (post only) and MARKET (``qty``
+    of base, or ``quote_qty`` to spend/receive in quote; it takes the displayed synthetic depth
+    and expires what the book could not fill).
     The account row is locked and the market read in one statement; the request is then refused in
     Binance's order: symbol, missing parameter (empty ``side``, ``order_type``, ``qty``, ``price``),
     client order id, side, type, time in force, amounts, filters, would-take, duplicate, funds.
+    ``post_only_cancels``: a LIMIT_MAKER that would take is accepted and canceled at once (OKX)
+    instead of refused (Binance).
     ``market`` may be passed when the caller already read it (it is not read again).
     """
     with transaction.atomic():
@@ -387,9 +394,13 @@ def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, o
             market = queries.lock_account_and_market(account_id, exchange_symbol)
         else:
             queries.lock_account(account_id)
-        order, trades = _place_locked(account_id=account_id, market=market, side=side, order_type=order_type,
-                                      price=price, qty=qty, client_order_id=client_order_id,
-                                      time_in_force=time_in_force)
+        if order_type == "MARKET":
+            order, trades = _place_market_locked(account_id=account_id, market=market, side=side, qty=qty,
+                                                 quote_qty=quote_qty, client_order_id=client_order_id)
+        else:
+            order, trades = _place_locked(account_id=account_id, market=market, side=side, order_type=order_type,
+                                          price=price, qty=qty, client_order_id=client_order_id,
+                                          time_in_force=time_in_force, post_only_cancels=post_only_cancels)
     if logger.isEnabledFor(logging.INFO):
         logger.info(
             "sim_order_placed account_id=%s order_id=%s client_order_id=%s symbol=%s side=%s price=%s qty=%s "
@@ -400,7 +411,8 @@ def simulator_place_order(*, account_id: int, exchange_symbol: str, side: str, o
 
 
 def _place_locked(*, account_id: int, market: SimMarket | None, side: str, order_type: str, price, qty,
-                  client_order_id: str, time_in_force: str) -> tuple[SimOrder, list[SimTrade]]:
+                  client_order_id: str, time_in_force: str,
+                  post_only_cancels: bool = False) -> tuple[SimOrder, list[SimTrade]]:
     if market is None:
         raise e.invalid_symbol()
     for name, value in (("side", side), ("type", order_type), ("quantity", qty), ("price", price)):
@@ -411,13 +423,13 @@ def _place_locked(*, account_id: int, market: SimMarket | None, side: str, order
     if side not in ("BUY", "SELL"):
         raise e.bad_parameter("side")
     if order_type not in ("LIMIT", "LIMIT_MAKER"):
-        raise e.SimulatorApiError(-1116, "Invalid orderType.")
+        raise e.SimulatorApiError(-1116, "Invalid orderType.", reason="bad_order_type")
     if time_in_force not in ("GTC", "IOC") or (order_type == "LIMIT_MAKER" and time_in_force != "GTC"):
-        raise e.SimulatorApiError(-1115, "Invalid timeInForce.")
+        raise e.SimulatorApiError(-1115, "Invalid timeInForce.", reason="bad_time_in_force")
     try:
         price = _amount(price, "price")
         qty = _amount(qty, "quantity")
-    except Exception:
+    except InvalidAmount:
         raise e.bad_parameter("price/quantity", "not a decimal") from None
     _validate_filters(market, price, qty)
     best_bid, best_ask = engine.synthetic_touch(price=market.price, tick=market.tick_size,
@@ -431,7 +443,8 @@ def _place_locked(*, account_id: int, market: SimMarket | None, side: str, order
             # remainder is read and written under the market's SimDepthTaken row lock.
             depth_taken = _lock_depth_taken(market)
             crossing = _crossing_levels(market, side, price, depth_taken.taken)
-    if order_type == "LIMIT_MAKER" and crossing:
+    would_take = order_type == "LIMIT_MAKER" and bool(crossing)
+    if would_take and not post_only_cancels:
         raise e.would_take()
     at = now_ms()
     balances, duplicate = queries.balances_and_duplicate(account_id, market.base, market.quote, client_order_id)
@@ -441,6 +454,15 @@ def _place_locked(*, account_id: int, market: SimMarket | None, side: str, order
     reserve_asset, reserve = (market.quote, price * qty) if side == "BUY" else (market.base, qty)
     if balances[reserve_asset].free < reserve:
         raise e.insufficient_balance()
+    if would_take:
+        # Accepted, then canceled before it could take: nothing was reserved, nothing traded.
+        order = SimOrder(
+            account_id=account_id, market=market, client_order_id=client_order_id, side=side, type=order_type,
+            time_in_force=time_in_force, price=price, orig_qty=qty, locked_remaining=Decimal(0),
+            status=SimOrderStatus.CANCELED, created_ms=at, updated_ms=at,
+        )
+        queries.insert_order(order)
+        return order, []
     balances[reserve_asset].free -= reserve
     balances[reserve_asset].locked += reserve
     order = SimOrder(
@@ -471,6 +493,107 @@ def _place_locked(*, account_id: int, market: SimMarket | None, side: str, order
     depth_taken.save()
     if remaining > 0 and time_in_force == "IOC":
         _release(order, balances)
+        order.status = SimOrderStatus.EXPIRED
+    SimTrade.objects.bulk_create(trades)
+    _save_balances(balances)
+    order.save()
+    return order, trades
+
+
+def _market_plan(levels: list[engine.Level], *, qty: Decimal | None, quote_qty: Decimal | None,
+                 lot: Decimal) -> tuple[list[tuple[engine.Level, Decimal]], bool]:
+    """What a market order takes from ``levels`` (best first): [(level, quantity)], and whether it got
+    all it asked for (``qty`` of base, or as much as ``quote_qty`` buys or sells, in whole lots)."""
+    plan = []
+    for level in levels:
+        if qty is not None:
+            want = qty - sum((take for _, take in plan), Decimal(0))
+        else:
+            left = quote_qty - sum((lvl.price * take for lvl, take in plan), Decimal(0))
+            want = engine.round_to_step(left / level.price, lot, ROUND_DOWN)
+        if want <= 0:
+            return plan, True
+        take = min(want, level.qty)
+        plan.append((level, take))
+        if take < level.qty:
+            return plan, True
+    if qty is not None:
+        return plan, sum((take for _, take in plan), Decimal(0)) == qty
+    return plan, False
+
+
+def _place_market_locked(*, account_id: int, market: SimMarket | None, side: str, qty, quote_qty,
+                         client_order_id: str) -> tuple[SimOrder, list[SimTrade]]:
+    """A market order (account row locked): take the synthetic depth best first, at each level's price
+    with the taker fee, until ``qty`` (base) is filled or ``quote_qty`` (quote) is spent or received;
+    what the book could not fill expires. Refused in Binance's order as ``_place_locked``."""
+    if market is None:
+        raise e.invalid_symbol()
+    if not side:
+        raise e.missing_parameter("side")
+    if not qty and not quote_qty:
+        raise e.SimulatorApiError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!",
+                                  reason="missing_parameter")
+    if qty and quote_qty:
+        raise e.SimulatorApiError(-1106, "Parameter 'quoteOrderQty' sent when not required.", reason="bad_parameter")
+    if len(client_order_id) > 36:
+        raise e.bad_parameter("newClientOrderId", "more than 36 characters")
+    if side not in ("BUY", "SELL"):
+        raise e.bad_parameter("side")
+    try:
+        qty = _amount(qty, "quantity") if qty else None
+        quote_qty = _amount(quote_qty, "quoteOrderQty") if quote_qty else None
+    except InvalidAmount:
+        raise e.bad_parameter("quantity/quoteOrderQty", "not a decimal") from None
+    if qty is not None:
+        if qty < market.min_qty or qty > market.max_qty or not engine.is_multiple(qty, market.step_size):
+            raise e.filter_failure("LOT_SIZE")
+        if qty * market.price < market.min_notional:
+            raise e.filter_failure("NOTIONAL")
+    elif quote_qty <= 0 or quote_qty < market.min_notional:
+        raise e.filter_failure("NOTIONAL")
+    depth_taken = _lock_depth_taken(market)
+    bids, asks = _market_depth(market, depth_taken.taken)
+    plan, complete = _market_plan(asks if side == "BUY" else bids, qty=qty, quote_qty=quote_qty,
+                                  lot=market.step_size)
+    executed = sum((take for _, take in plan), Decimal(0))
+    cost = sum((level.price * take for level, take in plan), Decimal(0))
+    at = now_ms()
+    balances, duplicate = queries.balances_and_duplicate(account_id, market.base, market.quote, client_order_id)
+    if duplicate:
+        raise e.duplicate_order()
+    balances = _balances_for_update(account_id, market.base, market.quote, balances)
+    if side == "BUY":
+        needed_asset, needed = market.quote, (cost if qty is not None else quote_qty)
+    else:
+        needed_asset, needed = market.base, (qty if qty is not None else executed)
+    if balances[needed_asset].free < needed:
+        raise e.insufficient_balance()
+    # A buy pays each fill from free quote as it trades (price 0: nothing is reserved at a limit
+    # price); a sell reserves the base it is about to deliver.
+    order = SimOrder(
+        account_id=account_id, market=market, client_order_id=client_order_id, side=side, type="MARKET",
+        time_in_force="GTC", price=Decimal(0), orig_qty=qty if qty is not None else executed,
+        locked_remaining=Decimal(0), status=SimOrderStatus.NEW, created_ms=at, updated_ms=at,
+    )
+    if side == "SELL":
+        balances[market.base].free -= executed
+        balances[market.base].locked += executed
+        order.locked_remaining = executed
+    if not plan:
+        order.status = SimOrderStatus.EXPIRED
+        queries.insert_order(order)
+        return order, []
+    queries.insert_order(order)
+    book_side = depth_taken.taken.setdefault("asks" if side == "BUY" else "bids", {})
+    trades = []
+    for level, take in plan:
+        trades.append(_apply_fill(order=order, market=market, balances=balances, price=level.price, qty=take,
+                                  is_maker=False, at_ms=at))
+        key = canonical(level.price)
+        book_side[key] = canonical(Decimal(book_side.get(key, 0)) + take)
+    depth_taken.save()
+    if not complete or order.status != SimOrderStatus.FILLED:
         order.status = SimOrderStatus.EXPIRED
     SimTrade.objects.bulk_create(trades)
     _save_balances(balances)
@@ -592,7 +715,7 @@ def simulator_advance(symbol: str, steps: int = 1) -> list[SimTrade]:
         market = SimMarket.objects.select_for_update().get(pk=_market_by_symbol(symbol).pk)
         for _ in range(steps):
             trades.extend(_step_market(market, None))
-        market.last_step_at = datetime.now(timezone.utc)
+        market.last_step_at = datetime.now(UTC)
         market.save()
     logger.info("sim_market_advanced symbol=%s steps=%s price=%s fills=%s", symbol, steps, market.price, len(trades))
     return trades
@@ -604,7 +727,7 @@ def simulator_move_to(symbol: str, price) -> list[SimTrade]:
     with transaction.atomic():
         market = SimMarket.objects.select_for_update().get(pk=_market_by_symbol(symbol).pk)
         trades = _step_market(market, engine.round_to_step(target, market.tick_size))
-        market.last_step_at = datetime.now(timezone.utc)
+        market.last_step_at = datetime.now(UTC)
         market.save()
     logger.info("sim_market_moved symbol=%s price=%s fills=%s", symbol, market.price, len(trades))
     return trades
@@ -623,7 +746,7 @@ def simulator_catch_up(*, max_steps: int = 100) -> None:
     interval_ms = config.step_ms()
     if interval_ms <= 0:
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     hint = _catch_up_hint
     if hint is not None and hint[0] == interval_ms and now < hint[1]:
         return  # no market is due: (now - last_step_at) < interval for each of them

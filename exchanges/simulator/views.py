@@ -22,7 +22,15 @@ from django.views.decorators.csrf import csrf_exempt
 from mmproject.sql import prepared_statements
 
 from ..crypto import decrypt_secret
-from ..models import OPEN_ORDER_STATUSES, SimAccount, SimBalance, SimDeposit, SimMarket, SimOrder, SimTrade
+from ..models import (
+    OPEN_ORDER_STATUSES,
+    SimAccount,
+    SimBalance,
+    SimDeposit,
+    SimMarket,
+    SimOrder,
+    SimTrade,
+)
 from . import errors as e
 from . import queries, services
 
@@ -250,11 +258,12 @@ def _symbol_info(market: SimMarket) -> dict:
         "quoteAssetPrecision": 8,
         "baseCommissionPrecision": 8,
         "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER"],
+        # ccxt refuses any type not listed here ("market is not a valid order type").
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
         "icebergAllowed": False,
         "ocoAllowed": False,
         "otoAllowed": False,
-        "quoteOrderQtyMarketAllowed": False,
+        "quoteOrderQtyMarketAllowed": True,
         "allowTrailingStop": False,
         "cancelReplaceAllowed": False,
         "isSpotTradingAllowed": True,
@@ -291,8 +300,9 @@ def exchange_info(request, params, account):
     })
 
 
-def _book(market: SimMarket, limit: int):
-    """Synthetic levels merged with the resting orders of every simulator account."""
+def order_book(market: SimMarket, limit: int):
+    """Synthetic levels merged with the resting orders of every simulator account: (bids, asks) as
+    [(price, quantity)], best first (both dialects show this book)."""
     bids, asks = services._market_depth(market)
     book = {"BUY": {lvl.price: lvl.qty for lvl in bids}, "SELL": {lvl.price: lvl.qty for lvl in asks}}
     for side, price, orig, executed in SimOrder.objects.filter(
@@ -308,7 +318,7 @@ def _book(market: SimMarket, limit: int):
 def depth(request, params, account):
     market = _market(params)
     limit = min(_int(params, "limit", 100), 5000)
-    bids, asks = _book(market, limit)
+    bids, asks = order_book(market, limit)
     return JsonResponse({
         "lastUpdateId": market.step,
         "bids": [[fmt(price), fmt(qty)] for price, qty in bids],
@@ -317,7 +327,7 @@ def depth(request, params, account):
 
 
 def _ticker(market: SimMarket) -> dict:
-    bids, asks = _book(market, 1)
+    bids, asks = order_book(market, 1)
     now = services.now_ms()
     change = market.price - market.day_open
     return {
@@ -367,7 +377,7 @@ def ticker_book(request, params, account):
     rows = [market] if market else SimMarket.objects.order_by("exchange_symbol")
     data = []
     for m in rows:
-        bids, asks = _book(m, 1)
+        bids, asks = order_book(m, 1)
         data.append({"symbol": m.exchange_symbol, "bidPrice": fmt(bids[0][0]), "bidQty": fmt(bids[0][1]),
                      "askPrice": fmt(asks[0][0]), "askQty": fmt(asks[0][1])})
     return JsonResponse(data[0] if market else data, safe=False)
@@ -414,6 +424,7 @@ def _new_order(request, params, account):
     order, trades = services.simulator_place_order(
         account_id=account.pk, exchange_symbol=symbol.upper(), side=(params.get("side") or "").upper(),
         order_type=(params.get("type") or "").upper(), price=params.get("price"), qty=params.get("quantity"),
+        quote_qty=params.get("quoteOrderQty"),
         client_order_id=params.get("newClientOrderId") or f"sim-{services.now_ms()}-{account.pk}",
         time_in_force=(params.get("timeInForce") or "GTC").upper(),
     )
