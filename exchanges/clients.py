@@ -57,7 +57,7 @@ def build_exchange_client(account: ExchangeAccount, *, timeout_ms: int | None = 
         config["uid"] = account.uid
     client = klass(config)
     if account.sandbox:
-        if "test" not in client.urls:
+        if not client.urls.get("test"):
             raise ExchangeSetupError(f"{account.exchange_id} has no sandbox in ccxt; clear the sandbox flag of "
                                      f"account {account.label!r}")
         client.set_sandbox_mode(True)

@@ -29,6 +29,7 @@ class ExchangeDialect:
     options: dict = field(default_factory=dict)
     lookup: str | None = None  # LOOKUP_*; None: LOOKUP_ORDER_LISTS when the exchange has them
     trades_page: int | None = None  # None: ccxt's features['spot']['fetchMyTrades']['limit']
+    receive_window_option: str | None = None  # the ccxt option holding the signed requests' receive window (ms)
 
 
 EXCHANGE_OPTIONS: dict[str, ExchangeDialect] = {
@@ -44,6 +45,7 @@ EXCHANGE_OPTIONS: dict[str, ExchangeDialect] = {
             "fetchOpenOrders": {"warnWithoutSymbol": False},
         },
         lookup=LOOKUP_FETCH_ORDER,
+        receive_window_option="recvWindow",
     ),
     # Spot instruments only; ccxt maps clientOrderId to clOrdId on /api/v5/trade/order (place,
     # get, cancel). Fills come 100 a page (ccxt's features say so: no entry needed).
@@ -80,15 +82,33 @@ def trades_page(client: ccxt.Exchange) -> int:
     return int(limit) if limit else DEFAULT_TRADES_PAGE
 
 
-def required_capabilities(client: ccxt.Exchange) -> list[str | tuple[str, ...]]:
-    """The ccxt ``has`` entries the system calls on an account of this exchange; a tuple is
-    "all of these" (the open and closed lists that stand in for a lookup by client id)."""
-    needed: list[str | tuple[str, ...]] = [
-        "createOrder", "cancelOrder", "fetchOpenOrders", "fetchMyTrades", "fetchBalance", "fetchOrderBook",
-        "fetchDepositAddress", "fetchDeposits",
-    ]
+def receive_window_s(client: ccxt.Exchange) -> float | None:
+    """How long after signing ``client``'s exchange may still accept a request, when ccxt sends that
+    window with every signed request (None: the exchange has no such window in ccxt's options)."""
+    option = exchange_dialect(client.id).receive_window_option
+    window_ms = (client.options or {}).get(option) if option else None
+    if isinstance(window_ms, (int, float)) and not isinstance(window_ms, bool) and window_ms > 0:
+        return float(window_ms) / 1000
+    return None
+
+
+def required_capabilities(client: ccxt.Exchange) -> list[str]:
+    """The ccxt ``has`` entries the system calls on an account of this exchange, in the order a
+    message names them; "a|b" is either of two calls that answer the same question."""
+    needed = ["createOrder", "cancelOrder", "fetchOpenOrders", "fetchMyTrades", "fetchBalance", "fetchOrderBook",
+              "fetchDepositAddress", "fetchDeposits|fetchDepositsWithdrawals"]
     if client_id_lookup(client) == LOOKUP_FETCH_ORDER:
         needed.append("fetchOrder")
     else:
-        needed.append(("fetchOpenOrders", "fetchClosedOrders"))
+        needed.append("fetchClosedOrders")  # with fetchOpenOrders: a lookup by client id through the lists
     return needed
+
+
+def capabilities_missing(client: ccxt.Exchange) -> list[str]:
+    """The required capabilities ``client``'s exchange lacks, each as a person reads it."""
+    missing = []
+    for need in required_capabilities(client):
+        names = need.split("|")
+        if not any(client.has.get(name) for name in names):
+            missing.append(" or ".join(names))
+    return missing

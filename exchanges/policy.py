@@ -47,7 +47,7 @@ POLICY: dict[type, Rule] = {
     ccxt.RateLimitExceeded: _all(Action.RETRY),
     ccxt.DDoSProtection: _all(Action.RETRY),
     ccxt.OnMaintenance: _all(Action.RETRY),
-    ccxt.InvalidNonce: _all(Action.RETRY),  # clock skew / recvWindow: the signed request was refused
+    ccxt.InvalidNonce: _all(Action.RETRY),  # clock skew / receive window: the signed request was refused
     # Outcome unknown: a write may have happened.
     ccxt.RequestTimeout: Rule(Action.RETRY, Action.LOOKUP, Action.LOOKUP),
     ccxt.ExchangeNotAvailable: Rule(Action.RETRY, Action.LOOKUP, Action.LOOKUP),

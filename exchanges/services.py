@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 import ccxt
 
 from .clients import exchange_client
-from .dialects import LOOKUP_FETCH_ORDER, client_id_lookup, required_capabilities
+from .dialects import LOOKUP_FETCH_ORDER, capabilities_missing, client_id_lookup
 from .errors import ExchangeSetupError, MissingCapabilities
 from .models import ExchangeAccount
 
@@ -96,7 +96,7 @@ def fetch_by_client_id(client: ccxt.Exchange, symbol: str, client_order_id: str)
         except ccxt.OrderNotFound:
             return None
     listings = [client.fetch_open_orders, client.fetch_closed_orders]
-    if client.has.get("fetchCanceledOrders") is True:
+    if client.has.get("fetchCanceledOrders"):  # where the closed list leaves cancelled orders out
         listings.append(client.fetch_canceled_orders)
     for listing in listings:
         for order in listing(symbol):
@@ -112,13 +112,10 @@ def exchange_capabilities_check(*, exchange_id: str, sandbox: bool = False) -> N
     if klass is None:
         raise ExchangeSetupError(f"ccxt has no exchange {exchange_id!r}; use a ccxt id such as binance or okx")
     client = klass()
-    missing = []
-    for need in required_capabilities(client):
-        names = need if isinstance(need, tuple) else (need,)
-        missing += [name for name in names if not client.has.get(name) and name not in missing]
+    missing = capabilities_missing(client)
     if missing:
         raise MissingCapabilities(exchange_id, missing)
-    if sandbox and "test" not in client.urls:
+    if sandbox and not client.urls.get("test"):
         raise ExchangeSetupError(f"{exchange_id} has no sandbox in ccxt; create the account without sandbox")
 
 
@@ -153,7 +150,10 @@ def exchange_deposit_address(*, account_id: int, asset: str, network: str | None
 def exchange_deposit_status(*, account_id: int, asset: str, tx_id: str) -> str:
     """"pending", "confirmed" or "not_found" for the deposit ``tx_id`` of ``asset`` on the account."""
     client = exchange_client(account_id=account_id)
-    deposits = client.fetch_deposits(asset)
+    if client.has.get("fetchDeposits"):
+        deposits = client.fetch_deposits(asset)
+    else:
+        deposits = [t for t in client.fetch_deposits_withdrawals(asset) if t.get("type") == "deposit"]
     matching = [d for d in deposits if d.get("txid") == tx_id]
     if not matching:
         status = "not_found"

@@ -83,9 +83,58 @@ def test_secrets_never_reach_the_logs_of_a_trading_session(simulator, caplog):
         binance.fetch_balance()
     except Exception:
         logging.getLogger("test").exception("fetch_balance failed")
-    binance.create_order("BTC/USDT", "limit", "buy", "0.001", "29000", {"newClientOrderId": "mm-log-1"})
+    binance.create_order("BTC/USDT", "limit", "buy", "0.001", "29000", {"clientOrderId": "mm-log-1"})
 
     logged = "\n".join(record.getMessage() + str(record.exc_info or "") for record in caplog.records)
     assert "sim_order_placed" in logged  # the logs were captured
     assert simulator.account.api_secret not in logged
     assert simulator.account.api_secret not in caplog.text
+
+
+PASSPHRASE = "okx-passphrase-never-shown-9d2e"
+
+
+@pytest.mark.django_db
+def test_the_passphrase_is_encrypted_like_the_secret_and_never_in_repr_or_the_admin_form():
+    account = ExchangeAccount(exchange_id="okx", label="okx", api_key="k", uid="1234")
+    account.api_passphrase = PASSPHRASE
+    account.save()
+
+    assert PASSPHRASE not in _raw_rows()
+    assert ExchangeAccount.objects.get(pk=account.pk).api_passphrase == PASSPHRASE
+    assert PASSPHRASE not in repr(account) and PASSPHRASE not in str(account)
+    html = str(ExchangeAccountForm(instance=account))
+    assert PASSPHRASE not in html and account.api_passphrase_encrypted not in html
+
+
+@pytest.mark.django_db
+def test_the_admin_form_keeps_a_stored_passphrase_when_left_empty_and_checks_the_exchange():
+    account = ExchangeAccount(exchange_id="okx", label="okx", api_key="k")
+    account.api_passphrase = PASSPHRASE
+    account.save()
+    data = {"label": "okx", "exchange_id": "okx", "api_key": "k", "api_secret": "", "api_passphrase": "",
+            "uid": "", "base_url": "", "enabled": "on"}
+
+    form = ExchangeAccountForm(data=data, instance=account)
+    assert form.is_valid(), form.errors
+    form.save()
+    refused = ExchangeAccountForm(data={**data, "label": "pay", "exchange_id": "paymium"})
+
+    assert ExchangeAccount.objects.get(pk=account.pk).api_passphrase == PASSPHRASE
+    assert not refused.is_valid() and "fetchMyTrades" in refused.errors["exchange_id"][0]
+
+
+@pytest.mark.django_db
+def test_rotation_reencrypts_the_passphrase_too(settings):
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.EXCHANGE_SECRET_KEYS = [old_key]
+    account = ExchangeAccountFactory(api_key="k", api_secret=SECRET)
+    account.api_passphrase = PASSPHRASE
+    account.save()
+
+    settings.EXCHANGE_SECRET_KEYS = [new_key, old_key]
+    call_command("rotate_exchange_secrets", stdout=open("/dev/null", "w"))
+    settings.EXCHANGE_SECRET_KEYS = [new_key]
+
+    account.refresh_from_db()
+    assert account.api_passphrase == PASSPHRASE and account.api_secret == SECRET
