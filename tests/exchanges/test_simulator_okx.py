@@ -160,6 +160,21 @@ def test_a_batch_answers_each_order_with_its_own_code(simulator, okx):
     assert [(d["clOrdId"], d["sCode"]) for d in body["data"]] == [("batch1", "0"), ("batch2", "51008")]
 
 
+def test_orders_created_and_canceled_in_batches_through_ccxt(okx):
+    created = okx.create_orders([
+        {"symbol": "BTC/USDT", "type": "limit", "side": "buy", "amount": 0.001, "price": 29000,
+         "params": {"clientOrderId": "many1"}},
+        {"symbol": "BTC/USDT", "type": "limit", "side": "sell", "amount": 0.001, "price": 31000,
+         "params": {"clientOrderId": "many2"}},
+    ])
+
+    assert [o["clientOrderId"] for o in created] == ["many1", "many2"]
+    canceled = okx.cancel_orders([o["id"] for o in created], "BTC/USDT")
+    assert sorted(o["id"] for o in canceled) == sorted(o["id"] for o in created)
+    assert okx.fetch_open_orders("BTC/USDT") == []
+    assert okx.fetch_trading_fee("BTC/USDT")["maker"] == 0.001
+
+
 def test_signing_failures_are_okx_s_authentication_errors(simulator, okx):
     url = simulator.base_url
     stale = (datetime.now(UTC) - timedelta(seconds=60)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -213,16 +228,20 @@ def test_deposit_address_and_deposits_of_a_received_transfer(okx):
     assert [(d["txid"], d["amount"], d["status"], d["address"]) for d in deposits] == [
         ("tx-okx-1", 250.5, "ok", address["address"])]
     assert _detail(okx, "USDT") == (Decimal("100250.5"), Decimal(0))
+    assert okx.fetch_deposit(deposits[0]["id"], "USDT")["txid"] == "tx-okx-1"
 
 
 # --- ccxt's own structure checks ---------------------------------------------------------------
 
 
 def _trade_history(client, symbol, *, sell_params, buy_params):
-    """A resting buy that fills as maker, a crossing sell that takes, and an open order: what the checks read."""
+    """A resting buy that fills as maker, a crossing sell, a market buy and an IOC buy that take, and
+    an open order: what the checks read."""
     client.create_order(symbol, "limit", "buy", 0.01, 29876.54, buy_params)
     simulator_move_to(symbol, "29800")
     client.create_order(symbol, "limit", "sell", 0.001, 29000, sell_params)
+    client.create_order(symbol, "market", "buy", 0.001)
+    client.create_order(symbol, "limit", "buy", 0.001, 30500, {"timeInForce": "IOC"})
     return client.create_order(symbol, "limit", "buy", 0.001, 25000)
 
 
@@ -245,7 +264,9 @@ def _run_structure_checks(client, symbol, *, skipped_by_check=None):
     check_order(client, skipped, "fetchOpenOrders", open_order, symbol, now)
     check_order(client, skipped, "fetchOrder", client.fetch_order(open_order["id"], symbol), symbol,
                                  now)
-    for order in client.fetch_closed_orders(symbol):
+    closed = client.fetch_closed_orders(symbol)
+    assert len(closed) == 4 and {o["type"] for o in closed} == {"limit", "market"}
+    for order in closed:
         check_order(client, skipped, "fetchClosedOrders", order, symbol, now)
     trades = client.fetch_my_trades(symbol)
     assert {t["takerOrMaker"] for t in trades} == {"maker", "taker"}
