@@ -13,6 +13,7 @@ from exchanges.precision import MarketRules, limit_order_prepare, market_rules
 from exchanges.services import exchange_decimal
 from ledger.errors import InvalidAmount
 from strategy.trackers import market_rules as stored_market_rules
+from tests.exchanges.test_services import okx_layer  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.embedded
 
@@ -137,3 +138,10 @@ def test_the_strategy_stores_a_tick_in_every_mode_not_the_raw_precision_value(bi
     assert (places["price_tick"], places["amount_step"]) == (Decimal("0.01"), Decimal("0.00001"))
     # 5 digits at 30000: whole units; 4 digits at the smallest order (0.00001 BTC): 1e-8.
     assert (digits["price_tick"], digits["amount_step"]) == (Decimal(1), Decimal("1E-8"))
+
+
+def test_rules_on_the_okx_dialect_come_from_its_unified_market(okx_layer):
+    rules = market_rules(okx_layer, "BTC/USDT")
+
+    assert (rules.tick_size, rules.step_size, rules.min_amount) == (Decimal("0.01"), Decimal("0.00001"),
+                                                                     Decimal("0.00001"))

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from exchanges.clients import build_exchange_client
 from exchanges.dialects import EXCHANGE_OPTIONS, LOOKUP_FETCH_ORDER, LOOKUP_ORDER_LISTS
 from exchanges.errors import ExchangeSetupError, MissingCapabilities
 from exchanges.models import ExchangeAccount, SimBalance
@@ -19,6 +20,7 @@ from exchanges.services import (
     fetch_by_client_id,
 )
 from exchanges.simulator.errors import TransferConflict, UnknownDepositAddress
+from tests.exchanges.conftest import SIM_KEY, SIM_SECRET
 from exchanges.simulator.services import simulator_receive_transfer
 
 pytestmark = pytest.mark.embedded
@@ -93,32 +95,54 @@ def test_two_different_texts_for_one_float_are_not_guessed_between():
     assert exchange_decimal(fee, "cost", info=info) == Decimal("0.30000000000000004")
 
 
-def test_a_fee_and_a_balance_read_their_texts_from_the_raw_response_they_came_with(binance):
-    placed = binance.create_order("BTC/USDT", "limit", "buy", "0.01", "31000", {"clientOrderId": "fee-check-1"})
-    trade = next(t for t in binance.fetch_my_trades("BTC/USDT") if t["order"] == placed["id"])
-    balance = binance.fetch_balance()
-
-    assert exchange_decimal(trade["fee"], "cost", info=trade["info"]) == Decimal(str(trade["fee"]["cost"]))
-    assert exchange_decimal(trade, "amount") == Decimal("0.01")
-    assert exchange_decimal(balance["BTC"], "free", info=RawNumbers(balance["info"])) == Decimal("10.01") - \
-        exchange_decimal(trade["fee"], "cost", info=trade["info"])
-
-
 # --- lookups by client order id ------------------------------------------------------------------
 
 
+@pytest.fixture
+def okx_layer(simulator):
+    """Our own exchange layer on the simulator's OKX dialect: an okx account row (passphrase and all)
+    built by exchanges.clients, as a real OKX account would be."""
+    from exchanges.simulator.config import DEFAULT_API_PASSPHRASE
+
+    account = ExchangeAccount(exchange_id="okx", label="okx-sim", api_key=SIM_KEY, base_url=simulator.base_url)
+    account.api_secret, account.api_passphrase = SIM_SECRET, DEFAULT_API_PASSPHRASE
+    account.save()
+    return build_exchange_client(account)
+
+
+@pytest.fixture(params=["binance", "okx_layer"])
+def dialect(request, simulator):
+    """Our exchange layer on each of the simulator's dialects."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.mark.parametrize("lookup", [LOOKUP_FETCH_ORDER, LOOKUP_ORDER_LISTS])
-def test_an_order_is_found_by_our_client_id_open_or_closed_and_absent_is_none(binance, monkeypatch, lookup):
-    monkeypatch.setitem(EXCHANGE_OPTIONS, "binance", replace(EXCHANGE_OPTIONS["binance"], lookup=lookup))
-    placed = binance.create_order("BTC/USDT", "limit", "buy", "0.001", "25000", {"clientOrderId": "lookup-open-1"})
+def test_an_order_is_found_by_our_client_id_open_or_closed_and_absent_is_none(dialect, monkeypatch, lookup):
+    monkeypatch.setitem(EXCHANGE_OPTIONS, dialect.id, replace(EXCHANGE_OPTIONS[dialect.id], lookup=lookup))
+    client_id = "mm0123456789ablookup" + lookup.replace("_", "")[:8]
+    placed = dialect.create_order("BTC/USDT", "limit", "buy", "0.001", "25000", {"clientOrderId": client_id})
 
-    found_open = fetch_by_client_id(binance, "BTC/USDT", "lookup-open-1")
-    binance.cancel_order(None, "BTC/USDT", {"clientOrderId": "lookup-open-1"})
-    found_closed = fetch_by_client_id(binance, "BTC/USDT", "lookup-open-1")
+    found_open = fetch_by_client_id(dialect, "BTC/USDT", client_id)
+    dialect.cancel_order(None, "BTC/USDT", {"clientOrderId": client_id})
+    found_closed = fetch_by_client_id(dialect, "BTC/USDT", client_id)
 
-    assert (found_open["id"], found_open["status"], found_open["clientOrderId"]) == (placed["id"], "open", "lookup-open-1")
+    assert (found_open["id"], found_open["status"], found_open["clientOrderId"]) == (placed["id"], "open", client_id)
     assert (found_closed["id"], found_closed["status"]) == (placed["id"], "canceled")
-    assert fetch_by_client_id(binance, "BTC/USDT", "never-placed") is None
+    assert fetch_by_client_id(dialect, "BTC/USDT", "mmneverplaced0000") is None
+
+
+def test_a_fill_its_fee_and_the_balance_leave_ccxt_exactly_on_both_dialects(dialect):
+    placed = dialect.create_order("BTC/USDT", "limit", "buy", "0.01", "31000", {"clientOrderId": "mmfeecheck0001"})
+    trades = [t for t in dialect.fetch_my_trades("BTC/USDT") if t["order"] == placed["id"]]
+    balance = dialect.fetch_balance()
+    raw = RawNumbers(balance["info"])
+
+    amounts = [exchange_decimal(t, "amount") for t in trades]
+    fees = [exchange_decimal(t["fee"], "cost", info=t["info"]) for t in trades]
+    assert sum(amounts) == Decimal("0.01") and all(isinstance(fee, Decimal) for fee in fees)
+    assert {t["fee"]["currency"] for t in trades} <= {"BTC", "USDT"}
+    btc_fee = sum(fee for fee, t in zip(fees, trades) if t["fee"]["currency"] == "BTC")
+    assert exchange_decimal(balance["BTC"], "free", info=raw) == Decimal("10.01") - btc_fee
 
 
 # --- creating an account -------------------------------------------------------------------------
@@ -155,3 +179,14 @@ def test_an_unknown_exchange_or_a_sandbox_where_there_is_none_is_refused():
     with pytest.raises(ExchangeSetupError, match="no sandbox"):
         exchange_capabilities_check(exchange_id="bitfinex", sandbox=True)
     assert not ExchangeAccount.objects.exists()
+
+
+def test_deposit_address_and_status_through_the_okx_dialect(okx_layer, simulator):
+    account = ExchangeAccount.objects.get(label="okx-sim")
+    address = exchange_deposit_address(account_id=account.pk, asset="BTC")
+
+    assert exchange_deposit_status(account_id=account.pk, asset="BTC", tx_id="okx-tx-1") == "not_found"
+    simulator_receive_transfer(address=address.address, asset="BTC", amount=Decimal("0.25"), tx_id="okx-tx-1")
+
+    assert exchange_deposit_status(account_id=account.pk, asset="BTC", tx_id="okx-tx-1") == "confirmed"
+    assert address == exchange_deposit_address(account_id=account.pk, asset="BTC")
