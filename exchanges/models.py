@@ -258,3 +258,43 @@ class SimDeposit(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["account", "credited"], name="sim_deposit_account_credited")]
+
+
+class SimRateWindow(models.Model):
+    """What one caller spent at the simulator in one fixed window of one limit (the record of the
+    request limits, exchanges/simulator/limits.py): every request that reached a limited path is
+    counted, the refused ones too, as Binance counts them.
+
+    ``caller`` is the API key (``key:...``) or, for a request without one, its address (``ip:...``).
+    ``used`` may exceed ``limit``: the requests past it were answered 429/418 (``refused``).
+    """
+
+    caller = models.CharField(max_length=160)
+    limit_type = models.CharField(max_length=20)  # REQUEST_WEIGHT | ORDERS
+    window_start_ms = models.BigIntegerField()
+    window_ms = models.IntegerField()
+    limit = models.IntegerField()
+    used = models.BigIntegerField(default=0)
+    requests = models.IntegerField(default=0)
+    refused = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["caller", "limit_type", "window_start_ms"],
+                                               name="sim_rate_window_unique")]
+
+    def __str__(self):
+        return f"{self.caller} {self.limit_type}@{self.window_start_ms}: {self.used}/{self.limit}"
+
+
+class SimRateBlock(models.Model):
+    """A caller told to wait: after a 429 until ``retry_after_ms`` (a request before then earns a
+    418), after a 418 banned until ``banned_until_ms``."""
+
+    caller = models.CharField(max_length=160, unique=True)
+    retry_after_ms = models.BigIntegerField(default=0)
+    banned_until_ms = models.BigIntegerField(default=0)
+    too_many = models.IntegerField(default=0)  # 429 answers
+    bans = models.IntegerField(default=0)  # 418 answers
+
+    def __str__(self):
+        return self.caller

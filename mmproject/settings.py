@@ -35,6 +35,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The exchange simulator's request limits (429/418) on its API paths; nothing else is touched.
+    "exchanges.simulator.limits.SimulatorRateLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -144,6 +146,9 @@ LEDGER_DEFAULT_SCALE = 8
 STRATEGY_EXECUTE_INTENTS = env.bool("STRATEGY_EXECUTE_INTENTS", default=True)
 STRATEGY_INTENT_EXECUTION_DRIVER = env.str("STRATEGY_INTENT_EXECUTION_DRIVER", default="worker")
 STRATEGY_TICK_SIZE_MS = env.int("STRATEGY_TICK_SIZE_MS", default=1000)
+# A session woken because an order of its closed (a level is free) runs at once, between ticks
+# (strategy.tick.refill_run), rather than at the next tick; false: at the next tick.
+STRATEGY_REFILL_AT_ONCE = env.bool("STRATEGY_REFILL_AT_ONCE", default=True)
 STRATEGY_INTENT_MAX_IN_FLIGHT = env.int("STRATEGY_INTENT_MAX_IN_FLIGHT", default=8)
 STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = env.int(
     "STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE", default=1
@@ -201,6 +206,32 @@ MIXIN_HTTP_TIMEOUT_S = env.float("MIXIN_HTTP_TIMEOUT_S", default=10.0)
 EXCHANGE_SECRET_KEYS = env.list("EXCHANGE_SECRET_KEYS", default=[])
 # ccxt request timeout; an order write that times out is looked up by client order id.
 EXCHANGE_TIMEOUT_MS = env.int("EXCHANGE_TIMEOUT_MS", default=10000)
+# The account-wide request budget (exchanges/budget.py, docs/runtime.md "Request budget"): one bucket
+# per exchange account shared by every process, sized from ccxt's rateLimit and endpoint costs.
+EXCHANGE_BUDGET_ENABLED = env.bool("EXCHANGE_BUDGET_ENABLED", default=True)
+# Where the buckets live: redis://... or file:///dir; empty: the broker's Redis when CELERY_BROKER_URL
+# is redis, else files under MM_VAR_DIR/budget (one machine: the embedded run).
+EXCHANGE_BUDGET_URL = env.str("EXCHANGE_BUDGET_URL", default="")
+EXCHANGE_BUDGET_KEY_PREFIX = env.str("EXCHANGE_BUDGET_KEY_PREFIX", default="mm:budget")
+# The share of the exchange's published rate we spend (room for clock and network jitter).
+EXCHANGE_BUDGET_SHARE = env.float("EXCHANGE_BUDGET_SHARE", default=0.9)
+# How far ahead of its booked time a request may go (a small burst; the bound adds it once).
+EXCHANGE_BUDGET_BURST_MS = env.int("EXCHANGE_BUDGET_BURST_MS", default=250)
+# The pause after a 429/418 without Retry-After: this, doubled for each one within a minute (max 60 s).
+EXCHANGE_RATE_LIMIT_BACKOFF_S = env.float("EXCHANGE_RATE_LIMIT_BACKOFF_S", default=2.0)
+# How long an exchange may still accept a request after it was signed, when ccxt sends no recvWindow:
+# a timed-out order request keeps its in-flight slots that long (intents/gates.py).
+EXCHANGE_RECEIVE_WINDOW_S = env.float("EXCHANGE_RECEIVE_WINDOW_S", default=10.0)
+# The simulator's Binance-like request limits per caller (API key, or address without one), reported
+# by exchangeInfo's rateLimits: request weight per minute and new orders per 10 s; over them 429 with
+# Retry-After, and 418 (banned SIM_BAN_S) for a caller that sends again before the Retry-After.
+SIM_RATE_LIMITS_ENABLED = env.bool("SIM_RATE_LIMITS_ENABLED", default=True)
+SIM_REQUEST_WEIGHT_PER_MINUTE = env.int("SIM_REQUEST_WEIGHT_PER_MINUTE", default=6000)
+SIM_ORDERS_PER_10S = env.int("SIM_ORDERS_PER_10S", default=100)
+# The request-weight window in seconds (Binance: 60), its limit scaled to keep the per-minute rate:
+# tests shorten it so a run of seconds spans whole windows.
+SIM_REQUEST_WEIGHT_WINDOW_S = env.int("SIM_REQUEST_WEIGHT_WINDOW_S", default=60)
+SIM_BAN_S = env.int("SIM_BAN_S", default=120)
 
 # --- Security (production) -----------------------------------------------------------
 # Defaults suit the embedded run on http://127.0.0.1. Behind TLS set DJANGO_HTTPS=true (secure
