@@ -25,6 +25,7 @@ import ccxt
 from django.conf import settings
 from django.utils import timezone
 
+from exchanges.budget import receive_window_s
 from exchanges.clients import exchange_client_of
 from exchanges.errors import ExchangeError
 from exchanges.models import ExchangeAccount
@@ -32,7 +33,7 @@ from exchanges.policy import Action, Operation, error_action, retry_delay_s
 from exchanges.services import fetch_by_client_id
 
 from . import hooks, sql, tracked_orders
-from .gates import Claim, Release, lease_seconds, release_claims, renew, renew_claims
+from .gates import Claim, Release, lease_seconds, release_claims, renew, renew_claims, timed_out_hold_until
 from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
 from .tracked_orders import FINAL_TRACKED
 
@@ -48,6 +49,7 @@ class _Outcome:
 
     def __init__(self, status: str, note: str = "", retry: bool = False, exchange_order_id: str = ""):
         self.status, self.note, self.retry, self.exchange_order_id = status, note, retry, exchange_order_id
+        self.hold_until = None  # the slots stay taken until then (a timed-out request: gates.timed_out_hold_until)
 
 
 def max_attempts() -> int:
@@ -116,7 +118,7 @@ class _Batch:
                     else:
                         retry_at = timezone.now() + timedelta(seconds=retry_delay_s(intent.attempts - 1))
                 self.releases.append(Release(intent.pk, self.tokens[intent.pk], outcome.status, outcome.note,
-                                             outcome.exchange_order_id, retry_at))
+                                             outcome.exchange_order_id, retry_at, outcome.hold_until))
                 finished.append((intent, outcome, retry_at))
                 results[intent.pk] = "retry" if retry_at else outcome.status
         finally:
@@ -232,7 +234,12 @@ def _execute(intent: Intent, tracked: TrackedOrder, account: ExchangeAccount | N
                 return _Outcome(IntentStatus.NEW, f"exchange client not ready: {note}", retry=True)
             return _give_up(intent, tracked, f"exchange client not ready: {note}", batch)
         if action == Action.LOOKUP:
-            return _after_ambiguous(intent, tracked, client, note, batch)
+            outcome = _after_ambiguous(intent, tracked, client, note, batch)
+            if isinstance(exc, ccxt.RequestTimeout):
+                # The request may still reach the exchange within its receive window, even when the
+                # lookup found the order: its slots stay taken until then.
+                outcome.hold_until = timed_out_hold_until(receive_window_s(client))
+            return outcome
         if action == Action.RETRY:
             return _Outcome(IntentStatus.NEW, note, retry=True)
         if action == Action.GONE:

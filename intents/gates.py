@@ -217,12 +217,24 @@ class Release:
     error: str = ""
     exchange_order_id: str = ""
     retry_at: datetime | None = None
+    # The intent's slots stay taken until then (a request that timed out may still reach the exchange).
+    hold_until: datetime | None = None
 
 
 def release(*, intent_pk: int, token: str, status: str, error: str = "", exchange_order_id: str = "",
-            retry_at: datetime | None = None) -> bool:
-    """End a claim: free its slots and set the intent's outcome. False if the claim was lost."""
-    return intent_pk in release_claims([Release(intent_pk, token, status, error, exchange_order_id, retry_at)])
+            retry_at: datetime | None = None, hold_until: datetime | None = None) -> bool:
+    """End a claim: free its slots (or hold them until ``hold_until``) and set the intent's outcome.
+    False if the claim was lost."""
+    return intent_pk in release_claims([Release(intent_pk, token, status, error, exchange_order_id, retry_at,
+                                                hold_until)])
+
+
+def timed_out_hold_until(receive_window_s: float, *, now: datetime | None = None) -> datetime:
+    """Until when the slots of an intent whose request timed out stay taken: the exchange accepts a
+    signed request only within its receive window after the timestamp it carries, which is before
+    now; one second more for an exchange clock ahead of ours (Binance takes timestamps up to 1 s
+    ahead of its own)."""
+    return (now or timezone.now()) + timedelta(seconds=receive_window_s + 1)
 
 
 def release_claims(releases: list[Release], *, with_writes: list[tuple[str, list]] = ()) -> set[int]:
@@ -252,9 +264,19 @@ def release_claims(releases: list[Release], *, with_writes: list[tuple[str, list
         order_sql, order_params = case_by_id([r.intent_pk for r in with_order],
                                              [r.exchange_order_id for r in with_order], otherwise="exchange_order_id")
     pairs, pair_params = claim_pairs(releases)
+    held = [r for r in releases if r.hold_until is not None]
+    freed = [r.intent_pk for r in releases if r.hold_until is None]
+    slot_writes = [(sql.free_slots_of_sql(len(freed)), freed)] if freed else []
+    if held:
+        slot_writes.append((sql.hold_slots_of_sql(len(held)),
+                            [*(p for r in held for p in (r.intent_pk, adapt(r.hold_until))),
+                             *(r.intent_pk for r in held)]))
+        for r in held:
+            logger.info("event=intent_slots_held intent_pk=%s until=%s (a request that timed out may still "
+                        "reach the exchange)", r.intent_pk, r.hold_until.isoformat())
     rows = write_together([
         *with_writes,
-        (sql.free_slots_of_sql(len(pks)), pks),
+        *slot_writes,
         (sql.release_intents_sql(status_sql, not_before_sql, error_sql, finished_sql, order_sql, pairs),
          [*status_params, *not_before_params, *error_params, now, *finished_params, *order_params, *pair_params,
           IntentStatus.IN_FLIGHT.value]),

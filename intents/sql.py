@@ -35,10 +35,13 @@ def locking(sql: str) -> str:
 
 def free_slots_sql() -> str:
     """The free slots (id, scope), global and of every account, locked. Parameters: the global
-    scope, its limit, the account scopes' LIKE pattern, their limit, now."""
+    scope, its limit, the account scopes' LIKE pattern, their limit, now.
+
+    A slot is free when its lease is over (or it has none): a claim's lease, or the hold of a slot
+    whose request timed out (``hold_slots_of_sql``: no intent, a lease until the hold ends)."""
     return locking(
         f'SELECT id, scope FROM {SLOT} WHERE ((scope = %s AND "index" < %s) '
-        f'OR (scope LIKE %s AND "index" < %s)) AND (intent_id IS NULL OR lease_until < %s) ORDER BY scope, "index"'
+        f'OR (scope LIKE %s AND "index" < %s)) AND (lease_until IS NULL OR lease_until < %s) ORDER BY scope, "index"'
     )
 
 
@@ -79,6 +82,15 @@ def in_list(n: int) -> str:
 def free_slots_of_sql(n_intents: int) -> str:
     """Slots still pointing at any of ``n_intents`` intents are freed. Parameters: the intent ids."""
     return f"UPDATE {SLOT} SET intent_id = NULL, lease_until = NULL WHERE intent_id IN ({in_list(n_intents)})"
+
+
+def hold_slots_of_sql(n_intents: int) -> str:
+    """Slots of ``n_intents`` intents let go of their intents but stay taken until each one's hold
+    ends (their lease; the CASE reads the rows as they were). Parameters: (intent id, hold end) for
+    each, then the intent ids."""
+    whens = " ".join([f"WHEN %s THEN {typed('timestamp with time zone')}"] * n_intents)
+    return (f"UPDATE {SLOT} SET lease_until = CASE intent_id {whens} END, intent_id = NULL "
+            f"WHERE intent_id IN ({in_list(n_intents)})")
 
 
 def take_slots_sql(slot_case: str, n_slots: int) -> str:

@@ -39,6 +39,7 @@ def statements():
         *[(f"intents.candidates[{n}]", intents_sql.candidates_sql(condition, 2, kinds), [db_now, 1, 2, 4])
           for n, condition in enumerate(intents_sql.CLAIMABLE) for kinds in ("", intents_sql.CANCELS_ONLY)],
         ("intents.free_slots_of", intents_sql.free_slots_of_sql(2), [1, 2]),
+        ("intents.hold_slots_of", intents_sql.hold_slots_of_sql(2), [1, lease, 2, lease, 1, 2]),
         ("intents.take_slots", intents_sql.take_slots_sql(slot_case, 2), [*slot_params, lease, 10, 11]),
         ("intents.mark_claimed", intents_sql.mark_claimed_sql(token_case, 2), [*token_params, lease, db_now, 1, 2]),
         ("intents.track_creates", track_sql, track_params),
