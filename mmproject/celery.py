@@ -37,6 +37,7 @@ app.conf.task_routes = {
     "execute_intent": {"queue": INTENTS_QUEUE},
     "dispatch_intents": {"queue": INTENTS_QUEUE},
     "strategy_tick": {"queue": TICK_QUEUE},
+    "strategy_refill": {"queue": TICK_QUEUE},
     "run_trackers": {"queue": TICK_QUEUE},
     "refresh_market_data": {"queue": TICK_QUEUE},
     "track_exchange_orders": {"queue": TICK_QUEUE},

@@ -1,11 +1,13 @@
 """Strategy session writes: start and stop, both idempotent."""
 import logging
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from intents.ids import order_id_of
+from mmproject import jobs
 
 from .models import SessionStatus, StrategySession
 from .order_rows import MarketMakingOrder, order_cadence_s
@@ -61,12 +63,19 @@ def session_set_cadence(*, order_id, cadence_s: int) -> bool:
 
 
 def sessions_wake(keys, *, at=None) -> int:
-    """Run the running sessions of strategy ``keys`` on the next tick (orders of theirs closed: a slot is
-    free). A session due earlier keeps its time. Returns how many were moved."""
+    """Run the running sessions of strategy ``keys`` now (orders of theirs closed: a slot is free, or
+    their parameters changed): due at once, and, with the worker driver, a refill run sent once this
+    commits (``strategy.tick.refill_run``), so they run before the next tick. A session due earlier
+    keeps its time. Returns how many were moved."""
     at = at or timezone.now()
     order_ids = [order_id_of(key) for key in keys]
-    return StrategySession.objects.filter(status=SessionStatus.RUNNING, order__order_id__in=order_ids,
-                                          next_run_at__gt=at).update(next_run_at=at)
+    moved = StrategySession.objects.filter(status=SessionStatus.RUNNING, order__order_id__in=order_ids,
+                                           next_run_at__gt=at).update(next_run_at=at)
+    if moved and settings.STRATEGY_INTENT_EXECUTION_DRIVER == "worker" and settings.STRATEGY_REFILL_AT_ONCE:
+        # Outdated once a tick has run them: expires after one tick.
+        transaction.on_commit(lambda: jobs.send(
+            "strategy_refill", expires=max(settings.STRATEGY_TICK_SIZE_MS / 1000, 1.0)))
+    return moved
 
 
 def sessions_sample_quotes(*, account_id: int, on_book) -> None:

@@ -2,13 +2,19 @@
 from celery import shared_task
 
 from .selectors import tracked_markets_and_accounts
-from .tick import run_trackers, tick_run
+from .tick import refill_run, run_trackers, tick_run
 from .trackers import refresh_market_data, track_exchange_orders
 
 
 @shared_task(name="strategy_tick", ignore_result=True)
 def strategy_tick():
     tick_run()
+
+
+@shared_task(name="strategy_refill", ignore_result=True)
+def strategy_refill():
+    """Run the sessions woken since the tick at once (strategy.tick.refill_run)."""
+    refill_run()
 
 
 @shared_task(name="refresh_market_data", ignore_result=True)

@@ -8,6 +8,7 @@ mode (the spec's legacy driver) trackers and intent execution run inline.
 """
 from __future__ import annotations
 
+import fcntl
 import gc
 import logging
 import os
@@ -34,6 +35,10 @@ from .selectors import tracked_markets_and_accounts
 from .trackers import refresh_market_data, track_exchange_orders
 
 logger = logging.getLogger(__name__)
+
+# The advisory lock (PostgreSQL) that makes strategy cycles run one at a time across every process.
+CYCLE_LOCK_KEY = 0x6D6D6379
+
 
 @dataclass(frozen=True)
 class TickOutcome:
@@ -132,6 +137,66 @@ def _collector_paused(pause: bool):
         gc.enable()
 
 
+@contextmanager
+def cycle_lock(*, wait: bool):
+    """Strategy cycles one at a time, whoever runs them (a tick, or a refill run between ticks): two
+    cycles at once could each see a level free and both fill it. Yields whether it was taken: with
+    ``wait`` it always is (a tick waits the few milliseconds a refill run takes); without, it is not
+    when another cycle runs (a refill run then leaves its sessions to the next tick). PostgreSQL: a
+    session-level advisory lock, let go by a crashed process's connection closing; SQLite: a lock
+    file in the var directory (the embedded default's processes share one machine)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)" if wait else "SELECT pg_try_advisory_lock(%s)", [CYCLE_LOCK_KEY])
+            taken = True if wait else bool(cur.fetchone()[0])
+        try:
+            yield taken
+        finally:
+            if taken:
+                with connection.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", [CYCLE_LOCK_KEY])
+        return
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    with open(settings.VAR_DIR / "strategy-cycle.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def refill_run(*, now: datetime | None = None) -> TickOutcome:
+    """Between ticks: run the sessions due now (woken because an order of theirs closed, so a level is
+    free) at once rather than at the next tick, then dispatch their intents. Under the cycle lock, so it
+    never runs beside a tick's cycle or another refill run; skipped when one runs (the tick's cycle, or
+    the next tick, runs them). Its intents carry this instant, not a period slot, so they never meet a
+    tick's intent ids."""
+    now = now or timezone.now()
+    slot = int(now.timestamp() * 1000)
+    if slot % tick_period_ms() == 0:
+        slot += 1  # never a period's start: that is a tick's slot
+    started = time.perf_counter()
+    with cycle_lock(wait=False) as taken:
+        if not taken:
+            logger.info("event=refill_run_skipped reason=cycle_running")
+            return TickOutcome(ran=False, slot=slot)
+        summary = strategies_run_due(now=now, slot=slot)
+    if summary.intents_written:
+        if settings.STRATEGY_INTENT_EXECUTION_DRIVER == "sync":
+            intents_dispatch(inline=True)
+        else:
+            jobs.send("dispatch_intents", expires=task_expiry())
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    logger.info("event=refill_run duration_ms=%s sessions=%s intents=%s", duration_ms, summary.sessions_run,
+                summary.intents_written)
+    return TickOutcome(ran=True, slot=slot, duration_ms=duration_ms, sessions_run=summary.sessions_run,
+                       intents_written=summary.intents_written)
+
+
 def _tick(now: datetime, sync: bool) -> TickOutcome:
     slot = period_start_ms(now)
     if not _acquire(now, slot):
@@ -145,7 +210,8 @@ def _tick(now: datetime, sync: bool) -> TickOutcome:
             # One message: a tick worker reads which markets and accounts to track and fans it out,
             # off the tick's path, where a publish per market and account would grow with them.
             jobs.send("run_trackers", expires=task_expiry())
-        summary = strategies_run_due(now=now, slot=slot)
+        with cycle_lock(wait=True):
+            summary = strategies_run_due(now=now, slot=slot)
         if sync:
             intents_dispatch(inline=True)
         else:

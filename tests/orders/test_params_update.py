@@ -79,8 +79,10 @@ def lands_once(param, order, stored, *, by):
     assert (change.name, change.new_value, change.by) == (param.name, param_value_text(stored), by)
     if param.strategy:
         assert getattr(params_for(order), param.strategy) == stored
-    else:  # order_refresh_time: the session's cadence
+    elif param.name == "order_refresh_time":  # the session's cadence
         assert StrategySession.objects.get(order=order).cadence_s == stored
+    else:  # where the reference price comes from: the cycle reads it from the order's row
+        assert param.name in ("price_source_account", "price_source_market")
 
 
 @pytest.fixture

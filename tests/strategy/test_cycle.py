@@ -12,7 +12,8 @@ from intents import ids
 from orders.models import MarketMakingOrder
 from strategy import cycle
 from strategy.models import StrategySession, TickLease
-from strategy.tick import tick_run
+from strategy.tick import refill_run, tick_run
+from strategy.trackers import refresh_market_data, track_exchange_orders
 
 from tests.runtime_fixtures import make_running_order
 
@@ -222,3 +223,56 @@ def test_a_filled_level_is_refilled_on_the_next_tick_not_at_the_next_refresh(sim
     # and the order tracker's next sample sees both sides quoted
     tick_run(now=start + timedelta(seconds=3))
     assert StrategySession.objects.get(order=order).two_sided_samples >= 1
+
+
+@pytest.mark.embedded
+def test_a_refill_run_between_ticks_quotes_a_filled_level_at_once(sim, sync_driver):
+    # given a one-layer ladder on the book, no wait after a fill, and the order tracker (a worker's task,
+    # between ticks) that saw its buy fill
+    account = sim.accounts[0]
+    order = make_running_order(account, layers=1, refresh=3600)
+    MarketMakingOrder.objects.filter(pk=order.pk).update(filled_order_delay=0)
+    tick_run(now=timezone.now())
+    client = sim.client(account)
+    buy = next(o for o in open_orders_of(client, order) if o["side"] == "buy")
+    simulator_move_to("BTC/USDT", Decimal(str(buy["price"])) - Decimal("5"))
+    refresh_market_data(account_id=account.pk, symbol="BTC/USDT")
+    track_exchange_orders(account_id=account.pk)
+    assert TrackedOrder.objects.get(client_order_id=buy["clientOrderId"]).status == TrackedOrderStatus.FILLED
+
+    # when a refill run comes before the next tick (a worker sends one when a session is woken)
+    outcome = refill_run()
+
+    # then the buy is quoted again at once, under an id no tick's intent can have
+    assert outcome.ran and outcome.intents_written == 1
+    assert outcome.slot % 10 != 0
+    assert sorted(o["side"] for o in open_orders_of(client, order)) == ["buy", "sell"]
+
+
+@pytest.mark.embedded
+def test_a_refill_run_is_skipped_while_another_cycle_runs(sim, sync_driver):
+    import threading
+
+    from django.db import connection
+
+    from strategy.tick import cycle_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def another_cycle():
+        try:
+            with cycle_lock(wait=True):
+                held.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=another_cycle)
+    thread.start()
+    try:
+        assert held.wait(10)
+        assert not refill_run().ran
+    finally:
+        release.set()
+        thread.join()
+    assert refill_run().ran
