@@ -44,9 +44,12 @@ DEMO_SYMBOL = "BTC/USDT"
 
 # Parameters that trade visibly on the simulator (BTC/USDT from 30000, up to 0.2 % a step, one
 # step a second): two layers 0.05 % from the mid, refreshed every 5 s.
+# Quoting for uptime: a filled level is quoted again at once (no filled_order_delay), and an order within
+# 1 bp of where it should be stays on the book at a refresh (fewer requests, its place in the queue kept).
 DEMO_ORDER = dict(
     base_amount="0.5", quote_amount="15000", bid_spread="0.0005", ask_spread="0.0005", order_amount="0.01",
     order_refresh_time=5, number_of_layers=2, amount_change_per_layer="0.005", amount_change_type="fixed",
+    filled_order_delay="0", order_refresh_tolerance_pct="0.0001",
 )
 STOP_WAIT_S = 10.0
 # Orders in these states are the demo order of this run: it is reused, not made again.
