@@ -24,8 +24,10 @@ from ccxt.test.exchange.base.test_trade import test_trade as check_trade
 
 from exchanges.simulator.config import DEFAULT_API_PASSPHRASE
 from exchanges.simulator.services import (
+    simulator_max_concurrency,
     simulator_move_to,
     simulator_receive_transfer,
+    simulator_reset_concurrency,
     simulator_set_faults,
 )
 
@@ -217,6 +219,20 @@ def test_injected_faults_become_okx_s_errors(simulator, okx):
     with pytest.raises(ccxt.OrderNotFound):
         okx.cancel_order(order["id"], "BTC/USDT")
     assert okx.cancel_order(order["id"], "BTC/USDT")["id"] == order["id"]
+
+
+def test_a_place_whose_reply_times_out_still_placed_the_order_and_was_counted_in_flight(simulator, okx):
+    simulator_reset_concurrency(simulator.sim_label)
+    simulator_set_faults(account_label=simulator.sim_label, timeout_after_accept_s=1)
+    okx.timeout = 300
+
+    with pytest.raises(ccxt.RequestTimeout):
+        okx.create_order("BTC/USDT", "limit", "buy", 0.001, 29000, {"clientOrderId": "slow1"})
+
+    simulator_set_faults(account_label=simulator.sim_label)
+    okx.timeout = 10000
+    assert okx.fetch_order(None, "BTC/USDT", {"clientOrderId": "slow1"})["status"] == "open"
+    assert simulator_max_concurrency(simulator.sim_label) == 1
 
 
 def test_deposit_address_and_deposits_of_a_received_transfer(okx):
