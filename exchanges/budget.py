@@ -8,7 +8,7 @@ in shared state, so every ccxt call of the account from any process draws on one
 Sizing comes from ccxt: ``rateLimit`` is milliseconds per cost unit and ``fetch2`` passes each
 endpoint's cost (its weight in ccxt's api definition: Binance's spot weights x 0.2 at 50 ms, i.e.
 6000 weight a minute). Only ``EXCHANGE_BUDGET_SHARE`` of that rate is used. Exchanges that also cap
-new orders per interval (Binance: 100 per 10 s per account) have a second lane (``ORDER_LIMITS``).
+new orders per interval (Binance: 100 per 10 s per account) have a second lane (exchanges.dialects' ``order_limit``).
 
 The bucket is GCRA (virtual scheduling) with reservations: each request books the next free
 stretch of ``cost x interval`` ms on a theoretical arrival time (TAT) and is sent at
@@ -40,26 +40,14 @@ from pathlib import Path
 import ccxt
 from django.conf import settings
 
+from .dialects import order_limit
+from .dialects import receive_window_s as dialect_receive_window_s
+
 logger = logging.getLogger(__name__)
 
 RATE_LIMIT_ERRORS = (ccxt.RateLimitExceeded, ccxt.DDoSProtection)
 # The state of a bucket outlives its last booking by this much (then it is forgotten: a full bucket).
 STATE_TTL_MS = 3_600_000
-
-
-@dataclass(frozen=True)
-class OrderLimit:
-    """A cap on new orders: ``count`` per ``interval_s`` per account, for POSTs to ``paths``."""
-    paths: frozenset[str]
-    count: int
-    interval_s: float
-
-
-# Exchanges whose new orders have their own cap besides the request weight, by ccxt id.
-ORDER_LIMITS: dict[str, OrderLimit] = {
-    "binance": OrderLimit(frozenset({"order", "sor/order", "order/oco", "orderList/oco", "orderList/oto",
-                                     "orderList/otoco", "order/cancelReplace"}), count=100, interval_s=10),
-}
 
 
 @dataclass(frozen=True)
@@ -73,7 +61,7 @@ class Sizing:
 def sizing_for(client: ccxt.Exchange) -> Sizing:
     share = settings.EXCHANGE_BUDGET_SHARE
     cost_ms = float(client.rateLimit) / share
-    order = ORDER_LIMITS.get(client.id)
+    order = order_limit(client)
     order_ms = order.interval_s * 1000 / order.count / share if order else 0.0
     return Sizing(cost_ms=cost_ms, order_ms=order_ms, burst_ms=float(settings.EXCHANGE_BUDGET_BURST_MS))
 
@@ -308,7 +296,7 @@ def attach_budget(client: ccxt.Exchange, account) -> ccxt.Exchange:
     """
     if not settings.EXCHANGE_BUDGET_ENABLED:
         return client
-    order = ORDER_LIMITS.get(client.id)
+    order = order_limit(client)
     budget = AccountBudget(account_id=account.pk, exchange_id=client.id, sizing=sizing_for(client),
                            order_paths=order.paths if order else frozenset())
     client.enableRateLimit = True  # fetch2 calls throttle(cost) only then
@@ -325,8 +313,7 @@ def budget_status(*, account_id: int, exchange_id: str) -> tuple[float, dict[str
 
 def receive_window_s(client: ccxt.Exchange) -> float:
     """How long after it was signed a request of ``client`` can still be accepted by the exchange:
-    the ``recvWindow`` ccxt sends (Binance-like exchanges), else ``EXCHANGE_RECEIVE_WINDOW_S``."""
-    window_ms = (client.options or {}).get("recvWindow")
-    if isinstance(window_ms, (int, float)) and window_ms > 0:
-        return float(window_ms) / 1000
-    return float(settings.EXCHANGE_RECEIVE_WINDOW_S)
+    the window ccxt sends with each signed request where the exchange has one (exchanges.dialects),
+    else ``EXCHANGE_RECEIVE_WINDOW_S``."""
+    window_s = dialect_receive_window_s(client)
+    return window_s if window_s is not None else float(settings.EXCHANGE_RECEIVE_WINDOW_S)

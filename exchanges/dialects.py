@@ -23,6 +23,16 @@ DEFAULT_TRADES_PAGE = 100
 
 
 @dataclass(frozen=True)
+class OrderLimit:
+    """A cap on new orders: ``count`` per ``interval_s`` per account, for POSTs to ``paths`` (ccxt's
+    api paths); exchanges.budget gives them a lane of their own besides the request weight."""
+
+    paths: frozenset[str]
+    count: int
+    interval_s: float
+
+
+@dataclass(frozen=True)
 class ExchangeDialect:
     """ccxt constructor ``options`` of one exchange, and the facts our calls need that ccxt does not expose."""
 
@@ -30,6 +40,7 @@ class ExchangeDialect:
     lookup: str | None = None  # LOOKUP_*; None: LOOKUP_ORDER_LISTS when the exchange has them
     trades_page: int | None = None  # None: ccxt's features['spot']['fetchMyTrades']['limit']
     receive_window_option: str | None = None  # the ccxt option holding the signed requests' receive window (ms)
+    order_limit: OrderLimit | None = None  # new orders capped besides the request weight
 
 
 EXCHANGE_OPTIONS: dict[str, ExchangeDialect] = {
@@ -46,6 +57,9 @@ EXCHANGE_OPTIONS: dict[str, ExchangeDialect] = {
         },
         lookup=LOOKUP_FETCH_ORDER,
         receive_window_option="recvWindow",
+        # 100 new orders per 10 s per account (exchangeInfo's ORDERS rate limit).
+        order_limit=OrderLimit(frozenset({"order", "sor/order", "order/oco", "orderList/oco", "orderList/oto",
+                                          "orderList/otoco", "order/cancelReplace"}), count=100, interval_s=10),
     ),
     # Spot instruments only; ccxt maps clientOrderId to clOrdId on /api/v5/trade/order (place,
     # get, cancel). Fills come 100 a page (ccxt's features say so: no entry needed).
@@ -80,6 +94,11 @@ def trades_page(client: ccxt.Exchange) -> int:
     spot = (getattr(client, "features", None) or {}).get("spot") or {}
     limit = (spot.get("fetchMyTrades") or {}).get("limit")
     return int(limit) if limit else DEFAULT_TRADES_PAGE
+
+
+def order_limit(client: ccxt.Exchange) -> OrderLimit | None:
+    """The cap on new orders of ``client``'s exchange besides its request weight, if it has one."""
+    return exchange_dialect(client.id).order_limit
 
 
 def receive_window_s(client: ccxt.Exchange) -> float | None:

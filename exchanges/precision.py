@@ -13,7 +13,7 @@ import ccxt
 from ledger.amounts import parse_amount
 
 from .errors import OrderRefused, UnknownMarket
-from .services import exchange_decimal
+from .services import RawNumbers, exchange_decimal
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ def market_rules(client: ccxt.Exchange, symbol: str) -> MarketRules:
     market = (client.markets or {}).get(symbol)
     if market is None:
         raise UnknownMarket(f"{client.id} does not list {symbol!r}; check the symbol or reload markets")
-    precision, limits, info = market.get("precision") or {}, market.get("limits") or {}, market.get("info")
+    precision, limits = market.get("precision") or {}, market.get("limits") or {}
+    info = RawNumbers(market.get("info"))  # indexed once for the seven reads below
     tick, price_digits = _step(client.precisionMode, exchange_decimal(precision, "price", info=info), "price", symbol)
     step, amount_digits = _step(client.precisionMode, exchange_decimal(precision, "amount", info=info), "amount",
                                 symbol)

@@ -8,7 +8,7 @@ computed on the floats.
 """
 import logging
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import ccxt
 
@@ -38,22 +38,25 @@ def dec(value) -> Decimal | None:
     return Decimal(value) if isinstance(value, (int, str)) else Decimal(repr(float(value)))
 
 
-def _raw_numbers(info, found: dict[float, set[Decimal]]) -> dict[float, set[Decimal]]:
-    """{float value: the decimal texts that parse to it} of every numeric string in ``info``."""
-    if isinstance(info, dict):
-        info = info.values()
-    elif not isinstance(info, list):
-        if isinstance(info, str) and info and (info[0].isdigit() or info[0] in "-."):
-            try:
-                exact = Decimal(info)
-            except InvalidOperation:
-                return found
-            if exact.is_finite():
-                found.setdefault(float(exact), set()).add(exact)
-        return found
-    for item in info:
-        _raw_numbers(item, found)
+def _numeric_texts(info, found: list[tuple[float, str]] | None = None) -> list[tuple[float, str]]:
+    """Every text in ``info`` (nested dicts and lists) that reads as a finite number, with its float."""
+    found = [] if found is None else found
+    for item in info.values() if type(info) is dict else info:
+        kind = type(item)
+        if kind is str:
+            if item and (item[0] in _NUMBER_START):
+                try:
+                    number = float(item)
+                except ValueError:
+                    continue
+                if number - number == 0:  # finite
+                    found.append((number, item))
+        elif kind is dict or kind is list:
+            _numeric_texts(item, found)
     return found
+
+
+_NUMBER_START = frozenset("0123456789-.")
 
 
 class RawNumbers:
@@ -61,14 +64,23 @@ class RawNumbers:
     (a balance: one per currency and field)."""
 
     def __init__(self, info):
-        self.by_float = _raw_numbers(info, {})
+        self.by_float: dict[float, set[Decimal]] = {}
+        for number, text in _numeric_texts(info) if type(info) in (dict, list) else ():
+            self.by_float.setdefault(number, set()).add(Decimal(text))
+
+    def texts_of(self, value: float) -> set[Decimal]:
+        return self.by_float.get(value, set())
+
+
+def _texts_of(info, value: float) -> set[Decimal]:
+    return {Decimal(text) for number, text in _numeric_texts(info) if number == value}
 
 
 def exchange_decimal(structure, field, *, info=None) -> Decimal | None:
     """``structure[field]`` of a ccxt structure (order, trade, fee, balance, market) as an exact Decimal.
 
     When the raw response (``info``: the structure's own, or the one given, e.g. a trade's for its
-    fee, or a RawNumbers of it) holds exactly one decimal text equal to the float, that text is the
+    fee, or a RawNumbers of it) holds exactly one decimal value equal to the float, that text is the
     value: the exchange's own figure, whatever key the exchange gives it. Otherwise the float's
     shortest text. None when the field is absent.
     """
@@ -76,9 +88,9 @@ def exchange_decimal(structure, field, *, info=None) -> Decimal | None:
     if not isinstance(value, float) or value == 0:
         return dec(value)
     raw = structure.get("info") if info is None and isinstance(structure, dict) else info
-    if raw:
-        candidates = (raw if isinstance(raw, RawNumbers) else RawNumbers(raw)).by_float.get(value)
-        if candidates and len(candidates) == 1:
+    if type(raw) in (dict, list) or isinstance(raw, RawNumbers):
+        candidates = raw.texts_of(value) if isinstance(raw, RawNumbers) else _texts_of(raw, value)
+        if len(candidates) == 1:
             return next(iter(candidates))
     return dec(value)
 

@@ -219,12 +219,14 @@ EXCHANGE_BUDGET_SHARE = env.float("EXCHANGE_BUDGET_SHARE", default=0.9)
 EXCHANGE_BUDGET_BURST_MS = env.int("EXCHANGE_BUDGET_BURST_MS", default=250)
 # The pause after a 429/418 without Retry-After: this, doubled for each one within a minute (max 60 s).
 EXCHANGE_RATE_LIMIT_BACKOFF_S = env.float("EXCHANGE_RATE_LIMIT_BACKOFF_S", default=2.0)
-# How long an exchange may still accept a request after it was signed, when ccxt sends no recvWindow:
+# How long an exchange may still accept a request after it was signed, when ccxt sends no receive window
+# with it (exchanges/dialects.py names the exchanges that do):
 # a timed-out order request keeps its in-flight slots that long (intents/gates.py).
 EXCHANGE_RECEIVE_WINDOW_S = env.float("EXCHANGE_RECEIVE_WINDOW_S", default=10.0)
 # The simulator's Binance-like request limits per caller (API key, or address without one), reported
-# by exchangeInfo's rateLimits: request weight per minute and new orders per 10 s; over them 429 with
-# Retry-After, and 418 (banned SIM_BAN_S) for a caller that sends again before the Retry-After.
+# in the rateLimits of its Binance dialect's market listing: request weight per minute and new orders
+# per 10 s; over them 429 with Retry-After, and 418 (banned SIM_BAN_S) for a caller that sends again
+# before the Retry-After.
 SIM_RATE_LIMITS_ENABLED = env.bool("SIM_RATE_LIMITS_ENABLED", default=True)
 SIM_REQUEST_WEIGHT_PER_MINUTE = env.int("SIM_REQUEST_WEIGHT_PER_MINUTE", default=6000)
 SIM_ORDERS_PER_10S = env.int("SIM_ORDERS_PER_10S", default=100)
