@@ -81,11 +81,28 @@ def _step(mode: int, value: Decimal | None, what: str, symbol: str) -> tuple[Dec
     raise UnknownMarket(f"{symbol}: unknown ccxt precision mode {mode}")
 
 
+# {id(market structure): (that structure, precision mode, its rules)}: every create reads its market's
+# rules, and a market structure does not change once loaded (a reload makes new ones).
+_rules_cache: dict[int, tuple[dict, int, "MarketRules"]] = {}
+_RULES_CACHE_MAX = 4096
+
+
 def market_rules(client: ccxt.Exchange, symbol: str) -> MarketRules:
     """The precision and limits of ``symbol`` on the client's (already loaded) markets."""
     market = (client.markets or {}).get(symbol)
     if market is None:
         raise UnknownMarket(f"{client.id} does not list {symbol!r}; check the symbol or reload markets")
+    cached = _rules_cache.get(id(market))
+    if cached is not None and cached[0] is market and cached[1] == client.precisionMode:
+        return cached[2]
+    rules = _market_rules(client, symbol, market)
+    if len(_rules_cache) >= _RULES_CACHE_MAX:
+        _rules_cache.clear()
+    _rules_cache[id(market)] = (market, client.precisionMode, rules)
+    return rules
+
+
+def _market_rules(client: ccxt.Exchange, symbol: str, market: dict) -> MarketRules:
     precision, limits = market.get("precision") or {}, market.get("limits") or {}
     info = RawNumbers(market.get("info"))  # indexed once for the seven reads below
     tick, price_digits = _step(client.precisionMode, exchange_decimal(precision, "price", info=info), "price", symbol)
@@ -101,6 +118,11 @@ def market_rules(client: ccxt.Exchange, symbol: str) -> MarketRules:
         min_price=limit("price", "min"), max_price=limit("price", "max"), min_cost=limit("cost", "min"),
         price_digits=price_digits, amount_digits=amount_digits,
     )
+
+
+def _show(value: Decimal | None) -> str:
+    """A number as a person reads it in a refusal (0.00001, not 0.00001000 or 1E-5)."""
+    return "none" if value is None else format(value.normalize(), "f")
 
 
 def _to_step(value: Decimal, step: Decimal, rounding) -> Decimal:
@@ -124,16 +146,17 @@ def limit_order_prepare(rules: MarketRules, *, side: str, amount, price) -> Limi
     amount_step = rules.amount_step(amount)
     rounded_amount = _to_step(amount, amount_step, ROUND_DOWN)
     rounded_price = _to_step(price, rules.price_step(price), ROUND_FLOOR if side == "buy" else ROUND_CEILING)
-    where = f"{rules.symbol} {side} {amount} @ {price}"
+    where = f"{rules.symbol} {side} {_show(amount)} @ {_show(price)}"
     if rounded_amount <= 0 or (rules.min_amount is not None and rounded_amount < rules.min_amount):
-        raise OrderRefused(f"{where}: amount {rounded_amount} after rounding to {amount_step} is below the minimum {rules.min_amount}")
+        raise OrderRefused(f"{where}: amount {_show(rounded_amount)} after rounding to {_show(amount_step)} is below "
+                           f"the minimum {_show(rules.min_amount)}")
     if rules.max_amount is not None and rounded_amount > rules.max_amount:
-        raise OrderRefused(f"{where}: amount {rounded_amount} is above the maximum {rules.max_amount}")
+        raise OrderRefused(f"{where}: amount {_show(rounded_amount)} is above the maximum {_show(rules.max_amount)}")
     if rounded_price <= 0 or (rules.min_price is not None and rounded_price < rules.min_price):
-        raise OrderRefused(f"{where}: price {rounded_price} is below the minimum {rules.min_price}")
+        raise OrderRefused(f"{where}: price {_show(rounded_price)} is below the minimum {_show(rules.min_price)}")
     if rules.max_price is not None and rounded_price > rules.max_price:
-        raise OrderRefused(f"{where}: price {rounded_price} is above the maximum {rules.max_price}")
+        raise OrderRefused(f"{where}: price {_show(rounded_price)} is above the maximum {_show(rules.max_price)}")
     cost = rounded_amount * rounded_price
     if rules.min_cost is not None and cost < rules.min_cost:
-        raise OrderRefused(f"{where}: notional {cost} is below the minimum {rules.min_cost}")
+        raise OrderRefused(f"{where}: notional {_show(cost)} is below the minimum {_show(rules.min_cost)}")
     return LimitOrder(symbol=rules.symbol, side=side, amount=rounded_amount, price=rounded_price)

@@ -30,6 +30,7 @@ from exchanges.clients import exchange_client_of
 from exchanges.errors import ExchangeError
 from exchanges.models import ExchangeAccount
 from exchanges.policy import Action, Operation, error_action, retry_delay_s
+from exchanges.precision import limit_order_prepare, market_rules
 from exchanges.services import fetch_by_client_id
 
 from . import hooks, sql, tracked_orders
@@ -268,14 +269,27 @@ def _create(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Ou
         if cancelled_meanwhile:
             _transition(tracked_orders.not_sent_row(tracked), tracked, batch)
             return _Outcome(IntentStatus.SUPERSEDED, "not on the exchange and cancelled by a later cycle: not resent")
-    else:
+    amount, price = _on_the_market(intent, client)  # OrderRefused (nothing sent) below its limits
+    if intent.sent_at is None:
         batch.mark_sent(intent)  # saved before the call
-    order = client.create_order(
-        intent.symbol, "limit", intent.side, format(intent.amount, "f"), format(intent.price, "f"),
-        {"clientOrderId": intent.client_order_id},
-    )
+    order = client.create_order(intent.symbol, "limit", intent.side, format(amount, "f"), format(price, "f"),
+                                {"clientOrderId": intent.client_order_id})
     _apply(tracked, order, batch)
     return _Outcome(IntentStatus.DONE, exchange_order_id=tracked.exchange_order_id)
+
+
+def _on_the_market(intent: Intent, client) -> tuple:
+    """The create's amount and price on the market's grid (exchanges.precision, any ccxt precision
+    mode); raises OrderRefused for an unlisted symbol or an order outside the market's limits. The
+    strategy already rounds to the grid it stored, so this changes nothing there; on a
+    significant-digits market a larger amount loses the digits the exchange would refuse."""
+    order = limit_order_prepare(market_rules(client, intent.symbol), side=intent.side, amount=intent.amount,
+                                price=intent.price)
+    if (order.amount, order.price) != (intent.amount, intent.price):
+        logger.info("event=order_rounded_to_market client_order_id=%s amount=%s->%s price=%s->%s",
+                    intent.client_order_id, intent.amount, order.amount, intent.price, order.price)
+        return order.amount.normalize(), order.price.normalize()
+    return intent.amount, intent.price
 
 
 def _cancel(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Outcome:
