@@ -229,9 +229,10 @@ class AccountBudget:
         self.order_paths = order_paths
         self._local = threading.local()
 
-    def acquire(self, cost: float) -> float:
+    def acquire(self, cost: float | None = None) -> float:
         """Book ``cost`` units (and one order when the request being sent places one); sleep until
         the booking is due and no pause is on. Return the seconds slept."""
+        cost = 1.0 if cost is None else float(cost)
         order_ms = self.sizing.order_ms if getattr(self._local, "placing_order", False) else 0.0
         slept = 0.0
         while True:
@@ -292,9 +293,10 @@ def attach_budget(client: ccxt.Exchange, account) -> ccxt.Exchange:
     """Make every request of ``client`` (an ``ExchangeAccount``'s ccxt instance) draw on the
     account's shared budget instead of ccxt's per-process limiter; return the client.
 
-    Off (the client unchanged) with ``EXCHANGE_BUDGET_ENABLED=false``.
+    Off (the client unchanged) with ``EXCHANGE_BUDGET_ENABLED=false``; a client attached already is
+    left as it is.
     """
-    if not settings.EXCHANGE_BUDGET_ENABLED:
+    if not settings.EXCHANGE_BUDGET_ENABLED or getattr(client, "mm_budget", None) is not None:
         return client
     order = order_limit(client)
     budget = AccountBudget(account_id=account.pk, exchange_id=client.id, sizing=sizing_for(client),

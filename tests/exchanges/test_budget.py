@@ -159,8 +159,10 @@ print(json.dumps({"calls": calls, "limited": limited}))
 
 
 def hammer(child_env, account, mode: str, n: int) -> list[subprocess.Popen]:
-    """``n`` processes ready to hammer the exchange as ``account`` (``go`` tells them when)."""
-    procs = [subprocess.Popen([sys.executable, "-c", HAMMER, str(account.pk), mode], env=child_env,
+    """``n`` processes ready to hammer the exchange as ``account`` (``go`` tells them when); ``alone``: with
+    ccxt's per-process limiter only."""
+    env = dict(child_env, EXCHANGE_BUDGET_ENABLED="true" if mode == "shared" else "false")
+    procs = [subprocess.Popen([sys.executable, "-c", HAMMER, str(account.pk), mode], env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(n)]
     for proc in procs:

@@ -19,6 +19,13 @@ from tests.exchanges.conftest import SIM_KEY
 pytestmark = [pytest.mark.embedded]
 
 
+@pytest.fixture
+def raw_binance(simulator, settings):
+    """A ccxt binance client with ccxt's own limiter only: the shared budget would wait out a 429."""
+    settings.EXCHANGE_BUDGET_ENABLED = False
+    return simulator.client()
+
+
 def early_in_window(window_s: int, room_s: float) -> None:
     """Wait until at least ``room_s`` seconds are left in the current fixed window."""
     left = window_s - time.time() % window_s
@@ -49,7 +56,8 @@ def test_endpoint_weights_follow_binance():
     assert weight_of("/api/v5/trade/order", "POST", {}) == 1
 
 
-def test_over_the_weight_limit_429_with_retry_after_then_418_when_ignored(binance, settings):
+def test_over_the_weight_limit_429_with_retry_after_then_418_when_ignored(raw_binance, settings):
+    binance = raw_binance
     # Given a limit of 60 weight a minute (three /account calls of weight 20)
     settings.SIM_REQUEST_WEIGHT_PER_MINUTE = 60
     early_in_window(60, 10)
@@ -78,7 +86,8 @@ def test_over_the_weight_limit_429_with_retry_after_then_418_when_ignored(binanc
     assert (window.limit, window.used, window.requests, window.refused) == (60, 100, 5, 2)
 
 
-def test_over_the_orders_limit_429_code_1015(binance, settings):
+def test_over_the_orders_limit_429_code_1015(raw_binance, settings):
+    binance = raw_binance
     # Given a limit of 2 new orders per 10 s
     settings.SIM_ORDERS_PER_10S = 2
     early_in_window(10, 6)

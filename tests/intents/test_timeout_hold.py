@@ -19,7 +19,7 @@ from strategy import cycle
 from strategy.trackers import refresh_market_data
 from tests.runtime_fixtures import make_running_order
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.embedded]
 
 RECV_WINDOW_MS = 2500  # the hold: the timeout, then this receive window and 1 s
 
