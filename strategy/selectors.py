@@ -27,6 +27,21 @@ def tracked_markets_and_accounts() -> tuple[list[tuple[int, str]], list[int]]:
     return sorted(traded | sources), sorted({account_id for account_id, _ in traded})
 
 
+# The price_source_type names that price on the last trade (strategy.params).
+LAST_PRICE_SOURCES = ("last_price", "last")
+
+
+def markets_on_last_price() -> set[tuple[int, str]]:
+    """The (account, symbol) markets whose last trade price a running session quotes around: the
+    market data tracker reads it for these only."""
+    rows = StrategySession.objects.filter(
+        status=SessionStatus.RUNNING, order__price_source_type__in=LAST_PRICE_SOURCES,
+    ).values_list("order__exchange_account_id", "order__pair__symbol", "order__price_source_account",
+                  "order__price_source_market").distinct()
+    return {(source_account or account_id, source_market or symbol)
+            for account_id, symbol, source_account, source_market in rows if account_id}
+
+
 def sessions_accepting_orders(keys) -> set[str]:
     """The strategy keys among ``keys`` whose new orders may leave: the session is running (not
     stopping, stopped or missing) and the kill switch is off. One plain statement for a whole batch

@@ -1,7 +1,7 @@
 """Celery shells of the strategy runtime: the beat tick and the trackers it fans out."""
 from celery import shared_task
 
-from .selectors import tracked_markets_and_accounts
+from .selectors import markets_on_last_price, tracked_markets_and_accounts
 from .tick import refill_run, run_trackers, tick_run
 from .trackers import refresh_market_data, track_exchange_orders
 
@@ -18,8 +18,8 @@ def strategy_refill():
 
 
 @shared_task(name="refresh_market_data", ignore_result=True)
-def refresh_market_data_task(account_id: int, symbol: str):
-    refresh_market_data(account_id=account_id, symbol=symbol)
+def refresh_market_data_task(account_id: int, symbol: str, last_price: bool = False):
+    refresh_market_data(account_id=account_id, symbol=symbol, last_price=last_price)
 
 
 @shared_task(name="track_exchange_orders", ignore_result=True)
@@ -35,4 +35,4 @@ def run_trackers_task(markets: list | None = None, accounts: list | None = None)
     (``markets`` and ``accounts`` name them only in a message sent before that moved)."""
     if markets is None or accounts is None:
         markets, accounts = tracked_markets_and_accounts()
-    run_trackers([tuple(m) for m in markets], accounts, inline=False)
+    run_trackers([tuple(m) for m in markets], accounts, inline=False, last_price=markets_on_last_price())

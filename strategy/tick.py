@@ -31,7 +31,7 @@ from .cycle import strategies_run_due
 from .metrics import tick_duration_buckets_complete, tick_duration_hits, tick_duration_observe
 from .models import TICK_LEASE_NAME, TickLease
 from .periods import period_start_ms, tick_period_ms
-from .selectors import tracked_markets_and_accounts
+from .selectors import markets_on_last_price, tracked_markets_and_accounts
 from .trackers import refresh_market_data, track_exchange_orders
 
 logger = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ def _tick(now: datetime, sync: bool) -> TickOutcome:
     started = time.perf_counter()
     try:
         if sync:
-            run_trackers(*tracked_markets_and_accounts(), inline=True)
+            run_trackers(*tracked_markets_and_accounts(), inline=True, last_price=markets_on_last_price())
         else:
             # One message: a tick worker reads which markets and accounts to track and fans it out,
             # off the tick's path, where a publish per market and account would grow with them.
@@ -228,14 +228,16 @@ def _tick(now: datetime, sync: bool) -> TickOutcome:
                        intents_written=summary.intents_written)
 
 
-def run_trackers(markets, accounts, *, inline: bool) -> None:
-    """Refresh each (account, symbol) market's data and track each account's orders: here (sync
-    driver) or as one task each on the tick queue (worker driver), sent by name."""
+def run_trackers(markets, accounts, *, inline: bool, last_price=frozenset()) -> None:
+    """Refresh each (account, symbol) market's data (with its last trade price for those in
+    ``last_price``) and track each account's orders: here (sync driver) or as one task each on the
+    tick queue (worker driver), sent by name."""
     for account_id, symbol in markets:
+        with_last = (account_id, symbol) in last_price
         if inline:
-            refresh_market_data(account_id=account_id, symbol=symbol)
+            refresh_market_data(account_id=account_id, symbol=symbol, last_price=with_last)
         else:
-            jobs.send("refresh_market_data", args=[account_id, symbol], expires=task_expiry())
+            jobs.send("refresh_market_data", args=[account_id, symbol, with_last], expires=task_expiry())
     for account_id in accounts:
         if inline:
             track_exchange_orders(account_id=account_id)

@@ -55,17 +55,20 @@ def market_rules(client: ccxt.Exchange, symbol: str, *, near_price: Decimal | No
     }
 
 
-def refresh_market_data(*, account_id: int, symbol: str) -> MarketData:
+def refresh_market_data(*, account_id: int, symbol: str, last_price: bool = False) -> MarketData:
+    """Store the market's book top levels and rules (one order-book request); with ``last_price`` (a
+    running session prices on the last trade) also the last trade price, from the ticker (a second
+    request, for those markets only)."""
     client = exchange_client(account_id=account_id)
     book = client.fetch_order_book(symbol, limit=BOOK_LEVELS)
     best_bid = dec(book["bids"][0][0]) if book["bids"] else None
     best_ask = dec(book["asks"][0][0]) if book["asks"] else None
     rules = market_rules(client, symbol, near_price=best_ask or best_bid)
-    row, _ = MarketData.objects.update_or_create(
-        account_id=account_id, symbol=symbol,
-        defaults={"best_bid": best_bid, "best_ask": best_ask, "fetched_at": timezone.now(),
-                  "bids": _levels(book["bids"]), "asks": _levels(book["asks"]), **rules},
-    )
+    defaults = {"best_bid": best_bid, "best_ask": best_ask, "fetched_at": timezone.now(),
+                "bids": _levels(book["bids"]), "asks": _levels(book["asks"]), **rules}
+    if last_price:
+        defaults["last_price"] = exchange_decimal(client.fetch_ticker(symbol), "last")
+    row, _ = MarketData.objects.update_or_create(account_id=account_id, symbol=symbol, defaults=defaults)
     return row
 
 

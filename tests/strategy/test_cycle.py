@@ -276,3 +276,23 @@ def test_a_refill_run_is_skipped_while_another_cycle_runs(sim, sync_driver):
         release.set()
         thread.join()
     assert refill_run().ran
+
+
+@pytest.mark.embedded
+def test_a_session_on_the_last_trade_price_quotes_around_it(sim, sync_driver):
+    # given an order priced on the last trade (the market data tracker then reads the ticker too)
+    account = sim.accounts[0]
+    order = make_running_order(account, layers=1, spread="0.001")
+    MarketMakingOrder.objects.filter(pk=order.pk).update(price_source_type="last_price")
+
+    tick_run()
+
+    # then the stored market has the exchange's last price and the ladder is around it
+    from strategy.models import MarketData
+
+    last = Decimal(str(sim.client(account).fetch_ticker("BTC/USDT")["last"]))
+    assert MarketData.objects.get(account=account, symbol="BTC/USDT").last_price == last
+    prices = {o["side"]: Decimal(str(o["price"])) for o in open_orders_of(sim.client(account), order)}
+    assert set(prices) == {"buy", "sell"}
+    assert abs(prices["buy"] - last * Decimal("0.999")) < Decimal("0.02")
+    assert abs(prices["sell"] - last * Decimal("1.001")) < Decimal("0.02")
