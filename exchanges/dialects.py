@@ -115,7 +115,7 @@ def required_capabilities(client: ccxt.Exchange) -> list[str]:
     """The ccxt ``has`` entries the system calls on an account of this exchange, in the order a
     message names them; "a|b" is either of two calls that answer the same question."""
     needed = ["createOrder", "cancelOrder", "fetchOpenOrders", "fetchMyTrades", "fetchBalance", "fetchOrderBook",
-              "fetchDepositAddress", "fetchDeposits|fetchDepositsWithdrawals"]
+              "fetchTicker", "fetchDepositAddress", "fetchDeposits|fetchDepositsWithdrawals"]
     if client_id_lookup(client) == LOOKUP_FETCH_ORDER:
         needed.append("fetchOrder")
     else:
