@@ -190,3 +190,14 @@ def test_deposit_address_and_status_through_the_okx_dialect(okx_layer, simulator
 
     assert exchange_deposit_status(account_id=account.pk, asset="BTC", tx_id="okx-tx-1") == "confirmed"
     assert address == exchange_deposit_address(account_id=account.pk, asset="BTC")
+
+
+def test_a_wrong_passphrase_is_one_authentication_error_before_anything_is_sent(simulator):
+    import ccxt
+
+    account = ExchangeAccount(exchange_id="okx", label="okx-wrong", api_key=SIM_KEY, base_url=simulator.base_url)
+    account.api_secret, account.api_passphrase = SIM_SECRET, "not-the-passphrase"
+    account.save()
+
+    with pytest.raises(ccxt.AuthenticationError, match="(?i)passphrase"):
+        build_exchange_client(account)
