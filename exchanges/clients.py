@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import ccxt
 from django.conf import settings
 
+from .budget import attach_budget
 from .dialects import exchange_options
 from .errors import AccountDisabled, ExchangeSetupError
 from .models import ExchangeAccount
@@ -63,6 +64,9 @@ def build_exchange_client(account: ExchangeAccount, *, timeout_ms: int | None = 
         client.set_sandbox_mode(True)
     if account.base_url:
         client.urls["api"] = point_urls(client.urls["api"], account.base_url)
+    # The account's request budget, shared by every process (exchanges/budget.py), in place of ccxt's
+    # per-process limiter: before the markets load, so that request is counted too.
+    attach_budget(client, account)
     if load_markets:
         _load_shared_markets(client, account)
     return client
