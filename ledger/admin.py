@@ -1,9 +1,10 @@
-"""Read-only admin of the ledger: balances, entries with their postings, asset scales."""
+"""Admin of the ledger: balances, entries with their postings, postings by account (fee debts among them)
+read-only; asset scales and exchange currency codes editable."""
 from django.contrib import admin
 
 from mmproject.admin import ReadOnlyAdmin, ReadOnlyInline
 
-from .models import Asset, Balance, LedgerEntry, Posting
+from .models import Asset, Balance, ExchangeCurrency, LedgerEntry, Posting
 
 
 @admin.register(Balance)
@@ -32,3 +33,26 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 class AssetAdmin(admin.ModelAdmin):
     list_display = ("asset_id", "symbol", "scale")
     search_fields = ("asset_id", "symbol")
+
+
+@admin.register(Posting)
+class PostingAdmin(ReadOnlyAdmin):
+    """Filter by account ``fee_debt`` to see the fees orders owe in a third currency (ref = the order)."""
+
+    list_display = ("entry_id", "account", "user_id", "asset_id", "amount", "ref")
+    list_filter = ("account", "asset_id")
+    search_fields = ("user_id", "asset_id", "entry__ref_id")
+    list_select_related = ("entry",)
+
+    @admin.display(description="ref")
+    def ref(self, posting):
+        return f"{posting.entry.ref_type}:{posting.entry.ref_id}" if posting.entry.ref_type else ""
+
+
+@admin.register(ExchangeCurrency)
+class ExchangeCurrencyAdmin(admin.ModelAdmin):
+    """Which Mixin asset an exchange currency code is: a fee in a third currency settles only once mapped."""
+
+    list_display = ("exchange_id", "code", "asset")
+    search_fields = ("exchange_id", "code", "asset__asset_id", "asset__symbol")
+    list_filter = ("exchange_id",)

@@ -25,3 +25,7 @@ class IdempotencyConflict(LedgerError):
 
 class ImmutableEntry(LedgerError):
     """Entries and postings are append-only."""
+
+
+class UnknownExchangeCurrency(LedgerError, ValueError):
+    """An exchange currency code (e.g. a fee's) that no pair names and no ExchangeCurrency row maps."""

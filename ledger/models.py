@@ -21,6 +21,10 @@ class Account(models.TextChoices):
     EXCHANGE = "exchange", "exchange counterparty (fills)"
     FEES = "fees", "fees"
     REWARDS = "rewards", "rewards"
+    # What a user owes in an asset their order does not hold (a fill's fee charged by the exchange in
+    # a third currency, e.g. BNB): a system account per user, so it has no balance row and no CHECK;
+    # its postings carry the order's ref (docs/decisions.md, "Fees in a third currency").
+    FEE_DEBT = "fee_debt", "fee debt (fees owed in an asset the order does not hold)"
 
 
 USER_ACCOUNTS = (Account.USER_AVAILABLE, Account.USER_LOCKED)
@@ -45,6 +49,30 @@ class Asset(models.Model):
 
     def __str__(self):
         return f"{self.symbol or self.asset_id} (scale {self.scale})"
+
+
+class ExchangeCurrency(models.Model):
+    """Which Mixin asset an exchange's currency code is, for currencies no pair names: a fee charged
+    in a third currency (e.g. BNB on Binance) settles in that asset only when it is mapped here."""
+
+    exchange_id = models.CharField(max_length=64, help_text="ccxt exchange id, e.g. binance")
+    code = models.CharField(max_length=32, help_text="the exchange's currency code, e.g. BNB (stored upper case)")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="exchange_currencies",
+                              help_text="the Mixin asset (its scale is the ledger's precision of the fee)")
+
+    class Meta:
+        verbose_name_plural = "exchange currencies"
+        constraints = [
+            models.UniqueConstraint(fields=["exchange_id", "code"], name="ledger_exchange_currency_uniq"),
+        ]
+
+    def save(self, *args, **kwargs):
+        self.exchange_id = self.exchange_id.strip().lower()
+        self.code = self.code.strip().upper()
+        super().save(*args, **kwargs)
+
+    def __str__(self):
+        return f"{self.exchange_id}:{self.code} = {self.asset_id}"
 
 
 def _non_negative(field: str):

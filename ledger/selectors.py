@@ -1,4 +1,5 @@
-"""Reads of the ledger: the audit that proves balances equal the sum of their postings."""
+"""Reads of the ledger: the audit that proves balances equal the sum of their postings, what an order
+holds and owes, and which asset an exchange currency code is."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -9,7 +10,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from .amounts import exact_context
-from .models import Account, Balance, Posting
+from .models import Account, Balance, ExchangeCurrency, Posting
 
 ZERO = Decimal(0)
 
@@ -111,3 +112,27 @@ def ref_positions(*, ref_type: str, ref_ids) -> dict[tuple[str, str], Decimal]:
                                       entry__ref_id__in=[str(r) for r in ref_ids])
     return {(ref_id, asset_id): total for (ref_id, asset_id), total in
             posting_sums(("entry__ref_id", "asset_id"), queryset).items()}
+
+
+def ref_fee_debts(*, ref_type: str, ref_ids=None) -> dict[tuple[str, str], Decimal]:
+    """What each referenced thing (e.g. an order) owes in fees charged in an asset it does not hold
+    (a third currency): {(ref_id, asset_id): amount}, negative (owed). Every ref of ``ref_type``
+    when ``ref_ids`` is None. These never count in ref_positions: they are not funds the order has.
+    """
+    queryset = Posting.objects.filter(account=Account.FEE_DEBT, entry__ref_type=ref_type)
+    if ref_ids is not None:
+        queryset = queryset.filter(entry__ref_id__in=[str(r) for r in ref_ids])
+    return {(ref_id, asset_id): total for (ref_id, asset_id), total in
+            posting_sums(("entry__ref_id", "asset_id"), queryset).items() if total}
+
+
+def exchange_currency_asset(*, exchange_id: str, code: str) -> str | None:
+    """The Mixin asset id an exchange's currency code is mapped to (ExchangeCurrency), or None."""
+    return ExchangeCurrency.objects.filter(exchange_id=exchange_id.strip().lower(),
+                                           code=code.strip().upper()).values_list("asset_id", flat=True).first()
+
+
+def exchange_currency_codes(*, exchange_ids) -> dict[tuple[str, str], str]:
+    """{(exchange id, asset id): currency code} of the mapped currencies of those exchanges."""
+    return {(exchange_id, asset_id): code for exchange_id, asset_id, code in ExchangeCurrency.objects.filter(
+        exchange_id__in=[e.lower() for e in exchange_ids]).values_list("exchange_id", "asset_id", "code")}

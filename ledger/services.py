@@ -408,12 +408,16 @@ def credit_reward(*, user_id: str, asset_id: str, amount, idempotency_key: str,
 
 def settle_fill(*, user_id: str, exchange: str, trade_id: str, side: str, base_asset_id: str,
                 quote_asset_id: str, base_amount, quote_amount, fee_asset_id: str | None = None,
-                fee_amount=0, idempotency_key: str | None = None, ref_type: str = "",
+                fee_amount=0, fee_owed: bool = False, idempotency_key: str | None = None, ref_type: str = "",
                 ref_id: str = "") -> LedgerResult:
     """Settle one exchange fill against the user's locked funds, fee included, in one entry.
 
     A buy spends locked quote and receives locked base; a sell the reverse. The proceeds stay
     locked (the strategy keeps trading them) until the order is stopped and unlocked.
+    The fee comes out of the locked funds; with ``fee_owed`` (a fee in a third currency, e.g. BNB,
+    which the order does not hold) it is owed instead: posted to the user's ``fee_debt`` account in
+    that asset, under the same ref, since a locked balance cannot go negative (docs/decisions.md,
+    "Fees in a third currency").
     Key: ``fill:{exchange}:{trade_id}``, so a trade is settled once however often it is seen.
     """
     _require_id("user_id", user_id)
@@ -429,6 +433,9 @@ def settle_fill(*, user_id: str, exchange: str, trade_id: str, side: str, base_a
     quote = _amount(quote_amount, quote_asset_id, field="quote_amount")
     fee_asset = fee_asset_id or quote_asset_id
     fee = _amount(fee_amount, fee_asset, field="fee_amount", allow_zero=True)
+    if fee_owed and fee_asset in (base_asset_id, quote_asset_id):
+        raise ValueError(f"a fee in the pair's own asset {fee_asset} is paid from locked funds; fee_owed is for a "
+                         "third currency")
     key = idempotency_key or f"fill:{exchange}:{trade_id}"
 
     # copy_negate is exact; unary minus and multiplication round to the 28-digit default context.
@@ -440,10 +447,12 @@ def settle_fill(*, user_id: str, exchange: str, trade_id: str, side: str, base_a
         _Move(Account.EXCHANGE, "", quote_asset_id, quote_out),
     ]
     if fee:
-        moves += [_Move(Account.USER_LOCKED, user_id, fee_asset, fee.copy_negate()),
+        moves += [_Move(Account.FEE_DEBT if fee_owed else Account.USER_LOCKED, user_id, fee_asset, fee.copy_negate()),
                   _Move(Account.FEES, "", fee_asset, fee)]
     extra = {"exchange": exchange, "trade_id": str(trade_id), "side": side, "quote_asset_id": quote_asset_id,
              "quote_amount": canonical(quote), "fee_asset_id": fee_asset, "fee_amount": canonical(fee)}
+    if fee_owed:  # only then: the payload (and hash) of every other fill stays what it always was
+        extra["fee_owed"] = True
     return _apply(op=Operation.SETTLE_FILL, key=key, user_id=user_id, asset_id=base_asset_id, amount=base,
                   ref_type=ref_type, ref_id=ref_id, moves=moves, payload_extra=extra, details=extra)
 
