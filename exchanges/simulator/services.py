@@ -273,18 +273,19 @@ def _apply_fill(*, order: SimOrder, market: SimMarket, balances: dict[str, SimBa
     rate = market.maker_fee if is_maker else market.taker_fee
     quote_qty = price * qty
     base, quote = balances[market.base], balances[market.quote]
+    paid_apart = _commission_in_own_asset(order.account_id, market, balances, quote_qty * rate)
     if order.side == "BUY":
         reserved = order.price * qty
         quote.locked -= reserved
         order.locked_remaining -= reserved
         quote.free += reserved - quote_qty  # price improvement of a taker fill comes back
-        fee, fee_asset = engine.commission(qty, rate), market.base
-        base.free += qty - fee
+        fee, fee_asset = paid_apart or (engine.commission(qty, rate), market.base)
+        base.free += qty - (fee if fee_asset == market.base else 0)
     else:
         base.locked -= qty
         order.locked_remaining -= qty
-        fee, fee_asset = engine.commission(quote_qty, rate), market.quote
-        quote.free += quote_qty - fee
+        fee, fee_asset = paid_apart or (engine.commission(quote_qty, rate), market.quote)
+        quote.free += quote_qty - (fee if fee_asset == market.quote else 0)
     order.executed_qty += qty
     order.cumulative_quote_qty += quote_qty
     order.status = SimOrderStatus.FILLED if order.executed_qty == order.orig_qty else SimOrderStatus.PARTIALLY_FILLED
@@ -297,6 +298,32 @@ def _apply_fill(*, order: SimOrder, market: SimMarket, balances: dict[str, SimBa
     return SimTrade(order=order, account_id=order.account_id, market=market, price=price, qty=qty,
                     quote_qty=quote_qty, commission=fee, commission_asset=fee_asset,
                     is_buyer=order.side == "BUY", is_maker=is_maker, time_ms=at_ms)
+
+
+def _commission_in_own_asset(account_id: int, market: SimMarket, balances: dict[str, SimBalance],
+                             quote_value: Decimal) -> tuple[Decimal, str] | None:
+    """Binance's "pay fees with BNB": the fee worth ``quote_value`` (in the market's quote) taken in the
+    asset the account's ``faults["commission_asset"]`` names, at ``faults["commission_asset_price"]``
+    (that asset's price in the market's quote), from its free balance; None (the fee comes out of
+    what the fill receives, as usual) when the account has no such option or, as on Binance, too
+    little of that asset. The account row is locked by the caller; the asset's row joins
+    ``balances``, which the caller saves."""
+    option = SimAccount.objects.filter(pk=account_id).values_list("faults", flat=True).first() or {}
+    asset = str(option.get("commission_asset") or "").upper()
+    if not asset or asset in (market.base, market.quote):
+        return None
+    fee = engine.commission(quote_value / Decimal(str(option["commission_asset_price"])), Decimal(1))
+    row = balances.get(asset)
+    if row is None:
+        row = SimBalance.objects.filter(account_id=account_id, asset=asset).first()
+        if row is None:
+            return None
+        row.loaded = (row.free, row.locked)
+        balances[asset] = row
+    if row.free < fee:
+        return None
+    row.free -= fee
+    return fee, asset
 
 
 def _changed_balances(balances: dict[str, SimBalance]) -> list[SimBalance]:
