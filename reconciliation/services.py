@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import ccxt
@@ -34,7 +34,8 @@ from exchanges.errors import AccountDisabled, ExchangeError
 from exchanges.models import ExchangeAccount
 from intents.models import TrackedOrderStatus
 from ledger.amounts import exact_context
-from orders.models import MarketMakingOrder
+from ledger.selectors import exchange_currency_codes, ref_fee_debts
+from orders.models import ORDER_REF, MarketMakingOrder
 from intents.ids import client_order_prefix
 from exchanges.services import RawNumbers, exchange_decimal, fetch_by_client_id
 from intents.tracked_orders import ON_BOOK, status_of_exchange_order
@@ -323,7 +324,7 @@ def exchange_totals(balance: dict) -> dict[str, Decimal]:
 
 def _check_balances(findings: list[Finding], counts: _RunState, *, run: ReconciliationRun,
                     set_baseline: bool) -> None:
-    positions = selectors.ledger_positions()
+    positions = _with_fee_debts(selectors.ledger_positions())
     baselines = selectors.baselines()
     labels = dict(ExchangeAccount.objects.values_list("pk", "label"))
     for account_id, assets in sorted(selectors.balance_scope(positions).items()):
@@ -362,6 +363,36 @@ def _check_balances(findings: list[Finding], counts: _RunState, *, run: Reconcil
                             f"baseline float is {baseline.difference} (set {baseline.set_at.isoformat()}), so "
                             f"{expected} was expected: changed by {change:+f}"),
                 ))
+
+
+def _with_fee_debts(positions: dict[tuple[int, str], selectors.Position]) -> dict[tuple[int, str], selectors.Position]:
+    """``positions`` with the fees orders owe in a third currency (ledger fee_debt postings, e.g. BNB on
+    Binance) counted on their account: the exchange took that asset from the account's own holdings,
+    so the ledger's position there goes down by as much and the difference to the exchange stays
+    put. The asset's code on the exchange is the one ledger.ExchangeCurrency maps (as at settlement)."""
+    debts = ref_fee_debts(ref_type=ORDER_REF)
+    if not debts:
+        return positions
+    accounts = {str(order_id): (account_id or pair_account_id, exchange_id or pair_exchange_id)
+                for order_id, account_id, pair_account_id, exchange_id, pair_exchange_id in
+                MarketMakingOrder.objects.filter(order_id__in=selectors._uuids({ref for ref, _ in debts})).values_list(
+                    "order_id", "exchange_account_id", "pair__exchange_account_id", "exchange_account__exchange_id",
+                    "pair__exchange_account__exchange_id")}
+    codes = exchange_currency_codes(exchange_ids={exchange_id for _, exchange_id in accounts.values() if exchange_id})
+    merged = dict(positions)
+    with exact_context():
+        for (ref_id, asset_id), owed in sorted(debts.items()):
+            account_id, exchange_id = accounts.get(ref_id, (None, None))
+            code = codes.get((exchange_id, asset_id))
+            if account_id is None or code is None:
+                logger.warning("event=reconcile_fee_debt_unplaced order_id=%s asset_id=%s owed=%s account_id=%s: no "
+                               "account or exchange currency for it", ref_id, asset_id, owed, account_id)
+                continue
+            key = (account_id, code.upper())
+            known = merged.get(key)
+            merged[key] = replace(known, amount=known.amount + owed, orders=known.orders + 1) if known else \
+                selectors.Position(account_id=account_id, asset=key[1], amount=owed, orders=1)
+    return merged
 
 
 def _baseline_store(account_id: int, asset: str, *, difference: Decimal, exchange_total: Decimal,

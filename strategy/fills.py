@@ -15,7 +15,8 @@ from exchanges.dialects import trades_page
 from exchanges.services import exchange_decimal
 from intents.ids import order_id_of
 from intents.models import OPEN_TRACKED_STATUSES, TrackedFill, TrackedOrder
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, UnknownExchangeCurrency
+from ledger.selectors import exchange_currency_asset
 from ledger.services import settle_fill
 
 from .order_rows import ORDER_REF, order_for_fills
@@ -89,24 +90,37 @@ def _fill_save(account_id: int, symbol: str, order: TrackedOrder, trade: dict) -
 def fill_settle(*, fill: TrackedFill) -> int:
     """Settle one fill against its order's locked funds (fee included); returns the ledger entry id.
 
-    Exchange currency codes map to the pair's Mixin asset ids; a fee in any other currency
-    cannot be settled and raises ValueError (recorded on the fill, reported by reconciliation).
+    Exchange currency codes map to the pair's Mixin asset ids; a fee in any other currency (e.g.
+    BNB) settles in the asset ledger.ExchangeCurrency maps it to on this exchange, as a fee debt of
+    the order (ledger.services.settle_fill). An unmapped one raises UnknownExchangeCurrency: the
+    fill stays unsettled with the error recorded, logged as an alert, and the exchange's balances
+    move without the ledger (reconciliation reports it) until an operator maps the currency.
     """
     order = order_for_fills(order_id_of(fill.strategy_key))
     pair = order.pair
+    account = order.exchange_account
     assets = {pair.base_exchange_asset.upper(): pair.base_asset_id, pair.quote_exchange_asset.upper(): pair.quote_asset_id}
     fee_asset = None
     if fill.fee:
-        fee_asset = assets.get(fill.fee_currency.upper())
+        code = fill.fee_currency.upper()
+        fee_asset = assets.get(code) or (exchange_currency_asset(exchange_id=account.exchange_id, code=code)
+                                         if code else None)
         if fee_asset is None:
-            raise ValueError(f"fee currency {fill.fee_currency!r} of trade {fill.trade_id} is neither "
-                             f"{pair.base_exchange_asset} nor {pair.quote_exchange_asset}")
-    account = order.exchange_account
+            logger.error("event=fee_currency_unmapped order_id=%s account_id=%s exchange_id=%s trade_id=%s fee=%s "
+                         "currency=%s", order.order_id, account.pk, account.exchange_id, fill.trade_id, fill.fee,
+                         fill.fee_currency or "-")
+            raise UnknownExchangeCurrency(
+                f"fee {fill.fee} {fill.fee_currency or '(no currency)'} of trade {fill.trade_id} on {account.label} "
+                f"cannot settle: {fill.fee_currency or 'the empty code'} is neither the pair's base "
+                f"{pair.base_exchange_asset} nor quote {pair.quote_exchange_asset}, and no exchange currency maps "
+                f"{account.exchange_id}:{code or '?'} to a Mixin asset (add it in the admin under Ledger > Exchange "
+                f"currencies); the whole fill is unsettled until then")
     result = settle_fill(
         user_id=order.user_id, exchange=f"{account.exchange_id}-{account.pk}",
         trade_id=f"{fill.symbol.replace('/', '')}-{fill.trade_id}", side=fill.side,
         base_asset_id=pair.base_asset_id, quote_asset_id=pair.quote_asset_id,
         base_amount=fill.amount, quote_amount=fill.cost, fee_asset_id=fee_asset, fee_amount=fill.fee,
+        fee_owed=fee_asset not in (None, pair.base_asset_id, pair.quote_asset_id),
         ref_type=ORDER_REF, ref_id=str(order.order_id),
     )
     TrackedFill.objects.filter(pk=fill.pk).update(ledger_entry_id=result.entry.pk, settle_error="")

@@ -6,7 +6,7 @@ import time
 
 from django.db import transaction
 
-from ledger.selectors import ref_positions
+from ledger.selectors import ref_fee_debts, ref_positions
 from ledger.services import unlock_funds
 from mmproject.jobs import enqueue_after_commit
 from strategy.services import session_start, session_stop
@@ -95,10 +95,20 @@ def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: flo
 
 
 def positions_unlock(order) -> None:
-    """Unlock what the order really holds in each asset: its locks, plus fills, minus fees."""
+    """Unlock what the order really holds in each asset: its locks, plus fills, minus fees.
+
+    Fees it owes in a third currency (e.g. BNB) are not deducted from what is unlocked: the order
+    never held that asset and converting needs a price nobody agreed to. The debt stays on the
+    user's fee_debt account under the order's ref and is logged here for the operator
+    (docs/lifecycle.md, "Fees in a third currency at stop").
+    """
     positions = ref_positions(ref_type=ORDER_REF, ref_ids=[order.order_id])
     for (_, asset_id), amount in sorted(positions.items()):
         if amount > 0:
             unlock_funds(user_id=order.user_id, asset_id=asset_id, amount=amount,
                          idempotency_key=f"mm-unlock:{order.order_id}:{asset_id}",
                          ref_type=ORDER_REF, ref_id=str(order.order_id))
+    for (_, asset_id), owed in sorted(ref_fee_debts(ref_type=ORDER_REF, ref_ids=[order.order_id]).items()):
+        logger.warning("event=order_fee_debt order_id=%s user_id=%s asset_id=%s owed=%s: fees charged in an asset "
+                       "the order does not hold; its base and quote were unlocked in full, the debt stays recorded",
+                       order.order_id, order.user_id, asset_id, owed.copy_negate())
