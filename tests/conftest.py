@@ -6,6 +6,32 @@ import pytest
 pytest_plugins = ["tests.runtime_fixtures"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hasher():
+    """Users made by the tests (tests/factories.py's UserFactory, the demo's admin) get MD5 password hashes,
+    not PBKDF2's million rounds (0.2-0.3 CPU-s per user, over a minute of the suite): no test is about the
+    hash's strength, and check_password works the same. Child processes keep the default."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database; on PostgreSQL with ``synchronous_commit`` off for every connection to it (this
+    process's and its children's): a commit is visible to every other session as before and is lost only if
+    the PostgreSQL server itself crashes, so nothing a test asserts changes, but the transactional tests'
+    commits and the flush after each no longer wait for the WAL to reach the disk."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            name = connection.ops.quote_name(connection.settings_dict["NAME"])
+            cursor.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
+            cursor.execute("SET synchronous_commit = off")
+
+
 @pytest.fixture
 def child_env(django_db_setup, settings):
     """Environment for a child process (worker, concurrency helper) that must use the test database."""
