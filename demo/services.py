@@ -1,5 +1,8 @@
 """The demo bootstrap: an operator login, an exchange account on the simulator, a pair, a paid order.
 
+The account trades through the ccxt class MM_DEMO_EXCHANGE names (binance by default, or okx: the
+simulator's two dialects); it is made through exchanges.services.exchange_account_create.
+
 Idempotent: a second run keeps the login (password set again), the account (base URL updated),
 the pair, and the demo order that is still on its way or running; its snapshots have fixed ids,
 so ingesting them again changes nothing. A new order is made only when the last one ended
@@ -21,6 +24,8 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
+from exchanges.errors import ExchangeSetupError
+from exchanges.management.commands.exchange_simulator import simulator_exchange_account_ensure, simulator_exchange_id
 from exchanges.models import ExchangeAccount, SimAccount
 from orders.errors import TransferUncertain
 from orders.memo import encode_snapshot_memo
@@ -67,6 +72,7 @@ class DemoSetup:
     snapshots: str
     pair_id: str
     exchange_account: str
+    exchange_id: str
     exchange_url: str
     admin_user: str
     admin_password: str
@@ -92,25 +98,32 @@ def operator_ensure(*, username: str, password: str) -> None:
     user.save()
 
 
-def exchange_account_ensure(*, exchange_url: str, api_key: str, api_secret: str) -> ExchangeAccount:
-    """The demo's binance account, pointed at the simulator on ``exchange_url``."""
+def exchange_account_ensure(*, exchange_url: str, api_key: str, api_secret: str, exchange_id: str) -> ExchangeAccount:
+    """The demo's account of ccxt id ``exchange_id``, pointed at the simulator on ``exchange_url``."""
     if not SimAccount.objects.filter(api_key=api_key).exists():
         raise DemoError(f"the simulator has no account with API key {api_key!r}: start `manage.py exchange_simulator` "
                         "first (it creates the account and markets)")
-    account = ExchangeAccount.objects.filter(label=DEMO_ACCOUNT_LABEL).first() or ExchangeAccount(label=DEMO_ACCOUNT_LABEL)
-    account.exchange_id = "binance"
-    account.api_key = api_key
-    account.api_secret = api_secret
-    account.base_url = exchange_url.rstrip("/")
-    account.enabled = True
-    account.save()
-    return account
+    current = ExchangeAccount.objects.filter(label=DEMO_ACCOUNT_LABEL).first()
+    if current is not None and current.exchange_id != exchange_id:
+        # Fills are settled once per (exchange, trade id): an order that has traded through one dialect must
+        # not be read again through the other, where the same trades would look new.
+        busy = (MarketMakingOrder.objects.filter(user_id=DEMO_USER_ID, pair__exchange_account=current,
+                                                 state__in=ACTIVE_STATES)
+                .exclude(state=OrderState.PAYMENT_PENDING).order_by("-created_at").first())
+        if busy is not None:
+            raise DemoError(f"demo order {busy.order_id} is {busy.state} on {current.exchange_id}: stop it first "
+                            f"(`manage.py stop_mm {busy.order_id}`) or run with MM_DEMO_EXCHANGE={current.exchange_id}")
+    try:
+        return simulator_exchange_account_ensure(label=DEMO_ACCOUNT_LABEL, exchange_id=exchange_id, api_key=api_key,
+                                                 api_secret=api_secret, base_url=exchange_url.rstrip("/"))
+    except ExchangeSetupError as exc:
+        raise DemoError(str(exc)) from None
 
 
 def pair_ensure(*, account: ExchangeAccount) -> MarketMakingPair:
     pair, _ = MarketMakingPair.objects.update_or_create(
         exchange_account=account, symbol=DEMO_SYMBOL,
-        defaults=dict(exchange_id="binance", base_asset_id=BTC_ASSET_ID, quote_asset_id=USDT_ASSET_ID,
+        defaults=dict(exchange_id=account.exchange_id, base_asset_id=BTC_ASSET_ID, quote_asset_id=USDT_ASSET_ID,
                       base_exchange_asset="BTC", quote_exchange_asset="USDT", enabled=True),
     )
     return pair
@@ -151,15 +164,17 @@ def demo_snapshots(order: MarketMakingOrder) -> list[dict]:
     ]
 
 
-def demo_setup(*, exchange_url: str, api_key: str, api_secret: str) -> DemoSetup:
-    """Everything the demo needs, then its order paid through ``ingest_snapshots`` (local provider)."""
+def demo_setup(*, exchange_url: str, api_key: str, api_secret: str, exchange_id: str | None = None) -> DemoSetup:
+    """Everything the demo needs, then its order paid through ``ingest_snapshots`` (local provider); the
+    account's ccxt id is ``exchange_id`` (default: MM_DEMO_EXCHANGE, else binance)."""
     if settings.MM_PAYMENT_PROVIDER != "local":
         raise DemoError(f"the demo pays its order with local snapshots; MM_PAYMENT_PROVIDER is "
                         f"{settings.MM_PAYMENT_PROVIDER!r}, not 'local'")
     username, password = admin_credentials()
     with transaction.atomic():
         operator_ensure(username=username, password=password)
-        account = exchange_account_ensure(exchange_url=exchange_url, api_key=api_key, api_secret=api_secret)
+        account = exchange_account_ensure(exchange_url=exchange_url, api_key=api_key, api_secret=api_secret,
+                                          exchange_id=exchange_id or simulator_exchange_id())
         pair = pair_ensure(account=account)
     order, created = _order_ensure(pair)
     if not created and order.state != OrderState.RUNNING:
@@ -179,9 +194,10 @@ def demo_setup(*, exchange_url: str, api_key: str, api_secret: str) -> DemoSetup
         call_command("ingest_snapshots", str(path), stdout=out)
         snapshots = out.getvalue().strip()
     order.refresh_from_db()
-    logger.info("event=demo_setup order_id=%s created=%s state=%s account=%s base_url=%s", order.order_id, created,
-                order.state, account.label, account.base_url)
+    logger.info("event=demo_setup order_id=%s created=%s state=%s account=%s exchange_id=%s base_url=%s",
+                order.order_id, created, order.state, account.label, account.exchange_id, account.base_url)
     return DemoSetup(order_id=str(order.order_id), order_created=created, state=order.state, snapshots=snapshots,
-                     pair_id=str(pair.pair_id), exchange_account=account.label, exchange_url=account.base_url,
+                     pair_id=str(pair.pair_id), exchange_account=account.label, exchange_id=account.exchange_id,
+                     exchange_url=account.base_url,
                      admin_user=username, admin_password=password)
 

@@ -7,7 +7,8 @@ Starts, each in its own process group with its output in ``var/logs/NAME.log``:
   worker     one Celery worker for the queues market-making, intents and tick
   beat       Celery beat (the tick every STRATEGY_TICK_SIZE_MS)
 then ``demo_setup`` (operator login, exchange account on the simulator, pair, a demo order paid
-with local snapshots) and a live view of the order until Ctrl-C. Ctrl-C (SIGINT) or SIGTERM:
+with local snapshots; the account trades through ccxt's ``binance`` class, or ``okx`` with
+MM_DEMO_EXCHANGE=okx) and a live view of the order until Ctrl-C. Ctrl-C (SIGINT) or SIGTERM:
 ``stop_mm`` for the demo order (its exchange orders cancelled, its funds settled and unlocked),
 then every child gets SIGTERM, and SIGKILL after a grace; nothing is left running (see
 ``shut_down``). A second Ctrl-C skips waiting for stop_mm; the next run finishes that stop.
@@ -354,10 +355,14 @@ def run() -> int:
         log_to_file(sup.logs_dir / "supervisor.log")
         from demo.errors import DemoError
         from demo.services import demo_setup
-        from exchanges.management.commands.exchange_simulator import DEFAULT_API_KEY, DEFAULT_API_SECRET
+        from exchanges.management.commands.exchange_simulator import (
+            DEFAULT_API_KEY,
+            DEFAULT_API_SECRET,
+            simulator_exchange_id,
+        )
 
         try:
-            result = demo_setup(exchange_url=f"http://{LOOPBACK}:{sim_port}",
+            result = demo_setup(exchange_url=f"http://{LOOPBACK}:{sim_port}", exchange_id=simulator_exchange_id(),
                                 api_key=env.get("SIM_API_KEY") or DEFAULT_API_KEY,
                                 api_secret=env.get("SIM_API_SECRET") or DEFAULT_API_SECRET)
         except DemoError as exc:
@@ -374,7 +379,7 @@ def run() -> int:
         admin = f"http://{LOOPBACK}:{web_port}/admin/"
         header = [
             f"make run: admin {admin}  login {result.admin_user} / {result.admin_password}   Ctrl-C stops everything",
-            f"          simulator http://{LOOPBACK}:{sim_port}  database "
+            f"          simulator http://{LOOPBACK}:{sim_port} ({result.exchange_id})  database "
             f"{without_password(env.get('DATABASE_URL') or 'sqlite (var)')}  broker "
             f"{without_password(env.get('CELERY_BROKER_URL') or 'filesystem://')}  logs {sup.logs_dir}",
             "",

@@ -5,13 +5,18 @@ its starting balances (set once; --reset-balances sets them again); SIM_SYMBOLS 
 BTC/USDT=30000,ETH/USDT=2000@0.0002): markets, their start prices and optionally their own
 volatility; SIM_VOLATILITY (or --volatility): the standard deviation of the price's relative move
 per second of the others (default 0.0001, ~1 bp a second); SIM_ACCOUNT_LABEL (default "sim").
+``--exchange-account LABEL`` also makes the ExchangeAccount row our code trades through, for the ccxt id
+``--exchange-id`` (MM_DEMO_EXCHANGE, default binance): one of the simulator's dialects.
 """
 import logging
 import os
 from decimal import Decimal
 
-from exchanges.crypto import encrypt_secret
+import ccxt
+
+from exchanges.errors import ExchangeSetupError
 from exchanges.models import ExchangeAccount
+from exchanges.services import exchange_account_create, exchange_capabilities_check
 from exchanges.simulator import config
 from exchanges.simulator.server import LOOPBACK, simulator_server
 from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure
@@ -23,6 +28,36 @@ DEFAULT_API_KEY = "sim-api-key"
 DEFAULT_API_SECRET = "sim-api-secret"
 DEFAULT_BALANCES = "USDT=100000,BTC=10,ETH=100"
 DEFAULT_SYMBOLS = "BTC/USDT=30000,ETH/USDT=2000"
+# The ccxt ids whose REST dialect the simulator serves on one engine and port (docs/simulator.md).
+SIMULATOR_EXCHANGES = ("binance", "okx")
+DEFAULT_EXCHANGE = "binance"
+
+
+def simulator_exchange_id() -> str:
+    """MM_DEMO_EXCHANGE: the ccxt id the demo's account trades through (default binance)."""
+    return (os.environ.get("MM_DEMO_EXCHANGE") or DEFAULT_EXCHANGE).strip().lower()
+
+
+def simulator_exchange_account_ensure(*, label: str, exchange_id: str, api_key: str, api_secret: str,
+                                      base_url: str) -> ExchangeAccount:
+    """The ExchangeAccount ``label`` of ccxt id ``exchange_id`` on the simulator at ``base_url``: made through
+    exchanges.services.exchange_account_create (the capability check), or updated after the same check.
+    An exchange whose ccxt class requires a passphrase gets the simulator's (SIM_API_PASSPHRASE)."""
+    if exchange_id not in SIMULATOR_EXCHANGES:
+        raise ExchangeSetupError(f"the exchange simulator speaks {' and '.join(SIMULATOR_EXCHANGES)}, not "
+                                 f"{exchange_id!r} (MM_DEMO_EXCHANGE / --exchange-id)")
+    needs_passphrase = getattr(ccxt, exchange_id)().requiredCredentials.get("password")
+    passphrase = config.api_passphrase() if needs_passphrase else ""
+    account = ExchangeAccount.objects.filter(label=label).first()
+    if account is None:
+        return exchange_account_create(label=label, exchange_id=exchange_id, api_key=api_key, api_secret=api_secret,
+                                       api_passphrase=passphrase, base_url=base_url)
+    exchange_capabilities_check(exchange_id=exchange_id)
+    account.exchange_id, account.api_key, account.base_url, account.enabled = exchange_id, api_key, base_url, True
+    account.api_secret, account.api_passphrase = api_secret, passphrase
+    account.save()
+    logger.info("exchange_account_updated account_id=%s exchange_id=%s base_url=%s", account.pk, exchange_id, base_url)
+    return account
 
 
 def parse_pairs(text: str, what: str) -> dict[str, Decimal]:
@@ -65,9 +100,9 @@ def parse_symbols(text: str) -> dict[str, tuple[Decimal, Decimal | None]]:
 
 
 class Command(OperatorCommand):
-    help = ("Serve the Binance-compatible exchange simulator on 127.0.0.1:PORT (account and markets from SIM_API_KEY, "
-            "SIM_API_SECRET, SIM_BALANCES, SIM_SYMBOLS, SIM_VOLATILITY, SIM_ACCOUNT_LABEL). Exit 2 on a bad port or "
-            "environment value.")
+    help = ("Serve the exchange simulator (Binance and OKX dialects) on 127.0.0.1:PORT (account and markets "
+            "from SIM_API_KEY, SIM_API_SECRET, SIM_BALANCES, SIM_SYMBOLS, SIM_VOLATILITY, SIM_ACCOUNT_LABEL). Exit 2 "
+            "on a bad port or environment value.")
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, required=True)
@@ -81,12 +116,14 @@ class Command(OperatorCommand):
                             help="standard deviation of the price's relative move per second of every market without "
                                  "its own in SIM_SYMBOLS (SIM_VOLATILITY; default 0.0001, ~1 bp a second)")
         parser.add_argument("--exchange-account", metavar="LABEL",
-                            help="also create/update an ExchangeAccount LABEL (binance) pointing at this simulator")
+                            help="also create/update an ExchangeAccount LABEL pointing at this simulator")
+        parser.add_argument("--exchange-id", default=None, choices=SIMULATOR_EXCHANGES,
+                            help="the ccxt id of --exchange-account (MM_DEMO_EXCHANGE; default binance)")
         parser.add_argument("--setup-only", action="store_true",
                             help="create the account and markets, then exit: the web process on PORT serves the API")
 
     def handle(self, *args, port, seed, threads, reset, reset_balances, step_ms, volatility, exchange_account,
-               setup_only, **options):
+               exchange_id, setup_only, **options):
         if not 0 < port < 65536:
             raise UsageError(f"--port {port} is not a TCP port")
         if step_ms is not None:
@@ -111,18 +148,20 @@ class Command(OperatorCommand):
                                  reset_balances=reset_balances)
         base_url = f"http://{LOOPBACK}:{port}"
         if exchange_account:
-            ExchangeAccount.objects.update_or_create(
-                label=exchange_account,
-                defaults={"exchange_id": "binance", "api_key": api_key, "base_url": base_url, "enabled": True,
-                          "api_secret_encrypted": encrypt_secret(api_secret)},
-            )
+            try:
+                simulator_exchange_account_ensure(
+                    label=exchange_account, exchange_id=exchange_id or simulator_exchange_id(), api_key=api_key,
+                    api_secret=api_secret, base_url=base_url)
+            except ExchangeSetupError as error:
+                raise UsageError(str(error)) from None
         if setup_only:
             self.stdout.write(f"exchange simulator account {label!r} and markets {', '.join(symbols)} ready for {base_url}")
             return
         server = simulator_server(port=port, threads=threads)
         self.stdout.write(
             f"exchange simulator on {base_url} (account {label!r}, markets {', '.join(symbols)}); "
-            f"point ccxt.binance's urls['api'] at {base_url}/api/v3 and {base_url}/sapi/v1",
+            f"point ccxt.binance's urls['api'] at {base_url}/api/v3 and {base_url}/sapi/v1, or ccxt.okx's "
+            f"urls['api']['rest'] at {base_url}",
         )
         self.stdout.flush()
         try:
