@@ -3,6 +3,11 @@ reaches ``running`` and trades within 90 s; SIGINT
 (the terminal's Ctrl-C, sent to make's process group) ends every process within 15 s, with the
 order ``stopped`` and the ledger audit clean.
 
+The demo trades through the ccxt class MM_DEMO_EXCHANGE names (binance unless the environment running
+the suite sets it): `MM_DEMO_EXCHANGE=okx pytest tests/test_make_run.py` is the same run on the OKX
+dialect (not in the suite: a second whole-system run; tests/test_lifecycle_dialects.py runs the lifecycle
+on both dialects, tests/demo/test_demo_exchange.py the okx demo account).
+
 The clone reuses the virtualenv running this suite (a symlink, and ``make -o .venv/.installed`` so
 make does not reinstall it) and runs on the embedded default, forced here whatever the suite runs
 on: SQLite and the filesystem broker in a temporary var dir, ports picked at run time.
@@ -124,6 +129,8 @@ def test_make_run_from_a_fresh_clone_trades_then_sigint_stops_the_order_and_ever
           f"every process gone {took:.1f}s after SIGINT")
     output = log.read_text()
     assert make.returncode in (0, -signal.SIGINT), output[-4000:]
+    exchange = os.environ.get("MM_DEMO_EXCHANGE") or "binance"
+    assert f"({exchange})  database" in output, output[-4000:]  # the header names the demo account's exchange
     assert "run_local: all processes stopped" in output and "] Error " not in output, output[-4000:]
     # and the demo order was stopped through stop_mm, leaving a clean ledger
     status = json.loads(manage(clone, env, "mm_status", "--json").stdout)
