@@ -1,7 +1,7 @@
 """The whole lifecycle on both of the simulator's dialects (ccxt's own ``binance`` and ``okx`` classes):
 order, payment through intake, transfer to the exchange (a deposit on the simulator), running with
 fills, stop with nothing left open on the exchange (seen from outside through ccxt), ledger audit and
-reconciliation clean.
+reconciliation clean. And a pair on a symbol the account's exchange does not list is refused on both.
 
 The lifecycle jobs run in this process, each through its real Celery task body (``Task.apply``) in the
 order they are enqueued; tests/orders/test_chain.py runs the same chain through a real worker on Binance.
@@ -24,7 +24,8 @@ from ledger.models import LedgerEntry
 from ledger.selectors import audit_ledger
 from ledger.services import get_balance
 from mmproject.celery import app
-from orders.models import OrderTransition
+from orders.errors import InvalidOrderRequest
+from orders.models import MarketMakingPair, OrderTransition
 from orders.services import order_create
 from orders.services.pairs import pair_create
 from reconciliation.services import reconcile_run
@@ -156,3 +157,45 @@ def test_order_payment_transfer_fills_stop_audit_and_reconcile_on_each_dialect(
     assert report.ok, report.drifts
     stopped = reconcile_run(trigger="test")
     assert stopped.ok, list(stopped.drifts.values_list("detail", flat=True))
+
+
+# --- bad input: refused in one line, recorded, nothing stored or sent -------------------------------
+
+
+def sim_account_row(exchange_id: str, base_url: str):
+    simulator_account_ensure(label=f"bad-{exchange_id}", api_key=KEY, api_secret=SECRET,
+                             balances={"USDT": Decimal("100")})
+    exchange_clients_clear()
+    return exchange_account_create(
+        label=f"bad-{exchange_id}", exchange_id=exchange_id, api_key=KEY, api_secret=SECRET,
+        api_passphrase=DEFAULT_API_PASSPHRASE if exchange_id == "okx" else "", base_url=base_url)
+
+
+@pytest.mark.parametrize("exchange_id", DIALECTS)
+def test_a_pair_on_a_symbol_the_exchange_does_not_list_is_refused_in_one_line(
+        exchange_id, transactional_db, sim_server, caplog):
+    simulator_market_ensure(symbol="BTC/USDT", start_price=Decimal("30000"), seed=11)
+    account = sim_account_row(exchange_id, sim_server.base_url)
+
+    with pytest.raises(InvalidOrderRequest) as refused:
+        pair_create(symbol="DOGE/USDT", base_asset_id=BTC, quote_asset_id=USDT, exchange_account_id=account.pk)
+
+    assert str(refused.value) == (f"DOGE/USDT cannot be traded on account 'bad-{exchange_id}': {exchange_id} does "
+                                  "not list 'DOGE/USDT'; check the symbol or reload markets")
+    assert not MarketMakingPair.objects.exists()
+    assert "event=pair_refused symbol=DOGE/USDT" in caplog.text
+    # a listed symbol on the same account is taken
+    assert pair_create(symbol="BTC/USDT", base_asset_id=BTC, quote_asset_id=USDT,
+                       exchange_account_id=account.pk).exchange_id == exchange_id
+
+
+def test_a_pair_is_refused_when_its_exchange_cannot_be_asked(transactional_db):
+    exchange_clients_clear()
+    account = exchange_account_create(label="unreachable", exchange_id="okx", api_key=KEY, api_secret=SECRET,
+                                      api_passphrase="pp", base_url="http://127.0.0.1:9")
+
+    with pytest.raises(InvalidOrderRequest, match=r"cannot check that okx lists BTC/USDT \(account 'unreachable'\): "
+                                                  r"\w+"):
+        pair_create(symbol="BTC/USDT", base_asset_id=BTC, quote_asset_id=USDT, exchange_account_id=account.pk)
+    assert not MarketMakingPair.objects.exists()
+    exchange_clients_clear()

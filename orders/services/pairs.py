@@ -4,9 +4,13 @@ from __future__ import annotations
 import logging
 import uuid
 
+import ccxt
 from django.db import transaction
 
+from exchanges.clients import exchange_client
+from exchanges.errors import ExchangeError, UnknownMarket
 from exchanges.models import ExchangeAccount
+from exchanges.precision import market_rules
 from ledger.amounts import parse_amount
 from ledger.errors import InvalidAmount
 from ledger.services import asset_scale
@@ -22,6 +26,21 @@ def _asset_id(value: str, field: str) -> str:
         return str(uuid.UUID(str(value)))
     except ValueError:
         raise InvalidOrderRequest(f"{field} must be a Mixin asset id (UUID), got {value!r}") from None
+
+
+def _symbol_listed_check(account: ExchangeAccount, symbol: str) -> None:
+    """Refuse a pair whose symbol the account's exchange does not list (its ccxt markets), in one line."""
+    try:
+        market_rules(exchange_client(account_id=account.pk), symbol)
+    except UnknownMarket as exc:
+        message = f"{symbol} cannot be traded on account {account.label!r}: {exc}"
+    except (ccxt.BaseError, ExchangeError) as exc:
+        message = (f"cannot check that {account.exchange_id} lists {symbol} (account {account.label!r}): "
+                   f"{type(exc).__name__}: {exc}")
+    else:
+        return
+    logger.warning("event=pair_refused symbol=%s account_id=%s reason=%s", symbol, account.pk, message)
+    raise InvalidOrderRequest(message)
 
 
 def pair_create(*, symbol: str, base_asset_id: str, quote_asset_id: str, exchange_account_id: int | None = None,
@@ -44,6 +63,8 @@ def pair_create(*, symbol: str, base_asset_id: str, quote_asset_id: str, exchang
         if account is None:
             raise InvalidOrderRequest(f"no exchange account {exchange_account_id}")
         exchange_id = exchange_id or account.exchange_id
+        if account.enabled:
+            _symbol_listed_check(account, symbol)
     if not exchange_id:
         raise InvalidOrderRequest("give an exchange account or an exchange id")
     fees = {}
