@@ -76,6 +76,16 @@ class TickLease(models.Model):
         return f"tick lease {self.name} (run {self.ticks_run}, skipped {self.ticks_skipped})"
 
 
+class RefillMark(models.Model):
+    """A refill run asked for and not started yet (strategy.services.sessions_wake, strategy.tick.refill_run):
+    one row; ``requested_at`` is None when none is waiting. Wakes in a burst send one run, not one each."""
+
+    requested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"refill run asked for at {self.requested_at}" if self.requested_at else "no refill run waiting"
+
+
 class TickDurationBucket(models.Model):
     """One cumulative bucket of the tick-duration histogram: how many ticks took at most ``le_ms``.
 

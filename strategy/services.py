@@ -1,15 +1,16 @@
 """Strategy session writes: start and stop, both idempotent."""
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from intents.ids import order_id_of
 from mmproject import jobs
 
-from .models import SessionStatus, StrategySession
+from .models import RefillMark, SessionStatus, StrategySession
 from .order_rows import MarketMakingOrder, order_cadence_s
 
 logger = logging.getLogger(__name__)
@@ -72,10 +73,32 @@ def sessions_wake(keys, *, at=None) -> int:
     moved = StrategySession.objects.filter(status=SessionStatus.RUNNING, order__order_id__in=order_ids,
                                            next_run_at__gt=at).update(next_run_at=at)
     if moved and settings.STRATEGY_INTENT_EXECUTION_DRIVER == "worker" and settings.STRATEGY_REFILL_AT_ONCE:
-        # Outdated once a tick has run them: expires after one tick.
-        transaction.on_commit(lambda: jobs.send(
-            "strategy_refill", expires=max(settings.STRATEGY_TICK_SIZE_MS / 1000, 1.0)))
+        transaction.on_commit(_refill_request)
     return moved
+
+
+def _refill_request() -> None:
+    """Send one refill run unless one is waiting already: a burst of closed orders (a fast market, a
+    batch of cancels) asks for one run, not one each, so refill runs never crowd out the trackers on
+    the tick queue. The waiting mark is RefillMark's one row (``requested_at``); the run clears it
+    before it reads the due sessions. A mark older than two ticks (its message expired or was lost)
+    no longer counts."""
+    now = timezone.now()
+    tick_s = max(settings.STRATEGY_TICK_SIZE_MS / 1000, 1.0)
+    stale = now - timedelta(seconds=2 * tick_s)
+    marked = RefillMark.objects.filter(pk=1).filter(
+        Q(requested_at__isnull=True) | Q(requested_at__lt=stale)).update(requested_at=now)
+    if not marked:
+        _, created = RefillMark.objects.get_or_create(pk=1, defaults={"requested_at": now})
+        if not created:
+            return  # a refill run is waiting
+    # Outdated once a tick has run the sessions: expires after one tick.
+    jobs.send("strategy_refill", expires=tick_s)
+
+
+def refill_mark_clear() -> None:
+    """A refill run starts: later wakes ask for another one."""
+    RefillMark.objects.filter(pk=1).update(requested_at=None)
 
 
 def sessions_sample_quotes(*, account_id: int, on_book) -> None:

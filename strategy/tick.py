@@ -31,6 +31,7 @@ from .cycle import strategies_run_due
 from .metrics import tick_duration_buckets_complete, tick_duration_hits, tick_duration_observe
 from .models import TICK_LEASE_NAME, TickLease
 from .periods import period_start_ms, tick_period_ms
+from .services import refill_mark_clear
 from .selectors import markets_on_last_price, tracked_markets_and_accounts
 from .trackers import refresh_market_data, track_exchange_orders
 
@@ -180,6 +181,7 @@ def refill_run(*, now: datetime | None = None) -> TickOutcome:
     if slot % tick_period_ms() == 0:
         slot += 1  # never a period's start: that is a tick's slot
     started = time.perf_counter()
+    refill_mark_clear()
     with cycle_lock(wait=False) as taken:
         if not taken:
             logger.info("event=refill_run_skipped reason=cycle_running")

@@ -4,9 +4,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from strategy.models import StrategySession
+from intents.ids import strategy_key
+from mmproject.celery import TICK_QUEUE, app
 from strategy.cycle import due_sessions
-from strategy.services import session_start, session_stop
+from strategy.models import RefillMark, StrategySession
+from strategy.services import refill_mark_clear, session_start, session_stop, sessions_wake
+from tests.factories import ExchangeAccountFactory
+from tests.runtime_fixtures import make_running_order
 
 BTC = "c6d0c728-2624-429b-8e0d-d9d19b6592fa"
 USDT = "4d8c508b-91c5-375b-92b0-ee702ed2dac5"
@@ -106,3 +110,33 @@ def test_a_batch_of_intents_checks_all_its_sessions_in_one_statement(django_asse
     with django_assert_num_queries(1):
         assert sessions_accepting_orders([*keys, unknown]) == {keys[0], keys[2]}
     assert sessions_accepting_orders([]) == set()
+
+
+def test_a_burst_of_wakes_sends_one_refill_run_until_it_starts(settings, django_capture_on_commit_callbacks):
+    # given a running session, the worker driver and an empty tick queue
+    settings.STRATEGY_INTENT_EXECUTION_DRIVER = "worker"
+    order = make_running_order(ExchangeAccountFactory(label="refill-burst"), layers=1)
+
+    def queued() -> int:
+        with app.connection_for_write() as conn:
+            try:
+                return conn.default_channel.queue_purge(TICK_QUEUE) or 0
+            except Exception:  # never declared: nothing queued
+                return 0
+
+    def wake():
+        StrategySession.objects.update(next_run_at=timezone.now() + timedelta(hours=1))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert sessions_wake([strategy_key(order.order_id)]) == 1
+
+    queued()
+    # when its orders close three times before a refill run starts
+    for _ in range(3):
+        wake()
+    # then one refill run was asked for
+    assert queued() == 1
+    assert RefillMark.objects.get().requested_at is not None
+    # and once it started, the next wake asks for another
+    refill_mark_clear()
+    wake()
+    assert queued() == 1
