@@ -40,9 +40,11 @@ class PostingAdmin(ReadOnlyAdmin):
     """Filter by account ``fee_debt`` to see the fees orders owe in a third currency (ref = the order)."""
 
     list_display = ("entry_id", "account", "user_id", "asset_id", "amount", "ref")
-    list_filter = ("account", "asset_id")
+    # No filter by asset: its choices would be a DISTINCT over every posting on each page load.
+    list_filter = ("account",)
     search_fields = ("user_id", "asset_id", "entry__ref_id")
     list_select_related = ("entry",)
+    show_full_result_count = False
 
     @admin.display(description="ref")
     def ref(self, posting):

@@ -6,6 +6,7 @@ Marked embedded: the same tests run on PostgreSQL and SQLite.
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 
 from ledger import services
 from ledger.models import Account, Balance, ExchangeCurrency, LedgerEntry, Posting
@@ -122,3 +123,21 @@ def test_exchange_currency_maps_codes_per_exchange_whatever_the_case():
     assert exchange_currency_asset(exchange_id="binance", code="bnb ") == asset.asset_id
     assert exchange_currency_asset(exchange_id="okx", code="BNB") is None
     assert exchange_currency_codes(exchange_ids={"binance"}) == {("binance", asset.asset_id): "BNB"}
+
+
+def test_admin_shows_an_orders_fee_debt_among_postings_by_account(admin_client, user, order):
+    # Given an order owing a BNB fee, and another order's plain fill
+    base, quote, bnb, ref_id = order
+    settle(user, base, quote, bnb, ref_id, trade_id=fresh("t"))
+    services.settle_fill(user_id=user, exchange="binance-1", trade_id=fresh("t"), side="buy", base_asset_id=base,
+                         quote_asset_id=quote, base_amount="0.1", quote_amount="100", ref_type=REF,
+                         ref_id=fresh("other"))
+
+    # When an operator lists the postings of the fee_debt account
+    response = admin_client.get(reverse("admin:ledger_posting_changelist"), {"account__exact": Account.FEE_DEBT})
+
+    # Then the debt is there with its order's ref, and nothing else
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert f"{REF}:{ref_id}" in page and bnb in page and "other-" not in page
+    assert admin_client.get(reverse("admin:ledger_exchangecurrency_add")).status_code == 200
