@@ -67,6 +67,21 @@ def apply_exchange_order(tracked: TrackedOrder, order: dict, *, save: bool = Tru
     return tracked
 
 
+def apply_filled_by_trades(tracked: TrackedOrder, traded: Decimal, *, save: bool = True) -> bool:
+    """Our recorded trades of an order that left the open list add up to its whole amount: it is filled
+    (an order never trades more than its amount), with no lookup needed. Returns whether it applied
+    (trades short of the amount say nothing: the rest may have been cancelled)."""
+    if traded < tracked.amount:
+        return False
+    if tracked.filled < tracked.amount:
+        tracked.last_fill_at = timezone.now()
+    tracked.status = S.FILLED
+    tracked.filled = tracked.amount
+    if save:
+        tracked.save(update_fields=list(EXCHANGE_FIELDS))
+    return True
+
+
 def apply_absent(tracked: TrackedOrder, *, save: bool = True) -> TrackedOrder:
     """The exchange says it has no such order (its own "not found", never a network error): a
     create that may never have left was never placed (cancelled); anything else is lost."""

@@ -1,11 +1,12 @@
 """Trackers: what the exchange says, stored so the strategy never waits on an exchange.
 
 ``refresh_market_data`` stores the top of one market's book and its precision rules.
-``track_exchange_orders`` brings one account's tracked orders in line with the exchange: an order
-that left the open list is looked up by client order id and its tracked order told what the
-exchange says (intents.tracked_orders decides the status; only the exchange's own "order not
-found" makes it lost, never a network error); then its fills are recorded (strategy.fills), and the
-sessions whose orders closed run on the next tick to refill the free slots.
+``track_exchange_orders`` brings one account's tracked orders in line with the exchange: its fills are
+recorded first (strategy.fills); an order that left the open list is filled when its recorded trades
+add up to its amount, and is otherwise looked up by client order id and its tracked order told what
+the exchange says (intents.tracked_orders decides the status; only the exchange's own "order not
+found" makes it lost, never a network error); the sessions whose orders closed are woken to refill
+the free slots at once (strategy.services.sessions_wake).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import logging
 from decimal import Decimal
 
 import ccxt
+from django.db.models import Sum
 from django.utils import timezone
 
 from exchanges.clients import exchange_client
@@ -20,7 +22,7 @@ from exchanges.policy import Operation, error_action
 from exchanges.precision import market_rules as exchange_market_rules
 from exchanges.services import dec, exchange_decimal, fetch_by_client_id
 from intents import tracked_orders
-from intents.models import TrackedOrder
+from intents.models import TrackedFill, TrackedOrder
 
 from .fills import fills_record
 from .models import MarketData
@@ -85,10 +87,25 @@ def track_exchange_orders(*, account_id: int) -> dict[str, int]:
             logger.warning("event=track_open_orders_failed account_id=%s symbol=%s error=%s action=%s",
                            account_id, symbol, type(exc).__name__, error_action(exc, Operation.READ))
             continue
+        # Trades first: an order that left the open list and whose recorded trades add up to its amount is
+        # filled, with no lookup (in a fast market most orders leave that way: a request each saved).
+        try:
+            counts["fills"] += fills_record(account_id=account_id, symbol=symbol, client=client)
+        except ccxt.BaseError as exc:
+            counts["errors"] += 1
+            logger.warning("event=track_fills_failed account_id=%s symbol=%s error=%s", account_id, symbol,
+                           type(exc).__name__)
+        gone = [r for r in rows if r.symbol == symbol and r.client_order_id not in open_orders]
+        traded = dict(TrackedFill.objects.filter(tracked_order__in=gone).values("tracked_order").annotate(
+            total=Sum("amount")).values_list("tracked_order", "total")) if gone else {}
         for row in (r for r in rows if r.symbol == symbol):
             counts["checked"] += 1
             order = open_orders.get(row.client_order_id)
             if order is None:
+                before = row.status
+                if tracked_orders.apply_filled_by_trades(row, traded.get(row.pk, Decimal(0))):
+                    counts["updated"] += row.status != before
+                    continue
                 try:
                     order = fetch_by_client_id(client, symbol, row.client_order_id)
                 except ccxt.BaseError as exc:
@@ -104,12 +121,6 @@ def track_exchange_orders(*, account_id: int) -> dict[str, int]:
             tracked_orders.apply_exchange_order(row, order)
             if (row.status, row.filled) != before:
                 counts["updated"] += 1
-        try:
-            counts["fills"] += fills_record(account_id=account_id, symbol=symbol, client=client)
-        except ccxt.BaseError as exc:
-            counts["errors"] += 1
-            logger.warning("event=track_fills_failed account_id=%s symbol=%s error=%s", account_id, symbol,
-                           type(exc).__name__)
     # Orders that closed (filled, cancelled, lost) free their slots: their sessions refill them on the
     # next tick, once the fills above are settled.
     sessions_wake({row.strategy_key for row in rows if row.status in tracked_orders.FINAL_TRACKED})

@@ -299,3 +299,27 @@ def test_a_session_on_the_last_trade_price_quotes_around_it(sim, sync_driver):
     assert set(prices) == {"buy", "sell"}
     assert abs(prices["buy"] - last * Decimal("0.999")) < Decimal("0.02")
     assert abs(prices["sell"] - last * Decimal("1.001")) < Decimal("0.02")
+
+
+@pytest.mark.embedded
+def test_an_order_whose_trades_add_up_to_its_amount_is_filled_without_a_lookup(sim, sync_driver):
+    from exchanges.simulator.services import simulator_set_faults
+
+    # given a one-layer ladder on the book, then the market trading down through the whole buy
+    account = sim.accounts[0]
+    order = make_running_order(account, layers=1, refresh=3600)
+    tick_run()
+    buy = next(o for o in open_orders_of(sim.client(account), order) if o["side"] == "buy")
+    simulator_move_to("BTC/USDT", Decimal(str(buy["price"])) - Decimal("5"))
+    # and the exchange answering the next order lookup "unknown order" (a lookup would make it lost)
+    simulator_set_faults(account_label="rt-sim-0", unknown_order=1)
+    try:
+        # when the order tracker runs
+        counts = track_exchange_orders(account_id=account.pk)
+    finally:
+        simulator_set_faults(account_label="rt-sim-0")
+
+    # then its recorded trades say it filled: no lookup was made
+    tracked = TrackedOrder.objects.get(client_order_id=buy["clientOrderId"])
+    assert (tracked.status, tracked.filled) == (TrackedOrderStatus.FILLED, tracked.amount)
+    assert counts["lost"] == 0 and counts["fills"] >= 1
