@@ -34,7 +34,9 @@ from . import errors as e
 
 logger = logging.getLogger(__name__)
 
-FAULT_KINDS = ("latency_ms", "timeout_after_accept_s", "http_5xx", "http_429", "unknown_order")
+FAULT_KINDS = ("latency_ms", "timeout_after_accept_s", "http_5xx", "http_429", "unknown_order",
+               # not faults but the account's standing: commission charged in this asset, at this price in quote
+               "commission_asset", "commission_asset_price")
 
 
 def now_ms() -> int:
