@@ -490,18 +490,22 @@ def _account_orders(account, params: dict, statuses):
     return orders
 
 
-@okx_endpoint(signed=True)
-def orders_pending(request, params, account):
-    if not _spot_only(params):
-        return []
-    statuses = list(OPEN_ORDER_STATUSES)
+def _orders_in(params, account, statuses, states: tuple[str, ...]):
+    """The account's orders of ``statuses``, or of the OKX ``state`` asked for (one of ``states``), paged."""
     state = params.get("state")
     if state:
-        if state not in ("live", "partially_filled"):
+        if state not in states:
             raise ox.parameter_error("state")
         statuses = fmt.STATES_BY_OKX[state]
     orders = _account_orders(account, params, statuses)
     return _orders_json(_page(orders, params, key="pk", id_after="after", id_before="before", time_field="created_ms"))
+
+
+@okx_endpoint(signed=True)
+def orders_pending(request, params, account):
+    if not _spot_only(params):
+        return []
+    return _orders_in(params, account, list(OPEN_ORDER_STATUSES), ("live", "partially_filled"))
 
 
 @okx_endpoint(signed=True)
@@ -509,14 +513,8 @@ def orders_history(request, params, account):
     """Closed orders (filled, canceled; OKX's last 7 days and archive are one list here)."""
     if not _spot_only(params, required=True):
         return []
-    statuses = [SimOrderStatus.FILLED, SimOrderStatus.CANCELED, SimOrderStatus.EXPIRED]
-    state = params.get("state")
-    if state:
-        if state not in ("filled", "canceled"):
-            raise ox.parameter_error("state")
-        statuses = fmt.STATES_BY_OKX[state]
-    orders = _account_orders(account, params, statuses)
-    return _orders_json(_page(orders, params, key="pk", id_after="after", id_before="before", time_field="created_ms"))
+    return _orders_in(params, account, [SimOrderStatus.FILLED, SimOrderStatus.CANCELED, SimOrderStatus.EXPIRED],
+                      ("filled", "canceled"))
 
 
 @okx_endpoint(signed=True)
