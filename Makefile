@@ -25,19 +25,21 @@ migrate: venv
 run: migrate
 	$(PY) scripts/run_local.py
 
-# The whole suite on PostgreSQL + Redis, then the embedded-default tests on SQLite.
+# The whole suite on PostgreSQL + Redis and, beside it, the embedded-default tests on SQLite
+# (scripts/test_passes.sh: the PostgreSQL pass's output live, then the SQLite pass's; fails if either fails).
+# Each pass alone: make test-postgres / make test-sqlite; each has its own var dir, so they never meet.
 test: venv
 	scripts/ensure_services.sh postgres redis rabbitmq
 	scripts/ensure_browser.sh
-	$(MAKE) --no-print-directory test-postgres test-sqlite
+	MAKE="$(MAKE)" scripts/test_passes.sh
 
 test-postgres:
-	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) \
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) MM_VAR_DIR=$(CURDIR)/var/test-postgres \
 	  $(PY) -m pytest --create-db --durations=15 -m "not walk" $(PYTEST_ARGS)
 
 test-sqlite:
-	DATABASE_URL=sqlite:///var/mm-test.sqlite3 CELERY_BROKER_URL=filesystem:// \
-	  $(PY) -m pytest --create-db -m embedded $(PYTEST_ARGS)
+	DATABASE_URL=sqlite:///var/mm-test.sqlite3 CELERY_BROKER_URL=filesystem:// MM_VAR_DIR=$(CURDIR)/var/test-sqlite \
+	  $(PY) -m pytest --create-db --durations=15 -m embedded $(PYTEST_ARGS)
 
 bench-ledger: venv
 	scripts/ensure_services.sh postgres
