@@ -20,10 +20,13 @@ class ExchangeAccount(models.Model):
     label = models.CharField(max_length=100, unique=True)
     api_key = models.CharField(max_length=256, blank=True)
     api_secret_encrypted = models.TextField(blank=True, editable=False)
+    # Database defaults too: a row written by code that predates these columns (a worker of the previous
+    # release during a deploy, a hand-written statement) is still valid.
     api_passphrase_encrypted = models.TextField(
-        blank=True, editable=False, help_text="ccxt's password (OKX, KuCoin, Bitget...), Fernet token")
-    uid = models.CharField(max_length=128, blank=True, help_text="ccxt uid, for exchanges that need one")
-    sandbox = models.BooleanField(default=False, help_text="use the exchange's sandbox (ccxt set_sandbox_mode)")
+        blank=True, editable=False, db_default="", help_text="ccxt's password (OKX, KuCoin, Bitget...), Fernet token")
+    uid = models.CharField(max_length=128, blank=True, db_default="", help_text="ccxt uid, for exchanges that need one")
+    sandbox = models.BooleanField(default=False, db_default=False,
+                                  help_text="use the exchange's sandbox (ccxt set_sandbox_mode)")
     base_url = models.CharField(
         max_length=300,
         blank=True,
