@@ -36,7 +36,7 @@ from .models import MarketData, SessionStatus, StrategySession
 from .order_rows import ORDER_REF
 from .params import params_for
 from .periods import period_start_ms
-from .sql import ORDER_FIELDS, PAIR_FIELDS, PENDING_COLUMNS, SESSION_FIELDS
+from .sql import ORDER_FIELDS, PAIR_FIELDS, PENDING_COLUMNS, SESSION_FIELDS, STATE_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +199,8 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     stale_before = _stale_before(now)
     # Order optimization needs the book without our own orders: one read of them, only when a due order uses it.
     own = _own_resting(set(markets)) if any(s.order.order_optimization_enabled for s in sessions) else {}
+    _session_state([s for s in sessions if s.order.moving_price_band_enabled
+                    or s.order.price_source_type == INVENTORY_COST])
     inventories = _inventories([s for s in sessions if s.order.price_source_type == INVENTORY_COST])
     bands: dict[int, tuple] = {}  # session pk -> its moving band's new (anchor, set at)
     inputs: dict[tuple[int, str], tuple] = {}  # per market: its snapshot and rules, built once a cycle
@@ -317,6 +319,17 @@ def _source_key(order) -> tuple[int, str]:
     """The market the order's reference price comes from: its own unless a price source names another
     account or symbol."""
     return (order.price_source_account or order.exchange_account_id, order.price_source_market or order.pair.symbol)
+
+
+def _session_state(sessions: list) -> None:
+    """Read the kept state (``sql.STATE_FIELDS``) onto the sessions whose order uses a moving band or the
+    inventory cost: one statement, none when no due session does (the cycle's one read of thousands
+    of sessions leaves these columns out)."""
+    if not sessions:
+        return
+    by_pk = {s.pk: s for s in sessions}
+    for pk, *values in StrategySession.objects.filter(pk__in=list(by_pk)).values_list("pk", *STATE_FIELDS):
+        by_pk[pk].__dict__.update(zip(STATE_FIELDS, values))
 
 
 def _inventories(sessions: list) -> dict[int, tuple[Decimal, Decimal, int, bool]]:

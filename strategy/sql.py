@@ -23,8 +23,10 @@ CREATE = IntentKind.CREATE.value
 
 # What the cycle reads of a session, its order (its ids and every strategy parameter of
 # strategy.params) and the order's pair.
-SESSION_FIELDS = ("pk", "cadence_s", "refreshed_at", "band_price", "band_set_at", "inventory_base", "inventory_cost",
-                  "inventory_fill_id")
+SESSION_FIELDS = ("pk", "cadence_s", "refreshed_at")
+# A session's state of the options that keep one (the moving band's anchor, the inventory cost): read
+# apart, only for the sessions whose order uses them (strategy.cycle._session_state).
+STATE_FIELDS = ("band_price", "band_set_at", "inventory_base", "inventory_cost", "inventory_fill_id")
 # The order's parameters the cycle reads besides the strategy's: where its reference price comes from.
 SOURCE_FIELDS = ("price_source_account", "price_source_market")
 ORDER_FIELDS = ("order_id", "user_id", "exchange_account_id", *ORDER_PARAM_FIELDS, *SOURCE_FIELDS)
