@@ -23,8 +23,8 @@ class ExchangeAccount(models.Model):
     # Database defaults too: a row written by code that predates these columns (a worker of the previous
     # release during a deploy, a hand-written statement) is still valid.
     api_passphrase_encrypted = models.TextField(
-        blank=True, editable=False, db_default="", help_text="ccxt's password (OKX, KuCoin, Bitget...), Fernet token")
-    uid = models.CharField(max_length=128, blank=True, db_default="", help_text="ccxt uid, for exchanges that need one")
+        blank=True, editable=False, default="", db_default="", help_text="ccxt's password (OKX, KuCoin, Bitget...), Fernet token")
+    uid = models.CharField(max_length=128, blank=True, default="", db_default="", help_text="ccxt uid, for exchanges that need one")
     sandbox = models.BooleanField(default=False, db_default=False,
                                   help_text="use the exchange's sandbox (ccxt set_sandbox_mode)")
     base_url = models.CharField(

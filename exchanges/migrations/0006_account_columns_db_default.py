@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='exchangeaccount',
             name='api_passphrase_encrypted',
-            field=models.TextField(blank=True, db_default='', editable=False, help_text="ccxt's password (OKX, KuCoin, Bitget...), Fernet token"),
+            field=models.TextField(blank=True, db_default='', default='', editable=False, help_text="ccxt's password (OKX, KuCoin, Bitget...), Fernet token"),
         ),
         migrations.AlterField(
             model_name='exchangeaccount',
@@ -23,6 +23,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='exchangeaccount',
             name='uid',
-            field=models.CharField(blank=True, db_default='', help_text='ccxt uid, for exchanges that need one', max_length=128),
+            field=models.CharField(blank=True, db_default='', default='', help_text='ccxt uid, for exchanges that need one', max_length=128),
         ),
     ]
