@@ -10,7 +10,6 @@ order is cancelled is superseded instead. Its statements are in strategy/sql.py.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -128,15 +127,24 @@ def _tracked_view(row: tuple) -> order_diff.TrackedOrder:
     )
 
 
-@functools.lru_cache(maxsize=65536)
-def _params_of(values: tuple) -> pure_mm.PureMMParams:
-    return params_for(SimpleNamespace(**dict(zip(ORDER_FIELDS, values))))
+# order id -> (the order's row as the cycle read it, its PureMMParams); emptied when it grows past the bound.
+_PARAMS: dict = {}
+_PARAMS_BOUND = 65536
 
 
 def _cached_params(order) -> pure_mm.PureMMParams:
     """``params_for(order)``, built (and validated) once per order and parameter set, not once per
-    tick: keyed by the order's row as the cycle read it (``due_sessions``)."""
-    return _params_of(order.row)
+    tick: kept by order id with the row it was built from (``due_sessions``), and built again when the
+    row differs. Comparing the row costs less than hashing it (fresh Decimals every tick), which an
+    lru_cache keyed by the row did for every session of every tick."""
+    kept = _PARAMS.get(order.order_id)
+    if kept is not None and kept[0] == order.row:
+        return kept[1]
+    params = params_for(SimpleNamespace(**dict(zip(ORDER_FIELDS, order.row))))
+    if len(_PARAMS) >= _PARAMS_BOUND:
+        _PARAMS.clear()
+    _PARAMS[order.order_id] = (order.row, params)
+    return params
 
 
 def _market_inputs(market, own: dict | None) -> tuple[pure_mm.MarketSnapshot, pure_mm.MarketRules]:
