@@ -33,7 +33,7 @@ from mmproject.sql import among, insert_ignoring_conflicts, server_bound
 from . import order_diff, pure_mm, sql
 from .models import MarketData, SessionStatus, StrategySession
 from .order_rows import ORDER_REF
-from .params import params_for
+from .params import INVENTORY_COST_NAMES, params_for, reference_market
 from .periods import period_start_ms
 from .sql import ORDER_FIELDS, PAIR_FIELDS, PENDING_COLUMNS, SESSION_FIELDS, STATE_FIELDS
 
@@ -208,8 +208,8 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     # Order optimization needs the book without our own orders: one read of them, only when a due order uses it.
     own = _own_resting(set(markets)) if any(s.order.order_optimization_enabled for s in sessions) else {}
     _session_state([s for s in sessions if s.order.moving_price_band_enabled
-                    or s.order.price_source_type == INVENTORY_COST])
-    inventories = _inventories([s for s in sessions if s.order.price_source_type == INVENTORY_COST])
+                    or s.order.price_source_type in INVENTORY_COST_NAMES])
+    inventories = _inventories([s for s in sessions if s.order.price_source_type in INVENTORY_COST_NAMES])
     bands: dict[int, tuple] = {}  # session pk -> its moving band's new (anchor, set at)
     inputs: dict[tuple[int, str], tuple] = {}  # per market: its snapshot and rules, built once a cycle
     # Rows as plain dicts: building thousands of model instances costs more than writing them.
@@ -320,13 +320,11 @@ def strategies_run_due(*, now: datetime | None = None, slot: int | None = None) 
     return summary
 
 
-INVENTORY_COST = "inventory_cost"
-
-
 def _source_key(order) -> tuple[int, str]:
     """The market the order's reference price comes from: its own unless a price source names another
     account or symbol."""
-    return (order.price_source_account or order.exchange_account_id, order.price_source_market or order.pair.symbol)
+    return reference_market(order.exchange_account_id, order.pair.symbol, order.price_source_account,
+                            order.price_source_market)
 
 
 def _session_state(sessions: list) -> None:

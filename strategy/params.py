@@ -270,6 +270,13 @@ _PRICE_SOURCES = {
 }
 
 
+# The price_source_type names of the sources that need more than the book: the last trade price (the market
+# data tracker reads it for their markets), the inventory cost (the cycle keeps it per session).
+LAST_PRICE_NAMES = tuple(name for name, source in _PRICE_SOURCES.items() if source is pure_mm.PriceSource.LAST)
+INVENTORY_COST_NAMES = tuple(
+    name for name, source in _PRICE_SOURCES.items() if source is pure_mm.PriceSource.INVENTORY_COST)
+
+
 def _account_exists(account_id) -> str | None:
     if not ExchangeAccount.objects.filter(pk=account_id).exists():
         return f"there is no exchange account {account_id}"
@@ -410,6 +417,13 @@ def clean_params(values: Mapping[str, Any]) -> dict[str, Any]:
     if errors:
         raise ParamErrors(errors)
     return cleaned
+
+
+def reference_market(account_id: int, symbol: str, price_source_account: int | None,
+                     price_source_market: str | None) -> tuple[int, str]:
+    """The (account, symbol) market an order's reference price comes from: the order's own unless its
+    ``price_source_account`` or ``price_source_market`` names another."""
+    return (price_source_account or account_id, price_source_market or symbol)
 
 
 def params_for(order) -> pure_mm.PureMMParams:

@@ -11,6 +11,7 @@ from intents.halt import halt_row_sql
 from intents.ids import order_id_of
 
 from . import sql
+from .params import LAST_PRICE_NAMES, reference_market
 from .models import SessionStatus, StrategySession
 from .order_rows import MarketMakingOrder
 
@@ -22,24 +23,18 @@ def tracked_markets_and_accounts() -> tuple[list[tuple[int, str]], list[int]]:
         "order__exchange_account_id", "order__pair__symbol", "order__price_source_account",
         "order__price_source_market").distinct()
     traded = {(account_id, symbol) for account_id, symbol, _, _ in rows if account_id}
-    sources = {(source_account or account_id, source_market or symbol)
-               for account_id, symbol, source_account, source_market in rows if account_id}
+    sources = {reference_market(*row) for row in rows if row[0]}
     return sorted(traded | sources), sorted({account_id for account_id, _ in traded})
-
-
-# The price_source_type names that price on the last trade (strategy.params).
-LAST_PRICE_SOURCES = ("last_price", "last")
 
 
 def markets_on_last_price() -> set[tuple[int, str]]:
     """The (account, symbol) markets whose last trade price a running session quotes around: the
     market data tracker reads it for these only."""
     rows = StrategySession.objects.filter(
-        status=SessionStatus.RUNNING, order__price_source_type__in=LAST_PRICE_SOURCES,
+        status=SessionStatus.RUNNING, order__price_source_type__in=LAST_PRICE_NAMES,
     ).values_list("order__exchange_account_id", "order__pair__symbol", "order__price_source_account",
                   "order__price_source_market").distinct()
-    return {(source_account or account_id, source_market or symbol)
-            for account_id, symbol, source_account, source_market in rows if account_id}
+    return {reference_market(*row) for row in rows if row[0]}
 
 
 def sessions_accepting_orders(keys) -> set[str]:
