@@ -16,25 +16,25 @@ from .models import SessionStatus, StrategySession
 from .order_rows import MarketMakingOrder
 
 
-def tracked_markets_and_accounts() -> tuple[list[tuple[int, str]], list[int]]:
-    """The (account, symbol) markets running sessions trade on or take their reference price from, and
-    the accounts they trade on (whose orders are tracked)."""
+def tracker_targets() -> tuple[list[tuple[int, str]], list[int], set[tuple[int, str]]]:
+    """What the trackers follow, from one read of the running sessions: the (account, symbol) markets
+    they trade on or take their reference price from, the accounts they trade on (whose orders are
+    tracked), and the markets whose last trade price one of them quotes around (the market data tracker
+    reads it for these only)."""
     rows = StrategySession.objects.filter(status=SessionStatus.RUNNING).values_list(
         "order__exchange_account_id", "order__pair__symbol", "order__price_source_account",
-        "order__price_source_market").distinct()
-    traded = {(account_id, symbol) for account_id, symbol, _, _ in rows if account_id}
-    sources = {reference_market(*row) for row in rows if row[0]}
-    return sorted(traded | sources), sorted({account_id for account_id, _ in traded})
+        "order__price_source_market", "order__price_source_type").distinct()
+    rows = [row for row in rows if row[0]]
+    traded = {(account_id, symbol) for account_id, symbol, *_ in rows}
+    sources = {reference_market(*row[:4]) for row in rows}
+    last_price = {reference_market(*row[:4]) for row in rows if row[4] in LAST_PRICE_NAMES}
+    return sorted(traded | sources), sorted({account_id for account_id, _ in traded}), last_price
 
 
-def markets_on_last_price() -> set[tuple[int, str]]:
-    """The (account, symbol) markets whose last trade price a running session quotes around: the
-    market data tracker reads it for these only."""
-    rows = StrategySession.objects.filter(
-        status=SessionStatus.RUNNING, order__price_source_type__in=LAST_PRICE_NAMES,
-    ).values_list("order__exchange_account_id", "order__pair__symbol", "order__price_source_account",
-                  "order__price_source_market").distinct()
-    return {reference_market(*row) for row in rows if row[0]}
+def tracked_markets_and_accounts() -> tuple[list[tuple[int, str]], list[int]]:
+    """The markets and accounts of ``tracker_targets``."""
+    markets, accounts, _ = tracker_targets()
+    return markets, accounts
 
 
 def sessions_accepting_orders(keys) -> set[str]:

@@ -1,7 +1,7 @@
 """Celery shells of the strategy runtime: the beat tick and the trackers it fans out."""
 from celery import shared_task
 
-from .selectors import markets_on_last_price, tracked_markets_and_accounts
+from .selectors import tracker_targets
 from .tick import refill_run, run_trackers, tick_run
 from .trackers import refresh_market_data, track_exchange_orders
 
@@ -33,6 +33,7 @@ def run_trackers_task(markets: list | None = None, accounts: list | None = None)
     per market and one per exchange account (so they still run in parallel on the tick workers).
     Which markets and accounts the running sessions trade on is read here too, not in the tick
     (``markets`` and ``accounts`` name them only in a message sent before that moved)."""
+    targets, tracked, last_price = tracker_targets()
     if markets is None or accounts is None:
-        markets, accounts = tracked_markets_and_accounts()
-    run_trackers([tuple(m) for m in markets], accounts, inline=False, last_price=markets_on_last_price())
+        markets, accounts = targets, tracked
+    run_trackers([tuple(m) for m in markets], accounts, inline=False, last_price=last_price)

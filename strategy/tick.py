@@ -32,7 +32,7 @@ from .metrics import tick_duration_buckets_complete, tick_duration_hits, tick_du
 from .models import TICK_LEASE_NAME, TickLease
 from .periods import period_start_ms, tick_period_ms
 from .services import refill_mark_clear
-from .selectors import markets_on_last_price, tracked_markets_and_accounts
+from .selectors import tracker_targets
 from .trackers import refresh_market_data, track_exchange_orders
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,8 @@ def _tick(now: datetime, sync: bool) -> TickOutcome:
     started = time.perf_counter()
     try:
         if sync:
-            run_trackers(*tracked_markets_and_accounts(), inline=True, last_price=markets_on_last_price())
+            markets, accounts, last_price = tracker_targets()
+            run_trackers(markets, accounts, inline=True, last_price=last_price)
         else:
             # One message: a tick worker reads which markets and accounts to track and fans it out,
             # off the tick's path, where a publish per market and account would grow with them.
