@@ -224,4 +224,6 @@ def test_eight_processes_never_exceed_the_exchange_limit_with_the_shared_budget(
     # while the budget, not the processes or the exchange, held them back: the exchange served the processes
     # alone more than that, and with the budget most of the budget was used
     assert max(used) >= 0.5 * limit
-    assert sum(used) <= 0.9 * 100 * (13 + 0.25) + 20
+    # 90 % of 100 a second over the 13 s and the burst, plus what each of the 8 processes booked before the end
+    # and sent after it (one request each, at most 20)
+    assert sum(used) <= 0.9 * 100 * (13 + 0.25) + 8 * 20
