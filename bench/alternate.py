@@ -51,6 +51,8 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="the revision to compare with (e.g. a commit before a change)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), default=["tick", "intents", "memory"])
+    parser.add_argument("--same-harness", action="store_true",
+                        help="measure the base with this tree's bench/ scripts (when the harness was fixed since)")
     args = parser.parse_args()
     for name in ("DATABASE_URL", "CELERY_BROKER_URL"):
         if name not in os.environ:
@@ -63,6 +65,11 @@ def main() -> int:
         subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False)
         shutil.rmtree(base, ignore_errors=True)
     subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(base), rev], cwd=ROOT, check=True)
+    if args.same_harness:
+        # The benchmark scripts are the instrument: both trees are measured by this tree's, so a fix to the
+        # harness (e.g. tick.py's accepted intents) applies to the base too. The code measured is each tree's.
+        for script in (ROOT / "bench").glob("*.py"):
+            shutil.copy(script, base / "bench" / script.name)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
     seen: dict[str, dict[str, list[float]]] = {"base": {}, "head": {}}
