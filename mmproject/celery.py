@@ -34,6 +34,7 @@ app.conf.task_queues = (Queue(MARKET_MAKING_QUEUE), Queue(INTENTS_QUEUE), Queue(
 app.conf.task_default_queue = MARKET_MAKING_QUEUE
 app.conf.task_routes = {
     **{name: {"queue": MARKET_MAKING_QUEUE} for name in LIFECYCLE_JOBS},
+    "resume_market_making": {"queue": MARKET_MAKING_QUEUE},
     "execute_intent": {"queue": INTENTS_QUEUE},
     "dispatch_intents": {"queue": INTENTS_QUEUE},
     "strategy_tick": {"queue": TICK_QUEUE},
@@ -61,6 +62,12 @@ def _beat_schedule():
             "task": "reconcile",
             "schedule": timedelta(seconds=settings.RECONCILE_INTERVAL_S),
             "options": {"expires": float(settings.RECONCILE_INTERVAL_S)},
+        },
+        # The lifecycle sweeper: one at a time across beats (its lease, orders.services.resume).
+        "lifecycle-sweep": {
+            "task": "resume_market_making",
+            "schedule": timedelta(seconds=settings.MM_SWEEP_INTERVAL_S),
+            "options": {"expires": float(settings.MM_SWEEP_INTERVAL_S)},
         },
         "prune-history": {
             "task": "prune_history",

@@ -192,6 +192,11 @@ MM_WITHDRAWAL_MAX_CHECKS = env.int(
 MM_JOB_MAX_RETRIES = env.int("MM_JOB_MAX_RETRIES", default=8)
 # stop_mm keeps cancelling and confirming (backoff up to 30 s) this many times before giving up.
 MM_STOP_MAX_RETRIES = env.int("MM_STOP_MAX_RETRIES", default=60)
+# The lifecycle sweeper (resume_market_making, beat): every this many seconds it starts the job of each
+# order that waits on one and has none alive. A polling chain counts as alive until its next poll is
+# due plus this margin (queue wait, run time); after that the sweeper starts a new chain.
+MM_SWEEP_INTERVAL_S = env.int("MM_SWEEP_INTERVAL_S", default=60)
+MM_JOB_LEASE_MARGIN_S = env.int("MM_JOB_LEASE_MARGIN_S", default=120)
 # Mixin provider (MM_PAYMENT_PROVIDER=mixin): API root, bot credentials, snapshots per poll.
 MIXIN_API_BASE = env.str("MIXIN_API_BASE", default="https://api.mixin.one")
 MIXIN_CLIENT_ID = env.str("MIXIN_CLIENT_ID", default="")

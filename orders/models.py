@@ -89,6 +89,14 @@ class MarketMakingOrder(ConcurrentTransitionMixin, models.Model):
     expires_at = models.DateTimeField(help_text="payment deadline")
     reason = models.TextField(blank=True, help_text="why the order failed, was refunded or stopped")
     withdrawal_started_at = models.DateTimeField(null=True, blank=True)
+    # The order's one polling job chain (orders.services.chains): which job polls it, the chain's
+    # generation, the polls that found it not done yet, and until when the chain counts as alive (the
+    # sweeper starts a new chain only after that). Database defaults: a row written by a previous
+    # release's code (during a deploy) or by hand-written SQL needs none of them.
+    job_name = models.CharField(max_length=64, blank=True, default="", db_default="")
+    job_chain = models.PositiveIntegerField(default=0, db_default=0)
+    job_attempts = models.PositiveIntegerField(default=0, db_default=0)
+    job_lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -372,3 +380,20 @@ class ProviderCursor(models.Model):
     provider = models.CharField(max_length=16, unique=True)
     cursor = models.CharField(max_length=64, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class SweepLease(models.Model):
+    """The lease that lets one lifecycle sweep run at a time, whichever beat or command started it
+    (taken by one conditional UPDATE: orders.services.resume), and what the last sweep did."""
+
+    name = models.CharField(max_length=32, unique=True)
+    holder = models.CharField(max_length=128, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_counts = models.JSONField(default=dict, blank=True)
+    runs = models.PositiveBigIntegerField(default=0)
+    skipped = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return f"sweep lease {self.name} (run {self.runs}, skipped {self.skipped})"

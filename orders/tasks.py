@@ -2,8 +2,10 @@
 
 Every job is ``acks_late``, as every task is (CELERY_TASK_ACKS_LATE: a worker lost mid-job means
 redelivery, and each service is idempotent) and retries transient failures (database, uncertain provider outcome) with
-Celery's exponential backoff. Polling jobs retry themselves at a fixed interval up to an
-attempt limit.
+Celery's exponential backoff. Polling jobs (payment check, withdrawal monitor, stop) are one chain per order
+(orders.services.chains): each poll is a new message carrying the chain and attempt number, the polls are
+counted on the order's row, and at the limit the job takes its failure path; Celery's retry counter counts
+only the transient errors of one poll.
 """
 import logging
 
@@ -14,7 +16,8 @@ from django.db import InterfaceError, OperationalError
 from . import services
 from .errors import ExchangeUnavailable, TransferUncertain
 from .outcomes import Outcome
-from .services.resume import lifecycle_resume
+from .services.chains import chain_poll
+from .services.resume import lifecycle_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +37,14 @@ def process_market_making_snapshots(self, snapshot_id: str):
 
 
 @_job("check_payment_complete")
-def check_payment_complete(self, order_id: str):
-    outcome = services.payment_check(order_id=order_id)
-    if outcome != Outcome.PENDING:
-        return
-    limit = settings.MM_PAYMENT_MAX_CHECKS
-    if self.request.retries >= limit:
-        services.payment_fail(order_id=order_id, reason=f"payment still incomplete after {limit} checks",
-                              by="task:check_payment_complete")
-        return
-    raise self.retry(countdown=settings.MM_PAYMENT_CHECK_INTERVAL_S, max_retries=limit)
+def check_payment_complete(self, order_id: str, chain: int | None = None, attempt: int = 0):
+    def give_up(polls):
+        return services.payment_fail(order_id=order_id, reason=f"payment still incomplete after {polls} checks",
+                                     by="task:check_payment_complete")
+
+    chain_poll(job="check_payment_complete", order_id=order_id, chain=chain, attempt=attempt,
+               interval_s=settings.MM_PAYMENT_CHECK_INTERVAL_S, limit=settings.MM_PAYMENT_MAX_CHECKS,
+               poll=lambda: services.payment_check(order_id=order_id), give_up=give_up)
 
 
 @_job("withdraw_to_exchange")
@@ -52,16 +53,15 @@ def withdraw_to_exchange(self, order_id: str):
 
 
 @_job("monitor_mixin_withdrawal")
-def monitor_mixin_withdrawal(self, order_id: str):
-    outcome = services.withdrawal_monitor(order_id=order_id)
-    if outcome != Outcome.PENDING:
-        return
-    limit = settings.MM_WITHDRAWAL_MAX_CHECKS
-    if self.request.retries >= limit:
-        services.withdrawal_abandon(order_id=order_id, reason=f"deposits still unconfirmed after {limit} checks; "
+def monitor_mixin_withdrawal(self, order_id: str, chain: int | None = None, attempt: int = 0):
+    def give_up(polls):
+        services.withdrawal_abandon(order_id=order_id, reason=f"deposits still unconfirmed after {polls} checks; "
                                     "funds stay locked for operator review", by="task:monitor_mixin_withdrawal")
-        return
-    raise self.retry(countdown=settings.MM_WITHDRAWAL_CHECK_INTERVAL_S, max_retries=limit)
+        return Outcome.TIMEOUT
+
+    chain_poll(job="monitor_mixin_withdrawal", order_id=order_id, chain=chain, attempt=attempt,
+               interval_s=settings.MM_WITHDRAWAL_CHECK_INTERVAL_S, limit=settings.MM_WITHDRAWAL_MAX_CHECKS,
+               poll=lambda: services.withdrawal_monitor(order_id=order_id), give_up=give_up)
 
 
 @_job("join_campaign")
@@ -75,15 +75,23 @@ def start_mm(self, order_id: str):
 
 
 @_job("stop_mm")
-def stop_mm(self, order_id: str, reason: str = "stop requested"):
-    outcome = services.order_stop(order_id=order_id, by="task:stop_mm", reason=reason, wait_s=5)
-    if outcome == Outcome.STOPPING:
-        # Orders still open or in flight on the exchange: cancel and confirm again, with backoff.
-        raise self.retry(countdown=min(2 ** self.request.retries, 30), max_retries=settings.MM_STOP_MAX_RETRIES)
+def stop_mm(self, order_id: str, reason: str = "stop requested", chain: int | None = None, attempt: int = 0):
+    def give_up(polls):
+        # Nothing to fail: the order stays running with its session stopping, and the sweeper starts a
+        # new stop chain (its lease is released now) at its next run.
+        logger.warning("event=stop_attempts_exhausted order_id=%s polls=%s: still open on the exchange; "
+                       "the lifecycle sweeper starts the stop again", order_id, polls)
+        return Outcome.STOPPING
+
+    # Orders still open or in flight on the exchange: cancel and confirm again, backing off to 30 s.
+    chain_poll(job="stop_mm", order_id=order_id, chain=chain, attempt=attempt, interval_s=min(2 ** attempt, 30),
+               limit=settings.MM_STOP_MAX_RETRIES, args=(reason,), give_up=give_up, pending=Outcome.STOPPING,
+               poll=lambda: services.order_stop(order_id=order_id, by="task:stop_mm", reason=reason, wait_s=5))
 
 
 @shared_task(name="resume_market_making", ignore_result=True)
 def resume_market_making():
-    """The sweeper as a periodic job (``mm_resume`` is the same service): re-queues what is due."""
+    """The sweeper as a periodic job (beat, ``MM_SWEEP_INTERVAL_S``; ``mm_resume`` is the same service):
+    one sweep at a time across beats and commands (a lease), skipped when another holds it."""
 
-    lifecycle_resume()
+    lifecycle_sweep(holder="task:resume_market_making")
