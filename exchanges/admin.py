@@ -1,8 +1,10 @@
-"""Admin of exchange accounts (secret and passphrase are write-only: never shown) and a read-only simulator view."""
+"""Admin of exchange accounts (secret and passphrase are write-only: never shown; a halted account is shown
+with its reason and resumed by an action) and a read-only simulator view."""
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from .errors import ExchangeSetupError
+from .halts import account_resume
 from .models import ExchangeAccount, SimAccount, SimBalance, SimMarket, SimOrder
 from .services import exchange_capabilities_check
 
@@ -45,12 +47,27 @@ class ExchangeAccountForm(forms.ModelForm):
         return account
 
 
+class HaltedFilter(admin.SimpleListFilter):
+    title = "halted"
+    parameter_name = "halted"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Halted"), ("no", "Trading")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(halted_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(ExchangeAccount)
 class ExchangeAccountAdmin(admin.ModelAdmin):
     form = ExchangeAccountForm
-    list_display = ["label", "exchange_id", "sandbox", "base_url", "enabled", "updated_at"]
-    list_filter = ["exchange_id", "sandbox", "enabled"]
+    list_display = ["label", "exchange_id", "sandbox", "base_url", "enabled", "halted", "updated_at"]
+    list_filter = ["exchange_id", "sandbox", "enabled", HaltedFilter]
     search_fields = ["label"]
+    readonly_fields = ["halted_at", "halt_reason"]
+    actions = ["resume_trading"]
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
@@ -58,6 +75,23 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
             # A view-only page shows every form field's value: a decrypted secret must not be one.
             fields = [name for name in fields if name not in WRITE_ONLY]
         return fields
+
+    @admin.display(description="halted", ordering="halted_at")
+    def halted(self, account):
+        if account.halted_at is None:
+            return "-"
+        return f"since {account.halted_at:%Y-%m-%d %H:%M:%S} UTC: {account.halt_reason[:120]}"
+
+    @admin.action(description="Resume trading on the selected halted accounts (after fixing the key)",
+                  permissions=["change"])
+    def resume_trading(self, request, queryset):
+        by = f"admin:{request.user.get_username()}"
+        resumed = [account.label for account in queryset if account_resume(label=account.label, by=by)]
+        if resumed:
+            self.message_user(request, f"Resumed: {', '.join(resumed)}. Their sessions quote again from the next tick.",
+                              messages.SUCCESS)
+        else:
+            self.message_user(request, "None of the selected accounts was halted.", messages.WARNING)
 
 
 @admin.register(SimMarket)

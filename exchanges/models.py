@@ -33,6 +33,11 @@ class ExchangeAccount(models.Model):
         help_text="Optional root URL replacing the exchange's API URLs, e.g. http://127.0.0.1:8000",
     )
     enabled = models.BooleanField(default=True)
+    # Set when the exchange answers with an error the policy classes ``halt`` (API key revoked, account
+    # suspended: exchanges.policy): nothing new is planned or sent on the account until an operator
+    # resumes it (exchanges.halts, ``mm_account resume``, the admin's action).
+    halted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    halt_reason = models.TextField(blank=True, default="", db_default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -261,6 +266,30 @@ class SimDeposit(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["account", "credited"], name="sim_deposit_account_credited")]
+
+
+class SimWithdrawal(models.Model):
+    """A withdrawal the simulator accepted: debited from the account at once (amount; the fee comes out of
+    it), sent on "chain" when it completes: to another simulator account's deposit address as a deposit,
+    else recorded here for whoever owns the address (the local payment provider reads it; a Mixin stand-in
+    is told over HTTP, SIM_WITHDRAW_FORWARD_URL)."""
+
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="withdrawals")
+    asset = models.CharField(max_length=20)
+    network = models.CharField(max_length=40)
+    address = models.CharField(max_length=200)
+    tag = models.CharField(max_length=100, blank=True)
+    amount = AmountField()
+    fee = AmountField(default=0)
+    client_id = models.CharField(max_length=64, blank=True, help_text="withdrawOrderId (Binance) / clientId (OKX)")
+    tx_id = models.CharField(max_length=128, unique=True)
+    apply_ms = models.BigIntegerField()
+    complete_at_ms = models.BigIntegerField()
+    completed = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "client_id"], condition=~models.Q(client_id=""),
+                                               name="sim_withdrawal_client_id_unique")]
 
 
 class SimRateWindow(models.Model):

@@ -4,7 +4,9 @@ The tracked order and its client order id are in the database before any call. A
 that is retried or reclaimed after a crash looks its order up by client order id first; an
 ambiguous outcome (timeout, 5xx, broken connection) is looked up, never resent blindly.
 Retries follow the error policy (ccxt error classes) with backoff; a failed intent never
-blocks its strategy: its tracked order leaves the active set and the next cycle re-plans.
+blocks its strategy: its tracked order leaves the active set and the next cycle re-plans. An error
+the policy classes ``halt`` (a revoked API key, a suspended account) halts the intent's exchange
+account (intents.halt.account_halt): nothing new is planned or sent on it until an operator resumes it.
 
 Intents claimed together (a lane's batch, the sync driver's round) run one after another in one
 process, with the database work of the batch in a few statements rather than a dozen per intent:
@@ -35,6 +37,7 @@ from exchanges.services import fetch_by_client_id
 
 from . import hooks, sql, tracked_orders
 from .gates import Claim, Release, lease_seconds, release_claims, renew, renew_claims, timed_out_hold_until
+from .halt import account_halt
 from .models import Intent, IntentKind, IntentStatus, TrackedOrder, TrackedOrderStatus
 from .tracked_orders import FINAL_TRACKED
 
@@ -229,6 +232,8 @@ def _execute(intent: Intent, tracked: TrackedOrder, account: ExchangeAccount | N
     except ccxt.BaseError as exc:
         action = error_action(exc, operation)
         note = f"{type(exc).__name__}: {str(exc)[:300]}"
+        if action == Action.HALT or _unauthorized(exc):
+            return _halt(intent, tracked, note, batch)
         if client is None:
             # The client could not be built (its markets did not load): nothing was sent.
             if action in (Action.LOOKUP, Action.RETRY):
@@ -245,10 +250,25 @@ def _execute(intent: Intent, tracked: TrackedOrder, account: ExchangeAccount | N
             return _Outcome(IntentStatus.NEW, note, retry=True)
         if action == Action.GONE:
             return _after_gone(intent, tracked, client, note, batch)
-        if action == Action.HALT:
-            logger.critical("event=strategy_halt_needed strategy_key=%s account_id=%s error=%s",
-                            intent.strategy_key, intent.account_id, note)
         return _give_up(intent, tracked, note, batch)
+
+
+def _unauthorized(error: ccxt.BaseError) -> bool:
+    """The exchange answered HTTP 401: the key, its IP or its permissions were refused. A halt whatever
+    ccxt's class: ccxt's binance raises DDoSProtection, not AuthenticationError, for Binance's -2015
+    ("Invalid API-key, IP, or permissions for action.") once the client has authenticated before, as
+    a revoked key does mid-run (docs/decisions.md, "A 401 halts the exchange account")."""
+    response = getattr(error.__context__, "response", None)  # requests' HTTPError, as exchanges.budget reads it
+    return getattr(response, "status_code", None) == 401
+
+
+def _halt(intent: Intent, tracked: TrackedOrder, note: str, batch: _Batch) -> _Outcome:
+    """Nothing will work on this account until a person acts (a revoked key, a suspended account):
+    the account halts (intents.halt.account_halt), committed at once so every process sees it, and
+    this batch checks its creates not sent yet again before the next one leaves."""
+    account_halt(account_id=intent.account_id, reason=f"{intent.kind} {intent.client_order_id}: {note}")
+    batch.checked_at = None
+    return _give_up(intent, tracked, f"exchange account halted: {note}", batch)
 
 
 def _create(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Outcome:
@@ -258,7 +278,8 @@ def _create(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Ou
     if intent.sent_at is None and (cancelled_meanwhile or not batch.accepts_orders(intent)):
         # Never sent, and no longer wanted: nothing is on the exchange, so nothing to cancel.
         _transition(tracked_orders.not_sent_row(tracked), tracked, batch)
-        why = "cancelled by a later cycle" if cancelled_meanwhile else "kill switch engaged or session not running"
+        why = ("cancelled by a later cycle" if cancelled_meanwhile
+               else "kill switch engaged, session not running or exchange account halted")
         return _Outcome(IntentStatus.SUPERSEDED, f"not sent: {why}")
     if intent.sent_at is not None:
         # Sent before (a retry, a reclaimed crash, a redelivered message): it may be on the exchange.

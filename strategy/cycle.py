@@ -88,7 +88,8 @@ def due_sessions(now: datetime) -> tuple[list[SimpleNamespace], dict[tuple[str, 
         columns = (*SESSION_FIELDS, *(f"order__{f}" for f in ORDER_FIELDS),
                    *(f"order__pair__{f}" for f in PAIR_FIELDS))
         sessions = [_session_of(row) for row in StrategySession.objects.filter(
-            status=SessionStatus.RUNNING, next_run_at__lte=now).values_list(*columns)]
+            status=SessionStatus.RUNNING, next_run_at__lte=now).exclude(
+            order__exchange_account__halted_at__isnull=False).values_list(*columns)]
         return sessions, ref_positions(ref_type=ORDER_REF, ref_ids=[s.order.order_id for s in sessions])
     sessions, positions = [], {}
     for row in server_bound(sql.due_sessions_sql(), [SessionStatus.RUNNING.value, now], prepare=True):

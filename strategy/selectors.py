@@ -9,6 +9,7 @@ from django.db import connection
 
 from intents.halt import halt_row_sql
 from intents.ids import order_id_of
+from mmproject.sql import column
 
 from . import sql
 from .params import LAST_PRICE_NAMES, reference_market
@@ -39,14 +40,15 @@ def tracked_markets_and_accounts() -> tuple[list[tuple[int, str]], list[int]]:
 
 def sessions_accepting_orders(keys) -> set[str]:
     """The strategy keys among ``keys`` whose new orders may leave: the session is running (not
-    stopping, stopped or missing) and the kill switch is off. One plain statement for a whole batch
-    of intents: the last check before an executor sends a create."""
+    stopping, stopped or missing), its order's exchange account is not halted and the kill switch is
+    off. One plain statement for a whole batch of intents: the last check before an executor sends a
+    create."""
     keys = list(dict.fromkeys(keys))
     if settings.STRATEGY_KILL_SWITCH or not keys:  # halt_engaged()'s setting; its row is in the statement
         return set()
     prep = MarketMakingOrder._meta.get_field("order_id").get_db_prep_value
     by_order_id = {str(uuid.UUID(order_id_of(key))): key for key in keys}
-    halted, halted_params = halt_row_sql()
+    halted, halted_params = halt_row_sql(account=column(MarketMakingOrder, "o", "exchange_account"))
     # By hand: the ORM's two queries cost ~6x this one (docs/decisions.md, "Figures behind the hot paths").
     with connection.cursor() as cur:
         cur.execute(sql.sessions_accepting_sql(len(by_order_id), halted),

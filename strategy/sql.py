@@ -11,6 +11,7 @@ import functools
 
 from django.db import connection
 
+from intents import halt
 from intents.models import Intent, IntentKind, IntentStatus, TrackedOrder
 from ledger.models import Account, LedgerEntry, Posting
 from mmproject.sql import column
@@ -55,7 +56,9 @@ def due_sessions_sql() -> str:
         f"WHERE {column(LedgerEntry, 'e', 'ref_type')} = '{ORDER_REF}' "
         f"AND {column(LedgerEntry, 'e', 'ref_id')} = {column(MarketMakingOrder, 'o', 'order_id')}::text "
         f"AND {column(Posting, 'po', 'account')} = '{Account.USER_LOCKED.value}') pos ON true "
-        f"WHERE {column(StrategySession, 's', 'status')} = %s AND {column(StrategySession, 's', 'next_run_at')} <= %s"
+        f"WHERE {column(StrategySession, 's', 'status')} = %s AND {column(StrategySession, 's', 'next_run_at')} <= %s "
+        # Nothing is planned on a halted exchange account (intents.halt.account_halt).
+        f"AND NOT EXISTS ({halt.account_halted_sql(column(MarketMakingOrder, 'o', 'exchange_account'))})"
     )
 
 

@@ -1,6 +1,7 @@
-"""``mm_status [--json]``: orders per state, snapshots per outcome, refunds per status."""
+"""``mm_status [--json]``: orders per state, snapshots per outcome, refunds per status, halted exchange accounts."""
 import json
 
+from exchanges.halts import halted_accounts
 from mmproject.cli import OperatorCommand
 from orders.selectors import lifecycle_status
 
@@ -13,6 +14,7 @@ class Command(OperatorCommand):
 
     def handle(self, *args, **options):
         status = lifecycle_status()
+        status["halted_accounts"] = halted_accounts()
         if options["json"]:
             self.stdout.write(json.dumps(status, sort_keys=True))
             return
@@ -21,3 +23,5 @@ class Command(OperatorCommand):
             self.stdout.write(f"{section}: " + (", ".join(f"{k}={v}" for k, v in counts.items()) or "none"))
         if status["refunds_pending"]:
             self.stdout.write("pending refunds: " + ", ".join(status["refunds_pending"]))
+        for row in status["halted_accounts"]:  # mm_account resume LABEL, once the cause is fixed
+            self.stdout.write(f"HALTED exchange account {row['label']} since {row['halted_at']}: {row['reason']}")
