@@ -171,6 +171,9 @@ STRATEGY_HISTORY_RETENTION_DAYS = env.int("STRATEGY_HISTORY_RETENTION_DAYS", def
 STRATEGY_HISTORY_PRUNE_INTERVAL_S = env.int("STRATEGY_HISTORY_PRUNE_INTERVAL_S", default=3600)
 # The kill switch as a setting (the `kill_switch` command sets the same in the database).
 STRATEGY_KILL_SWITCH = env.bool("STRATEGY_KILL_SWITCH", default=False)
+# What a halted exchange account (intents.halt.account_halt) does with its open orders: leave them on the
+# exchange for the operator to decide, or cancel them by stopping each order that has one (stop_mm).
+STRATEGY_HALT_OPEN_ORDERS = env.str("STRATEGY_HALT_OPEN_ORDERS", default="leave")  # leave|cancel
 
 # --- Order lifecycle ------------------------------------------------------------------
 MM_WITHDRAW_MODE = env.str("MM_WITHDRAW_MODE", default="disabled")  # disabled|validation|transfer
