@@ -41,6 +41,7 @@ class ExchangeDialect:
     trades_page: int | None = None  # None: ccxt's features['spot']['fetchMyTrades']['limit']
     receive_window_option: str | None = None  # the ccxt option holding the signed requests' receive window (ms)
     order_limit: OrderLimit | None = None  # new orders capped besides the request weight
+    withdraw_client_id: str | None = None  # the withdraw param carrying our id, echoed in the withdrawal history
 
 
 EXCHANGE_OPTIONS: dict[str, ExchangeDialect] = {
@@ -60,10 +61,12 @@ EXCHANGE_OPTIONS: dict[str, ExchangeDialect] = {
         # 100 new orders per 10 s per account (exchangeInfo's ORDERS rate limit).
         order_limit=OrderLimit(frozenset({"order", "sor/order", "order/oco", "orderList/oco", "orderList/oto",
                                           "orderList/otoco", "order/cancelReplace"}), count=100, interval_s=10),
+        withdraw_client_id="withdrawOrderId",  # POST /sapi/v1/capital/withdraw/apply, a filter of its history
     ),
     # Spot instruments only; ccxt maps clientOrderId to clOrdId on /api/v5/trade/order (place,
     # get, cancel). Fills come 100 a page (ccxt's features say so: no entry needed).
-    "okx": ExchangeDialect(options={"fetchMarkets": {"types": ["spot"]}}, lookup=LOOKUP_FETCH_ORDER),
+    "okx": ExchangeDialect(options={"fetchMarkets": {"types": ["spot"]}}, lookup=LOOKUP_FETCH_ORDER,
+                           withdraw_client_id="clientId"),
 }
 
 
@@ -131,3 +134,9 @@ def capabilities_missing(client: ccxt.Exchange) -> list[str]:
         if not any(client.has.get(name) for name in names):
             missing.append(" or ".join(names))
     return missing
+
+
+def withdraw_client_id_param(client: ccxt.Exchange) -> str | None:
+    """The withdraw parameter that carries our own id on ``client``'s exchange (None: it has none, and a
+    withdrawal is found again by its address, amount and time)."""
+    return exchange_dialect(client.id).withdraw_client_id

@@ -268,6 +268,30 @@ class SimDeposit(models.Model):
         indexes = [models.Index(fields=["account", "credited"], name="sim_deposit_account_credited")]
 
 
+class SimWithdrawal(models.Model):
+    """A withdrawal the simulator accepted: debited from the account at once (amount; the fee comes out of
+    it), sent on "chain" when it completes: to another simulator account's deposit address as a deposit,
+    else recorded here for whoever owns the address (the local payment provider reads it; a Mixin stand-in
+    is told over HTTP, SIM_WITHDRAW_FORWARD_URL)."""
+
+    account = models.ForeignKey(SimAccount, on_delete=models.CASCADE, related_name="withdrawals")
+    asset = models.CharField(max_length=20)
+    network = models.CharField(max_length=40)
+    address = models.CharField(max_length=200)
+    tag = models.CharField(max_length=100, blank=True)
+    amount = AmountField()
+    fee = AmountField(default=0)
+    client_id = models.CharField(max_length=64, blank=True, help_text="withdrawOrderId (Binance) / clientId (OKX)")
+    tx_id = models.CharField(max_length=128, unique=True)
+    apply_ms = models.BigIntegerField()
+    complete_at_ms = models.BigIntegerField()
+    completed = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "client_id"], condition=~models.Q(client_id=""),
+                                               name="sim_withdrawal_client_id_unique")]
+
+
 class SimRateWindow(models.Model):
     """What one caller spent at the simulator in one fixed window of one limit (the record of the
     request limits, exchanges/simulator/limits.py): every request that reached a limited path is

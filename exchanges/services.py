@@ -13,7 +13,7 @@ from decimal import Decimal
 import ccxt
 
 from .clients import exchange_client
-from .dialects import LOOKUP_FETCH_ORDER, capabilities_missing, client_id_lookup
+from .dialects import LOOKUP_FETCH_ORDER, capabilities_missing, client_id_lookup, withdraw_client_id_param
 from .errors import ExchangeSetupError, MissingCapabilities
 from .models import ExchangeAccount
 
@@ -175,3 +175,68 @@ def exchange_deposit_status(*, account_id: int, asset: str, tx_id: str) -> str:
         status = "pending"
     logger.info("exchange_deposit_status account_id=%s asset=%s tx_id=%s status=%s", account_id, asset, tx_id, status)
     return status
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A withdrawal as the exchange reports it: ``status`` is ccxt's ("pending", "ok", "failed", "canceled");
+    ``amount`` is what the recipient gets, ``fee`` what the exchange kept (both Decimal, None when not said)."""
+
+    id: str
+    status: str
+    tx_id: str
+    amount: Decimal | None
+    fee: Decimal | None
+    address: str
+
+
+def _withdrawal(item: dict) -> Withdrawal:
+    fee = item.get("fee") or {}
+    return Withdrawal(id=str(item.get("id") or ""), status=str(item.get("status") or "pending"),
+                      tx_id=str(item.get("txid") or ""), amount=exchange_decimal(item, "amount"),
+                      fee=exchange_decimal(fee, "cost", info=item.get("info")) if fee.get("cost") is not None else None,
+                      address=str(item.get("address") or ""))
+
+
+def _withdrawal_capable(client: ccxt.Exchange) -> None:
+    missing = [name for name in ("withdraw", "fetchWithdrawals") if not client.has.get(name)]
+    if missing:
+        raise MissingCapabilities(f"{client.id} (ccxt) lacks {', '.join(missing)}: no payout from this exchange")
+
+
+def exchange_withdrawal_find(*, account_id: int, asset: str, client_id: str) -> Withdrawal | None:
+    """The account's withdrawal of ``asset`` sent under our ``client_id``, or None if the exchange has none."""
+    client = exchange_client(account_id=account_id)
+    _withdrawal_capable(client)
+    param = withdraw_client_id_param(client)
+    if not param:
+        raise MissingCapabilities(f"{client.id}: no withdrawal client id known (exchanges/dialects.py)")
+    for item in client.fetch_withdrawals(asset, None, None, {param: client_id}):
+        if str((item.get("info") or {}).get(param) or "") == client_id:
+            return _withdrawal(item)
+    return None
+
+
+def exchange_withdraw(*, account_id: int, asset: str, amount: Decimal, address: str, tag: str = "",
+                      network: str = "", client_id: str) -> Withdrawal:
+    """Withdraw ``amount`` of ``asset`` (exchange currency code) to ``address``/``tag`` once per ``client_id``:
+    a withdrawal the exchange already has under that id is returned, not sent again. ``amount`` is what
+    leaves the account; the exchange's fee comes out of it."""
+    if not isinstance(amount, Decimal):
+        raise TypeError(f"amount must be a Decimal, got {type(amount).__name__}")
+    existing = exchange_withdrawal_find(account_id=account_id, asset=asset, client_id=client_id)
+    if existing is not None:
+        logger.info("exchange_withdrawal_exists account_id=%s asset=%s client_id=%s id=%s status=%s", account_id,
+                    asset, client_id, existing.id, existing.status)
+        return existing
+    client = exchange_client(account_id=account_id)
+    params = {withdraw_client_id_param(client): client_id}
+    if tag:
+        params["tag"] = tag
+    if network:
+        params["network"] = network
+    result = client.withdraw(asset, str(amount), address, params)
+    logger.info("exchange_withdrawal_sent account_id=%s asset=%s amount=%s address=%s client_id=%s id=%s",
+                account_id, asset, amount, address, client_id, result.get("id"))
+    found = exchange_withdrawal_find(account_id=account_id, asset=asset, client_id=client_id)
+    return found or _withdrawal(result)

@@ -19,6 +19,8 @@ urlpatterns = [
     path("api/v3/myTrades", views.my_trades),
     path("sapi/v1/capital/deposit/address", views.deposit_address),
     path("sapi/v1/capital/deposit/hisrec", views.deposit_history),
+    path("sapi/v1/capital/withdraw/apply", views.withdraw_apply),
+    path("sapi/v1/capital/withdraw/history", views.withdraw_history),
     # OKX v5 (okx_views.py)
     path("api/v5/public/time", okx_views.public_time),
     path("api/v5/public/instruments", okx_views.instruments),

@@ -57,3 +57,30 @@ def step_seconds() -> Decimal:
     """How long one step of the price path lasts: SIM_STEP_MS, or one second when stepping on demand."""
     interval_ms = step_ms()
     return Decimal(interval_ms) / 1000 if interval_ms > 0 else Decimal(1)
+
+
+def withdraw_confirm_seconds() -> float:
+    """SIM_WITHDRAW_CONFIRM_S: how long an accepted withdrawal stays processing before it completes (is sent)."""
+    return sim_setting("SIM_WITHDRAW_CONFIRM_S", 0.0, float)
+
+
+def withdraw_fees() -> dict[str, Decimal]:
+    """SIM_WITHDRAW_FEES: the network fee of a withdrawal per asset, e.g. "BTC=0.0001,USDT=1" (default none).
+    It comes out of the amount: the recipient gets amount - fee."""
+    fees = {}
+    for item in str(sim_setting("SIM_WITHDRAW_FEES", "")).split(","):
+        if not item.strip():
+            continue
+        asset, _, value = item.partition("=")
+        try:
+            fees[asset.strip().upper()] = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"SIM_WITHDRAW_FEES: {item!r} is not ASSET=decimal") from None
+    return fees
+
+
+def withdraw_forward_url() -> str:
+    """SIM_WITHDRAW_FORWARD_URL: where a completed withdrawal to an address the simulator does not own is
+    announced (POST JSON {address, tag, asset, network, amount, tx_id}), e.g. a Mixin stand-in's deposit
+    endpoint; empty: the withdrawal is only recorded (the local payment provider reads the record)."""
+    return sim_setting("SIM_WITHDRAW_FORWARD_URL", "")

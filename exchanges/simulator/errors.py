@@ -89,3 +89,17 @@ def missing_parameter(name: str):
 def too_many_requests():
     return SimulatorApiError(-1003, "Too many requests; current limit is exceeded. Please use WebSocket Streams for live updates to avoid polling the API.", 429,
                              reason="rate_limit")
+
+
+# Withdrawals (Binance's capital codes)
+def withdraw_insufficient_balance():
+    return SimulatorApiError(-4026, "You have insufficient balance.", reason="insufficient_balance")
+
+
+def withdraw_not_above_fee():
+    return SimulatorApiError(-4028, "The amount of withdrawal must be greater than the Commission.",
+                             reason="withdraw_amount_not_above_fee")
+
+
+def withdraw_illegal_address():
+    return SimulatorApiError(-4033, "Illegal address.", reason="withdraw_bad_address")

@@ -92,6 +92,8 @@ WEIGHTS = {
     ("myTrades", "GET"): 20,
     ("capital/deposit/address", "GET"): 10,
     ("capital/deposit/hisrec", "GET"): 1,
+    ("capital/withdraw/apply", "POST"): 1,  # its 600 is UID weight, counted apart by Binance
+    ("capital/withdraw/history", "GET"): 1,  # likewise (UID weight 18000)
 }
 ORDER_PLACING = {("/api/v3/order", "POST"), ("/api/v5/trade/order", "POST"), ("/api/v5/trade/batch-orders", "POST")}
 

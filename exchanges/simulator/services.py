@@ -28,6 +28,7 @@ from ..models import (
     SimOrder,
     SimOrderStatus,
     SimTrade,
+    SimWithdrawal,
 )
 from . import config, engine, queries
 from . import errors as e
@@ -868,3 +869,100 @@ def simulator_settle_deposits(*, account_id: int) -> int:
             logger.info("sim_deposit_credited account_id=%s asset=%s amount=%s tx_id=%s", account_id,
                         deposit.asset, deposit.amount, deposit.tx_id)
     return len(due)
+
+
+# --- Withdrawals ------------------------------------------------------------------------------
+
+
+def simulator_withdraw(*, account_id: int, asset: str, amount, address: str, tag: str = "", network: str = "",
+                       client_id: str = "") -> SimWithdrawal:
+    """Accept a withdrawal: the amount leaves the account's free balance at once; the fee (SIM_WITHDRAW_FEES)
+    comes out of it and the rest is sent when the withdrawal completes (SIM_WITHDRAW_CONFIRM_S).
+
+    A repeated ``client_id`` returns the first withdrawal (nothing is debited twice); a different amount,
+    asset or address under the same client id is refused.
+    """
+    try:
+        amount = parse_amount(amount, scale=18, field="amount")
+    except InvalidAmount as exc:
+        raise e.bad_parameter("amount", str(exc)) from None
+    asset = asset.upper()
+    address = (address or "").strip()
+    if not address or len(address) > 200:
+        raise e.withdraw_illegal_address()
+    fee = config.withdraw_fees().get(asset, Decimal(0))
+    if amount <= fee:
+        raise e.withdraw_not_above_fee()
+    network = (network or asset).upper()
+    at = now_ms()
+    with transaction.atomic():
+        SimAccount.objects.select_for_update().get(pk=account_id)
+        if client_id:
+            existing = SimWithdrawal.objects.filter(account_id=account_id, client_id=client_id).first()
+            if existing is not None:
+                if (existing.asset, existing.amount, existing.address, existing.tag) != (asset, amount, address, tag):
+                    raise e.bad_parameter("withdrawOrderId", "was used for a different withdrawal")
+                return existing
+        balance = SimBalance.objects.filter(account_id=account_id, asset=asset).first()
+        if balance is None or balance.free < amount:
+            raise e.withdraw_insufficient_balance()
+        balance.free -= amount
+        balance.save(update_fields=["free"])
+        withdrawal = SimWithdrawal.objects.create(
+            account_id=account_id, asset=asset, network=network, address=address, tag=tag or "", amount=amount,
+            fee=fee, client_id=client_id or "", tx_id=f"simwd-{hashlib.sha256(f'{account_id}:{at}:{client_id}:{address}:{amount}:{time.perf_counter_ns()}'.encode()).hexdigest()[:40]}",
+            apply_ms=at, complete_at_ms=at + int(config.withdraw_confirm_seconds() * 1000))
+    logger.info("sim_withdrawal_accepted account_id=%s asset=%s amount=%s fee=%s address=%s client_id=%s tx_id=%s",
+                account_id, asset, amount, fee, address, client_id, withdrawal.tx_id)
+    simulator_settle_withdrawals(account_id=account_id)
+    withdrawal.refresh_from_db()
+    return withdrawal
+
+
+def simulator_settle_withdrawals(*, account_id: int | None = None) -> int:
+    """Send the withdrawals whose time has come: to a simulator deposit address as a deposit there, else to
+    SIM_WITHDRAW_FORWARD_URL when set (a failed announcement is tried again next time), else recorded as
+    sent. Returns how many completed."""
+    due = SimWithdrawal.objects.filter(completed=False, complete_at_ms__lte=now_ms())
+    if account_id is not None:
+        due = due.filter(account_id=account_id)
+    done = 0
+    for withdrawal in list(due.order_by("pk")):
+        received = withdrawal.amount - withdrawal.fee
+        if SimDepositAddress.objects.filter(address=withdrawal.address).exists():
+            simulator_receive_transfer(address=withdrawal.address, asset=withdrawal.asset, amount=received,
+                                       tx_id=withdrawal.tx_id)
+        elif config.withdraw_forward_url():
+            if not _forward_withdrawal(withdrawal, received):
+                continue
+        if SimWithdrawal.objects.filter(pk=withdrawal.pk, completed=False).update(completed=True):
+            done += 1
+            logger.info("sim_withdrawal_sent account_id=%s asset=%s received=%s address=%s tx_id=%s",
+                        withdrawal.account_id, withdrawal.asset, received, withdrawal.address, withdrawal.tx_id)
+    return done
+
+
+def _forward_withdrawal(withdrawal: SimWithdrawal, received: Decimal) -> bool:
+    import requests
+
+    body = {"address": withdrawal.address, "tag": withdrawal.tag, "asset": withdrawal.asset,
+            "network": withdrawal.network, "amount": canonical(received), "tx_id": withdrawal.tx_id}
+    try:
+        response = requests.post(config.withdraw_forward_url(), json=body, timeout=5)
+    except requests.RequestException as exc:
+        logger.warning("sim_withdrawal_forward_failed tx_id=%s error=%s", withdrawal.tx_id, exc)
+        return False
+    if response.status_code >= 300:
+        logger.warning("sim_withdrawal_forward_failed tx_id=%s status=%s", withdrawal.tx_id, response.status_code)
+        return False
+    return True
+
+
+def simulator_withdrawal_sent(*, tx_id: str) -> SimWithdrawal | None:
+    """The completed withdrawal ``tx_id`` (settling what is due first), or None: how the local payment
+    provider sees a withdrawal arrive at its own address."""
+    withdrawal = SimWithdrawal.objects.filter(tx_id=tx_id).first()
+    if withdrawal is not None and not withdrawal.completed:
+        simulator_settle_withdrawals(account_id=withdrawal.account_id)
+        withdrawal.refresh_from_db()
+    return withdrawal if withdrawal is not None and withdrawal.completed else None

@@ -27,6 +27,7 @@ from ..models import (
     SimAccount,
     SimBalance,
     SimDeposit,
+    SimWithdrawal,
     SimMarket,
     SimOrder,
     SimTrade,
@@ -623,4 +624,56 @@ def deposit_history(request, params, account):
                      "insertTime": d.insert_ms, "completeTime": d.confirm_at_ms if d.credited else 0,
                      "transferType": 0, "confirmTimes": "1/1" if d.credited else "0/1", "unlockConfirm": 0,
                      "walletType": 0})
+    return JsonResponse(rows, safe=False)
+
+
+# Withdrawal status codes of /sapi/v1/capital/withdraw/history: 4 Processing, 6 Completed.
+WITHDRAW_PROCESSING, WITHDRAW_COMPLETED = 4, 6
+
+
+def _withdrawal_json(w: SimWithdrawal) -> dict:
+    apply_time = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(w.apply_ms / 1000))
+    row = {"id": str(w.pk), "amount": fmt(w.amount - w.fee), "transactionFee": fmt(w.fee), "coin": w.asset,
+           "status": WITHDRAW_COMPLETED if w.completed else WITHDRAW_PROCESSING, "address": w.address,
+           "txId": w.tx_id if w.completed else "", "applyTime": apply_time, "network": w.network,
+           "transferType": 0, "info": "", "confirmNo": 1 if w.completed else 0, "walletType": 0}
+    if w.tag:
+        row["addressTag"] = w.tag
+    if w.client_id:
+        row["withdrawOrderId"] = w.client_id
+    if w.completed:
+        row["completeTime"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(w.complete_at_ms / 1000))
+    return row
+
+
+@endpoint(signed=True)
+def withdraw_apply(request, params, account):
+    if request.method != "POST":
+        raise e.bad_parameter("method", "only POST")
+    for name in ("coin", "address", "amount"):
+        if not params.get(name):
+            raise e.missing_parameter(name)
+    withdrawal = services.simulator_withdraw(
+        account_id=account.pk, asset=params["coin"], amount=params["amount"], address=params["address"],
+        tag=params.get("addressTag", ""), network=params.get("network", ""),
+        client_id=params.get("withdrawOrderId", ""))
+    return JsonResponse({"id": str(withdrawal.pk)})
+
+
+@endpoint(signed=True)
+def withdraw_history(request, params, account):
+    services.simulator_settle_withdrawals(account_id=account.pk)
+    withdrawals = SimWithdrawal.objects.filter(account=account)
+    if params.get("coin"):
+        withdrawals = withdrawals.filter(asset=params["coin"].upper())
+    if params.get("withdrawOrderId"):
+        withdrawals = withdrawals.filter(client_id=params["withdrawOrderId"])
+    if _int(params, "startTime") is not None:
+        withdrawals = withdrawals.filter(apply_ms__gte=_int(params, "startTime"))
+    if _int(params, "endTime") is not None:
+        withdrawals = withdrawals.filter(apply_ms__lte=_int(params, "endTime"))
+    rows = [_withdrawal_json(w) for w in withdrawals.order_by("-apply_ms", "-pk")[: min(_int(params, "limit", 1000), 1000)]]
+    status = _int(params, "status")
+    if status is not None:
+        rows = [r for r in rows if r["status"] == status]
     return JsonResponse(rows, safe=False)
