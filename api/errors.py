@@ -6,4 +6,8 @@ class ApiError(Exception):
 
 
 class UnknownUser(ApiError):
-    """No Django user has that username (api_token create)."""
+    """No Django user has that username, or it has no token (api_token)."""
+
+
+class InvalidMixinUser(ApiError, ValueError):
+    """A token's Mixin user id that is not a UUID (api_token --mixin-user-id)."""

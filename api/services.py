@@ -1,42 +1,64 @@
-"""API tokens (create, authenticate) and the per-user rate limit, on Django's cache."""
+"""API tokens: create (bound to a Mixin user), bind, revoke, and find one by the token a request carries."""
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import secrets
-import time
+import uuid
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.db import transaction
 
-from .errors import UnknownUser
+from .errors import InvalidMixinUser, UnknownUser
 from .models import ApiToken
 
 logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "mm_"
-# The rate limit's clock (wall time: windows are shared by every process).
-clock = time.time
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def api_token_create(*, username: str) -> str:
-    """Give ``username`` a new token (replacing any earlier one) and return it; only its digest is kept."""
+def mixin_user_id_clean(value: str) -> str:
+    """A Mixin user id (UUID) in its canonical form; ``InvalidMixinUser`` otherwise."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise InvalidMixinUser(f"the Mixin user id must be a UUID, got {value!r}") from None
+
+
+def _user(username: str):
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise UnknownUser(f"no user {username!r}: create it first (manage.py createsuperuser or the admin)")
+    return user
+
+
+def api_token_create(*, username: str, mixin_user_id: str | None = None) -> str:
+    """Give ``username`` a new token (replacing any earlier one) and return it; only its digest is kept.
+    The token acts for ``mixin_user_id``; None keeps the binding of the token it replaces (none: unbound)."""
+    user = _user(username)
+    bound = mixin_user_id_clean(mixin_user_id) if mixin_user_id is not None else None
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
-        ApiToken.objects.filter(user=user).delete()
-        ApiToken.objects.create(user=user, digest=_digest(token), prefix=token[:10])
-    logger.info("event=api_token_created user=%s prefix=%s", username, token[:10])
+        old = ApiToken.objects.select_for_update().filter(user=user).first()
+        if bound is None:
+            bound = old.mixin_user_id if old else ""
+        if old:
+            old.delete()
+        ApiToken.objects.create(user=user, digest=_digest(token), prefix=token[:10], mixin_user_id=bound)
+    logger.info("event=api_token_created user=%s prefix=%s mixin_user_id=%s", username, token[:10], bound or "-")
     return token
+
+
+def api_token_bind(*, username: str, mixin_user_id: str) -> None:
+    """Bind ``username``'s token to ``mixin_user_id`` (the token itself does not change)."""
+    bound = mixin_user_id_clean(mixin_user_id)
+    if not ApiToken.objects.filter(user=_user(username)).update(mixin_user_id=bound):
+        raise UnknownUser(f"{username} has no API token: create one (api_token create {username})")
+    logger.info("event=api_token_bound user=%s mixin_user_id=%s", username, bound)
 
 
 def api_token_revoke(*, username: str) -> bool:
@@ -46,32 +68,6 @@ def api_token_revoke(*, username: str) -> bool:
     return bool(deleted)
 
 
-def api_token_user(*, authorization: str):
-    """The active user of an ``Authorization: Bearer <token>`` header, or None."""
-    scheme, _, token = (authorization or "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    row = ApiToken.objects.select_related("user").filter(digest=_digest(token)).first()
-    if row is None or not row.user.is_active:
-        return None
-    return row.user
-
-
-def api_rate_take(*, user_id: int, now: float | None = None) -> int:
-    """Count one request of ``user_id`` in the current fixed window; 0 when allowed, otherwise the
-    seconds until the window ends (the Retry-After). The counter lives in the default cache, shared
-    by every process (database cache by default, Redis with CACHE_URL)."""
-    limit, window = settings.API_RATE_LIMIT, settings.API_RATE_WINDOW_S
-    now = clock() if now is None else now
-    slot = int(now // window)
-    key = f"api-rate:{user_id}:{slot}"
-    cache.add(key, 0, timeout=window + 5)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr: this request opens the window
-        cache.set(key, 1, timeout=window + 5)
-        count = 1
-    if count <= limit:
-        return 0
-    return max(1, math.ceil((slot + 1) * window - now))
+def api_token_find(*, token: str) -> ApiToken | None:
+    """The token row (with its user) of the bearer token ``token``, or None."""
+    return ApiToken.objects.select_related("user").filter(digest=_digest(token)).first()

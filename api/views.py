@@ -1,112 +1,178 @@
-"""The JSON API: create an order intent (order id, memo, required amounts); change the strategy
-parameters of an order that is not finished.
+"""The user's API (Django REST framework): pairs, order intents, the user's orders with their payment state and
+history, strategy-parameter edits, stop. docs/api.md describes each endpoint; /api/schema/ is its OpenAPI.
 
-Every call carries ``Authorization: Bearer <token>`` (``manage.py api_token create USERNAME``);
-anonymous or unknown tokens get 401, a user over its rate limit 429 with Retry-After, bad input
-400 with the reason per field. See docs/api.md.
+Every view but the schema needs a bearer token (``api.authentication``) and counts against its user's rate
+limit (``api.throttling``). A token acts for one Mixin user (``ApiToken.mixin_user_id``): it sees and acts on
+that user's orders only, and any other order, whoever's it is, is a 404.
 """
-import json
 import logging
-import uuid
-from functools import wraps
 
-from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods, require_POST
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from orders.errors import (
-    InvalidOrderRequest,
-    InvalidParamChange,
-    OrderFinished,
-    OrderNotFound,
-    PairDisabled,
-    PairNotFound,
+from mmproject.jobs import enqueue_after_commit
+from orders.errors import InvalidOrderRequest, InvalidParamChange, OrderFinished, PairDisabled, PairNotFound
+from orders.models import OrderState
+from orders.selectors import (
+    order_get_of_user,
+    order_history,
+    order_list_of_user,
+    order_summary,
+    pair_list_enabled,
 )
-from orders.selectors import order_summary
 from orders.services import order_create, order_params_update
-from orders.services.orders import order_create_errors
 
-from .services import api_rate_take, api_token_user
+from . import serializers as s
+from .exceptions import Conflict
 
 logger = logging.getLogger(__name__)
 
-
-def api_authenticated(view):
-    """401 without a valid bearer token, 429 (with Retry-After) over the user's rate limit."""
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        user = api_token_user(authorization=request.headers.get("Authorization", ""))
-        if user is None:
-            response = JsonResponse({"error": "authentication required: send 'Authorization: Bearer <token>'"},
-                                    status=401)
-            response["WWW-Authenticate"] = 'Bearer realm="api"'
-            return response
-        retry_after = api_rate_take(user_id=user.pk)
-        if retry_after:
-            logger.info("event=api_rate_limited user=%s retry_after_s=%s", user.get_username(), retry_after)
-            response = JsonResponse({"error": f"rate limit exceeded; retry in {retry_after} s"}, status=429)
-            response["Retry-After"] = str(retry_after)
-            return response
-        request.user = user
-        return view(request, *args, **kwargs)
-    return wrapper
+# What a stop request accepts: the states ``orders.services.order_stop`` stops from.
+STOPPABLE = (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED)
+HISTORY_FILLS = 200
 
 
-def _invalid(errors: dict[str, list[str]]) -> JsonResponse:
-    return JsonResponse({"error": "invalid request", "errors": errors}, status=400)
+def _errors(*codes):
+    return {code: OpenApiResponse(s.ErrorSerializer) for code in codes}
 
 
-def _json_object(request) -> dict | None:
-    """The request's body as a JSON object, or None when it is not one."""
-    try:
-        body = json.loads(request.body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return body if isinstance(body, dict) else None
+def _caller(request) -> str:
+    return f"api:{request.user.get_username()}"
 
 
-@csrf_exempt
-@require_POST
-@api_authenticated
-def order_create_view(request):
-    body = _json_object(request)
-    if body is None:
-        return _invalid({"body": ["the body must be a JSON object"]})
-    errors = order_create_errors(body)
-    if errors:
-        return _invalid(errors)
-    try:
-        order = order_create(**body, by=f"api:{request.user.get_username()}")
-    except PairDisabled as exc:
-        return JsonResponse({"error": str(exc), "errors": {"pair_id": [str(exc)]}}, status=409)
-    except PairNotFound as exc:
-        return _invalid({"pair_id": [str(exc)]})
-    except InvalidOrderRequest as exc:
-        # Only checks of the whole set are left here: floor_price above ceiling_price, or parameters
-        # the strategy refuses (e.g. bid_spread of 1 or more, an unknown price_source_type).
-        return _invalid({"non_field_errors": [str(exc)]})
-    return JsonResponse(order_summary(order=order), status=201)
+def _bound_user(request) -> str:
+    """The Mixin user id the token acts for ('' when it is bound to none)."""
+    return request.auth.mixin_user_id
 
 
-@csrf_exempt
-@require_http_methods(["PATCH"])
-@api_authenticated
-def order_params_view(request, order_id: str):
-    """Change strategy parameters of an order. Any token holder may, as any may create an order: the
-    API ties no order to a user yet (issue 18 brings ownership)."""
-    try:
-        order_id = str(uuid.UUID(order_id))
-    except ValueError:
-        return JsonResponse({"error": f"no market-making order {order_id}"}, status=404)
-    body = _json_object(request)
-    if body is None:
-        return _invalid({"body": ["the body must be a JSON object of strategy parameters"]})
-    try:
-        update = order_params_update(order_id=order_id, changes=body, by=f"api:{request.user.get_username()}")
-    except OrderNotFound as exc:
-        return JsonResponse({"error": str(exc)}, status=404)
-    except OrderFinished as exc:
-        return JsonResponse({"error": str(exc), "state": exc.state}, status=409)
-    except InvalidParamChange as exc:
-        return _invalid(exc.errors)
-    return JsonResponse(update.summary(), status=200)
+def _owned_order(request, order_id):
+    order = order_get_of_user(user_id=_bound_user(request), order_id=order_id) if _bound_user(request) else None
+    if order is None:
+        raise NotFound(f"no market-making order {order_id}")
+    return order
+
+
+class OrderPagination(PageNumberPagination):
+    """``?page=N`` (from 1) and ``?page_size=`` (default REST_FRAMEWORK's PAGE_SIZE, at most 200)."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class PairListView(ListAPIView):
+    """The pairs that take new orders, with the decimals each amount may carry and the fees an order pays."""
+
+    serializer_class = s.PairSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return pair_list_enabled()
+
+    @extend_schema(operation_id="pairs_list", responses={200: s.PairSerializer(many=True), **_errors(401, 429)})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class OrderListCreateView(ListAPIView):
+    """GET: the token's user's orders, newest first, paginated. POST: create an order intent for that user."""
+
+    serializer_class = s.OrderListSerializer
+    pagination_class = OrderPagination
+
+    def get_queryset(self):
+        user_id = _bound_user(self.request)
+        return order_list_of_user(user_id=user_id) if user_id else order_list_of_user(user_id="").none()
+
+    @extend_schema(operation_id="orders_list", description="The token's user's orders, newest first, paginated.",
+                   responses={200: s.OrderListSerializer(many=True), **_errors(401, 429)})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(operation_id="orders_create", request=s.OrderCreateSerializer,
+                   description="Create an order intent (payment_pending) for the token's Mixin user: its id, the memo "
+                               "to put on every payment and each amount to pay.",
+                   responses={201: s.OrderCreatedSerializer, **_errors(400, 401, 403, 409, 429)})
+    def post(self, request):
+        bound = _bound_user(request)
+        if not bound:
+            raise PermissionDenied("this token is bound to no Mixin user, so it cannot create orders: "
+                                   "manage.py api_token bind USERNAME --mixin-user-id UUID")
+        serializer = s.OrderCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        given = data.pop("user_id", None)
+        if given is not None and str(given) != bound:
+            raise PermissionDenied(f"user_id {given} is not the Mixin user this token acts for; leave it out or "
+                                   "send the token's own")
+        try:
+            order = order_create(user_id=bound, by=_caller(request), **data)
+        except PairDisabled as exc:
+            raise Conflict(str(exc), errors={"pair_id": [str(exc)]}) from None
+        except PairNotFound as exc:  # deleted since the check
+            raise s.serializers.ValidationError({"pair_id": [str(exc)]}) from None
+        except InvalidOrderRequest as exc:
+            # Checks of the whole set: floor_price above ceiling_price, or parameters the strategy refuses.
+            raise s.serializers.ValidationError({"non_field_errors": [str(exc)]}) from None
+        return Response(order_summary(order=order), status=status.HTTP_201_CREATED)
+
+
+class OrderDetailView(APIView):
+    """One order of the token's user with its payment state (legs required and received, refunds), its state,
+    timestamps and strategy parameters."""
+
+    @extend_schema(operation_id="orders_retrieve", responses={200: s.OrderDetailSerializer, **_errors(401, 404, 429)})
+    def get(self, request, order_id):
+        return Response(s.OrderDetailSerializer(_owned_order(request, order_id)).data)
+
+
+class OrderHistoryView(APIView):
+    """What happened to one order: state transitions, parameter changes, payments received, exchange fills."""
+
+    @extend_schema(operation_id="orders_history", responses={200: s.HistorySerializer, **_errors(401, 404, 429)})
+    def get(self, request, order_id):
+        order = _owned_order(request, order_id)
+        return Response(s.HistorySerializer(order_history(order=order, fills_limit=HISTORY_FILLS)).data)
+
+
+class OrderParamsView(APIView):
+    """Change strategy parameters of an order that is not finished (``orders.services.order_params_update``)."""
+
+    @extend_schema(operation_id="orders_params_update", request=s.ParamsUpdateSerializer,
+                   responses={200: s.ParamsUpdatedSerializer, **_errors(400, 401, 404, 409, 429)})
+    def patch(self, request, order_id):
+        order = _owned_order(request, order_id)
+        serializer = s.ParamsUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            update = order_params_update(order_id=order.order_id, changes=serializer.validated_data,
+                                         by=_caller(request))
+        except OrderFinished as exc:
+            raise Conflict(str(exc), state=exc.state) from None
+        except InvalidParamChange as exc:
+            raise s.serializers.ValidationError(exc.errors) from None
+        return Response(update.summary())
+
+
+class OrderStopView(APIView):
+    """Stop an order: the ``stop_mm`` job (as ``manage.py stop_mm`` and the admin) stops its strategy, cancels its
+    orders on the exchange, settles its fills and unlocks its funds; the order is then ``stopped``."""
+
+    @extend_schema(operation_id="orders_stop", request=None,
+                   responses={202: s.StopSerializer, 200: s.StopSerializer, **_errors(401, 404, 409, 429)})
+    def post(self, request, order_id):
+        order = _owned_order(request, order_id)
+        if order.state == OrderState.STOPPED:
+            return Response({"order_id": order.order_id, "state": order.state, "stop": "stopped"})
+        if order.state not in STOPPABLE:
+            raise Conflict(f"order {order.order_id} is {order.state}; 'stop' is not allowed from that state (only a "
+                           "running order, or one waiting to start)", state=order.state)
+        reason = f"stop requested by the user ({_caller(request)})"
+        enqueue_after_commit("stop_mm", str(order.order_id), reason)
+        logger.info("event=order_stop_requested order_id=%s by=%s", order.order_id, _caller(request))
+        return Response({"order_id": order.order_id, "state": order.state, "stop": "queued"},
+                        status=status.HTTP_202_ACCEPTED)

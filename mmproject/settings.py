@@ -23,6 +23,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
     "ledger",
     "exchanges",
     "orders",
@@ -88,9 +90,9 @@ DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache (the API's per-user rate limit) ---------------------------------------------
+# --- Cache ---------------------------------------------------------------------------
 # Shared by every process: the database cache by default (its table is made by the api app's
-# migration), Redis with e.g. CACHE_URL=redis://127.0.0.1:6379/2.
+# migration), Redis with e.g. CACHE_URL=redis://127.0.0.1:6379/2 (then the API's rate limit counts there).
 CACHES = {"default": env.cache_url("CACHE_URL", default="dbcache://mm_cache")}
 if CACHES["default"]["BACKEND"].endswith("DatabaseCache"):
     # The default culls a third of the rows past 300 entries, live rate counters included.
@@ -98,6 +100,32 @@ if CACHES["default"]["BACKEND"].endswith("DatabaseCache"):
 # JSON API: requests per user per fixed window of API_RATE_WINDOW_S seconds (then 429 + Retry-After).
 API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=60)
 API_RATE_WINDOW_S = env.int("API_RATE_WINDOW_S", default=60)
+# Where the API's rate-limit counters live (api/throttling.py): redis://... (INCR and PEXPIRE in one
+# MULTI) or "database" (one upsert a request: its row lock counts concurrent requests one by one).
+# Empty: CACHE_URL's Redis, else CELERY_BROKER_URL's Redis, else the database.
+API_THROTTLE_URL = env.str("API_THROTTLE_URL", default="")
+API_THROTTLE_KEY_PREFIX = env.str("API_THROTTLE_KEY_PREFIX", default="mm:api-rate")
+# The user's API on Django REST framework (docs/api.md): bearer tokens of api.models.ApiToken, each bound
+# to one Mixin user; JSON only; the body parsed with a nesting limit; errors as {"error", "errors"}.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.UserRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Market-making API",
+    "DESCRIPTION": "Pairs, order intents and their payment state, history, strategy parameters, stop (docs/api.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
