@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -37,6 +42,42 @@ from .refunds import refund_create, refund_settle_pending
 logger = logging.getLogger(__name__)
 
 
+# A snapshot is checked whole before anything of it touches the database: what the database would refuse
+# (NUL bytes, text that is not UTF-8, NaN in the stored JSON, a value longer than its column) or could not
+# hold (nesting past the JSON depth below) is an InvalidSnapshot naming the field, never a database error.
+MAX_DEPTH = 32
+# The Snapshot column of each record field named otherwise.
+COLUMNS = {"memo": "memo_hex", "created_at": "snapshot_created_at"}
+# A Mixin amount: a plain decimal string (no exponent, separators, spaces or non-ASCII digits; a sign is left
+# to parse_amount, which names a negative amount as such).
+AMOUNT_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+MAX_AMOUNT_CHARS = 64
+
+
+def _check_value(value, path: str, depth: int = 0) -> None:
+    """Every string of the record, keys included, free of NUL and valid UTF-8; numbers finite; depth bounded."""
+    if depth > MAX_DEPTH:
+        raise InvalidSnapshot(f"snapshot field {path} is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidSnapshot(f"snapshot field {path} contains a NUL byte")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidSnapshot(f"snapshot field {path} is not valid UTF-8 text (a lone surrogate)") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidSnapshot(f"snapshot field {path} is {value}, which JSON cannot hold")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_value(key, f"{path} key {key!r}"[:200], depth + 1)
+            _check_value(item, f"{path}.{key}" if path else str(key), depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_value(item, f"{path}[{index}]", depth + 1)
+    elif value is not None and not isinstance(value, (bool, int, float)):
+        raise InvalidSnapshot(f"snapshot field {path} is a {type(value).__name__}, not a JSON value")
+
+
 def _text(data: dict, name: str, *, required: bool = True) -> str:
     value = data.get(name, "")
     if value is None:
@@ -45,45 +86,77 @@ def _text(data: dict, name: str, *, required: bool = True) -> str:
         raise InvalidSnapshot(f"snapshot field {name} must be a string, got {type(value).__name__}")
     if required and not value.strip():
         raise InvalidSnapshot(f"snapshot field {name} is missing or empty")
-    return value.strip()
+    value = value.strip()
+    limit = getattr(Snapshot._meta.get_field(COLUMNS.get(name, name)), "max_length", None)
+    if limit and len(value) > limit:
+        raise InvalidSnapshot(f"snapshot field {name} is {len(value)} characters long, more than its {limit}")
+    return value
 
 
-def snapshot_record(*, provider: str, data: dict) -> tuple[Snapshot, bool]:
-    """Store a snapshot in Mixin shape once (by ``snapshot_id``) and queue its processing.
+@dataclass(frozen=True)
+class SnapshotFields:
+    snapshot_id: str
+    asset_id: str
+    amount: Decimal
+    opponent_id: str
+    memo_hex: str
+    created_at: datetime | None
 
-    Returns (snapshot, created). A snapshot seen again that is still unprocessed is queued
-    again (its processing is idempotent), so a redelivery recovers a lost job.
-    """
+
+def snapshot_validate(data) -> SnapshotFields:
+    """The snapshot's fields, checked; raises InvalidSnapshot naming the field and what is wrong with it."""
     if not isinstance(data, dict):
         raise InvalidSnapshot(f"a snapshot must be a JSON object, got {type(data).__name__}")
+    _check_value(data, "")
     snapshot_id = _text(data, "snapshot_id")
     asset_id = _text(data, "asset_id")
     raw_amount = data.get("amount")
     if not isinstance(raw_amount, str):
-        raise InvalidSnapshot(f"snapshot {snapshot_id}: amount must be a decimal string, got {raw_amount!r}")
+        raise InvalidSnapshot(f"snapshot {snapshot_id}: amount must be a decimal string, got {raw_amount!r}"[:300])
+    if len(raw_amount) > MAX_AMOUNT_CHARS or not AMOUNT_TEXT.fullmatch(raw_amount):
+        raise InvalidSnapshot(f"snapshot {snapshot_id}: amount {raw_amount[:60]!r} is not a plain decimal number")
     try:
         amount = parse_amount(raw_amount, scale=asset_scale(asset_id))
     except InvalidAmount as exc:
         raise InvalidSnapshot(f"snapshot {snapshot_id}: {exc}") from None
     created_at = None
     if data.get("created_at"):
+        text = _text(data, "created_at")
         try:
-            created_at = parse_datetime(_text(data, "created_at"))
-        except ValueError:
+            created_at = parse_datetime(text) if len(text) <= 64 else None
+            if created_at is not None:
+                # Mixin's timestamps carry their zone; one without is taken as UTC. One that UTC cannot
+                # hold (year 1 at +14:00) is refused here rather than by the database.
+                created_at = (created_at if created_at.tzinfo else created_at.replace(tzinfo=dt_timezone.utc)
+                              ).astimezone(dt_timezone.utc)
+        except (ValueError, OverflowError):
             created_at = None
         if created_at is None:
-            raise InvalidSnapshot(f"snapshot {snapshot_id}: created_at {data['created_at']!r} is not a timestamp")
+            raise InvalidSnapshot(f"snapshot {snapshot_id}: created_at {text[:64]!r} is not a timestamp")
+    return SnapshotFields(snapshot_id=snapshot_id, asset_id=asset_id, amount=amount,
+                          opponent_id=_text(data, "opponent_id", required=False),
+                          memo_hex=_text(data, "memo", required=False), created_at=created_at)
+
+
+def snapshot_record(*, provider: str, data: dict) -> tuple[Snapshot, bool]:
+    """Store a snapshot in Mixin shape once (by ``snapshot_id``) and queue its processing.
+
+    Returns (snapshot, created). A snapshot seen again that is still unprocessed is queued
+    again (its processing is idempotent), so a redelivery recovers a lost job. Raises InvalidSnapshot,
+    with nothing stored, for a record ``snapshot_validate`` refuses.
+    """
+    fields = snapshot_validate(data)
+    snapshot_id, asset_id, amount = fields.snapshot_id, fields.asset_id, fields.amount
     with transaction.atomic():
         snapshot, created = Snapshot.objects.get_or_create(
             snapshot_id=snapshot_id,
             defaults=dict(
-                provider=provider, asset_id=asset_id, amount=amount,
-                opponent_id=_text(data, "opponent_id", required=False),
-                memo_hex=_text(data, "memo", required=False), snapshot_created_at=created_at, raw=data,
+                provider=provider, asset_id=asset_id, amount=amount, opponent_id=fields.opponent_id,
+                memo_hex=fields.memo_hex, snapshot_created_at=fields.created_at, raw=data,
             ),
         )
         if not created and (snapshot.asset_id, snapshot.amount, snapshot.opponent_id) != (
-                asset_id, amount, _text(data, "opponent_id", required=False)):
+                asset_id, amount, fields.opponent_id):
             raise InvalidSnapshot(
                 f"snapshot {snapshot_id} was already recorded as {snapshot.amount} {snapshot.asset_id} from "
                 f"{snapshot.opponent_id or '(none)'}; this delivery differs and is ignored")
@@ -198,14 +271,37 @@ class PollResult:
     cursor: str
 
 
+def _timestamp_text(value) -> str:
+    """``value`` when it is a timestamp a cursor can hold, else ""."""
+    if not isinstance(value, str) or not value or len(value) > 64 or "\x00" in value:
+        return ""
+    try:
+        return value if parse_datetime(value) else ""
+    except ValueError:
+        return ""
+
+
 def snapshots_poll(*, provider) -> PollResult:
     """Read the provider's next page of snapshots after the stored cursor, record them, advance the
-    cursor (a polling provider: Mixin). Outgoing transfers (negative amounts) are not payments."""
+    cursor (a polling provider: Mixin). Outgoing transfers (negative amounts) are not payments.
+
+    Each record is validated before it touches the database (``snapshot_validate``): a malformed one is
+    logged with its reason and skipped, the rest of the page is recorded, and the cursor moves to the
+    newest timestamp of the page that is one (so one bad record never stops the poller)."""
     cursor = ProviderCursor.objects.filter(provider=provider.name).values_list("cursor", flat=True).first() or ""
     data = provider.snapshots_after(cursor)
+    if not isinstance(data, list):
+        data = []
     new = malformed = 0
+    latest = cursor
     with transaction.atomic():
         for item in data:
+            if not isinstance(item, dict):
+                malformed += 1
+                logger.error("event=mixin_snapshot_malformed error=%r", f"not a JSON object: {type(item).__name__}")
+                continue
+            # order=ASC: the last snapshot is the newest; timestamps are not compared as text.
+            latest = _timestamp_text(item.get("created_at")) or latest
             if isinstance(item.get("amount"), str) and item["amount"].startswith("-"):
                 continue  # our own outgoing transfer, not a payment
             record = {name: item.get(name) for name in
@@ -214,11 +310,10 @@ def snapshots_poll(*, provider) -> PollResult:
                 _, created = snapshot_record(provider=provider.name, data=record)
             except InvalidSnapshot as exc:
                 malformed += 1
-                logger.error("event=mixin_snapshot_malformed error=%r raw=%s", str(exc), json.dumps(item)[:2000])
+                logger.error("event=mixin_snapshot_malformed error=%r raw=%s", str(exc),
+                             json.dumps(item, default=repr)[:2000])
             else:
                 new += created
-        # order=ASC: the last snapshot is the newest; timestamps are not compared as text.
-        latest = data[-1].get("created_at") if data and isinstance(data[-1].get("created_at"), str) else cursor
         ProviderCursor.objects.update_or_create(provider=provider.name, defaults={"cursor": latest})
     logger.info("event=snapshots_polled provider=%s received=%s new=%s malformed=%s cursor=%s", provider.name,
                 len(data), new, malformed, latest)
