@@ -235,6 +235,12 @@ MIXIN_SESSION_ID = env.str("MIXIN_SESSION_ID", default="")
 MIXIN_SESSION_PRIVATE_KEY = env.str("MIXIN_SESSION_PRIVATE_KEY", default="")  # Ed25519 seed, hex
 MIXIN_POLL_LIMIT = env.int("MIXIN_POLL_LIMIT", default=100)
 MIXIN_HTTP_TIMEOUT_S = env.float("MIXIN_HTTP_TIMEOUT_S", default=10.0)
+# Safe payments (docs/mixin.md): the spend key (or the TIP PIN whose first 32 bytes are the spend key), each a
+# Fernet token of exchanges.crypto (encrypted like exchange secrets); a payment needing more outputs than
+# MIXIN_MAX_INPUTS consolidates first.
+MIXIN_SPEND_PRIVATE_KEY = env.str("MIXIN_SPEND_PRIVATE_KEY", default="")
+MIXIN_PIN = env.str("MIXIN_PIN", default="")
+MIXIN_MAX_INPUTS = env.int("MIXIN_MAX_INPUTS", default=255)
 
 # --- Exchanges ------------------------------------------------------------------------
 # Comma-separated Fernet keys, newest first (MultiFernet). The embedded default derives

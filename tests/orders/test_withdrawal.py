@@ -163,33 +163,43 @@ def test_local_provider_refuses_an_address_it_cannot_reach(transactional_db):
 
 
 def test_transfer_the_provider_refuses_fails_the_order_unlocks_and_refunds(sim_pair, make_order, settings):
+    import os
     import uuid as uuid_mod
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-    from .mixin_standin import MixinStandIn
+    from exchanges.crypto import encrypt_secret
+    from orders.providers.mixin_safe import spend_public_key
+    from orders.providers.mixin_standin import MixinSafeStandIn
 
-    # given a paid order and the Mixin provider, which refuses on-chain withdrawals
+    # given a paid order and the Mixin provider, whose withdrawal fees are charged in another asset
+    # (which it refuses: nothing is sent)
     settings.MM_WITHDRAW_MODE = "transfer"
     order = paid(make_order(sim_pair))
     key = Ed25519PrivateKey.generate()
+    spend = os.urandom(32).hex()
     client_id = str(uuid_mod.uuid4())
-    with MixinStandIn(public_key=key.public_key(), client_id=client_id) as mixin:
-        mixin.balances.update({BTC: Decimal("1"), USDT: Decimal("5000"), ETH: Decimal("1")})
+    with MixinSafeStandIn(client_id=client_id, session_public_key=key.public_key(),
+                          spend_public_key=spend_public_key(spend)) as mixin:
+        for asset, amount in ((BTC, "1"), (USDT, "5000"), (ETH, "1")):
+            mixin.fund(asset, amount)
+            mixin.set_fee(asset, "0.0001", fee_asset_id=ETH if asset != ETH else BTC)
+        mixin.add_user(order.user_id)
         settings.MM_PAYMENT_PROVIDER = "mixin"
         settings.MIXIN_API_BASE = mixin.base_url
         settings.MIXIN_CLIENT_ID = client_id
         settings.MIXIN_SESSION_ID = str(uuid_mod.uuid4())
         settings.MIXIN_SESSION_PRIVATE_KEY = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+        settings.MIXIN_SPEND_PRIVATE_KEY = encrypt_secret(spend)
         # when the withdrawal starts
         assert withdrawal_start(order_id=order.order_id) == "failed"
     # then nothing reached the exchange, the locks are released and every asset is refunded once
     order.refresh_from_db()
-    assert order.state == "failed" and "rejected" in order.reason
-    assert not SimDeposit.objects.exists()
+    assert order.state == "failed" and "rejected" in order.reason and "only in another asset" in order.reason
+    assert not SimDeposit.objects.exists() and not mixin.withdrawals
     assert set(ExchangeTransfer.objects.filter(order=order).values_list("status", flat=True)) <= {"failed", "pending"}
     for asset in (BTC, USDT, ETH):
         assert get_balance(user_id=order.user_id, asset_id=asset).total == 0
     assert Refund.objects.filter(order=order, status=RefundStatus.SENT).count() == 3
-    assert len(mixin.transfers) == 3
+    assert len(mixin.payments()) == 3
