@@ -27,7 +27,7 @@ UNKNOWN = "6f1c1b1e-0000-4000-8000-000000000000"
 COMMANDS = {
     "stop_mm": "orders", "mm_status": "orders", "ingest_snapshots": "orders", "mm_order": "orders",
     "ledger_audit": "ledger", "reconcile": "reconciliation", "exchange_simulator": "exchanges",
-    "rotate_exchange_secrets": "exchanges",
+    "rotate_exchange_secrets": "exchanges", "kill_switch": "orders",
 }
 
 
@@ -111,6 +111,7 @@ def test_bad_input_to_every_command_is_one_line_and_exit_2(transactional_db, chi
                                        env={"SIM_BALANCES": "USDT=lots"}),
         "rotate with no key that decrypts": Case(["rotate_exchange_secrets"], env={"EXCHANGE_SECRET_KEYS": new_key}),
         "prune_history negative days": Case(["prune_history", "--days", "-1"]),
+        "kill_switch engage without a reason": Case(["kill_switch", "engage", "--yes"]),
     })
 
     # then each says what was wrong in one line and exits 2
@@ -128,6 +129,7 @@ def test_bad_input_to_every_command_is_one_line_and_exit_2(transactional_db, chi
     assert_one_line_exit_2(cases["simulator bad balances"], "SIM_BALANCES", "'lots'")
     assert_one_line_exit_2(cases["rotate with no key that decrypts"], "no configured key decrypts it")
     assert_one_line_exit_2(cases["prune_history negative days"], "--days must be 0 or more, not -1")
+    assert_one_line_exit_2(cases["kill_switch engage without a reason"], "needs --reason")
     # reconcile (its own app) keeps argparse's usage block above the one error line
     reconcile = cases["reconcile bad option"]
     assert reconcile.result.returncode == 2 and "unrecognized arguments: --bogus" in reconcile.err_lines[-1]
@@ -179,3 +181,36 @@ def test_help_explains_each_command(name):
     assert description in text
     if name not in ("exchange_simulator", "mm_order"):
         assert "--json" in text
+
+
+def test_kill_switch_engage_refuses_without_a_reason_and_asks_for_confirmation(pair, make_order, capsys):  # noqa: F811
+    import io
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from orders.models import MarketMakingOrder
+    from orders.services.kill_switch import halt_engaged
+
+    # given a running order
+    order = make_order(pair)
+    MarketMakingOrder.objects.filter(pk=order.pk).update(state="running")
+    # when the switch is engaged without a reason (even with --yes), it is refused as bad input
+    with pytest.raises(CommandError, match="needs --reason") as refused:
+        call_command("kill_switch", "engage", "--yes", "--reason", "  ")
+    assert refused.value.returncode == 2
+    # when the operator does not confirm, nothing changes
+    with pytest.raises(CommandError, match="not confirmed") as declined:
+        call_command("kill_switch", "engage", "--reason", "key leaked", stdin=io.StringIO("no\n"))
+    assert declined.value.returncode == 1
+    assert "stop all 1 running orders" in capsys.readouterr().out
+    assert not halt_engaged()
+    assert MarketMakingOrder.objects.get(pk=order.pk).state == "running"
+    # then, confirmed, it is engaged with the reason and the order is stopped
+    call_command("kill_switch", "engage", "--reason", "key leaked", "--wait", "0", stdin=io.StringIO("yes\n"))
+    assert "kill switch: ENGAGED (key leaked)" in capsys.readouterr().out
+    assert halt_engaged()
+    stopped = MarketMakingOrder.objects.get(pk=order.pk)
+    assert stopped.state == "stopped" and stopped.reason == "kill switch: key leaked"
+    call_command("kill_switch", "release")
+    assert not halt_engaged()
