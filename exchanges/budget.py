@@ -124,6 +124,10 @@ class RedisBackend:
     def paused_s(self, key: str) -> float:
         return float(self._paused(keys=[key])) / 1000
 
+    def booked_ahead_s(self, key: str) -> float:
+        tat, now = self.redis.hget(key, "tat"), self.redis.time()
+        return max(0.0, float(tat or 0) - (now[0] * 1000 + now[1] // 1000)) / 1000
+
     def status(self, key: str) -> tuple[float, dict[str, int]]:
         pause_until, now = self.redis.hget(key, "pause_until"), self.redis.time()
         now_ms = now[0] * 1000 + now[1] // 1000
@@ -182,6 +186,9 @@ class FileBackend:
 
     def paused_s(self, key: str) -> float:
         return self._update(key, lambda state, now: max(0.0, state.get("pause_until", 0) - now) / 1000)
+
+    def booked_ahead_s(self, key: str) -> float:
+        return self._update(key, lambda state, now: max(0.0, state.get("tat", 0) - now) / 1000)
 
     def status(self, key: str) -> tuple[float, dict[str, int]]:
         return self._update(key, lambda state, now: (max(0.0, state.get("pause_until", 0) - now) / 1000,
@@ -311,6 +318,12 @@ def attach_budget(client: ccxt.Exchange, account) -> ccxt.Exchange:
 def budget_status(*, account_id: int, exchange_id: str) -> tuple[float, dict[str, int]]:
     """Seconds the account's sends are still paused, and its 429/418 answers counted by status."""
     return backend().status(budget_key(account_id, exchange_id))
+
+
+def budget_booked_ahead_s(*, account_id: int, exchange_id: str) -> float:
+    """How far ahead of now the account's request budget is booked: 0 while it sends below its share of
+    the exchange's rate; above it, requests wait their turn (the account spends its whole share)."""
+    return backend().booked_ahead_s(budget_key(account_id, exchange_id))
 
 
 def receive_window_s(client: ccxt.Exchange) -> float:

@@ -1,6 +1,7 @@
-"""The exchanges' /metrics section: each account's 429/418 answers and its pause (exchanges/budget.py).
+"""The exchanges' /metrics sections: each account's halt, its 429/418 answers, its pause and how far ahead
+its request budget is booked (exchanges/budget.py).
 
-Read from the shared budget state (Redis, or the embedded run's files), so any web process reports
+The budget is read from its shared state (Redis, or the embedded run's files), so any web process reports
 what every worker process met.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from mmproject.metrics import register_section
 
-from .budget import budget_status
+from .budget import budget_booked_ahead_s, budget_status
 from .models import ExchangeAccount
 
 
@@ -20,14 +21,32 @@ def budget_families():
     paused = GaugeMetricFamily("mm_exchange_budget_paused_seconds",
                                "Seconds the account's sends are still paused after a rate-limit answer.",
                                labels=["account_id", "account"])
+    booked = GaugeMetricFamily("mm_exchange_budget_booked_ahead_seconds",
+                               "How far ahead the account's request budget is booked: 0 below its share of the "
+                               "exchange's rate, above it requests wait their turn.", labels=["account_id", "account"])
     for account_id, label, exchange_id in ExchangeAccount.objects.order_by("pk").values_list(
             "pk", "label", "exchange_id"):
+        labels = [str(account_id), label]
         paused_s, counts = budget_status(account_id=account_id, exchange_id=exchange_id)
-        paused.add_metric([str(account_id), label], paused_s)
+        paused.add_metric(labels, paused_s)
+        booked.add_metric(labels, budget_booked_ahead_s(account_id=account_id, exchange_id=exchange_id))
         for status in ("429", "418"):
-            limited.add_metric([str(account_id), label, status], counts.get(status, 0))
-    return [limited, paused]
+            limited.add_metric([*labels, status], counts.get(status, 0))
+    return [limited, paused, booked]
+
+
+def halt_families():
+    """Apart from the budget's section: a halt is reported even while the budget's Redis is unreachable."""
+    halted = GaugeMetricFamily("mm_exchange_account_halted",
+                               "1 while the account is halted by a halt error (revoked key, suspended account): "
+                               "nothing new is planned or sent on it until `mm_account resume`.",
+                               labels=["account_id", "account"])
+    for account_id, label, halted_at in ExchangeAccount.objects.order_by("pk").values_list(
+            "pk", "label", "halted_at"):
+        halted.add_metric([str(account_id), label], int(halted_at is not None))
+    return [halted]
 
 
 def register() -> None:
     register_section("exchanges", budget_families)
+    register_section("exchange_halts", halt_families)

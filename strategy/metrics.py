@@ -80,12 +80,18 @@ def uptime_families():
                               labels=["order_id"])
     samples = CounterMetricFamily("mm_session_quote_samples", "Two-sided uptime samples of a running session.",
                                   labels=["order_id"])
+    # The samples with both sides quoted, as a counter beside the samples: a rule compares their increase
+    # over a window (deploy/alerts.yml, QuotingTwoSidedLow), which the lifetime ratio above cannot show.
+    two_sided = CounterMetricFamily("mm_session_two_sided_samples",
+                                    "Tracker samples of a running session with our orders on both sides.",
+                                    labels=["order_id"])
     rows = StrategySession.objects.filter(status=SessionStatus.RUNNING).values_list(
         "order__order_id", "quote_samples", "two_sided_samples")
     for order_id, taken, both in rows:
         ratio.add_metric([str(order_id)], both / taken if taken else 0.0)
         samples.add_metric([str(order_id)], taken)
-    return [ratio, samples]
+        two_sided.add_metric([str(order_id)], both)
+    return [ratio, samples, two_sided]
 
 
 def register() -> None:

@@ -248,3 +248,40 @@ def test_young_ledger_entries_are_not_settled_until_the_margin_passes(db, settin
     ledger.lock_funds(user_id="u-inc", asset_id="asset-inc", amount="2", idempotency_key="inc:lock")
     assert counter.counts() == {"credit_deposit": 3, "lock_funds": 1}
     assert counter.settled_id == LedgerEntry.objects.latest("pk").pk
+
+
+def test_open_fills_are_counted_in_one_statement_from_the_first_one_still_open(db, settings,
+                                                                                django_assert_num_queries):
+    from decimal import Decimal
+
+    from django.db.models import Q
+
+    from intents.models import TrackedFill
+    from mmproject.metrics import OpenRows
+    from tests.factories import TrackedOrderFactory
+
+    settings.METRICS_SETTLE_AFTER_S = 0  # every row is old enough to be passed once closed
+    tracked = TrackedOrderFactory()
+
+    def fill(n, entry):
+        return TrackedFill.objects.create(account=tracked.account, trade_id=f"t{n}", symbol="BTC/USDT",
+                                          tracked_order=tracked, strategy_key=tracked.strategy_key, side="buy",
+                                          price=Decimal("30000"), amount=Decimal("0.01"), cost=Decimal("300"),
+                                          traded_at_ms=n, ledger_entry_id=entry)
+
+    fill(1, 11)
+    open_one, later = fill(2, None), fill(3, 13)
+    unsettled = OpenRows(TrackedFill, Q(ledger_entry_id__isnull=True), "created_at")
+    with django_assert_num_queries(1):
+        assert unsettled.read() == (1, open_one.created_at)
+    assert unsettled.after == open_one.pk  # the settled row before it is not read again
+
+    TrackedFill.objects.filter(pk=open_one.pk).update(ledger_entry_id=12)
+    assert unsettled.read()[0] == 0 and unsettled.after == later.pk
+    newest = fill(4, None)
+    with django_assert_num_queries(1):
+        assert unsettled.read() == (1, newest.created_at)
+
+    # the row it starts from is gone (history pruned, a restore): it reads from the start once
+    TrackedFill.objects.filter(pk__gte=later.pk).delete()
+    assert unsettled.read() == (0, None) and unsettled.after == open_one.pk
