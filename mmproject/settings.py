@@ -309,6 +309,9 @@ X_FRAME_OPTIONS = "DENY"
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # /metrics counts ledger entries and intents older than this once per process, then only newer rows.
 METRICS_SETTLE_AFTER_S = env.int("METRICS_SETTLE_AFTER_S", default=300)
+# /metrics' mm_intents_stuck: intents sent and unresolved longer than this (a create retried with backoff up
+# to STRATEGY_INTENT_MAX_ATTEMPTS times resolves well within it).
+METRICS_STUCK_INTENT_S = env.int("METRICS_STUCK_INTENT_S", default=300)
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
