@@ -31,6 +31,7 @@ run: migrate
 test: venv
 	scripts/ensure_services.sh postgres redis rabbitmq
 	scripts/ensure_browser.sh
+	scripts/ensure_promtool.sh
 	MAKE="$(MAKE)" scripts/test_passes.sh
 
 test-postgres:
