@@ -9,7 +9,7 @@ import logging
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -58,10 +58,26 @@ def _owned_order(request, order_id):
 
 
 class OrderPagination(PageNumberPagination):
-    """``?page=N`` (from 1) and ``?page_size=`` (default REST_FRAMEWORK's PAGE_SIZE, at most 200)."""
+    """``?page=N`` (from 1) and ``?page_size=`` (default REST_FRAMEWORK's PAGE_SIZE, at most 200); a page or page
+    size that is not a positive integer in range is a 400 naming it (DRF: a 404, or the default size)."""
 
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_page_size(self, request):
+        text = request.query_params.get(self.page_size_query_param)
+        if text is None:
+            return self.page_size
+        if not text.isdigit() or not 1 <= int(text) <= self.max_page_size:
+            raise ValidationError({"page_size": [f"page_size must be an integer from 1 to {self.max_page_size}, "
+                                                 f"got {text!r}"]})
+        return int(text)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except NotFound as exc:
+            raise ValidationError({"page": [f"page {request.query_params.get('page')!r}: {exc.detail}"]}) from None
 
 
 class PairListView(ListAPIView):
@@ -89,7 +105,7 @@ class OrderListCreateView(ListAPIView):
         return order_list_of_user(user_id=user_id) if user_id else order_list_of_user(user_id="").none()
 
     @extend_schema(operation_id="orders_list", description="The token's user's orders, newest first, paginated.",
-                   responses={200: s.OrderListSerializer(many=True), **_errors(401, 429)})
+                   responses={200: s.OrderListSerializer(many=True), **_errors(400, 401, 429)})
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -114,10 +130,10 @@ class OrderListCreateView(ListAPIView):
         except PairDisabled as exc:
             raise Conflict(str(exc), errors={"pair_id": [str(exc)]}) from None
         except PairNotFound as exc:  # deleted since the check
-            raise s.serializers.ValidationError({"pair_id": [str(exc)]}) from None
+            raise ValidationError({"pair_id": [str(exc)]}) from None
         except InvalidOrderRequest as exc:
             # Checks of the whole set: floor_price above ceiling_price, or parameters the strategy refuses.
-            raise s.serializers.ValidationError({"non_field_errors": [str(exc)]}) from None
+            raise ValidationError({"non_field_errors": [str(exc)]}) from None
         return Response(order_summary(order=order), status=status.HTTP_201_CREATED)
 
 
@@ -154,7 +170,7 @@ class OrderParamsView(APIView):
         except OrderFinished as exc:
             raise Conflict(str(exc), state=exc.state) from None
         except InvalidParamChange as exc:
-            raise s.serializers.ValidationError(exc.errors) from None
+            raise ValidationError(exc.errors) from None
         return Response(update.summary())
 
 

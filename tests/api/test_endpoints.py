@@ -201,6 +201,10 @@ def test_my_orders_lists_only_the_tokens_users_orders_newest_first_paginated(ali
     second = alice.get(first["next"]).json()
     listed = [row["order_id"] for row in first["results"] + second["results"]]
     assert listed == [str(order.order_id) for order in reversed(mine)]
+    for query, field in (("page=3&page_size=2", "page"), ("page=x", "page"), ("page_size=0", "page_size"),
+                         ("page_size=201", "page_size"), ("page_size=two", "page_size")):
+        response = alice.get(f"{ORDERS}?{query}")
+        assert response.status_code == 400 and list(response.json()["errors"]) == [field], query
     assert first["results"][0] | {"created_at": None, "updated_at": None, "expires_at": None} == {
         "order_id": str(mine[-1].order_id), "pair_id": str(pair.pair_id), "symbol": "BTC/USDT",
         "state": "payment_pending", "base_amount": "0.5", "quote_amount": "1000", "created_at": None,
