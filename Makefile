@@ -15,8 +15,9 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed
 
+# MM_VAR_DIR (the SQLite file, the filesystem broker, logs) may be set to a folder that does not exist yet.
 migrate: venv
-	mkdir -p var
+	mkdir -p var "$${MM_VAR_DIR:-var}"
 	$(PY) manage.py migrate --noinput
 
 # The whole system with a live demo order, on the embedded default (SQLite + filesystem broker);
