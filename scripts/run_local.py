@@ -63,6 +63,9 @@ DEMO_ENV_DEFAULTS = {
     "SIM_SYMBOLS": "BTC/USDT=30000,ETH/USDT=2000",
 }
 DEMO_ENV_FORCED = {"MM_WITHDRAW_MODE": "transfer", "MM_PAYMENT_PROVIDER": "local"}
+# MM_PAYMENT_PROVIDER=mixin: the provider pays through a local Mixin Safe stand-in (docs/mixin.md), started
+# as the "mixin" child with the demo bot's keys (kept in var/mixin-standin.json) and this much of each asset.
+MIXIN_STANDIN_FUND = ("c6d0c728-2624-429b-8e0d-d9d19b6592fa=10", "4d8c508b-91c5-375b-92b0-ee702ed2dac5=100000")
 
 
 def log(message: str) -> None:
@@ -214,9 +217,41 @@ def children_commands(*, var_dir: Path, web_port: int, sim_port: int, seed: str)
 
 
 def demo_env(var_dir: Path) -> dict[str, str]:
-    env = {**DEMO_ENV_DEFAULTS, **os.environ, **DEMO_ENV_FORCED}
+    forced = dict(DEMO_ENV_FORCED)
+    if os.environ.get("MM_PAYMENT_PROVIDER") == "mixin":
+        forced["MM_PAYMENT_PROVIDER"] = "mixin"
+    env = {**DEMO_ENV_DEFAULTS, **os.environ, **forced}
     env.update({"PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "mmproject.settings", "MM_VAR_DIR": str(var_dir)})
     return env
+
+
+def mixin_standin_command(var_dir: Path, env: dict[str, str], port: int) -> list[str]:
+    """The Mixin Safe stand-in child, and the MIXIN_* settings (spend key encrypted) that point the
+    provider at it; the demo bot's keys are made once and kept in the var directory."""
+    import json
+    import secrets
+    import uuid
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from exchanges.crypto import encrypt_secret
+    from orders.providers.mixin_safe import spend_public_key
+
+    path = var_dir / "mixin-standin.json"
+    if not path.exists():
+        path.write_text(json.dumps({"client_id": str(uuid.uuid4()), "session_id": str(uuid.uuid4()),
+                                    "session_seed": secrets.token_hex(32), "spend_seed": secrets.token_hex(32)}))
+    bot = json.loads(path.read_text())
+    session_public = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(bot["session_seed"])).public_key()
+    env.update({"MIXIN_API_BASE": f"http://{LOOPBACK}:{port}", "MIXIN_CLIENT_ID": bot["client_id"],
+                "MIXIN_SESSION_ID": bot["session_id"], "MIXIN_SESSION_PRIVATE_KEY": bot["session_seed"],
+                "MIXIN_SPEND_PRIVATE_KEY": encrypt_secret(bot["spend_seed"])})
+    os.environ.update(env)
+    fund = [arg for item in MIXIN_STANDIN_FUND for arg in ("--fund", item)]
+    return [PY, "-m", "orders.providers.mixin_standin", "--port", str(port), "--client-id", bot["client_id"],
+            "--session-public-key", session_public.public_bytes(Encoding.Raw, PublicFormat.Raw).hex(),
+            "--spend-public-key", spend_public_key(bot["spend_seed"]), "--django", *fund]
 
 
 def log_to_file(path: Path) -> None:
@@ -326,7 +361,7 @@ def shut_down(sup: Supervisor, order_id: str | None) -> None:
             stop_demo_order(order_id, quiet=True)
         except Exception as exc:
             log(f"stop_mm failed: {type(exc).__name__}: {exc}")
-    sup.stop_children(["simulator"], grace_s=MIN_GRACE_S)
+    sup.stop_children(["simulator", "mixin"], grace_s=MIN_GRACE_S)
     log(f"all processes stopped ({time.monotonic() - started:.1f}s)")
 
 
@@ -342,6 +377,15 @@ def run() -> int:
     order_id = None
     try:
         commands = children_commands(var_dir=var_dir, web_port=web_port, sim_port=sim_port, seed=env["SIM_SEED"])
+        if env["MM_PAYMENT_PROVIDER"] == "mixin":
+            import django
+
+            django.setup()
+            mixin_port = free_port()
+            sup.start("mixin", mixin_standin_command(var_dir, env, mixin_port))
+            if not sup.wait_port("mixin", mixin_port):
+                sup.failed = not sup.stopping
+                return 1 if sup.failed else 0
         sup.start("simulator", commands.pop("simulator"))
         if not sup.wait_port("simulator", sim_port):
             sup.failed = not sup.stopping

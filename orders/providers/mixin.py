@@ -37,8 +37,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.db import connection
 
+import orders.providers.mixin_safe as safe
+
 from ..errors import ProviderError, TransferRejected, TransferUncertain
-from . import mixin_safe as safe
 from .base import PaymentProvider, TransferReceipt
 
 logger = logging.getLogger(__name__)

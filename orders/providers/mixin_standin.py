@@ -17,7 +17,8 @@ Served (each request must carry a session token: an EdDSA JWT of the registered 
 
 Faults (``fault(...)``): ``5xx`` (refused before anything happens), ``5xx_after_accept`` and
 ``drop_after_accept`` (applied, then answered with a 500 or with the connection closed, optionally after
-a delay: the client cannot know the outcome). ``fail_next = n`` answers the next n requests with a 500.
+a delay: the client cannot know the outcome), ``slow_after_accept`` (applied, answered after ``delay_s``:
+time to kill the client meanwhile). ``fail_next = n`` answers the next n requests with a 500.
 
 The test helpers (``fund``, ``pay``, ``deposit``, ``confirm``, ``add_user``, ``fault``) have HTTP twins
 under ``/_standin/`` (no token, loopback only) for the process form::
@@ -48,7 +49,7 @@ from urllib.parse import parse_qs, urlparse
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from . import mixin_safe as safe
+import orders.providers.mixin_safe as safe
 
 FEE_USER_ID = "674d6776-d600-4346-af46-58e77d8df185"  # Mixin's withdrawal-fee receiver (the Go SDK's MixinFeeUserId)
 DEFAULT_WITHDRAWAL_FEE = Decimal("0.0001")
@@ -70,7 +71,7 @@ class SafeError(Exception):
 
 @dataclass
 class Fault:
-    kind: str          # "5xx" | "5xx_after_accept" | "drop_after_accept"
+    kind: str          # "5xx" | "5xx_after_accept" | "drop_after_accept" | "slow_after_accept"
     path: str = ""     # the path ("" = any; ending in "/": every path under it)
     method: str = ""   # "" = any
     count: int = 1
@@ -157,7 +158,7 @@ class MixinSafeStandIn:
         return user_id
 
     def fault(self, kind: str, *, path: str = "", method: str = "", count: int = 1, delay_s: float = 0.0) -> None:
-        if kind not in ("5xx", "5xx_after_accept", "drop_after_accept"):
+        if kind not in ("5xx", "5xx_after_accept", "drop_after_accept", "slow_after_accept"):
             raise ValueError(f"unknown fault {kind!r}")
         with self.lock:
             self.faults.append(Fault(kind, path, method, count, delay_s))
@@ -339,8 +340,9 @@ class MixinSafeStandIn:
                 time.sleep(fault.delay_s)
             if fault.kind == "5xx_after_accept":
                 return self._reply(handler, 500, {"error": "internal"})
-            handler.close_connection = True
-            return
+            if fault.kind == "drop_after_accept":
+                handler.close_connection = True
+                return
         return self._reply(handler, status, payload)
 
     def _route(self, method: str, path: str, query: dict, body: bytes):
@@ -625,14 +627,17 @@ def _simulator_forwarder() -> Callable[[dict], None]:
     import django
 
     django.setup()
+    from django.db import close_old_connections
+
+    from exchanges.models import SimDepositAddress
     from exchanges.simulator.errors import UnknownDepositAddress
-    from exchanges.simulator.models import SimDepositAddress
     from exchanges.simulator.services import simulator_receive_transfer
 
     def forward(withdrawal: dict) -> None:
+        close_old_connections()
         owner = SimDepositAddress.objects.filter(address=withdrawal["address"]).first()
         if owner is None:
-            return
+            return  # an address outside the simulator: the withdrawal is recorded here only
         try:
             simulator_receive_transfer(address=withdrawal["address"], asset=owner.asset,
                                        amount=Decimal(withdrawal["amount"]), tx_id=withdrawal["transaction_hash"])

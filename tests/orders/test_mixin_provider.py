@@ -474,3 +474,46 @@ def test_transfer_mode_withdraws_through_safe_to_the_exchange_and_confirms(sim_p
     # what left the bot: the amount and Mixin's fee, the rest is the bot's change
     assert mixin.balance(BTC) == Decimal("0.00005") and mixin.balance(USDT) == 0
     assert mixin.balance(BTC, FEE_USER_ID) == Decimal("0.00005") and mixin.balance(USDT, FEE_USER_ID) == 1
+
+
+@pytest.mark.slow
+def test_a_process_killed_between_signing_and_submitting_is_resumed_and_pays_once(transactional_db, child_env,
+                                                                                  settings):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    session = Ed25519PrivateKey.generate()
+    spend = os.urandom(32).hex()
+    with MixinSafeStandIn(client_id=CLIENT_ID, session_public_key=session.public_key(),
+                          spend_public_key=safe.spend_public_key(spend)) as mixin:
+        mixin_settings(settings, mixin, session_seed=_seed(session), spend_seed=spend)
+        mixin.fund(BTC, "1")
+        user = mixin.add_user(str(uuid.uuid4()))
+        credit_deposit(user_id=user, asset_id=BTC, amount=Decimal("0.4"), idempotency_key="t-kill-dep",
+                       ref_type="test", ref_id="kill")
+        refund = refund_create(key="t-kill-refund", user_id=user, asset_id=BTC, amount=Decimal("0.4"), reason="test")
+        # the request is accepted and its views are on their way back when the process is SIGKILLed: it
+        # never submits (signing is local, so Mixin's state is the same as for a kill after signing)
+        mixin.fault("slow_after_accept", method="POST", path="/safe/transaction/requests", delay_s=30)
+        env = dict(child_env, MM_PAYMENT_PROVIDER="mixin", MIXIN_API_BASE=mixin.base_url, MIXIN_CLIENT_ID=CLIENT_ID,
+                   MIXIN_SESSION_ID=settings.MIXIN_SESSION_ID, MIXIN_SESSION_PRIVATE_KEY=_seed(session),
+                   MIXIN_SPEND_PRIVATE_KEY=settings.MIXIN_SPEND_PRIVATE_KEY, MM_VAR_DIR=str(settings.VAR_DIR))
+        child = subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "-c",
+             f"from orders.services.refunds import refund_execute; refund_execute(refund_id={refund.pk})"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while str(refund.request_id) not in mixin.transactions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert mixin.transactions[str(refund.request_id)]["state"] == "unspent" and not mixin.payments()
+        # the refund is still pending (nothing known); the resumed job submits the same transaction once
+        assert Refund.objects.get(pk=refund.pk).status == RefundStatus.PENDING
+        assert refund_execute(refund_id=refund.pk) == RefundStatus.SENT
+        assert refund_execute(refund_id=refund.pk) == RefundStatus.SENT
+        [payment] = mixin.payments()
+        assert payment["request_id"] == str(refund.request_id)
+        assert mixin.balance(BTC, user) == Decimal("0.4") and mixin.balance(BTC) == Decimal("0.6")
