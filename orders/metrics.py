@@ -143,8 +143,8 @@ def position_families():
     for (key, side, currency), totals in _fill_sums([strategy_key(row[0]) for row in orders]).items():
         fills[key].append((side, (currency or "").upper(), totals))
     markets = Q(pk__in=[])
-    for row in orders:
-        markets |= Q(account_id=row[1], symbol=row[4])
+    for account_id, symbol in {(row[1], row[4]) for row in orders}:
+        markets |= Q(account_id=account_id, symbol=symbol)
     mids = {(account_id, symbol): (bid + ask) / 2 for account_id, symbol, bid, ask in MarketData.objects.filter(
         markets, best_bid__isnull=False, best_ask__isnull=False).values_list("account_id", "symbol", "best_bid",
                                                                             "best_ask")}
