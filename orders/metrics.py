@@ -32,10 +32,12 @@ ZERO = Decimal(0)
 STEP_DEADLINE_S = 600
 # The states an order waits in for a job, and the setting of each one's deadline: payment_pending's is
 # the order's own expires_at or MM_PAYMENT_DEADLINE_S after it was created, whichever is later;
-# withdrawing's MM_WITHDRAWAL_MONITOR_TIMEOUT_S after the withdrawal started; the others' STEP_DEADLINE_S
-# after the order entered them. payment_complete waits only when a withdrawal mode is set (MM_WITHDRAW_MODE).
+# withdrawing's MM_WITHDRAWAL_MONITOR_TIMEOUT_S after the withdrawal started; paying_out's the payout's
+# checks (MM_PAYOUT_CHECK_INTERVAL_S x MM_PAYOUT_MAX_CHECKS) and STEP_DEADLINE_S after the order entered it;
+# the others' STEP_DEADLINE_S after the order entered them. payment_complete waits only when a withdrawal
+# mode is set (MM_WITHDRAW_MODE).
 WAITING_STATES = (OrderState.PAYMENT_PENDING, OrderState.PAYMENT_COMPLETE, OrderState.WITHDRAWING,
-                  OrderState.WITHDRAWAL_CONFIRMED, OrderState.CAMPAIGN_JOINED)
+                  OrderState.WITHDRAWAL_CONFIRMED, OrderState.CAMPAIGN_JOINED, OrderState.PAYING_OUT)
 
 
 def order_families():
@@ -58,7 +60,11 @@ def state_deadline(state: str, *, created_at, expires_at, withdrawal_started_at,
     if state == OrderState.WITHDRAWING:
         started = withdrawal_started_at or entered_at or created_at
         return started + timedelta(seconds=settings.MM_WITHDRAWAL_MONITOR_TIMEOUT_S)
-    return (entered_at or created_at) + timedelta(seconds=STEP_DEADLINE_S)
+    step_s = STEP_DEADLINE_S
+    if state == OrderState.PAYING_OUT:
+        # the payout's own settings, with their defaults (15 s, 240 checks) where they are not set yet
+        step_s += getattr(settings, "MM_PAYOUT_CHECK_INTERVAL_S", 15) * getattr(settings, "MM_PAYOUT_MAX_CHECKS", 240)
+    return (entered_at or created_at) + timedelta(seconds=step_s)
 
 
 def overdue_families():

@@ -313,3 +313,21 @@ def test_an_unreadable_section_fires_metrics_section_down(db, client, tmp_path):
 
     assert samples[("mm_metrics_section_up", (("section", "fills"),))] == 0
     assert_fires("MetricsSectionDown", [samples], labels={"section": "fills"}, hold_min=6, tmp_path=tmp_path)
+
+
+def test_a_payout_past_its_checks_is_overdue_and_one_within_them_is_not(db, client, settings):
+    # the payout's deadline: its checks (interval x count) and a step's margin after the order entered paying_out
+    settings.MM_PAYOUT_CHECK_INTERVAL_S, settings.MM_PAYOUT_MAX_CHECKS = 10, 6
+    from orders.metrics import STEP_DEADLINE_S
+    from orders.models import OrderTransition
+
+    now = timezone.now()
+    for minutes_in_state in (5, 60 + STEP_DEADLINE_S // 60):
+        order = OrderFactory(state=OrderState.PAYING_OUT)
+        transition = OrderTransition.objects.create(order=order, name="begin_payout", from_state="stopped",
+                                                    to_state="paying_out", by="test")
+        OrderTransition.objects.filter(pk=transition.pk).update(at=now - timedelta(minutes=minutes_in_state))
+
+    samples = scrape(client)
+
+    assert samples[("mm_orders_overdue", (("state", OrderState.PAYING_OUT),))] == 1
