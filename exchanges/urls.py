@@ -31,6 +31,8 @@ urlpatterns = [
     path("api/v5/asset/currencies", okx_views.currencies),
     path("api/v5/asset/deposit-address", okx_views.deposit_address),
     path("api/v5/asset/deposit-history", okx_views.deposit_history),
+    path("api/v5/asset/withdrawal", okx_views.withdrawal),
+    path("api/v5/asset/withdrawal-history", okx_views.withdrawal_history),
     path("api/v5/account/balance", okx_views.account_balance),
     path("api/v5/account/trade-fee", okx_views.trade_fee),
     path("api/v5/trade/order", okx_views.order_dispatch),

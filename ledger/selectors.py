@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from .amounts import exact_context
-from .models import Account, Balance, ExchangeCurrency, Posting
+from .models import Account, Balance, ExchangeCurrency, LedgerEntry, Posting
 
 ZERO = Decimal(0)
 
@@ -136,3 +136,9 @@ def exchange_currency_codes(*, exchange_ids) -> dict[tuple[str, str], str]:
     """{(exchange id, asset id): currency code} of the mapped currencies of those exchanges."""
     return {(exchange_id, asset_id): code for exchange_id, asset_id, code in ExchangeCurrency.objects.filter(
         exchange_id__in=[e.lower() for e in exchange_ids]).values_list("exchange_id", "asset_id", "code")}
+
+
+def entry_amounts(keys) -> dict[str, Decimal]:
+    """The amount of each applied mutation among ``keys`` (idempotency keys): {key: amount}; a key never
+    applied is absent."""
+    return dict(LedgerEntry.objects.filter(idempotency_key__in=list(keys)).values_list("idempotency_key", "amount"))

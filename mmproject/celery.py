@@ -28,6 +28,7 @@ LIFECYCLE_JOBS = (
     "join_campaign",
     "start_mm",
     "stop_mm",
+    "withdraw_to_user",
 )
 
 app.conf.task_queues = (Queue(MARKET_MAKING_QUEUE), Queue(INTENTS_QUEUE), Queue(TICK_QUEUE))

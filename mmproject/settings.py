@@ -228,6 +228,12 @@ MM_STOP_MAX_RETRIES = env.int("MM_STOP_MAX_RETRIES", default=60)
 # due plus this margin (queue wait, run time); after that the sweeper starts a new chain.
 MM_SWEEP_INTERVAL_S = env.int("MM_SWEEP_INTERVAL_S", default=60)
 MM_JOB_LEASE_MARGIN_S = env.int("MM_JOB_LEASE_MARGIN_S", default=120)
+# Payout after stop (orders.services.payout, job withdraw_to_user): "auto" starts it when a stop completes
+# (transfer mode only: otherwise nothing of the order is on the exchange); "manual" waits for mm_payout or
+# the admin action. The job polls the withdrawal every interval, at most this many times.
+MM_PAYOUT_AFTER_STOP = env.str("MM_PAYOUT_AFTER_STOP", default="auto")  # auto|manual
+MM_PAYOUT_CHECK_INTERVAL_S = env.int("MM_PAYOUT_CHECK_INTERVAL_S", default=15)
+MM_PAYOUT_MAX_CHECKS = env.int("MM_PAYOUT_MAX_CHECKS", default=240)
 # Mixin provider (MM_PAYMENT_PROVIDER=mixin): API root, bot credentials, snapshots per poll.
 MIXIN_API_BASE = env.str("MIXIN_API_BASE", default="https://api.mixin.one")
 MIXIN_CLIENT_ID = env.str("MIXIN_CLIENT_ID", default="")

@@ -34,7 +34,7 @@ from mmproject.jobs import enqueue_after_commit
 from strategy import params as order_params
 from strategy.models import MarketData, StrategySession
 
-from .errors import IllegalTransition, InvalidParamChange, OrderError, OrderFinished
+from .errors import IllegalTransition, InvalidParamChange, OrderError, OrderFinished, PayoutNotPossible
 from .models import (
     ORDER_REF,
     CampaignParticipation,
@@ -45,11 +45,13 @@ from .models import (
     OrderTransition,
     ParamChange,
     PaymentState,
+    Payout,
     Refund,
     Snapshot,
 )
 from .services import order_create, order_params_update, order_stop
 from .services.orders import order_create_check
+from .services.payout import payout_keep, payout_request
 from .services.params import FINISHED_STATES, WHOLE_SET
 
 logger = logging.getLogger(__name__)
@@ -165,6 +167,11 @@ class RefundInline(OrderPageInline):
     fields = ("key", "asset_id", "amount", "status", "attempts", "reason", "error")
 
 
+class PayoutInline(OrderPageInline):
+    model = Payout
+    fields = ("asset_id", "amount", "status", "address", "tag", "withdrawal_id", "tx_id", "fee", "received", "error")
+
+
 class SessionInline(OrderPageInline):
     model = StrategySession
     verbose_name_plural = "strategy session"
@@ -261,8 +268,8 @@ class MarketMakingOrderAdmin(admin.ModelAdmin):
     ]
     readonly_fields = [f.name for f in MarketMakingOrder._meta.fields] + [
         "payment_legs", "pnl", "intents", "tracked_orders", "ledger_entries"]
-    inlines = [SessionInline, TransitionInline, ParamChangeInline, SnapshotInline, RefundInline]
-    actions = ["stop_orders", "retry_payment_check"]
+    inlines = [SessionInline, TransitionInline, ParamChangeInline, SnapshotInline, RefundInline, PayoutInline]
+    actions = ["stop_orders", "retry_payment_check", "pay_out", "keep_on_exchange_action"]
     form = OrderCreateForm
     add_fieldsets = [
         (None, {"fields": ("user_id", "pair", "base_amount", "quote_amount")}),
@@ -461,6 +468,28 @@ class MarketMakingOrderAdmin(admin.ModelAdmin):
                                            "background (stop_mm queued)", level=messages.WARNING)
                 continue
             self.message_user(request, f"order {order_id}: {'stopped' if outcome == 'stopped' else 'already stopped'}")
+
+    @admin.action(description="Pay out to the user (withdraw from the exchange, transfer)", permissions=["operate"])
+    def pay_out(self, request, queryset):
+        by = f"admin:{request.user.get_username()}"
+        for order_id in queryset.values_list("order_id", flat=True):
+            try:
+                payout_request(order_id=order_id, by=by)
+            except (IllegalTransition, PayoutNotPossible) as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+                continue
+            self.message_user(request, f"order {order_id}: payout started (withdraw_to_user queued)")
+
+    @admin.action(description="Keep the funds on the exchange (no payout)", permissions=["operate"])
+    def keep_on_exchange_action(self, request, queryset):
+        by = f"admin:{request.user.get_username()}"
+        for order_id in queryset.values_list("order_id", flat=True):
+            try:
+                payout_keep(order_id=order_id, by=by)
+            except PayoutNotPossible as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+                continue
+            self.message_user(request, f"order {order_id}: funds kept on the exchange")
 
     @admin.action(description="Retry payment check", permissions=["operate"])
     def retry_payment_check(self, request, queryset):

@@ -10,7 +10,9 @@ RUN_BY = {
     "join_campaign": "join_campaign",
     "start": "start_mm",
     "stop": "stop_mm",
-    "fail": "deadline passed or transfer rejected",
+    "begin_payout": "stop_mm (MM_PAYOUT_AFTER_STOP=auto) or mm_payout",
+    "finish_payout": "withdraw_to_user",
+    "fail": "deadline passed, transfer rejected or payout failed",
 }
 
 

@@ -71,3 +71,8 @@ class OrderFinished(OrderError):
         super().__init__(message)
         self.order_id = order_id
         self.state = state
+
+
+class PayoutNotPossible(OrderError):
+    """A payout cannot start or go on: the order is not stopped, the funds are kept on the exchange by the
+    operator, the exchange cannot withdraw, or the payment provider cannot receive. The message says which."""

@@ -59,12 +59,14 @@ class OrderState(models.TextChoices):
     CAMPAIGN_JOINED = "campaign_joined"
     RUNNING = "running"
     STOPPED = "stopped"
+    PAYING_OUT = "paying_out"
+    PAID_OUT = "paid_out"
     REFUNDED = "refunded"
     FAILED = "failed"
 
 
 S = OrderState
-FAILABLE = [S.PAYMENT_PENDING, S.PAYMENT_COMPLETE, S.WITHDRAWING]
+FAILABLE = [S.PAYMENT_PENDING, S.PAYMENT_COMPLETE, S.WITHDRAWING, S.PAYING_OUT]
 
 
 class MarketMakingOrder(ConcurrentTransitionMixin, models.Model):
@@ -89,6 +91,9 @@ class MarketMakingOrder(ConcurrentTransitionMixin, models.Model):
     expires_at = models.DateTimeField(help_text="payment deadline")
     reason = models.TextField(blank=True, help_text="why the order failed, was refunded or stopped")
     withdrawal_started_at = models.DateTimeField(null=True, blank=True)
+    keep_on_exchange = models.BooleanField(
+        default=False, db_default=False,
+        help_text="the operator keeps the funds on the exchange after stop: no payout until one is asked for")
     # The order's one polling job chain (orders.services.chains): which job polls it, the chain's
     # generation, the polls that found it not done yet, and until when the chain counts as alive (the
     # sweeper starts a new chain only after that). Database defaults: a row written by a previous
@@ -132,6 +137,14 @@ class MarketMakingOrder(ConcurrentTransitionMixin, models.Model):
     @transition(field=state, source=[S.RUNNING, S.CAMPAIGN_JOINED], target=S.STOPPED)
     def stop(self, *, reason: str = ""):
         self.reason = reason
+
+    @transition(field=state, source=S.STOPPED, target=S.PAYING_OUT)
+    def begin_payout(self):
+        pass
+
+    @transition(field=state, source=S.PAYING_OUT, target=S.PAID_OUT)
+    def finish_payout(self):
+        pass
 
     @transition(field=state, source=S.PAYMENT_COMPLETE, target=S.REFUNDED)
     def refund(self, *, reason: str):
@@ -397,3 +410,40 @@ class SweepLease(models.Model):
 
     def __str__(self):
         return f"sweep lease {self.name} (run {self.runs}, skipped {self.skipped})"
+
+
+class PayoutStatus(models.TextChoices):
+    PENDING = "pending"          # recorded; nothing sent yet
+    WITHDRAWING = "withdrawing"  # the exchange accepted the withdrawal to the bot's deposit address
+    ARRIVED = "arrived"          # the bot received it; the user's ledger is debited (fee + the payout refund)
+    PAID = "paid"                # transferred to the user (the refund row says sent)
+    FAILED = "failed"            # stopped with the reason; ``error`` says where the money is
+
+
+class Payout(models.Model):
+    """One asset of a stopped order paid out (orders.services.payout): withdrawn from the exchange to the
+    bot's deposit address under ``client_id``, received, then transferred to the user as the refund
+    ``mm-payout:{order}:{asset}``. Every step is idempotent; the row says which one is next."""
+
+    order = models.ForeignKey(MarketMakingOrder, on_delete=models.PROTECT, related_name="payouts")
+    asset_id = models.CharField(max_length=64)
+    exchange_asset = models.CharField(max_length=32)
+    network = models.CharField(max_length=64, blank=True)
+    amount = AmountField(help_text="what leaves the exchange: the order's funds of this asset at stop")
+    client_id = models.CharField(max_length=64, unique=True, help_text="the exchange withdrawal's client id")
+    address = models.CharField(max_length=200, blank=True, help_text="the bot's deposit address")
+    tag = models.CharField(max_length=128, blank=True)
+    withdrawal_id = models.CharField(max_length=128, blank=True)
+    tx_id = models.CharField(max_length=128, blank=True)
+    fee = AmountField(null=True, blank=True, help_text="what the exchange kept")
+    received = AmountField(null=True, blank=True, help_text="what reached the bot, paid to the user")
+    status = models.CharField(max_length=16, choices=PayoutStatus.choices, default=PayoutStatus.PENDING)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["order", "asset_id"], name="orders_payout_order_asset_uniq")]
+
+    def __str__(self):
+        return f"payout {self.order_id}:{self.asset_id} {self.amount} ({self.status})"

@@ -17,6 +17,7 @@ from . import services
 from .errors import ExchangeUnavailable, TransferUncertain
 from .outcomes import Outcome
 from .services.chains import chain_poll
+from .services.payout import payout_abandon, payout_advance
 from .services.resume import lifecycle_sweep
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,15 @@ def stop_mm(self, order_id: str, reason: str = "stop requested", chain: int | No
     chain_poll(job="stop_mm", order_id=order_id, chain=chain, attempt=attempt, interval_s=min(2 ** attempt, 30),
                limit=settings.MM_STOP_MAX_RETRIES, args=(reason,), give_up=give_up, pending=Outcome.STOPPING,
                poll=lambda: services.order_stop(order_id=order_id, by="task:stop_mm", reason=reason, wait_s=5))
+
+
+@_job("withdraw_to_user")
+def withdraw_to_user(self, order_id: str, chain: int | None = None, attempt: int = 0):
+    """The payout after stop (orders.services.payout): withdraw, confirm arrival, pay the user; one chain."""
+    chain_poll(job="withdraw_to_user", order_id=order_id, chain=chain, attempt=attempt,
+               interval_s=settings.MM_PAYOUT_CHECK_INTERVAL_S, limit=settings.MM_PAYOUT_MAX_CHECKS,
+               poll=lambda: payout_advance(order_id=order_id),
+               give_up=lambda polls: payout_abandon(order_id=order_id, polls=polls))
 
 
 @shared_task(name="resume_market_making", ignore_result=True)

@@ -29,6 +29,8 @@ from orders.models import (
     MarketMakingOrder,
     MarketMakingPair,
     OrderState,
+    Payout,
+    PayoutStatus,
 )
 from strategy.models import SessionStatus, StrategySession
 
@@ -109,6 +111,7 @@ def ledger_positions() -> dict[tuple[int, str], Position]:
             "pair__base_exchange_asset", "pair__quote_asset_id", "pair__quote_exchange_asset")
     }
     in_transit = _sum_transfers_in_transit()
+    paid_out = _sum_paid_out(orders)
     totals: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
     released: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
     counts: dict[tuple[int, str], set[str]] = defaultdict(set)
@@ -119,8 +122,9 @@ def ledger_positions() -> dict[tuple[int, str], Position]:
                     continue
                 key = (account_id, code.upper())
                 amount = sums.get((ref_id, asset_id), ZERO) - in_transit.get((ref_id, asset_id), ZERO)
-                if state == OrderState.STOPPED:
-                    freed = unlocks.get((ref_id, asset_id), ZERO).copy_negate()
+                if state in RELEASED_STATES or (ref_id, asset_id) in paid_out:
+                    # Released to the user in the ledger; on the exchange until its payout withdrew it.
+                    freed = unlocks.get((ref_id, asset_id), ZERO).copy_negate() - paid_out.get((ref_id, asset_id), ZERO)
                     amount += freed
                     released[key] += freed
                 if amount:
@@ -129,6 +133,24 @@ def ledger_positions() -> dict[tuple[int, str], Position]:
     return {key: Position(account_id=key[0], asset=key[1], amount=amount, orders=len(counts[key]),
                           released=released[key])
             for key, amount in totals.items()}
+
+
+RELEASED_STATES = (OrderState.STOPPED, OrderState.PAYING_OUT, OrderState.PAID_OUT)
+
+
+def _sum_paid_out(orders) -> dict[tuple[str, str], Decimal]:
+    """{(order id, ledger asset id): amount} the payout after stop withdrew from the exchange: every payout
+    row the exchange accepted (a payout that failed before, or whose withdrawal the exchange reports failed,
+    left the money there). A row's presence also marks the order's funds as released (a payout that failed
+    makes the order ``failed``, its funds still released)."""
+    totals: dict[tuple[str, str], Decimal] = {}
+    rows = Payout.objects.filter(order__order_id__in=_uuids(orders)).values_list(
+        "order__order_id", "asset_id", "amount", "status", "withdrawal_id", "received")
+    for order_id, asset_id, amount, status, withdrawal_id, received in rows:
+        left = status in (PayoutStatus.WITHDRAWING, PayoutStatus.ARRIVED, PayoutStatus.PAID) or (
+            status == PayoutStatus.FAILED and received is not None)
+        totals[(str(order_id), asset_id)] = amount if left else ZERO
+    return totals
 
 
 def _sum_transfers_in_transit() -> dict[tuple[str, str], Decimal]:

@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 
 from exchanges.clients import exchange_clients_clear, point_urls
-from exchanges.models import SimDeposit, SimTrade
+from exchanges.models import SimBalance, SimDeposit, SimTrade
 from exchanges.services import exchange_account_create
 from exchanges.simulator.config import DEFAULT_API_PASSPHRASE
 from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure, simulator_move_to
@@ -25,7 +25,7 @@ from ledger.selectors import audit_ledger
 from ledger.services import get_balance
 from mmproject.celery import app
 from orders.errors import InvalidOrderRequest
-from orders.models import MarketMakingPair, OrderTransition
+from orders.models import MarketMakingPair, OrderTransition, OutgoingTransfer
 from orders.services import order_create
 from orders.services.pairs import pair_create
 from reconciliation.services import reconcile_run
@@ -147,16 +147,39 @@ def test_order_payment_transfer_fills_stop_audit_and_reconcile_on_each_dialect(
     # Then nothing of it is open on the exchange, it is stopped, and the ledger and exchange agree
     assert ours_open() == []
     order.refresh_from_db()
-    assert order.state == "stopped" and StrategySession.objects.get(order=order).status == "stopped"
-    assert list(OrderTransition.objects.filter(order=order).values_list("to_state", flat=True)) == [
-        "payment_pending", "payment_complete", "withdrawing", "withdrawal_confirmed", "campaign_joined",
-        "running", "stopped"]
+    assert order.state == "paying_out" and StrategySession.objects.get(order=order).status == "stopped"
     assert get_balance(user_id=order.user_id, asset_id=BTC).locked == 0
     assert get_balance(user_id=order.user_id, asset_id=USDT).locked == 0
+    held = {asset: get_balance(user_id=order.user_id, asset_id=asset).available for asset in (BTC, USDT)}
+    exchange_before = {b["asset"]: b["free"] for b in SimBalance.objects.filter(
+        account__label=f"life-{exchange_id}").values("asset", "free")}
     report = audit_ledger()
     assert report.ok, report.drifts
     stopped = reconcile_run(trigger="test")
     assert stopped.ok, list(stopped.drifts.values_list("detail", flat=True))
+
+    # When the payout job runs (started by the stop): withdrawn to the bot, arrived, paid to the user
+    assert jobs() == ["withdraw_to_user"]  # one poll: the simulator completes withdrawals at once
+    order.refresh_from_db()
+    assert order.state == "paid_out", (order.reason, list(order.payouts.values("asset_id", "status", "error")))
+    assert list(OrderTransition.objects.filter(order=order).values_list("to_state", flat=True)) == [
+        "payment_pending", "payment_complete", "withdrawing", "withdrawal_confirmed", "campaign_joined",
+        "running", "stopped", "paying_out", "paid_out"]
+    # Then the user got exactly what the order held at stop, once each, and holds nothing more here
+    paid = {t.asset_id: t.amount for t in OutgoingTransfer.objects.filter(opponent_id=order.user_id)}
+    assert paid == {asset: amount for asset, amount in held.items() if amount > 0}
+    assert all(get_balance(user_id=order.user_id, asset_id=a).total == 0 for a in (BTC, USDT))
+    # and it left the exchange account, seen from outside through ccxt
+    balance = outside.fetch_balance()
+    assert Decimal(str(balance["BTC"]["free"])) == exchange_before["BTC"] - held[BTC]
+    assert Decimal(str(balance["USDT"]["free"])) == exchange_before["USDT"] - held[USDT]
+    # and a second run of the job pays nothing twice
+    app.tasks["withdraw_to_user"].apply(args=[str(order.order_id)])
+    assert OutgoingTransfer.objects.filter(opponent_id=order.user_id).count() == len(paid)
+    report = audit_ledger()
+    assert report.ok, report.drifts
+    after = reconcile_run(trigger="test")
+    assert after.ok, list(after.drifts.values_list("detail", flat=True))
 
 
 # --- bad input: refused in one line, recorded, nothing stored or sent -------------------------------

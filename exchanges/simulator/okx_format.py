@@ -9,6 +9,7 @@ from ledger.amounts import canonical
 from ..models import (
     SimBalance,
     SimDeposit,
+    SimWithdrawal,
     SimDepositAddress,
     SimMarket,
     SimOrder,
@@ -188,3 +189,14 @@ def deposit(d: SimDeposit) -> dict:
         "ccy": d.asset, "chain": chain_id(d.asset, d.network), "depId": str(d.pk), "from": "", "fromWdId": "",
         "state": "2" if d.credited else "0", "to": d.address, "ts": str(d.insert_ms), "txId": d.tx_id,
     }
+
+
+def withdrawal(w: SimWithdrawal) -> dict:
+    """A withdrawal as /api/v5/asset/withdrawal-history lists it: ``amt`` what the recipient gets, ``fee``
+    apart; state 2 (sent) once completed, else 1 (sending)."""
+    row = {"ccy": w.asset, "chain": chain_id(w.asset, w.network), "amt": num(w.amount - w.fee), "fee": num(w.fee),
+           "feeCcy": w.asset, "ts": str(w.apply_ms), "from": "", "to": w.address, "txId": w.tx_id if w.completed else "",
+           "state": "2" if w.completed else "1", "wdId": str(w.pk), "clientId": w.client_id}
+    if w.tag:
+        row["tag"] = w.tag
+    return row

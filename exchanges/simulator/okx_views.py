@@ -22,6 +22,7 @@ from ..models import (
     SimAccount,
     SimBalance,
     SimDeposit,
+    SimWithdrawal,
     SimMarket,
     SimOrder,
     SimOrderStatus,
@@ -547,3 +548,43 @@ def trade_fee(request, params, account):
 def order_dispatch(request):
     """/api/v5/trade/order: POST places an order (counted as an order request), GET reads one."""
     return place_order(request) if request.method == "POST" else get_order(request)
+
+
+# --- Withdrawals ------------------------------------------------------------------------------
+
+
+@okx_endpoint(signed=True)
+def withdrawal(request, params, account):
+    for name in ("ccy", "toAddr", "amt"):
+        if not params.get(name):
+            raise e.missing_parameter(name)
+    address, _, tag = params["toAddr"].partition(":")  # ccxt sends address:tag
+    chain = params.get("chain") or ""
+    network = chain.partition("-")[2] if "-" in chain else ""
+    w = services.simulator_withdraw(account_id=account.pk, asset=params["ccy"], amount=params["amt"],
+                                    address=address, tag=tag, network=network, client_id=params.get("clientId", ""))
+    return [{"amt": fmt.num(w.amount), "wdId": str(w.pk), "ccy": w.asset, "clientId": w.client_id,
+             "chain": fmt.chain_id(w.asset, w.network)}]
+
+
+@okx_endpoint(signed=True)
+def withdrawal_history(request, params, account):
+    services.simulator_settle_withdrawals(account_id=account.pk)
+    withdrawals = SimWithdrawal.objects.filter(account_id=account.pk)
+    if params.get("ccy"):
+        withdrawals = withdrawals.filter(asset=params["ccy"].upper())
+    if params.get("wdId"):
+        withdrawals = withdrawals.filter(pk=_int(params, "wdId"))
+    if params.get("clientId"):
+        withdrawals = withdrawals.filter(client_id=params["clientId"])
+    if params.get("txId"):
+        withdrawals = withdrawals.filter(tx_id=params["txId"])
+    after, before = _int(params, "after"), _int(params, "before")
+    if after is not None:
+        withdrawals = withdrawals.filter(apply_ms__lt=after)
+    if before is not None:
+        withdrawals = withdrawals.filter(apply_ms__gt=before)
+    rows = [fmt.withdrawal(w) for w in withdrawals.order_by("-apply_ms", "-pk")[:_limit(params)]]
+    if params.get("state") not in (None, ""):
+        rows = [r for r in rows if r["state"] == params["state"]]
+    return rows

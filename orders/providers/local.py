@@ -9,11 +9,11 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 
 from exchanges.simulator.errors import UnknownDepositAddress
-from exchanges.simulator.services import simulator_receive_transfer
+from exchanges.simulator.services import simulator_receive_transfer, simulator_withdrawal_sent
 
 from ..errors import TransferRejected
 from ..models import OutgoingTransfer
-from .base import PaymentProvider, TransferReceipt
+from .base import DepositTarget, PaymentProvider, TransferReceipt
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +60,18 @@ class LocalPaymentProvider(PaymentProvider):
         logger.info("event=local_withdrawal request_id=%s address=%s asset=%s amount=%s created=%s",
                     request_id, address, exchange_asset, amount, created)
         return TransferReceipt(ref=str(record.request_id), tx_id=str(request_id))
+
+    # --- receiving: the simulator's withdrawals to the bot's local address are its "chain" ----
+    def deposit_target(self, *, asset_id: str, exchange_asset: str, network: str = "") -> DepositTarget:
+        return DepositTarget(address=local_deposit_address(asset_id))
+
+    def deposit_received(self, *, asset_id: str, tx_id: str) -> Decimal | None:
+        sent = simulator_withdrawal_sent(tx_id=tx_id)
+        if sent is None or sent.address != local_deposit_address(asset_id):
+            return None
+        return sent.amount - sent.fee
+
+
+def local_deposit_address(asset_id: str) -> str:
+    """The local bot's deposit address of an asset (what the exchange simulator's withdrawals are sent to)."""
+    return f"local-bot-{asset_id}"

@@ -15,6 +15,7 @@ from strategy.stop import session_stop_begin, session_wind_down
 from ..errors import IllegalTransition
 from ..models import ORDER_REF, CampaignParticipation, OrderState
 from ..outcomes import Outcome
+from .payout import payout_after_stop
 from .transitions import apply_transition, order_lock
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: flo
         apply_transition(order, "stop", by=by, reason=reason)
         session_stop(order_id=order.order_id)
         positions_unlock(order)
+        payout_after_stop(order, by=by)
     return Outcome.STOPPED
 
 

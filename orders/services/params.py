@@ -26,7 +26,8 @@ from .transitions import order_lock
 logger = logging.getLogger(__name__)
 
 # Nothing runs for these any more: a parameter of theirs would never be read again.
-FINISHED_STATES = (OrderState.STOPPED, OrderState.REFUNDED, OrderState.FAILED)
+FINISHED_STATES = (OrderState.STOPPED, OrderState.PAYING_OUT, OrderState.PAID_OUT, OrderState.REFUNDED,
+                   OrderState.FAILED)
 # The key of a problem of the whole set (as the order-create API's).
 WHOLE_SET = "non_field_errors"
 

@@ -78,6 +78,8 @@ def lifecycle_resume() -> dict[str, int]:
     # A stop whose chain ran out of polls (or was lost) leaves the session stopping: finish it.
     start_chains(stopping.filter(state__in=[OrderState.RUNNING, OrderState.CAMPAIGN_JOINED]), "stop_mm",
                  STOP_RESUMED_REASON)
+    # A payout whose chain died (worker lost past its retries, polls used up): poll it again.
+    start_chains(MarketMakingOrder.objects.filter(state=OrderState.PAYING_OUT), "withdraw_to_user")
     statuses = refund_settle_pending()
     counts["refunds_sent"] = statuses.count(RefundStatus.SENT)
     counts["refunds_still_pending"] = statuses.count(RefundStatus.PENDING)

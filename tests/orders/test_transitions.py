@@ -12,7 +12,7 @@ from orders.services import order_transition
 pytestmark = pytest.mark.embedded
 
 ALL_TRANSITIONS = ["complete_payment", "start_withdrawal", "confirm_withdrawal", "join_campaign", "start", "stop",
-                   "refund", "fail"]
+                   "begin_payout", "finish_payout", "refund", "fail"]
 LEGAL = {
     "payment_pending": {"complete_payment", "fail"},
     "payment_complete": {"start_withdrawal", "refund", "fail"},
@@ -20,7 +20,9 @@ LEGAL = {
     "withdrawal_confirmed": {"join_campaign"},
     "campaign_joined": {"start", "stop"},
     "running": {"stop"},
-    "stopped": set(), "refunded": set(), "failed": set(),
+    "stopped": {"begin_payout"},
+    "paying_out": {"finish_payout", "fail"},
+    "paid_out": set(), "refunded": set(), "failed": set(),
 }
 
 
