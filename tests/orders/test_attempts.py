@@ -1,12 +1,14 @@
 """Polling jobs count their polls on the order's own row (orders.services.chains), not with Celery's retry
 counter: the limit takes the failure path, a message delivered twice or of a replaced chain does nothing, and
 (through a real worker) a transient error at every poll, past MM_JOB_MAX_RETRIES, still ends in a final state."""
+import json
 import re
 import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -30,7 +32,7 @@ def part_paid(order, capture, amount="400"):
 
 @pytest.mark.embedded
 def test_checks_are_counted_on_the_order_and_the_last_one_fails_and_refunds(
-        order, settings, django_capture_on_commit_callbacks):
+        order, settings, capsys, django_capture_on_commit_callbacks):
     # given a part-paid order (deadline an hour away) and a limit of three checks
     settings.MM_PAYMENT_MAX_CHECKS = 3
     start = part_paid(order, django_capture_on_commit_callbacks)
@@ -45,6 +47,9 @@ def test_checks_are_counted_on_the_order_and_the_last_one_fails_and_refunds(
     assert order.state == OrderState.FAILED and order.reason == "payment still incomplete after 3 checks"
     assert (order.job_name, order.job_chain, order.job_attempts, order.job_lease_until) == (
         "check_payment_complete", 1, 3, None)
+    call_command("mm_order", "show", oid)
+    assert json.loads(capsys.readouterr().out)["job"] == {
+        "name": "check_payment_complete", "chain": 1, "attempts": 3, "lease_until": None}
     refund = Refund.objects.get(order=order)
     assert (refund.amount, refund.status) == (Decimal("400"), "sent")
     assert get_balance(user_id=order.user_id, asset_id=USDT).total == 0

@@ -16,9 +16,9 @@ from strategy import params as order_params
 class Command(OperatorCommand):
     help = ("Market-making orders. `create` makes an order intent in payment_pending and prints its id, memo and "
             "required amounts as JSON; `edit` changes strategy parameters of an order that is not finished "
-            "and prints its parameters and the changes recorded as JSON; `show` prints an order and its state "
-            "history as JSON. Exit 2 on bad input (unknown or finished order, unknown or disabled pair, invalid "
-            "amount or parameter).")
+            "and prints its parameters and the changes recorded as JSON; `show` prints an order, its polling job "
+            "chain and its state history as JSON. Exit 2 on bad input (unknown or finished order, unknown or disabled "
+            "pair, invalid amount or parameter).")
     domain_errors = (OrderError,)
 
     def add_arguments(self, parser):
@@ -76,6 +76,9 @@ class Command(OperatorCommand):
             raise UsageError(f"no market-making order {order_id}") from None
         summary = order_summary(order=order)
         summary["reason"] = order.reason
+        # The order's polling job chain (orders.services.chains): which job, how many polls, alive until when.
+        summary["job"] = {"name": order.job_name, "chain": order.job_chain, "attempts": order.job_attempts,
+                          "lease_until": order.job_lease_until.isoformat() if order.job_lease_until else None}
         summary["history"] = [
             {"at": t.at.isoformat(), "from": t.from_state, "to": t.to_state, "by": t.by, "reason": t.reason}
             for t in order.transitions.order_by("at", "id")
