@@ -21,7 +21,7 @@ _order_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("mm_log_o
 _NAMED = re.compile(r"\b(?:ref=mm_order:|strategy_key=mm:)([0-9a-fA-F-]{36})\b")
 # Lifecycle jobs (mmproject/celery.py) whose first argument is an order id.
 ORDER_ID_JOBS = frozenset({"check_payment_complete", "withdraw_to_exchange", "monitor_mixin_withdrawal",
-                           "join_campaign", "start_mm", "stop_mm"})
+                           "join_campaign", "start_mm", "stop_mm", "withdraw_to_user"})
 _installed = False
 
 

@@ -20,7 +20,8 @@ from django.db import connection
 from ledger.selectors import audit_ledger
 from ledger.services import get_balance
 from mmproject.celery import INTENTS_QUEUE, MARKET_MAKING_QUEUE, TICK_QUEUE, app
-from orders.models import MarketMakingOrder, OrderTransition
+from ledger.selectors import entry_amounts
+from orders.models import OrderTransition, OutgoingTransfer
 from strategy.models import StrategySession
 from tests.orders.conftest import BTC, ETH, USDT, make_order, sim_pair, snapshot_payload, user_id  # noqa: F401
 from tests.orders.test_chain import wait_for_state
@@ -96,13 +97,16 @@ def test_lifecycle_runs_end_to_end_with_rabbitmq_as_the_broker(sim_pair, make_or
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["outcome"] == "stopped"
 
-    # then it is stopped, its funds are free again and the ledger audits clean
-    assert MarketMakingOrder.objects.get(pk=order.pk).state == "stopped"
+    # then it is stopped, and the worker pays its funds out to the user (withdraw_to_user, on RabbitMQ too)
+    wait_for_state(order, "paid_out", worker)
     assert StrategySession.objects.get(order=order).status == "stopped"
-    assert get_balance(user_id=order.user_id, asset_id=USDT).available == Decimal("1000")
+    assert get_balance(user_id=order.user_id, asset_id=USDT).total == 0
+    unlocked = entry_amounts(f"mm-unlock:{order.order_id}:{asset}" for asset in (BTC, USDT))
+    assert {t.asset_id: t.amount for t in OutgoingTransfer.objects.filter(opponent_id=order.user_id)} == {
+        asset: unlocked[f"mm-unlock:{order.order_id}:{asset}"] for asset in (BTC, USDT)}
     assert list(OrderTransition.objects.filter(order=order).values_list("to_state", flat=True)) == [
         "payment_pending", "payment_complete", "withdrawing", "withdrawal_confirmed", "campaign_joined",
-        "running", "stopped"]
+        "running", "stopped", "paying_out", "paid_out"]
     report = audit_ledger()
     assert report.ok, report.drifts
     # and every log line of the worker and the commands that names the order carries order_id=

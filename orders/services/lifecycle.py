@@ -52,6 +52,10 @@ def order_start(*, order_id, by: str = "task:start_mm") -> str:
     return Outcome.RUNNING
 
 
+# Stopped already (its payout may have begun or ended): a second stop does nothing.
+STOPPED_OR_PAYING = (OrderState.STOPPED, OrderState.PAYING_OUT, OrderState.PAID_OUT)
+
+
 def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: float = 0) -> str:
     """Stop an order so that nothing is left open: ``stopped``, ``noop`` or ``stopping``.
 
@@ -66,7 +70,7 @@ def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: flo
     """
     with transaction.atomic():
         order = order_lock(order_id)
-        if order.state == OrderState.STOPPED:
+        if order.state in STOPPED_OR_PAYING:
             return Outcome.NOOP
         if order.state not in (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED):
             raise IllegalTransition(f"order {order.order_id} is {order.state}; 'stop' is not allowed from that state "
@@ -87,7 +91,7 @@ def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: flo
             time.sleep(STOP_POLL_S)
     with transaction.atomic():
         order = order_lock(order_id)
-        if order.state == OrderState.STOPPED:
+        if order.state in STOPPED_OR_PAYING:
             return Outcome.NOOP
         apply_transition(order, "stop", by=by, reason=reason)
         session_stop(order_id=order.order_id)

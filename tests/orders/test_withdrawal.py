@@ -88,8 +88,9 @@ def test_transfer_mode_runs_to_running_and_stop_unlocks(sim_pair, make_order, se
     assert get_balance(user_id=order.user_id, asset_id=BTC) .locked == 0
     assert get_balance(user_id=order.user_id, asset_id=BTC).available == Decimal("0.5")
     history = list(OrderTransition.objects.filter(order=order).values_list("to_state", flat=True))
+    # (and the payout after stop begins: tests/orders/test_payout.py)
     assert history == ["payment_pending", "payment_complete", "withdrawing", "withdrawal_confirmed",
-                       "campaign_joined", "running", "stopped"]
+                       "campaign_joined", "running", "stopped", "paying_out"]
 
 
 def test_unconfirmed_deposits_fail_the_order_at_the_monitor_deadline(sim_pair, make_order, settings):
