@@ -61,6 +61,9 @@ DEMO_ENV_DEFAULTS = {
     "SIM_SEED": "42",
     "SIM_BALANCES": "USDT=0,BTC=0,ETH=0",
     "SIM_SYMBOLS": "BTC/USDT=30000,ETH/USDT=2000",
+    # Ctrl-C stops the demo order and leaves its funds on the exchange: `manage.py mm_payout ORDER_ID` (or the
+    # admin action) pays them out to the demo user; MM_PAYOUT_AFTER_STOP=auto pays out at every stop.
+    "MM_PAYOUT_AFTER_STOP": "manual",
 }
 DEMO_ENV_FORCED = {"MM_WITHDRAW_MODE": "transfer", "MM_PAYMENT_PROVIDER": "local"}
 # MM_PAYMENT_PROVIDER=mixin: the provider pays through a local Mixin Safe stand-in (docs/mixin.md), started
