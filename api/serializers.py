@@ -233,6 +233,17 @@ class RefundSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+class PayoutSerializer(serializers.Serializer):
+    asset_id = serializers.CharField()
+    amount = MoneyField(help_text="what leaves the exchange: the order's funds of this asset at stop")
+    status = serializers.CharField(help_text="pending, withdrawing, arrived (at the bot), paid (to the user) or failed")
+    fee = MoneyField(allow_null=True, help_text="what the exchange kept")
+    received = MoneyField(allow_null=True, help_text="what reached the bot and is paid to the user")
+    error = serializers.CharField(help_text="failed: why, and where the money is")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
 class PaymentSerializer(serializers.Serializer):
     complete = serializers.BooleanField(source="is_complete", help_text="every leg received in full")
     legs = LegSerializer(many=True, help_text="each leg: asset, amount required and received")
@@ -247,6 +258,8 @@ class OrderDetailSerializer(OrderListSerializer):
     withdrawal_started_at = serializers.DateTimeField(allow_null=True)
     payment = PaymentSerializer()
     refunds = RefundSerializer(many=True)
+    keep_on_exchange = serializers.BooleanField(help_text="the operator keeps the funds on the exchange after stop")
+    payouts = PayoutSerializer(many=True, help_text="after stop: each asset paid out to the user")
     params = serializers.SerializerMethodField()
 
     def get_params(self, order) -> dict:
@@ -333,6 +346,12 @@ class StopSerializer(serializers.Serializer):
     state = serializers.CharField()
     stop = serializers.ChoiceField(choices=["queued", "stopped"],
                                    help_text="queued: the stop_mm job cancels its orders and stops it; stopped: it was")
+
+
+class PayoutRequestedSerializer(serializers.Serializer):
+    order_id = serializers.UUIDField()
+    state = serializers.CharField(help_text="paying_out")
+    payouts = PayoutSerializer(many=True)
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -13,4 +13,5 @@ urlpatterns = [
     path("orders/<str:order_id>/history/", views.OrderHistoryView.as_view(), name="order-history"),
     path("orders/<str:order_id>/params/", views.OrderParamsView.as_view(), name="order-params"),
     path("orders/<str:order_id>/stop/", views.OrderStopView.as_view(), name="order-stop"),
+    path("orders/<str:order_id>/payout/", views.OrderPayoutView.as_view(), name="order-payout"),
 ]

@@ -16,7 +16,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mmproject.jobs import enqueue_after_commit
-from orders.errors import InvalidOrderRequest, InvalidParamChange, OrderFinished, PairDisabled, PairNotFound
+from orders.errors import (
+    InvalidOrderRequest,
+    InvalidParamChange,
+    OrderFinished,
+    PairDisabled,
+    PairNotFound,
+    PayoutNotPossible,
+)
 from orders.models import OrderState
 from orders.selectors import (
     order_get_of_user,
@@ -26,6 +33,7 @@ from orders.selectors import (
     pair_list_enabled,
 )
 from orders.services import order_create, order_params_update
+from orders.services.payout import payout_request
 
 from . import serializers as s
 from .exceptions import Conflict
@@ -191,4 +199,26 @@ class OrderStopView(APIView):
         enqueue_after_commit("stop_mm", str(order.order_id), reason)
         logger.info("event=order_stop_requested order_id=%s by=%s", order.order_id, _caller(request))
         return Response({"order_id": order.order_id, "state": order.state, "stop": "queued"},
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class OrderPayoutView(APIView):
+    """Pay a stopped order's funds out to its user (``orders.services.payout``): the ``withdraw_to_user`` job
+    withdraws each asset the order held at stop from the exchange to the bot, and transfers what arrives to
+    the user. For an order already paying out, the job is queued again."""
+
+    @extend_schema(operation_id="orders_payout", request=None,
+                   responses={202: s.PayoutRequestedSerializer, **_errors(401, 404, 409, 429)})
+    def post(self, request, order_id):
+        order = _owned_order(request, order_id)
+        if order.keep_on_exchange:
+            # The operator's hold: the user asks the operator (payout_request would clear it).
+            raise Conflict(f"order {order.order_id}: the operator keeps its funds on the exchange; ask the operator "
+                           "to pay them out", state=order.state)
+        try:
+            payout_request(order_id=order.order_id, by=_caller(request))
+        except PayoutNotPossible as exc:
+            raise Conflict(str(exc), state=order.state) from None
+        logger.info("event=order_payout_requested order_id=%s by=%s", order.order_id, _caller(request))
+        return Response(s.PayoutRequestedSerializer(_owned_order(request, order_id)).data,
                         status=status.HTTP_202_ACCEPTED)

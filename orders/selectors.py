@@ -62,7 +62,7 @@ def order_get_of_user(*, user_id: str, order_id) -> MarketMakingOrder | None:
     except ValueError:
         return None
     return (order_list_of_user(user_id=user_id).select_related("payment")
-            .prefetch_related("refunds").filter(order_id=order_id).first())
+            .prefetch_related("refunds", "payouts").filter(order_id=order_id).first())
 
 
 def order_history(*, order: MarketMakingOrder, fills_limit: int = 200) -> dict:

@@ -326,12 +326,67 @@ def test_stop_of_an_order_that_is_not_running_is_a_409(alice, pair, state, djang
     assert response.status_code == 409 and response.json()["state"] == state and not queued
 
 
+# --- payout ---------------------------------------------------------------------------------------------------
+def stopped_order_holding(pair, caller, *, base="0.5", quote="1000"):
+    """A running order whose funds are locked in the ledger, stopped (its stop unlocks them: what a payout pays)."""
+    from ledger import services as ledger
+    from orders.services import order_stop
+
+    order = OrderFactory(pair=pair, user_id=caller.mixin_user_id, state=OrderState.RUNNING)
+    for asset, amount in ((BTC, base), (USDT, quote)):
+        ledger.credit_deposit(user_id=caller.mixin_user_id, asset_id=asset, amount=amount,
+                              idempotency_key=f"t-in:{order.pk}:{asset}")
+        ledger.lock_funds(user_id=caller.mixin_user_id, asset_id=asset, amount=amount,
+                          idempotency_key=f"t-lock:{order.pk}:{asset}", ref_type="mm_order", ref_id=str(order.order_id))
+    assert order_stop(order_id=order.order_id, by="test") == "stopped"
+    return fresh(order)
+
+
+def test_payout_starts_paying_a_stopped_orders_funds_out_to_its_user(alice, pair, django_capture_on_commit_callbacks,
+                                                                      settings):
+    settings.MM_PAYOUT_AFTER_STOP = "manual"
+    with django_capture_on_commit_callbacks(execute=False):
+        order = stopped_order_holding(pair, alice)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = alice.post(url(order, "payout/"))
+    assert response.status_code == 202, response.content
+    data = response.json()
+    assert (data["order_id"], data["state"]) == (str(order.order_id), "paying_out")
+    assert sorted((p["asset_id"], p["amount"], p["status"]) for p in data["payouts"]) == sorted(
+        [(BTC, "0.5", "pending"), (USDT, "1000", "pending")])
+    assert [(cb.args[0], cb.args[1]) for cb in queued] == [("withdraw_to_user", (str(order.order_id),))]
+    detail = alice.get(url(order)).json()
+    assert detail["state"] == "paying_out" and len(detail["payouts"]) == 2 and detail["keep_on_exchange"] is False
+    transition = order.transitions.order_by("at", "id").last()
+    assert (transition.name, transition.by) == ("begin_payout", "api:alice")
+    with django_capture_on_commit_callbacks(execute=False) as again:
+        assert alice.post(url(order, "payout/")).status_code == 202  # already paying out: the job queued again
+    assert [cb.args[0] for cb in again] == ["withdraw_to_user"]
+
+
+def test_payout_of_an_order_not_stopped_or_held_by_the_operator_is_a_409(alice, pair, settings,
+                                                                          django_capture_on_commit_callbacks):
+    settings.MM_PAYOUT_AFTER_STOP = "manual"
+    running = OrderFactory(pair=pair, user_id=alice.mixin_user_id, state=OrderState.RUNNING)
+    with django_capture_on_commit_callbacks(execute=False):
+        held = stopped_order_holding(pair, alice)
+    MarketMakingOrder.objects.filter(pk=held.pk).update(keep_on_exchange=True)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        refused = alice.post(url(running, "payout/"))
+        kept = alice.post(url(held, "payout/"))
+    assert refused.status_code == 409 and refused.json()["state"] == "running"
+    assert "only a stopped order is paid out" in refused.json()["error"]
+    assert kept.status_code == 409 and "the operator keeps its funds on the exchange" in kept.json()["error"]
+    assert fresh(held).state == OrderState.STOPPED and fresh(held).keep_on_exchange and not queued
+
+
 # --- another user's order -------------------------------------------------------------------------------------
 ENDPOINTS = [
     ("get", ""),
     ("get", "history/"),
     ("patch", "params/"),
     ("post", "stop/"),
+    ("post", "payout/"),
 ]
 
 
@@ -350,4 +405,5 @@ def test_a_token_never_reads_or_acts_on_another_users_order(alice, bob, pair, me
     assert str(order.order_id) not in alice.get(ORDERS).content.decode()
     assert MarketMakingOrder.objects.filter(pk=order.pk).values().get() == before
     assert not queued and not ParamChange.objects.exists()
-    assert bob.call(method, url(order, tail), body).status_code in (200, 202)
+    if tail != "payout/":  # (a running order is not paid out: bob's own call is a 409)
+        assert bob.call(method, url(order, tail), body).status_code in (200, 202)

@@ -21,6 +21,7 @@ TESTED = {
     "orders_history": "test_history_shows_transitions_param_changes_payments_and_fills",
     "orders_params_update": "test_edit_params_changes_and_records_them",
     "orders_stop": "test_stop_queues_the_stop_mm_job_which_stops_the_order",
+    "orders_payout": "test_payout_starts_paying_a_stopped_orders_funds_out_to_its_user",
 }
 
 
