@@ -36,6 +36,7 @@ app.conf.task_default_queue = MARKET_MAKING_QUEUE
 app.conf.task_routes = {
     **{name: {"queue": MARKET_MAKING_QUEUE} for name in LIFECYCLE_JOBS},
     "resume_market_making": {"queue": MARKET_MAKING_QUEUE},
+    "poll_mixin_snapshots": {"queue": MARKET_MAKING_QUEUE},
     "execute_intent": {"queue": INTENTS_QUEUE},
     "dispatch_intents": {"queue": INTENTS_QUEUE},
     "strategy_tick": {"queue": TICK_QUEUE},
@@ -52,7 +53,7 @@ def _beat_schedule():
     from django.conf import settings
 
     tick = timedelta(milliseconds=settings.STRATEGY_TICK_SIZE_MS)
-    return {
+    schedule = {
         # A tick that cannot start within one period is useless: let it expire.
         "strategy-tick": {
             "task": "strategy_tick",
@@ -76,6 +77,14 @@ def _beat_schedule():
             "options": {"expires": float(settings.STRATEGY_HISTORY_PRUNE_INTERVAL_S)},
         },
     }
+    if settings.MM_PAYMENT_PROVIDER == "mixin":
+        # Payments arrive as Mixin snapshots: read them every few seconds (one poller at a time: its lease).
+        schedule["mixin-snapshots"] = {
+            "task": "poll_mixin_snapshots",
+            "schedule": timedelta(seconds=settings.MIXIN_POLL_INTERVAL_S),
+            "options": {"expires": float(settings.MIXIN_POLL_INTERVAL_S)},
+        }
+    return schedule
 
 
 @task_prerun.connect

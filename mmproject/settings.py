@@ -240,6 +240,8 @@ MIXIN_CLIENT_ID = env.str("MIXIN_CLIENT_ID", default="")
 MIXIN_SESSION_ID = env.str("MIXIN_SESSION_ID", default="")
 MIXIN_SESSION_PRIVATE_KEY = env.str("MIXIN_SESSION_PRIVATE_KEY", default="")  # Ed25519 seed, hex
 MIXIN_POLL_LIMIT = env.int("MIXIN_POLL_LIMIT", default=100)
+# The beat polls the bot's snapshots this often when MM_PAYMENT_PROVIDER=mixin (poll_mixin_snapshots; the seed: 5 s).
+MIXIN_POLL_INTERVAL_S = env.float("MIXIN_POLL_INTERVAL_S", default=5.0)
 MIXIN_HTTP_TIMEOUT_S = env.float("MIXIN_HTTP_TIMEOUT_S", default=10.0)
 # Safe payments (docs/mixin.md): the spend key (or the TIP PIN whose first 32 bytes are the spend key), each a
 # Fernet token of exchanges.crypto (encrypted like exchange secrets); a payment needing more outputs than

@@ -14,10 +14,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from . import services
-from .errors import ExchangeUnavailable, TransferUncertain
+from .errors import ExchangeUnavailable, ProviderError, TransferUncertain
 from .outcomes import Outcome
 from .services.chains import chain_poll
 from .services.payout import payout_abandon, payout_advance
+from .services.polling import snapshots_poll_leased
 from .services.resume import lifecycle_sweep
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,16 @@ def withdraw_to_user(self, order_id: str, chain: int | None = None, attempt: int
                interval_s=settings.MM_PAYOUT_CHECK_INTERVAL_S, limit=settings.MM_PAYOUT_MAX_CHECKS,
                poll=lambda: payout_advance(order_id=order_id),
                give_up=lambda polls: payout_abandon(order_id=order_id, polls=polls))
+
+
+@shared_task(name="poll_mixin_snapshots", ignore_result=True)
+def poll_mixin_snapshots():
+    """The Mixin snapshot poller (beat, MIXIN_POLL_INTERVAL_S, when MM_PAYMENT_PROVIDER=mixin): one at a time
+    across beats (a lease); a provider or database error is logged and the next beat polls again."""
+    try:
+        snapshots_poll_leased(holder="task:poll_mixin_snapshots")
+    except (ProviderError, OperationalError, InterfaceError) as exc:
+        logger.warning("event=snapshots_poll_failed error=%s: the next beat polls again from the same cursor", exc)
 
 
 @shared_task(name="resume_market_making", ignore_result=True)
