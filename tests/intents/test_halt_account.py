@@ -184,3 +184,24 @@ def test_mm_account_refuses_an_unknown_label_or_none(db):
     assert refused.value.returncode == 2
     with pytest.raises(CommandError, match="needs the exchange account's LABEL"):
         call_command("mm_account", "resume")
+
+
+def test_a_revoked_key_halts_an_okx_account_too(sim, settings):
+    # Given a session on an account of the simulator's OKX dialect (ccxt's okx class) and its key revoked
+    from exchanges.simulator.config import DEFAULT_API_PASSPHRASE
+    from tests.factories import SimulatedExchangeAccountFactory
+
+    account = SimulatedExchangeAccountFactory(label="okx-halt", exchange_id="okx", base_url=sim.base_url,
+                                              api_passphrase=DEFAULT_API_PASSPHRASE)
+    make_running_order(account, layers=1)
+    assert plan(account).intents_written == 2
+    simulator_account_ensure(label="sim-okx-halt", api_key="okx-rotated", api_secret="okx-secret")
+
+    # When its create runs
+    run_claims()
+
+    # Then OKX's answer (50111 "Invalid OK-ACCESS-KEY", HTTP 401) halted it, and nothing of it is left to send
+    account.refresh_from_db()
+    assert account.halted_at is not None and "50111" in account.halt_reason
+    assert not Intent.objects.filter(account=account, status=IntentStatus.NEW).exists()
+    assert open_on_exchange("sim-okx-halt") == 0
