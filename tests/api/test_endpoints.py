@@ -407,3 +407,14 @@ def test_a_token_never_reads_or_acts_on_another_users_order(alice, bob, pair, me
     assert not queued and not ParamChange.objects.exists()
     if tail != "payout/":  # (a running order is not paid out: bob's own call is a 409)
         assert bob.call(method, url(order, tail), body).status_code in (200, 202)
+
+
+# --- reads stay a constant number of queries -----------------------------------------------------------------
+@pytest.mark.parametrize("orders", [1, 20])
+def test_my_orders_and_one_order_read_a_constant_number_of_queries(alice, pair, orders,
+                                                                   django_assert_max_num_queries):
+    made = [make_order(pair, alice) for _ in range(orders)]
+    with django_assert_max_num_queries(5):  # token, throttle (its upsert, its cleanup), count, page (with pairs)
+        assert len(alice.get(ORDERS).json()["results"]) == orders
+    with django_assert_max_num_queries(6):  # token, throttle (2), order (with pair, payment), refunds, payouts
+        assert alice.get(url(made[0])).status_code == 200
