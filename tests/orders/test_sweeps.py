@@ -1,6 +1,9 @@
 """The lifecycle sweeper in beat: scheduled and routed, one sweep at a time (its lease), every state that
 waits on a job swept, a live polling chain left alone, unpaid orders failed at their deadline."""
+import subprocess
+import sys
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -58,6 +61,7 @@ def test_the_sweeper_is_in_beat_on_the_market_making_queue(settings):
     assert app.conf.task_routes["resume_market_making"] == {"queue": MARKET_MAKING_QUEUE}
 
 
+@pytest.mark.embedded
 def test_a_sweep_is_skipped_while_another_holds_the_lease_and_runs_once_it_is_released_or_expired(order):
     # given another sweep holding the lease
     assert sweep_lease_take(holder="other", ttl_s=60)
@@ -186,3 +190,48 @@ def test_each_state_that_waits_on_a_job_is_swept(pair, state, job, settings, dja
     order = OrderFactory(pair=pair, state=state, strategy_session=None)
     _, jobs = sweep(django_capture_on_commit_callbacks)
     assert jobs == [(job, (str(order.order_id),))]
+
+
+@pytest.mark.slow
+@pytest.mark.embedded
+def test_with_no_person_acting_beat_sweeps_every_order_whose_job_was_lost_to_its_end(
+        pair, make_order, celery_worker, child_env, tmp_path, transactional_db, django_capture_on_commit_callbacks):
+    # given, with every job message lost: an unpaid order and a part-paid one, both past their deadline (the
+    # part-paid one's check chain long dead), and a running order whose stop ran out of polls
+    never_paid, part_paid = make_order(pair), make_order(pair)
+    payload = snapshot_payload(part_paid, asset_id=USDT, amount="400")
+    snapshot_record(provider="local", data=payload)
+    snapshot_intake(snapshot_id=payload["snapshot_id"])
+    past = timezone.now() - timedelta(seconds=1)
+    MarketMakingOrder.objects.filter(pk__in=[never_paid.pk, part_paid.pk]).update(expires_at=past)
+    MarketMakingOrder.objects.filter(pk=part_paid.pk).update(job_name="check_payment_complete", job_chain=1,
+                                                              job_lease_until=past)
+    stopping = _stopping_order(pair, job_name="stop_mm", job_chain=1, job_attempts=60, job_lease_until=None)
+    # when a worker runs (it purges the messages sent above) with two beats, each sweeping every second
+    env = {"MM_SWEEP_INTERVAL_S": "1", "STRATEGY_TICK_SIZE_MS": "60000"}
+    worker = celery_worker(env=env)
+    beats = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "mmproject", "beat", "-l", "INFO",
+                               "--schedule", str(tmp_path / f"beat-{n}")], env={**child_env, **env},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             for n in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = dict(MarketMakingOrder.objects.filter(
+                pk__in=[never_paid.pk, part_paid.pk, stopping.pk]).values_list("pk", "state"))
+            if states == {never_paid.pk: "failed", part_paid.pk: "failed", stopping.pk: "stopped"}:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"orders not ended: {states};\n{worker.log_path.read_text()[-5000:]}")
+    finally:
+        for beat in beats:
+            beat.terminate()
+            beat.wait(timeout=15)
+    # then each ended with its reason, the 400 USDT that arrived went back, and the sweeps ran one at a time
+    assert "not complete by the deadline" in MarketMakingOrder.objects.get(pk=part_paid.pk).reason
+    assert MarketMakingOrder.objects.get(pk=stopping.pk).reason == STOP_RESUMED_REASON
+    refund = Refund.objects.get()
+    assert (refund.order_id, refund.amount, refund.status) == (part_paid.pk, Decimal("400"), "sent")
+    assert SweepLease.objects.get().runs >= 1
+    assert audit_ledger().ok
