@@ -31,7 +31,7 @@ ZERO = Decimal(0)
 # deadline setting of its own is overdue this long after the order entered it.
 STEP_DEADLINE_S = 600
 # The states an order waits in for a job, and the setting of each one's deadline: payment_pending's is
-# the order's own expires_at or MM_PAYMENT_DEADLINE_S after it was created, whichever is later;
+# the order's own expires_at (created_at + MM_PAYMENT_TIMEOUT_S) plus one sweep, the sweeper failing it then;
 # withdrawing's MM_WITHDRAWAL_MONITOR_TIMEOUT_S after the withdrawal started; paying_out's the payout's
 # checks (MM_PAYOUT_CHECK_INTERVAL_S x MM_PAYOUT_MAX_CHECKS) and STEP_DEADLINE_S after the order entered it;
 # the others' STEP_DEADLINE_S after the order entered them. payment_complete waits only when a withdrawal
@@ -48,22 +48,17 @@ def order_families():
     return [family]
 
 
-def payment_deadline_s() -> int:
-    """How long an unpaid order may wait (MM_PAYMENT_DEADLINE_S where the lifecycle sets one; 15 minutes)."""
-    return int(getattr(settings, "MM_PAYMENT_DEADLINE_S", 900))
-
-
 def state_deadline(state: str, *, created_at, expires_at, withdrawal_started_at, entered_at):
     """When an order in the waiting ``state`` is overdue."""
     if state == OrderState.PAYMENT_PENDING:
-        return max(expires_at, created_at + timedelta(seconds=payment_deadline_s()))
+        # the sweeper fails an unpaid order at its expires_at: overdue when one sweep later it has not
+        return expires_at + timedelta(seconds=settings.MM_SWEEP_INTERVAL_S)
     if state == OrderState.WITHDRAWING:
         started = withdrawal_started_at or entered_at or created_at
         return started + timedelta(seconds=settings.MM_WITHDRAWAL_MONITOR_TIMEOUT_S)
     step_s = STEP_DEADLINE_S
     if state == OrderState.PAYING_OUT:
-        # the payout's own settings, with their defaults (15 s, 240 checks) where they are not set yet
-        step_s += getattr(settings, "MM_PAYOUT_CHECK_INTERVAL_S", 15) * getattr(settings, "MM_PAYOUT_MAX_CHECKS", 240)
+        step_s += settings.MM_PAYOUT_CHECK_INTERVAL_S * settings.MM_PAYOUT_MAX_CHECKS
     return (entered_at or created_at) + timedelta(seconds=step_s)
 
 
