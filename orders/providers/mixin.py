@@ -39,8 +39,8 @@ from django.db import connection
 
 import orders.providers.mixin_safe as safe
 
-from ..errors import ProviderError, TransferRejected, TransferUncertain
-from .base import PaymentProvider, TransferReceipt
+from ..errors import PayoutNotPossible, ProviderError, TransferRejected, TransferUncertain
+from .base import DepositTarget, PaymentProvider, TransferReceipt
 
 logger = logging.getLogger(__name__)
 
@@ -437,6 +437,39 @@ class MixinPaymentProvider(PaymentProvider):
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # --- receiving (the payout after stop: exchange -> bot -> user) -------------------
+    def deposit_target(self, *, asset_id: str, exchange_asset: str, network: str = "") -> DepositTarget:
+        """The bot's deposit address (and tag) of ``asset_id``'s chain (``POST /safe/deposit/entries``).
+        Raises TransferUncertain (ask again later) or PayoutNotPossible (Mixin gives none)."""
+        try:
+            asset = self._call("GET", f"/safe/assets/{asset_id}") or {}
+            chain_id = asset.get("chain_id") or asset_id
+            entries = self._call("POST", "/safe/deposit/entries",
+                                 body={"members": [self.client_id], "threshold": 1, "chain_id": chain_id}) or []
+        except MixinUnavailable as exc:
+            raise TransferUncertain(f"deposit address of {asset_id}: {exc}") from None
+        except MixinRefused as exc:
+            raise PayoutNotPossible(f"Mixin gives no deposit address of {asset_id}: {exc}") from None
+        if not entries or not entries[0].get("destination"):
+            raise PayoutNotPossible(f"Mixin gives no deposit address of {asset_id} (chain {chain_id}): {entries!r}")
+        return DepositTarget(address=entries[0]["destination"], tag=entries[0].get("tag") or "")
+
+    def deposit_received(self, *, asset_id: str, tx_id: str) -> Decimal | None:
+        """The amount of the on-chain deposit ``tx_id`` once Mixin credited it (it has its confirmations and
+        is a snapshot of the bot), else None. Looks among the asset's newest snapshots (one page)."""
+        try:
+            rows = self._call("GET", "/safe/snapshots",
+                              params={"asset": asset_id, "limit": 500, "order": "DESC"}) or []
+        except MixinUnavailable as exc:
+            raise TransferUncertain(f"deposits of {asset_id}: {exc}") from None
+        except MixinRefused as exc:
+            raise PayoutNotPossible(f"Mixin refuses to list the deposits of {asset_id}: {exc}") from None
+        for row in rows:
+            deposit = row.get("deposit") or {}
+            if deposit.get("deposit_hash") == tx_id and row.get("asset_id") == asset_id:
+                return Decimal(str(row["amount"]))
+        return None
 
     # --- incoming -------------------------------------------------------------------
     def snapshots_after(self, cursor: str) -> list[dict]:

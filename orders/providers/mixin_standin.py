@@ -109,6 +109,7 @@ class MixinSafeStandIn:
         self.deposits: list[dict] = []
         self.fees: dict[str, tuple[str, Decimal]] = {}  # asset_id -> (fee asset id, fee)
         self.fee_changes: dict[str, list[Decimal]] = {}  # asset_id -> the fees it changes to, one after each read
+        self.chains: dict[str, str] = {}  # asset_id -> its chain's asset id (itself unless set)
         self.faults: list[Fault] = []
         self.fail_next = 0
         self.requests: list[str] = []
@@ -368,6 +369,10 @@ class MixinSafeStandIn:
                 self.fees[asset_id] = (fee_asset, self.fee_changes[asset_id].pop(0))
             return [{"type": "withdrawal_fee", "asset_id": fee_asset, "amount": safe.units_to_amount(
                 safe.amount_to_units(fee))}]
+        if method == "GET" and path.startswith("/safe/assets/") and path.count("/") == 3:
+            asset_id = path.rsplit("/", 1)[1]
+            return {"type": "asset", "asset_id": asset_id, "chain_id": self.chains.get(asset_id, asset_id),
+                    "kernel_asset_id": safe.kernel_asset_id(asset_id), "precision": safe.PRECISION}
         if method == "POST" and path == "/safe/deposit/entries":
             request = _json(body)
             return [self.deposit_entry(str(request.get("chain_id") or ""))]
@@ -381,9 +386,13 @@ class MixinSafeStandIn:
         raise SafeError(ERR_NOT_FOUND, "The endpoint is not found.", status=404)
 
     def _list_snapshots(self, query: dict) -> list[dict]:
+        """Oldest first from ``offset`` (inclusive), or newest first up to it with ``order=DESC``."""
         offset = query.get("offset", [""])[0]
         limit = int(query.get("limit", ["100"])[0])
-        rows = sorted(self.snapshots, key=lambda s: s["created_at"])
+        asset = query.get("asset", [""])[0]
+        rows = sorted((s for s in self.snapshots if not asset or s["asset_id"] == asset), key=lambda s: s["created_at"])
+        if query.get("order", ["ASC"])[0].upper() == "DESC":
+            return [s for s in reversed(rows) if not offset or s["created_at"] <= offset][:limit]
         return [s for s in rows if s["created_at"] >= offset][:limit]
 
     def _list_outputs(self, query: dict) -> list[dict]:

@@ -517,3 +517,71 @@ def test_a_process_killed_between_signing_and_submitting_is_resumed_and_pays_onc
         [payment] = mixin.payments()
         assert payment["request_id"] == str(refund.request_id)
         assert mixin.balance(BTC, user) == Decimal("0.4") and mixin.balance(BTC) == Decimal("0.6")
+
+
+def test_an_exchange_withdrawal_to_the_bots_deposit_address_is_seen_once_confirmed(mixin):
+    # the payout after stop: the exchange sends to the bot's Mixin deposit address (address + tag)
+    mixin.chains[USDT] = "43d61dcd-e413-450d-80b8-101d5e903357"
+    target = provider().deposit_target(asset_id=USDT, exchange_asset="USDT")
+    assert target.address == mixin.deposit_entry("43d61dcd-e413-450d-80b8-101d5e903357")["destination"]
+    mixin.deposit(asset_id=USDT, amount="250.5", destination=target.address, tag=target.tag,
+                  transaction_hash="0xexchange-tx", confirmations=2)
+    assert provider().deposit_received(asset_id=USDT, tx_id="0xexchange-tx") is None
+    mixin.confirm(1)
+    assert provider().deposit_received(asset_id=USDT, tx_id="0xexchange-tx") is None
+    mixin.confirm(1)
+    assert provider().deposit_received(asset_id=USDT, tx_id="0xexchange-tx") == Decimal("250.5")
+    assert provider().deposit_received(asset_id=USDT, tx_id="0xother") is None
+    assert mixin.balance(USDT) == Decimal("250.5")
+
+
+@pytest.mark.slow
+def test_a_payout_after_stop_goes_through_the_bots_safe_deposit_address_and_pays_once(sim_pair, settings,
+                                                                                        monkeypatch):
+    """The payout after stop with the Mixin provider: the exchange withdraws to the bot's Safe deposit
+    address, the deposit is seen once confirmed, the user is paid once through Safe (an answer lost)."""
+    from exchanges.models import SimWithdrawal
+    from ledger.selectors import audit_ledger
+    from mmproject.celery import app
+    from orders.models import OrderState
+    from orders.services.payout import payout_advance, payout_request
+    from tests.orders.test_payout import HELD, stopped_order
+
+    app.loader.import_default_modules()
+    monkeypatch.setattr("mmproject.jobs._send_logged", lambda name, args, countdown: None)
+    settings.MM_WITHDRAW_MODE = "transfer"
+    settings.MM_PAYOUT_AFTER_STOP = "auto"
+    settings.SIM_WITHDRAW_FEES = "BTC=0.0005,USDT=1"
+    session = Ed25519PrivateKey.generate()
+    spend = os.urandom(32).hex()
+    with MixinSafeStandIn(client_id=CLIENT_ID, session_public_key=session.public_key(),
+                          spend_public_key=safe.spend_public_key(spend)) as mixin:
+        mixin_settings(settings, mixin, session_seed=_seed(session), spend_seed=spend)
+        order = stopped_order(sim_pair)
+        mixin.add_user(order.user_id)
+        payout_request(order_id=order.order_id, by="test")
+        assert payout_advance(order_id=order.order_id) == "pending"  # withdrawn from the exchange, on the chain
+        withdrawals = list(SimWithdrawal.objects.all())
+        assert {w.address for w in withdrawals} == {mixin.deposit_entry(BTC)["destination"],
+                                                    mixin.deposit_entry(USDT)["destination"]}
+        assert payout_advance(order_id=order.order_id) == "pending"  # nothing arrived yet
+        for w in withdrawals:  # the chain delivers to the bot's address
+            mixin.deposit(asset_id={"BTC": BTC, "USDT": USDT}[w.asset], amount=w.amount - w.fee, destination=w.address,
+                          tag=w.tag, transaction_hash=w.tx_id, confirmations=2)
+        mixin.confirm(1)
+        assert payout_advance(order_id=order.order_id) == "pending"  # one confirmation of two
+        mixin.confirm(1)
+        mixin.fault("drop_after_accept", method="POST", path="/safe/transactions")
+        with pytest.raises(TransferUncertain):
+            payout_advance(order_id=order.order_id)
+        assert payout_advance(order_id=order.order_id) == "complete"
+        assert payout_advance(order_id=order.order_id) == "noop"
+    order.refresh_from_db()
+    assert order.state == OrderState.PAID_OUT
+    paid_to_user = sorted((p["asset_id"], p["amount"]) for p in mixin.payments())
+    assert paid_to_user == [(USDT, "1011.5"), (BTC, "0.4995")]
+    assert mixin.balance(BTC, order.user_id) == HELD[BTC] - Decimal("0.0005")
+    assert mixin.balance(USDT, order.user_id) == HELD[USDT] - 1
+    assert mixin.balance(BTC) == 0 and mixin.balance(USDT) == 0  # the bot kept nothing: the ledger owes nothing
+    assert all(get_balance(user_id=order.user_id, asset_id=a).total == 0 for a in HELD)
+    assert audit_ledger().ok
