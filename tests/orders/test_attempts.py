@@ -177,3 +177,36 @@ def test_a_transient_database_error_at_every_poll_never_ends_the_chain(
     refund = Refund.objects.get(order=order)
     _wait(lambda: Refund.objects.get(pk=refund.pk).status == "sent", worker, "refund sent")
     assert audit_ledger().ok
+
+
+@pytest.mark.slow
+def test_a_stop_still_stopping_at_its_last_poll_ends_its_chain_for_the_sweeper(
+        pair, settings, caplog, django_capture_on_commit_callbacks):
+    from intents.ids import strategy_key
+    from intents.models import IntentStatus
+    from orders.services.resume import STOP_RESUMED_REASON
+    from orders.tasks import stop_mm
+    from strategy.models import SessionStatus, StrategySession
+    from tests.factories import ExchangeAccountFactory, IntentFactory, OrderFactory
+
+    from .test_sweeps import sweep
+
+    # given a running order whose create is still in flight on the exchange (so its stop cannot finish yet),
+    # and a stop allowed one poll
+    settings.MM_STOP_MAX_RETRIES = 1
+    order = OrderFactory(pair=pair, state=OrderState.RUNNING, exchange_account=ExchangeAccountFactory())
+    IntentFactory(strategy_key=strategy_key(order.order_id), account=order.exchange_account,
+                  status=IntentStatus.IN_FLIGHT, lease_until=timezone.now() + timedelta(minutes=5))
+    # when the stop job runs its one poll (waiting its 5 s for the exchange to be clear)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        stop_mm.apply(args=(str(order.order_id), "operator stop"), throw=True)
+    # then it is still stopping, the poll was counted, no next poll was queued and the chain let go of the order
+    assert queued_jobs(queued) == []
+    order.refresh_from_db()
+    assert order.state == OrderState.RUNNING
+    assert StrategySession.objects.get(order=order).status == SessionStatus.STOPPING
+    assert (order.job_name, order.job_attempts, order.job_lease_until) == ("stop_mm", 1, None)
+    assert "event=stop_attempts_exhausted" in caplog.text
+    # and the next sweep starts the stop again
+    _, jobs = sweep(django_capture_on_commit_callbacks)
+    assert jobs == [("stop_mm", (str(order.order_id), STOP_RESUMED_REASON))]
