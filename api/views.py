@@ -1,5 +1,5 @@
 """The user's API (Django REST framework): pairs, order intents, the user's orders with their payment state and
-history, strategy-parameter edits, stop. docs/api.md describes each endpoint; /api/schema/ is its OpenAPI.
+history, strategy-parameter edits, stop, payout. docs/api.md describes each endpoint; /api/schema/ is its OpenAPI.
 
 Every view but the schema needs a bearer token (``api.authentication``) and counts against its user's rate
 limit (``api.throttling``). A token acts for one Mixin user (``ApiToken.mixin_user_id``): it sees and acts on
@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # What a stop request accepts: the states ``orders.services.order_stop`` stops from.
 STOPPABLE = (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED)
+# Stopped already: a stop request is answered with the order as it is.
+STOPPED = (OrderState.STOPPED, OrderState.PAYING_OUT, OrderState.PAID_OUT)
 HISTORY_FILLS = 200
 
 
@@ -190,7 +192,7 @@ class OrderStopView(APIView):
                    responses={202: s.StopSerializer, 200: s.StopSerializer, **_errors(401, 404, 409, 429)})
     def post(self, request, order_id):
         order = _owned_order(request, order_id)
-        if order.state == OrderState.STOPPED:
+        if order.state in STOPPED:
             return Response({"order_id": order.order_id, "state": order.state, "stop": "stopped"})
         if order.state not in STOPPABLE:
             raise Conflict(f"order {order.order_id} is {order.state}; 'stop' is not allowed from that state (only a "

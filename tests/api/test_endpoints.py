@@ -316,6 +316,10 @@ def test_stop_queues_the_stop_mm_job_which_stops_the_order(alice, pair, django_c
     assert fresh(order).state == OrderState.STOPPED and fresh(order).reason == args[1]
     again = alice.post(url(order, "stop/"))
     assert again.status_code == 200 and again.json()["stop"] == "stopped"
+    for state in (OrderState.PAYING_OUT, OrderState.PAID_OUT):  # stopped, then paid out
+        MarketMakingOrder.objects.filter(pk=order.pk).update(state=state)
+        assert alice.post(url(order, "stop/")).json() == {"order_id": str(order.order_id), "state": state,
+                                                          "stop": "stopped"}
 
 
 @pytest.mark.parametrize("state", [OrderState.PAYMENT_PENDING, OrderState.FAILED, OrderState.WITHDRAWING])
