@@ -95,9 +95,13 @@ class MixinPaymentProvider(PaymentProvider):
             raise ProviderError("the Mixin provider needs MIXIN_CLIENT_ID, MIXIN_SESSION_ID and "
                                 "MIXIN_SESSION_PRIVATE_KEY (hex Ed25519 seed)")
         self.base_url = base_url.rstrip("/")
-        self.client_id = str(uuid.UUID(client_id))
+        try:
+            self.client_id = str(uuid.UUID(client_id))
+            self.key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(private_key_hex)[:32])
+        except ValueError as exc:
+            raise ProviderError(f"MIXIN_CLIENT_ID must be a UUID and MIXIN_SESSION_PRIVATE_KEY a hex Ed25519 seed: "
+                                f"{exc}") from None
         self.session_id = session_id
-        self.key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(private_key_hex)[:32])
         self.spend_private_key = spend_private_key
         self.timeout = timeout
         self.poll_limit = poll_limit

@@ -407,6 +407,9 @@ def test_a_hundred_refunds_with_faults_are_each_paid_once_and_the_books_agree(mi
     # the bot holds what the ledger owes its users, to the unit
     owed = sum((get_balance(user_id=r.user_id, asset_id=BTC).total for r in refunds), Decimal(0))
     assert mixin.balance(BTC) == owed
+    from ledger.selectors import audit_ledger
+
+    assert audit_ledger().ok
 
 
 # --- the poll command ---------------------------------------------------------------------------------------
