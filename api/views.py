@@ -213,12 +213,9 @@ class OrderPayoutView(APIView):
                    responses={202: s.PayoutRequestedSerializer, **_errors(401, 404, 409, 429)})
     def post(self, request, order_id):
         order = _owned_order(request, order_id)
-        if order.keep_on_exchange:
-            # The operator's hold: the user asks the operator (payout_request would clear it).
-            raise Conflict(f"order {order.order_id}: the operator keeps its funds on the exchange; ask the operator "
-                           "to pay them out", state=order.state)
         try:
-            payout_request(order_id=order.order_id, by=_caller(request))
+            # The user's request never lifts the operator's hold (checked under the order's lock).
+            payout_request(order_id=order.order_id, by=_caller(request), lift_hold=False)
         except PayoutNotPossible as exc:
             raise Conflict(str(exc), state=order.state) from None
         logger.info("event=order_payout_requested order_id=%s by=%s", order.order_id, _caller(request))

@@ -78,10 +78,15 @@ def payout_keep(*, order_id, by: str) -> None:
     logger.info("event=payout_kept order_id=%s by=%s", order_id, by)
 
 
-def payout_request(*, order_id, by: str) -> str:
-    """Start the payout of a stopped order now (clears ``keep_on_exchange``); the job does the rest."""
+def payout_request(*, order_id, by: str, lift_hold: bool = True) -> str:
+    """Start the payout of a stopped order now; the job does the rest. The operator's request
+    (``lift_hold``: the command, the admin) clears ``keep_on_exchange``; the user's (the API) is refused
+    while the operator holds the funds, checked under the order's lock."""
     with transaction.atomic():
         order = order_lock(order_id)
+        if order.keep_on_exchange and not lift_hold:
+            raise PayoutNotPossible(f"order {order.order_id}: the operator keeps its funds on the exchange; ask the "
+                                    "operator to pay them out")
         if order.keep_on_exchange:
             order.keep_on_exchange = False
             order.save(update_fields=["keep_on_exchange", "updated_at"])
