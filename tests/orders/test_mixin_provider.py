@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from exchanges.crypto import encrypt_secret
 from ledger.models import LedgerEntry
@@ -588,3 +588,50 @@ def test_a_payout_after_stop_goes_through_the_bots_safe_deposit_address_and_pays
     assert mixin.balance(BTC) == 0 and mixin.balance(USDT) == 0  # the bot kept nothing: the ledger owes nothing
     assert all(get_balance(user_id=order.user_id, asset_id=a).total == 0 for a in HELD)
     assert audit_ledger().ok
+
+
+@pytest.mark.slow
+def test_the_stand_in_runs_as_a_process_and_takes_its_helpers_over_http(settings):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    session = Ed25519PrivateKey.generate()
+    spend = os.urandom(32).hex()
+    public = session.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "orders.providers.mixin_standin", "--port", str(port),
+                             "--client-id", CLIENT_ID, "--session-public-key", public,
+                             "--spend-public-key", safe.spend_public_key(spend), "--fund", f"{BTC}=2"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith(f"mixin_standin: listening on http://127.0.0.1:{port}")
+        base = f"http://127.0.0.1:{port}"
+
+        def admin(path, body=None):
+            data = json.dumps(body).encode() if body is not None else None
+            with urllib.request.urlopen(urllib.request.Request(base + path, data=data)) as response:
+                return json.loads(response.read())["data"]
+
+        user = admin("/_standin/users", {"user_id": str(uuid.uuid4())})["user_id"]
+        admin("/_standin/faults", {"kind": "drop_after_accept", "path": "/safe/transactions", "method": "POST"})
+        settings.MIXIN_API_BASE = base
+        settings.MIXIN_CLIENT_ID = CLIENT_ID
+        settings.MIXIN_SESSION_ID = str(uuid.uuid4())
+        settings.MIXIN_SESSION_PRIVATE_KEY = _seed(session)
+        settings.MIXIN_SPEND_PRIVATE_KEY = encrypt_secret(spend)
+        settings.MIXIN_HTTP_TIMEOUT_S = 5
+        request_id = str(uuid.uuid4())
+        with pytest.raises(TransferUncertain):
+            provider().transfer(request_id=request_id, asset_id=BTC, amount=Decimal("0.5"), opponent_id=user)
+        provider().transfer(request_id=request_id, asset_id=BTC, amount=Decimal("0.5"), opponent_id=user)
+        state = admin("/_standin/state")
+        assert state["balances"] == {BTC: "1.5"}
+        assert [p["request_id"] for p in state["payments"]] == [request_id]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
