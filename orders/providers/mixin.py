@@ -319,19 +319,34 @@ class MixinPaymentProvider(PaymentProvider):
 
     def _same_payment(self, found: dict, *, request_id: str, asset_id: str, payees: list[dict]) -> None:
         """A transaction already made under this request id must be this payment; otherwise the request id
-        was reused for something else: money left, but not as asked (an operator must look)."""
+        was reused for something else: money left, but not as asked (an operator must look).
+
+        Checked on the transaction itself (its raw form: the asset, and the first output, which is always
+        the payee's: its amount, and a withdrawal's address), and on the receivers Mixin lists when it
+        lists them."""
         if not payees:
             return
-        wanted = sum(p["units"] for p in payees if not p.get("fee"))
+        payee = payees[0]
+        same = True
+        raw = found.get("raw_transaction")
+        if raw:
+            try:
+                tx = safe.decode_transaction(raw)
+            except safe.InvalidTransaction:
+                tx = None
+            first = tx["outputs"][0] if tx and tx["outputs"] else {}
+            same = bool(first) and tx["asset"] == safe.kernel_asset_id(asset_id) \
+                and safe.amount_to_units(first["amount"]) == payee["units"]
+            if same and "destination" in payee:
+                same = (first.get("withdrawal") or {}).get("address") == payee["destination"]
         receivers = found.get("receivers") or []
-        targets = {p.get("user") or p.get("destination") for p in payees if not p.get("fee")}
-        seen = {m for r in receivers for m in (r.get("members") or [])} | {r.get("destination") for r in receivers}
-        same_amount = found.get("amount") in (None, "") or safe.amount_to_units(str(found["amount"])) == wanted
-        if found.get("asset_id", asset_id) != asset_id or not same_amount or not targets <= seen:
+        if same and "user" in payee and any(r.get("members") for r in receivers):
+            same = any(payee["user"] in (r.get("members") or []) for r in receivers)
+        if not same:
             raise TransferUncertain(
                 f"request id {request_id} was already used by Mixin transaction {found.get('transaction_hash')} "
-                f"({found.get('amount')} of {found.get('asset_id')}), not this payment: nothing more is sent; an "
-                "operator must reconcile it")
+                f"({found.get('amount')} of {found.get('asset_id') or found.get('asset')}), not this payment: "
+                "nothing more is sent; an operator must reconcile it")
 
     def _unspent(self, asset_id: str) -> list[dict]:
         """Every unspent output of the bot in ``asset_id``, oldest first (paged by sequence)."""

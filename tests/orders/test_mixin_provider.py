@@ -216,6 +216,17 @@ def test_a_request_outrun_by_another_payment_is_built_again_and_paid_once(mixin)
     assert len(mixin.payments()) == 2
 
 
+def test_a_request_id_reused_for_another_payment_pays_nothing_more_and_says_so(mixin):
+    mixin.fund(BTC, "10")
+    alice, bob = mixin.add_user(str(uuid.uuid4())), mixin.add_user(str(uuid.uuid4()))
+    request_id = str(uuid.uuid4())
+    provider().transfer(request_id=request_id, asset_id=BTC, amount=Decimal("0.5"), opponent_id=alice)
+    for amount, user in ((Decimal("0.7"), alice), (Decimal("0.5"), bob)):
+        with pytest.raises(TransferUncertain, match=f"request id {request_id} was already used by Mixin transaction"):
+            provider().transfer(request_id=request_id, asset_id=BTC, amount=amount, opponent_id=user)
+    assert len(mixin.payments()) == 1 and mixin.balance(BTC, bob) == 0
+
+
 def test_the_stand_in_refuses_a_second_transaction_spending_the_same_output(mixin):
     mixin.fund(BTC, "1")
     [output] = mixin._list_outputs({"members": [safe.hash_members([CLIENT_ID])]})
