@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 TOKEN_TTL_S = 600
 FEE_USER_ID = "674d6776-d600-4346-af46-58e77d8df185"  # Mixin's withdrawal-fee receiver (the SDKs' MixinFeeUserId)
-NOT_FOUND_CODES = {404, 10404}
+NOT_FOUND_CODES = {404}  # GET /safe/transactions/{id} of an unknown id (the Go SDK reads 404 as "none")
 MAX_CONSOLIDATION_ROUNDS = 8
 MAX_REBUILDS = 8
 OUTPUTS_PAGE = 500
