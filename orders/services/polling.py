@@ -7,14 +7,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import timedelta
 
-from django.db.models import F, Q
-from django.utils import timezone
-
-from ..models import SweepLease
 from ..providers import get_payment_provider
 from .intake import PollResult, snapshots_poll
+from .resume import sweep_lease_release, sweep_lease_take
 
 logger = logging.getLogger(__name__)
 
@@ -22,23 +18,7 @@ POLL_LEASE_NAME = "mixin_snapshots"
 
 
 def poll_lease_take(*, holder: str, ttl_s: float) -> bool:
-    now = timezone.now()
-    SweepLease.objects.get_or_create(name=POLL_LEASE_NAME)
-    taken = SweepLease.objects.filter(name=POLL_LEASE_NAME).filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lte=now)).update(
-        holder=holder, lease_until=now + timedelta(seconds=ttl_s), last_started_at=now)
-    if not taken:
-        SweepLease.objects.filter(name=POLL_LEASE_NAME).update(skipped=F("skipped") + 1)
-    return bool(taken)
-
-
-def poll_lease_release(*, holder: str, result: PollResult | None) -> None:
-    done = SweepLease.objects.filter(name=POLL_LEASE_NAME, holder=holder)
-    if result is None:
-        done.update(lease_until=None)
-        return
-    done.update(lease_until=None, last_finished_at=timezone.now(), runs=F("runs") + 1,
-                last_counts={"received": result.received, "new": result.new, "malformed": result.malformed})
+    return sweep_lease_take(holder=holder, ttl_s=ttl_s, name=POLL_LEASE_NAME)
 
 
 def snapshots_poll_leased(*, holder: str, ttl_s: float = 60) -> PollResult | None:
@@ -53,4 +33,6 @@ def snapshots_poll_leased(*, holder: str, ttl_s: float = 60) -> PollResult | Non
         result = snapshots_poll(provider=get_payment_provider("mixin"))
         return result
     finally:
-        poll_lease_release(holder=holder, result=result)
+        counts = None if result is None else {"received": result.received, "new": result.new,
+                                               "malformed": result.malformed}
+        sweep_lease_release(holder=holder, counts=counts, name=POLL_LEASE_NAME)

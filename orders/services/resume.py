@@ -87,21 +87,24 @@ def lifecycle_resume() -> dict[str, int]:
     return counts
 
 
-def sweep_lease_take(*, holder: str, ttl_s: float) -> bool:
-    """Take the sweep lease unless another holder's is still running: one conditional UPDATE, atomic on
-    PostgreSQL and SQLite alike. A sweep that died keeps it only until ``ttl_s`` has passed."""
+def sweep_lease_take(*, holder: str, ttl_s: float, name: str = SWEEP_LEASE_NAME) -> bool:
+    """Take the lease ``name`` (the sweep's by default; the Mixin poller has its own) unless another holder's
+    is still running: one conditional UPDATE, atomic on PostgreSQL and SQLite alike. A holder that died
+    keeps it only until ``ttl_s`` has passed."""
     now = timezone.now()
-    SweepLease.objects.get_or_create(name=SWEEP_LEASE_NAME)
-    taken = SweepLease.objects.filter(name=SWEEP_LEASE_NAME).filter(
+    SweepLease.objects.get_or_create(name=name)
+    taken = SweepLease.objects.filter(name=name).filter(
         Q(lease_until__isnull=True) | Q(lease_until__lte=now)).update(
         holder=holder, lease_until=now + timedelta(seconds=ttl_s), last_started_at=now)
     if not taken:
-        SweepLease.objects.filter(name=SWEEP_LEASE_NAME).update(skipped=F("skipped") + 1)
+        SweepLease.objects.filter(name=name).update(skipped=F("skipped") + 1)
     return bool(taken)
 
 
-def sweep_lease_release(*, holder: str, counts: dict | None) -> None:
-    done = SweepLease.objects.filter(name=SWEEP_LEASE_NAME, holder=holder)
+def sweep_lease_release(*, holder: str, counts: dict | None, name: str = SWEEP_LEASE_NAME) -> None:
+    """Give the lease back; ``counts`` (what the run did) is recorded when the run finished, None when it
+    failed."""
+    done = SweepLease.objects.filter(name=name, holder=holder)
     if counts is None:
         done.update(lease_until=None)
     else:

@@ -4,8 +4,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from orders.errors import ProviderError
-from orders.providers import get_payment_provider
-from orders.services.intake import snapshots_poll
+from orders.services.polling import snapshots_poll_leased
 
 
 class Command(BaseCommand):
@@ -16,15 +15,22 @@ class Command(BaseCommand):
                             help="seconds between polls; 0 polls once and exits")
 
     def handle(self, *args, interval, **options):
-        provider = get_payment_provider("mixin")
         while True:
             try:
-                result = snapshots_poll(provider=provider)
+                # Under the poller's lease: never beside beat's poll_mixin_snapshots on the same page.
+                result = snapshots_poll_leased(holder="command:poll_snapshots")
             except ProviderError as exc:
                 if not interval:
                     raise CommandError(str(exc)) from None
                 self.stderr.write(f"poll failed, retrying in {interval}s: {exc}")
             else:
+                if result is None:
+                    self.stdout.write("snapshots: another poller holds the lease (beat's poll_mixin_snapshots); "
+                                      "nothing read")
+                    if not interval:
+                        return
+                    time.sleep(interval)
+                    continue
                 self.stdout.write(f"snapshots: {result.received} received, {result.new} new, "
                                   f"{result.malformed} malformed; cursor {result.cursor or '(start)'}")
             if not interval:
