@@ -5,7 +5,7 @@ field name), kind, default, whether None is a value, bounds, help text, and how 
 ``pure_mm.PureMMParams``. Everything else is derived from it:
 
 - ``model_fields()``: the order's columns (``orders.models`` adds them to ``MarketMakingOrder``);
-- ``clean`` / ``from_text`` / ``clean_params`` / ``param_errors``: the checks of raw input (API JSON,
+- ``clean`` / ``from_text`` / ``clean_params``: the checks of raw input (API JSON,
   command-line text, admin form values), each refusal a ``ParamError`` naming the parameter;
 - ``formfield(name)``: the admin form's field; ``Param.argument()``: ``mm_order create``'s option;
 - ``ORDER_PARAM_FIELDS`` and ``params_for(order)``: what the strategy reads of an order, and the
@@ -382,20 +382,6 @@ def from_text(name: str, text):
 
 def formfield(name: str) -> forms.Field:
     return BY_NAME[name].formfield()
-
-
-def param_errors(values: Mapping[str, Any]) -> dict[str, str]:
-    """The message of each parameter in ``values`` that is invalid (other keys are not looked at)."""
-    errors = {}
-    for name, value in values.items():
-        param = BY_NAME.get(name)
-        if param is None:
-            continue
-        try:
-            param.clean(value)
-        except ParamError as exc:
-            errors[name] = str(exc)
-    return errors
 
 
 def clean_params(values: Mapping[str, Any]) -> dict[str, Any]:

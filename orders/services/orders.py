@@ -24,8 +24,6 @@ logger = logging.getLogger(__name__)
 
 # What an order-create request holds: who pays, on which pair, how much, and the strategy parameters
 # (strategy.params declares them, with their defaults and checks).
-ORDER_CREATE_FIELDS = ("user_id", "pair_id", "base_amount", "quote_amount", *order_params.PARAM_NAMES)
-ORDER_CREATE_REQUIRED = ("user_id", "pair_id", "base_amount", "quote_amount", *order_params.REQUIRED_PARAMS)
 
 
 def _user_id(value) -> str:
@@ -61,43 +59,6 @@ def pair_get_enabled(pair_id) -> MarketMakingPair:
     if not pair.enabled:
         raise PairDisabled(f"pair {pair.symbol} ({pair.pair_id}) is disabled")
     return pair
-
-
-def order_create_errors(data: dict) -> dict[str, list[str]]:
-    """Every problem of an order-create request, per field, with the checks of ``order_create``:
-    unknown and missing fields, the payer, the pair, the amounts (the asset's scale once the pair is
-    known) and each strategy parameter. A disabled pair is left to ``order_create`` (its own error:
-    the API answers it with 409), and so are the checks across fields."""
-    errors: dict[str, list[str]] = {}
-    for name in sorted(set(data) - set(ORDER_CREATE_FIELDS)):
-        errors[name] = ["unknown field"]
-    for name in ORDER_CREATE_REQUIRED:
-        if name not in data:
-            errors[name] = ["this field is required"]
-
-    def check(name, parse):
-        if name in data and name not in errors:
-            try:
-                parse(data[name])
-            except InvalidOrderRequest as exc:
-                errors[name] = [str(exc)]
-
-    check("user_id", _user_id)
-    pair = None
-    if "pair_id" in data:
-        try:
-            pair = pair_get_enabled(data["pair_id"])
-        except PairNotFound as exc:
-            errors["pair_id"] = [str(exc)]
-        except PairDisabled:
-            pass
-    for name, asset in (("base_amount", "base_asset_id"), ("quote_amount", "quote_asset_id")):
-        # Without the pair, at the parameters' scale: the amount is still checked for what it is.
-        scale = asset_scale(getattr(pair, asset)) if pair else order_params.PARAM_SCALE
-        check(name, lambda value, name=name, scale=scale: _amount(value, field=name, scale=scale))
-    for name, message in order_params.param_errors(data).items():
-        errors.setdefault(name, [message])
-    return errors
 
 
 def order_create_check(
