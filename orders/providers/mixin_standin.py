@@ -21,7 +21,9 @@ a delay: the client cannot know the outcome), ``slow_after_accept`` (applied, an
 time to kill the client meanwhile). ``fail_next = n`` answers the next n requests with a 500.
 
 The test helpers (``fund``, ``pay``, ``deposit``, ``confirm``, ``add_user``, ``fault``) have HTTP twins
-under ``/_standin/`` (no token, loopback only) for the process form::
+under ``/_standin/`` (no token, loopback only) for the process form. ``/_standin/deposit`` also takes the
+exchange simulator's announcement of a withdrawal (SIM_WITHDRAW_FORWARD_URL; ``deposit_announced``), so an
+exchange's payout withdrawal to the bot's deposit address arrives here as a deposit::
 
     python -m orders.providers.mixin_standin --port 7100 --client-id UUID --session-public-key HEX \
         --spend-public-key HEX [--fund ASSET_ID=AMOUNT ...] [--django]
@@ -89,7 +91,7 @@ class MixinSafeStandIn:
     """In-memory Safe for one bot (``client_id``); thread-safe; ``with`` starts and stops the HTTP server."""
 
     def __init__(self, *, client_id: str, session_public_key, spend_public_key: str, port: int = 0,
-                 on_withdrawal: Callable[[dict], None] | None = None):
+                 on_withdrawal: Callable[[dict], None] | None = None, asset_codes: dict[str, str] | None = None):
         if isinstance(session_public_key, str):
             session_public_key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(session_public_key))
         self.session_public_key = session_public_key
@@ -109,6 +111,8 @@ class MixinSafeStandIn:
         self.fees: dict[str, tuple[str, Decimal]] = {}  # asset_id -> (fee asset id, fee)
         self.fee_changes: dict[str, list[Decimal]] = {}  # asset_id -> the fees it changes to, one after each read
         self.chains: dict[str, str] = {}  # asset_id -> its chain's asset id (itself unless set)
+        # An exchange's currency code -> the Mixin asset id (for deposits announced by the exchange simulator)
+        self.asset_codes: dict[str, str] = {k.upper(): v for k, v in (asset_codes or {}).items()}
         self.faults: list[Fault] = []
         self.fail_next = 0
         self.requests: list[str] = []
@@ -181,12 +185,20 @@ class MixinSafeStandIn:
                 value = part if i < n - 1 else total - part * (n - 1)
                 self._credit_bot(asset_id, value, opponent_id=from_user or "", memo="", kind="genesis")
 
-    def pay(self, *, user_id: str, asset_id: str, amount, memo: str = "") -> dict:
-        """A user pays the bot: one output for the bot and a snapshot the poller reads (memo as hex)."""
+    def pay(self, *, user_id: str, asset_id: str, amount, memo: str = "", trace_id: str = "") -> dict:
+        """A user pays the bot: one output for the bot and a snapshot the poller reads (memo as hex). A
+        ``trace_id`` already paid returns that payment's snapshot and pays nothing more (Mixin's trace id)."""
         with self.lock:
+            if trace_id:
+                trace_id = str(uuid.UUID(trace_id))
+                for snapshot in self.snapshots:
+                    if snapshot["trace_id"] == trace_id and snapshot["amount"][:1] != "-":
+                        return snapshot
             self.add_user(user_id)
-            return self._credit_bot(asset_id, Decimal(str(amount)), opponent_id=str(uuid.UUID(user_id)),
-                                    memo=memo.encode().hex(), kind="transfer")
+            snapshot = self._credit_bot(asset_id, Decimal(str(amount)), opponent_id=str(uuid.UUID(user_id)),
+                                        memo=memo.encode().hex(), kind="transfer")
+            snapshot["trace_id"] = trace_id
+            return snapshot
 
     def deposit_entry(self, chain_id: str) -> dict:
         with self.lock:
@@ -210,6 +222,21 @@ class MixinSafeStandIn:
                    "state": "pending", "created_at": self._now()}
             self.deposits.append(row)
             return row
+
+    def deposit_announced(self, announcement: dict, *, confirmations: int = 1) -> dict:
+        """An exchange's withdrawal to one of the bot's deposit addresses, as the exchange simulator announces it
+        (SIM_WITHDRAW_FORWARD_URL = this stand-in's ``/_standin/deposit``: ``{address, tag, asset, network,
+        amount, tx_id}``): a deposit (``deposit``) of the asset the exchange's code maps to (``asset_codes``),
+        else of the chain whose deposit entry owns the address. An address that is not the bot's is refused."""
+        address, code = str(announcement["address"]), str(announcement["asset"]).upper()
+        with self.lock:
+            entry = self.deposit_entries.get(address)
+            if entry is None:
+                raise ValueError(f"{address!r} is not a deposit address of the bot")
+            asset_id = self.asset_codes.get(code) or entry["chain_id"]
+            return self.deposit(asset_id=asset_id, amount=announcement["amount"], destination=address,
+                                transaction_hash=str(announcement["tx_id"]), tag=announcement.get("tag") or "",
+                                confirmations=confirmations)
 
     def confirm(self, blocks: int = 1) -> int:
         """``blocks`` more confirmations for every pending deposit; returns how many got credited."""
@@ -589,9 +616,12 @@ class MixinSafeStandIn:
                 return 200, {"data": {"balance": str(self.balance(data["asset_id"]))}}
             if method == "POST" and path == "/_standin/pay":
                 return 200, {"data": self.pay(user_id=data["user_id"], asset_id=data["asset_id"],
-                                              amount=data["amount"], memo=data.get("memo", ""))}
+                                              amount=data["amount"], memo=data.get("memo", ""),
+                                              trace_id=data.get("trace_id", ""))}
             if method == "POST" and path == "/_standin/users":
                 return 200, {"data": {"user_id": self.add_user(data["user_id"])}}
+            if method == "POST" and path == "/_standin/deposit" and "asset_id" not in data and "tx_id" in data:
+                return 200, {"data": self.deposit_announced(data, confirmations=int(data.get("confirmations", 1)))}
             if method == "POST" and path == "/_standin/deposit":
                 return 200, {"data": self.deposit(**{k: data[k] for k in (
                     "asset_id", "amount", "destination", "transaction_hash") }, tag=data.get("tag", ""),

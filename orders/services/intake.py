@@ -269,6 +269,7 @@ class PollResult:
     new: int
     malformed: int
     cursor: str
+    deposits: int = 0  # chain deposits to the bot in the feed (not payments: skipped, logged)
 
 
 def _timestamp_text(value) -> str:
@@ -281,9 +282,20 @@ def _timestamp_text(value) -> str:
         return ""
 
 
+def _is_chain_deposit(item: dict) -> bool:
+    """A Safe snapshot of a deposit from a chain: it carries a non-empty ``deposit`` object (``deposit_hash``,
+    ``sender``; Mixin's SafeDepositView) and has no payer (``opponent_id`` empty). A transfer from a user has
+    neither the object nor an empty payer, so a payment is never skipped as a deposit."""
+    deposit = item.get("deposit")
+    return isinstance(deposit, dict) and bool(deposit) and not item.get("opponent_id")
+
+
 def snapshots_poll(*, provider) -> PollResult:
     """Read the provider's next page of snapshots after the stored cursor, record them, advance the
-    cursor (a polling provider: Mixin). Outgoing transfers (negative amounts) are not payments.
+    cursor (a polling provider: Mixin). Outgoing transfers (negative amounts) are not payments, and neither
+    are chain deposits to the bot (a snapshot with a ``deposit`` object, as Mixin's SafeSnapshot carries one:
+    an exchange's withdrawal arriving at the bot's Safe deposit address for a payout after stop, seen by
+    ``deposit_received``): both are skipped; a deposit is logged (``event=mixin_deposit_skipped``).
 
     Each record is validated before it touches the database (``snapshot_validate``): a malformed one is
     logged with its reason and skipped, the rest of the page is recorded, and the cursor moves to the
@@ -292,7 +304,7 @@ def snapshots_poll(*, provider) -> PollResult:
     data = provider.snapshots_after(cursor)
     if not isinstance(data, list):
         data = []
-    new = malformed = 0
+    new = malformed = deposits = 0
     latest = cursor
     with transaction.atomic():
         for item in data:
@@ -304,6 +316,13 @@ def snapshots_poll(*, provider) -> PollResult:
             latest = _timestamp_text(item.get("created_at")) or latest
             if isinstance(item.get("amount"), str) and item["amount"].startswith("-"):
                 continue  # our own outgoing transfer, not a payment
+            if _is_chain_deposit(item):
+                deposits += 1
+                logger.info("event=mixin_deposit_skipped snapshot_id=%s asset_id=%s amount=%s deposit_hash=%s: a "
+                            "chain deposit to the bot, not a payment", str(item.get("snapshot_id"))[:64],
+                            str(item.get("asset_id"))[:64], str(item.get("amount"))[:64],
+                            str(item["deposit"].get("deposit_hash"))[:200])
+                continue
             record = {name: item.get(name) for name in
                       ("snapshot_id", "asset_id", "amount", "opponent_id", "memo", "created_at")}
             try:
@@ -315,6 +334,6 @@ def snapshots_poll(*, provider) -> PollResult:
             else:
                 new += created
         ProviderCursor.objects.update_or_create(provider=provider.name, defaults={"cursor": latest})
-    logger.info("event=snapshots_polled provider=%s received=%s new=%s malformed=%s cursor=%s", provider.name,
-                len(data), new, malformed, latest)
-    return PollResult(received=len(data), new=new, malformed=malformed, cursor=latest)
+    logger.info("event=snapshots_polled provider=%s received=%s new=%s malformed=%s deposits=%s cursor=%s",
+                provider.name, len(data), new, malformed, deposits, latest)
+    return PollResult(received=len(data), new=new, malformed=malformed, cursor=latest, deposits=deposits)
