@@ -3,10 +3,15 @@
 The account trades through the ccxt class MM_DEMO_EXCHANGE names (binance by default, or okx: the
 simulator's two dialects); it is made through exchanges.services.exchange_account_create.
 
+The order is paid as the payment provider receives payments: with ``local`` (the default), snapshots fed to
+``ingest_snapshots``; with ``mixin``, transfers of the demo user to the bot on the local Mixin Safe stand-in
+(``make run`` starts it), which the beat's poller (``poll_mixin_snapshots``) then reads like any payment.
+
 Idempotent: a second run keeps the login (password set again), the account (base URL updated),
-the pair, and the demo order that is still on its way or running; its snapshots have fixed ids,
-so ingesting them again changes nothing. A new order is made only when the last one ended
-(stopped, failed, refunded) or its payment deadline passed.
+the pair, and the demo order that is still on its way or running; its snapshots have fixed ids (local) or
+its transfers fixed trace ids (mixin), and only what is not yet paid is paid, so a second run pays nothing
+twice. A new order is made only when the last one ended (stopped, failed, refunded) or its payment deadline
+passed.
 """
 from __future__ import annotations
 
@@ -16,8 +21,10 @@ import logging
 import os
 import uuid
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from pathlib import Path
 
+import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -27,9 +34,10 @@ from django.utils import timezone
 from exchanges.errors import ExchangeSetupError
 from exchanges.management.commands.exchange_simulator import simulator_exchange_account_ensure, simulator_exchange_id
 from exchanges.models import ExchangeAccount, SimAccount
+from ledger.amounts import canonical
 from orders.errors import TransferUncertain
-from orders.memo import encode_snapshot_memo
-from orders.models import MarketMakingOrder, MarketMakingPair, OrderState
+from orders.memo import encode_market_making_create_memo, encode_snapshot_memo
+from orders.models import MarketMakingOrder, MarketMakingPair, OrderState, Snapshot, SnapshotOutcome
 from orders.outcomes import Outcome
 from orders.services import order_create, order_stop
 from orders.services.resume import lifecycle_resume
@@ -57,6 +65,8 @@ DEMO_ORDER = dict(
     filled_order_delay="0", order_refresh_tolerance_pct="0.0001",
 )
 STOP_WAIT_S = 10.0
+STANDIN_TIMEOUT_S = 5.0
+PROVIDERS = ("local", "mixin")
 # Orders in these states are the demo order of this run: it is reused, not made again.
 ACTIVE_STATES = (
     OrderState.PAYMENT_PENDING, OrderState.PAYMENT_COMPLETE, OrderState.WITHDRAWING,
@@ -164,12 +174,80 @@ def demo_snapshots(order: MarketMakingOrder) -> list[dict]:
     ]
 
 
+def _ingest_local(order: MarketMakingOrder) -> str:
+    """Pay ``order`` with local snapshots through ``ingest_snapshots`` (the local provider)."""
+    folder = Path(settings.VAR_DIR) / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"snapshots-{order.order_id}.jsonl"
+    path.write_text("".join(json.dumps(s, sort_keys=True) + "\n" for s in demo_snapshots(order)), encoding="utf-8")
+    out = io.StringIO()
+    call_command("ingest_snapshots", str(path), stdout=out)
+    return out.getvalue().strip()
+
+
+def mixin_standin_url() -> str:
+    """The Mixin stand-in's root. ``make run``'s supervisor loads its settings before it starts the stand-in
+    and points MIXIN_API_BASE at it in the environment (scripts/run_local.py), so the environment's value
+    is read first; a test sets the setting."""
+    return (os.environ.get("MIXIN_API_BASE") or settings.MIXIN_API_BASE).rstrip("/")
+
+
+def demo_mixin_payments(order: MarketMakingOrder) -> list[dict]:
+    """What the demo user still has to pay the bot for ``order``, per asset: every leg's requirement less
+    the snapshots with the order's memo already recorded (received or credited). Each transfer's trace id
+    is fixed by the order, asset and amount, so a stand-in that has it already pays nothing more."""
+    required: dict[str, Decimal] = {}
+    for _, asset_id, amount, _ in order.payment.legs():
+        if amount > 0:
+            required[asset_id] = required.get(asset_id, Decimal(0)) + amount
+    memo_hex = encode_snapshot_memo(order.pair.pair_id, order.order_id)
+    payments = []
+    for asset_id, amount in sorted(required.items()):
+        recorded = sum(Snapshot.objects.filter(
+            memo_hex=memo_hex, asset_id=asset_id, opponent_id=order.user_id,
+            outcome__in=(SnapshotOutcome.RECEIVED, SnapshotOutcome.CREDITED)).values_list("amount", flat=True),
+            Decimal(0))
+        if amount > recorded:
+            due = canonical(amount - recorded)
+            payments.append({
+                "user_id": order.user_id, "asset_id": asset_id, "amount": due,
+                "memo": encode_market_making_create_memo(order.pair.pair_id, order.order_id),
+                "trace_id": str(uuid.uuid5(DEMO_NAMESPACE, f"mixin-payment:{order.order_id}:{asset_id}:{due}"))})
+    return payments
+
+
+def _pay_mixin(order: MarketMakingOrder) -> str:
+    """Pay ``order`` by transfers of the demo user to the bot on the local Mixin Safe stand-in (its
+    ``POST /_standin/pay``): each becomes a snapshot of the bot that the beat's poller reads."""
+    base = mixin_standin_url()
+    payments = demo_mixin_payments(order)
+    for payment in payments:
+        try:
+            response = requests.post(f"{base}/_standin/pay", json=payment, timeout=STANDIN_TIMEOUT_S)
+            answer = response.json() if response.content else {}
+        except (requests.RequestException, ValueError) as exc:
+            raise DemoError(f"the Mixin stand-in at {base} did not take the demo payment: {type(exc).__name__}: "
+                            f"{exc}; `MM_PAYMENT_PROVIDER=mixin make run` starts it") from None
+        if response.status_code != 200 or not isinstance(answer, dict) or "data" not in answer:
+            raise DemoError(f"{base} is not a Mixin stand-in (POST /_standin/pay answered HTTP "
+                            f"{response.status_code}): the demo pays only through the local stand-in, never "
+                            "real Mixin")
+        logger.info("event=demo_mixin_paid order_id=%s asset_id=%s amount=%s snapshot_id=%s", order.order_id,
+                    payment["asset_id"], payment["amount"], answer["data"].get("snapshot_id"))
+    if not payments:
+        return "mixin: nothing left to pay (the order's payments are recorded)"
+    paid = ", ".join(f"{p['amount']} of {p['asset_id']}" for p in payments)
+    return (f"mixin: the demo user paid the bot {paid} on the stand-in at {base}; the beat's poller reads them "
+            f"within {settings.MIXIN_POLL_INTERVAL_S:g}s")
+
+
 def demo_setup(*, exchange_url: str, api_key: str, api_secret: str, exchange_id: str | None = None) -> DemoSetup:
-    """Everything the demo needs, then its order paid through ``ingest_snapshots`` (local provider); the
-    account's ccxt id is ``exchange_id`` (default: MM_DEMO_EXCHANGE, else binance)."""
-    if settings.MM_PAYMENT_PROVIDER != "local":
-        raise DemoError(f"the demo pays its order with local snapshots; MM_PAYMENT_PROVIDER is "
-                        f"{settings.MM_PAYMENT_PROVIDER!r}, not 'local'")
+    """Everything the demo needs, then its order paid as the payment provider receives payments: local
+    snapshots through ``ingest_snapshots`` (``local``), or the demo user's transfers to the bot on the Mixin
+    stand-in (``mixin``); the account's ccxt id is ``exchange_id`` (default: MM_DEMO_EXCHANGE, else binance)."""
+    if settings.MM_PAYMENT_PROVIDER not in PROVIDERS:
+        raise DemoError(f"the demo pays its order through the local provider or the Mixin stand-in; "
+                        f"MM_PAYMENT_PROVIDER is {settings.MM_PAYMENT_PROVIDER!r}")
     username, password = admin_credentials()
     with transaction.atomic():
         operator_ensure(username=username, password=password)
@@ -186,13 +264,7 @@ def demo_setup(*, exchange_url: str, api_key: str, api_secret: str, exchange_id:
             logger.warning("event=demo_resume_uncertain error=%s", exc)
     snapshots = "none needed"
     if order.state == OrderState.PAYMENT_PENDING:
-        folder = Path(settings.VAR_DIR) / "demo"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"snapshots-{order.order_id}.jsonl"
-        path.write_text("".join(json.dumps(s, sort_keys=True) + "\n" for s in demo_snapshots(order)), encoding="utf-8")
-        out = io.StringIO()
-        call_command("ingest_snapshots", str(path), stdout=out)
-        snapshots = out.getvalue().strip()
+        snapshots = _pay_mixin(order) if settings.MM_PAYMENT_PROVIDER == "mixin" else _ingest_local(order)
     order.refresh_from_db()
     logger.info("event=demo_setup order_id=%s created=%s state=%s account=%s exchange_id=%s base_url=%s",
                 order.order_id, created, order.state, account.label, account.exchange_id, account.base_url)
