@@ -78,6 +78,13 @@ bench-quoting: venv
 	scripts/ensure_services.sh postgres redis
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(QUOTING_BROKER_URL) $(PY) bench/quoting.py $(BENCH_ARGS)
 
+# The order lifecycle under SIGKILLs of worker, beat and broker (docs/benchmarks.md, "Chaos: a lifecycle under
+# kills"): database mm_bench_chaos and a redis-server of its own on a free port (the broker it kills).
+.PHONY: bench-chaos
+bench-chaos: venv
+	scripts/ensure_services.sh postgres
+	DATABASE_URL=$(PG_URL) $(PY) bench/chaos.py $(BENCH_ARGS)
+
 # The three above on another revision and on this tree, alternating in one run: make bench-alternate BASE=<rev>
 .PHONY: bench-alternate
 bench-alternate: venv
