@@ -177,13 +177,18 @@ class MixinSafeStandIn:
             self.fee_changes[asset_id] = [Decimal(str(f)) for f in fees]
 
     def fund(self, asset_id: str, amount, *, outputs: int = 1, from_user: str | None = None) -> None:
-        """Give the bot ``amount`` of ``asset_id`` in ``outputs`` equal outputs (the last takes the rest)."""
+        """Give the bot ``amount`` of ``asset_id`` in ``outputs`` equal outputs (the last takes the rest). Without
+        ``from_user`` the funds arrive as chain deposits (the operator's float: snapshots with a ``deposit``
+        object, which the poller skips as no payment); with it, as that user's transfers."""
         total, n = Decimal(str(amount)), int(outputs)
         part = (total / n).quantize(Decimal("1e-8"), rounding="ROUND_DOWN")
         with self.lock:
             for i in range(n):
                 value = part if i < n - 1 else total - part * (n - 1)
-                self._credit_bot(asset_id, value, opponent_id=from_user or "", memo="", kind="genesis")
+                snapshot = self._credit_bot(asset_id, value, opponent_id=from_user or "", memo="", kind="genesis")
+                if not from_user:
+                    snapshot["deposit"] = {"deposit_hash": snapshot["transaction_hash"], "deposit_index": 0,
+                                           "sender": ""}
 
     def pay(self, *, user_id: str, asset_id: str, amount, memo: str = "", trace_id: str = "") -> dict:
         """A user pays the bot: one output for the bot and a snapshot the poller reads (memo as hex). A
