@@ -27,12 +27,14 @@ BTC, USDT = "asset-btc", "asset-usdt"
 
 # States an order reaches only once every payment leg is covered.
 _PAID_STATES = {OrderState.PAYMENT_COMPLETE, OrderState.WITHDRAWING, OrderState.WITHDRAWAL_CONFIRMED,
-                OrderState.CAMPAIGN_JOINED, OrderState.RUNNING, OrderState.STOPPED, OrderState.REFUNDED}
+                OrderState.CAMPAIGN_JOINED, OrderState.RUNNING, OrderState.STOPPED, OrderState.PAYING_OUT,
+                OrderState.PAID_OUT, OrderState.REFUNDED}
 # States an order reaches only after its withdrawal to the exchange started.
 _WITHDRAWN_STATES = {OrderState.WITHDRAWING, OrderState.WITHDRAWAL_CONFIRMED, OrderState.CAMPAIGN_JOINED,
-                     OrderState.RUNNING, OrderState.STOPPED}
+                     OrderState.RUNNING, OrderState.STOPPED, OrderState.PAYING_OUT, OrderState.PAID_OUT}
 # States whose transition requires (or records) a reason.
-_REASONED_STATES = {OrderState.STOPPED, OrderState.REFUNDED, OrderState.FAILED}
+_REASONED_STATES = {OrderState.STOPPED, OrderState.PAYING_OUT, OrderState.PAID_OUT, OrderState.REFUNDED,
+                    OrderState.FAILED}
 
 
 class UserFactory(factory.django.DjangoModelFactory):

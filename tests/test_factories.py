@@ -65,8 +65,9 @@ def test_an_order_is_built_in_the_state_asked_with_what_it_implies(state):
     paid = state not in (OrderState.PAYMENT_PENDING, OrderState.FAILED)
     assert payment.is_complete() is paid
     assert (order.withdrawal_started_at is not None) is (state in (
-        "withdrawing", "withdrawal_confirmed", "campaign_joined", "running", "stopped"))
-    assert bool(order.reason) is (state in ("stopped", "refunded", "failed"))
+        "withdrawing", "withdrawal_confirmed", "campaign_joined", "running", "stopped", "paying_out", "paid_out"))
+    # (the stop's reason stays through the payout)
+    assert bool(order.reason) is (state in ("stopped", "paying_out", "paid_out", "refunded", "failed"))
     assert StrategySession.objects.filter(order=order).exists() is (state == OrderState.RUNNING)
 
 
