@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from django.core.management import call_command
 from django.db import connection
-from django.db.models import Sum
 
 from exchanges.clients import exchange_clients_clear
 from exchanges.crypto import encrypt_secret
@@ -143,6 +142,7 @@ def lifecycle_settings(settings):
 
 
 @pytest.mark.slow
+@pytest.mark.embedded
 def test_mixin_order_paid_by_snapshots_runs_stops_is_paid_out_and_refunds_each_paid_once(
         transactional_db, sim_server, lifecycle_settings, mixin, jobs, caplog):
     # Given an exchange account on the simulator that holds nothing yet, whose USDT deposit address has a
@@ -259,11 +259,11 @@ def test_mixin_order_paid_by_snapshots_runs_stops_is_paid_out_and_refunds_each_p
     assert mixin.balance(USDT, stranger) == Decimal("5") and mixin.balance(BTC, stranger) == 0
     # and the bot's holdings agree with the ledger to the unit: its own float, plus what the ledger owes every
     # user (nothing now), plus the fee legs it was paid, less what Mixin charged for the withdrawals
-    for asset_id in (BTC, USDT):
-        owed = Balance.objects.filter(asset_id=asset_id).aggregate(a=Sum("available"), l=Sum("locked"))
-        fee_legs = LedgerEntry.objects.filter(idempotency_key__startswith=f"mm-fee:{order.order_id}:",
-                                              asset_id=asset_id).aggregate(s=Sum("amount"))["s"] or 0
-        assert (owed["a"] or 0) + (owed["l"] or 0) == 0
+    for asset_id in (BTC, USDT):  # summed in Python: exact Decimals on every database
+        owed = sum((b.total for b in Balance.objects.filter(asset_id=asset_id)), Decimal(0))
+        fee_legs = sum(LedgerEntry.objects.filter(idempotency_key__startswith=f"mm-fee:{order.order_id}:",
+                                                  asset_id=asset_id).values_list("amount", flat=True), Decimal(0))
+        assert owed == 0
         assert mixin.balance(asset_id) == BOT_FLOAT[asset_id] + fee_legs - mixin.balance(asset_id, FEE_USER_ID)
         assert fee_legs == MIXIN_FEES[asset_id]
     report = audit_ledger()
