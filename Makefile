@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/mm
 REDIS_URL ?= redis://127.0.0.1:6379/15
+REDIS_URL_RUNTIME ?= redis://127.0.0.1:6379/14
 
-.PHONY: run test test-postgres test-sqlite venv migrate clean bench-ledger
+.PHONY: run test test-postgres test-postgres-runtime test-postgres-rest test-sqlite venv migrate clean bench-ledger
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,9 +27,10 @@ migrate: venv
 run: migrate
 	$(PY) scripts/run_local.py
 
-# The whole suite on PostgreSQL + Redis and, beside it, the embedded-default tests on SQLite
-# (scripts/test_passes.sh: the PostgreSQL pass's output live, then the SQLite pass's; fails if either fails).
-# Each pass alone: make test-postgres / make test-sqlite; each has its own var dir, so they never meet.
+# The whole suite on PostgreSQL + Redis, in two halves at once (the trading runtime: tests/strategy, intents,
+# exchanges; and the rest), and beside them the embedded-default tests on SQLite (scripts/test_passes.sh: one
+# half's output live, then the others'; fails if any fails). Each pass has its own database, Redis db and var
+# dir, so they never meet. The whole PostgreSQL suite in one pass: make test-postgres; alone: make test-sqlite.
 test: venv
 	scripts/ensure_services.sh postgres redis rabbitmq
 	scripts/ensure_browser.sh
@@ -38,6 +40,15 @@ test: venv
 test-postgres:
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) MM_VAR_DIR=$(CURDIR)/var/test-postgres \
 	  $(PY) -m pytest --create-db --durations=15 -m "not walk" $(PYTEST_ARGS)
+
+RUNTIME_TESTS := tests/strategy tests/intents tests/exchanges
+test-postgres-runtime:
+	DATABASE_URL=$(PG_URL)_runtime CELERY_BROKER_URL=$(REDIS_URL_RUNTIME) MM_VAR_DIR=$(CURDIR)/var/test-postgres-runtime \
+	  $(PY) -m pytest --create-db --durations=10 -m "not walk" $(RUNTIME_TESTS) $(PYTEST_ARGS)
+
+test-postgres-rest:
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) MM_VAR_DIR=$(CURDIR)/var/test-postgres \
+	  $(PY) -m pytest --create-db --durations=10 -m "not walk" $(addprefix --ignore=,$(RUNTIME_TESTS)) $(PYTEST_ARGS)
 
 test-sqlite:
 	DATABASE_URL=sqlite:///var/mm-test.sqlite3 CELERY_BROKER_URL=filesystem:// MM_VAR_DIR=$(CURDIR)/var/test-sqlite \
