@@ -35,7 +35,7 @@ from exchanges.errors import ExchangeSetupError
 from exchanges.management.commands.exchange_simulator import simulator_exchange_account_ensure, simulator_exchange_id
 from exchanges.models import ExchangeAccount, SimAccount
 from ledger.amounts import canonical
-from orders.errors import TransferUncertain
+from orders.errors import ProviderError
 from orders.memo import encode_market_making_create_memo, encode_snapshot_memo
 from orders.models import MarketMakingOrder, MarketMakingPair, OrderState, Snapshot, SnapshotOutcome
 from orders.outcomes import Outcome
@@ -257,11 +257,13 @@ def demo_setup(*, exchange_url: str, api_key: str, api_secret: str, exchange_id:
     order, created = _order_ensure(pair)
     if not created and order.state != OrderState.RUNNING:
         # An earlier run stopped mid-way (e.g. Ctrl-C while the order was withdrawing): queue again
-        # whatever job the database says is due. The sweeper is idempotent.
+        # whatever job the database says is due. The sweeper is idempotent. A refund it cannot send from here
+        # (the provider unsure, or not reachable from the supervisor, whose settings were loaded before make
+        # run pointed MIXIN_* at the stand-in) stays pending: the beat's sweeper sends it from the worker.
         try:
             lifecycle_resume()
-        except TransferUncertain as exc:
-            logger.warning("event=demo_resume_uncertain error=%s", exc)
+        except ProviderError as exc:
+            logger.warning("event=demo_resume_refunds_left error=%s: the beat's sweeper sends them", exc)
     snapshots = "none needed"
     if order.state == OrderState.PAYMENT_PENDING:
         snapshots = _pay_mixin(order) if settings.MM_PAYMENT_PROVIDER == "mixin" else _ingest_local(order)

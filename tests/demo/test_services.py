@@ -142,3 +142,23 @@ def test_with_mixin_the_demo_pays_only_a_stand_in_and_says_so(sim_account, mixin
     with pytest.raises(DemoError, match="is not a Mixin stand-in .* never real Mixin"):
         demo_setup(exchange_url="http://127.0.0.1:9/", api_key=KEY, api_secret=SECRET)
     assert mixin_standin.snapshots == []
+
+
+def test_with_mixin_a_refund_the_setup_cannot_send_is_left_to_the_sweeper(sim_account, mixin_standin, settings,
+                                                                           caplog):
+    from demo.services import BTC_ASSET_ID
+    from ledger.services import credit_deposit
+    from orders.models import Refund, RefundStatus
+    from orders.services.refunds import refund_create
+
+    # given a demo order on its way and a refund left pending by an earlier run
+    first = demo_setup(exchange_url="http://127.0.0.1:9/", api_key=KEY, api_secret=SECRET)
+    credit_deposit(user_id=DEMO_USER_ID, asset_id=BTC_ASSET_ID, amount="1", idempotency_key="t-in")
+    refund_create(key="t-refund", user_id=DEMO_USER_ID, asset_id=BTC_ASSET_ID, amount=Decimal("1"), reason="test")
+    # when setup runs again where the provider cannot be built (make run's supervisor: settings loaded early)
+    settings.MIXIN_CLIENT_ID = ""
+    second = demo_setup(exchange_url="http://127.0.0.1:9/", api_key=KEY, api_secret=SECRET)
+    # then the setup goes on with the same order, and the refund is left pending, said in the log
+    assert second.order_id == first.order_id
+    assert Refund.objects.get(key="t-refund").status == RefundStatus.PENDING
+    assert "event=demo_resume_refunds_left" in caplog.text and "MIXIN_CLIENT_ID" in caplog.text
