@@ -249,8 +249,21 @@ def mixin_standin_command(var_dir: Path, env: dict[str, str], port: int) -> list
     session_public = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(bot["session_seed"])).public_key()
     env.update({"MIXIN_API_BASE": f"http://{LOOPBACK}:{port}", "MIXIN_CLIENT_ID": bot["client_id"],
                 "MIXIN_SESSION_ID": bot["session_id"], "MIXIN_SESSION_PRIVATE_KEY": bot["session_seed"],
-                "MIXIN_SPEND_PRIVATE_KEY": encrypt_secret(bot["spend_seed"])})
+                "MIXIN_SPEND_PRIVATE_KEY": encrypt_secret(bot["spend_seed"]),
+                # the simulator's withdrawals (a payout after stop) reach the bot's Safe deposit addresses
+                "SIM_WITHDRAW_FORWARD_URL": f"http://{LOOPBACK}:{port}/_standin/deposit"})
     os.environ.update(env)
+    # This process's settings were read at django.setup(), before these: point them at the stand-in too, so
+    # nothing the supervisor runs itself (the demo's setup, stop_mm at Ctrl-C) can reach a real Mixin.
+    from django.conf import settings
+
+    for name in ("MIXIN_API_BASE", "MIXIN_CLIENT_ID", "MIXIN_SESSION_ID", "MIXIN_SESSION_PRIVATE_KEY",
+                 "MIXIN_SPEND_PRIVATE_KEY", "SIM_WITHDRAW_FORWARD_URL"):
+        setattr(settings, name, env[name])
+    for name in ("MIXIN_PIN",):  # a real bot's PIN from the shell must not ride along with the stand-in's keys
+        env.pop(name, None)
+        os.environ.pop(name, None)
+        setattr(settings, name, "")
     fund = [arg for item in MIXIN_STANDIN_FUND for arg in ("--fund", item)]
     return [PY, "-m", "orders.providers.mixin_standin", "--port", str(port), "--client-id", bot["client_id"],
             "--session-public-key", session_public.public_bytes(Encoding.Raw, PublicFormat.Raw).hex(),
