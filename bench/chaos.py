@@ -11,11 +11,12 @@ loses every message in it (and never touches the Redis others use on 6379). Its 
 (``mm_bench_chaos``, or BENCH_DATABASE_NAME), dropped and re-created for every run.
 
 One run, in transfer mode with the local payment provider (LIFECYCLE_ENV):
-- ORDERS (10) orders paid in full through ``manage.py ingest_snapshots`` (their own process), which the
-  jobs carry to ``running`` (funds deposited on the simulator), each quoting and filling on the moving
-  market for RUN_S seconds, then stopped as the API stops one: ``enqueue_after_commit("stop_mm", ...)``
-  (api/views.py OrderStopView); the stop starts the payout (MM_PAYOUT_AFTER_STOP=auto), which withdraws the
-  funds from the exchange and pays them to the user: ``paid_out``. Their payment deadline is PAID_TIMEOUT_S
+- ``--orders`` (10) orders paid in full through ``manage.py ingest_snapshots`` (their own process), which
+  the jobs carry to ``running`` (funds deposited on the simulator), each quoting and filling on the moving
+  market for RUN_S seconds (20-50, drawn per order from the seed, so the stops meet the kills), then
+  stopped as the API stops one: ``enqueue_after_commit("stop_mm", ...)`` (api/views.py OrderStopView);
+  the stop starts the payout (MM_PAYOUT_AFTER_STOP=auto), which withdraws the funds from the exchange and
+  pays them to the user: ``paid_out``. Their payment deadline is PAID_TIMEOUT_S
   (set when they are created), so a payment held up by the chaos is not refused for lateness.
 - 2 orders never paid: the sweeper fails them at their deadline (MM_PAYMENT_TIMEOUT_S, 20 s).
 - 1 order paid short (its base in full, half its quote): failed at its deadline, what arrived refunded.
@@ -69,7 +70,7 @@ BTC_ASSET_ID = "c6d0c728-2624-429b-8e0d-d9d19b6592fa"  # Mixin's, as demo.servic
 USDT_ASSET_ID = "4d8c508b-91c5-375b-92b0-ee702ed2dac5"
 SWEEP_S, LEASE_MARGIN_S, UNPAID_TIMEOUT_S = 5, 5, 20
 PAID_TIMEOUT_S = 180
-RUN_S = 25.0            # how long each paid order quotes (from running) before its stop
+RUN_S = (20.0, 50.0)    # how long each paid order quotes (from running) before its stop: seeded, spread
 STOP_BUDGET_S = 15.0    # a stop and its payout with nothing lost (see --no-chaos)
 KILL_GAP_S = (3.0, 8.0)
 KILL_PAUSE_S = (0.5, 3.0)
@@ -137,8 +138,14 @@ class System:
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             wait_port(self.redis_port, proc, "redis-server")
         elif name == "worker":
-            proc = c.start_worker(queues=QUEUES, pool="prefork", concurrency=2, name="chaos",
-                                  log_path=self.log(f"worker{self.starts[name]}"))
+            # As c.start_worker, logging at INFO: every job's start and end is in the log for the investigation.
+            log = open(self.log(f"worker{self.starts[name]}"), "wb")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "mmproject", "worker", "-Q", QUEUES, "-P", "prefork", "-c", "2",
+                 "-n", f"chaos-{os.getpid()}@%h", "-l", "INFO", "--without-gossip", "--without-mingle",
+                 "--without-heartbeat"],
+                cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc.log_path = log.name
         else:
             proc = c.start_beat(schedule_path=str(self.var / f"beat-{self.tag}.schedule"),
                                 log_path=self.log(f"beat{self.starts[name]}"))
@@ -339,7 +346,7 @@ def run_once(*, seed: int, args, run_no: int) -> dict:
     from orders.models import MarketMakingOrder
 
     var = Path(os.environ["MM_VAR_DIR"])
-    tag = f"r{run_no}-s{seed}"
+    tag = f"r{run_no}-s{seed}-{time.strftime('%H%M%S')}"  # logs of every run kept
     connections.close_all()
     c.recreate_database(os.environ["DATABASE_URL"])
     call_command("migrate", verbosity=0, interactive=False)
@@ -370,6 +377,8 @@ def run_once(*, seed: int, args, run_no: int) -> dict:
         stop_at: dict[str, float] = {}
         running_at: dict[str, float] = {}
         paid_ids = [str(o.order_id) for o in orders["paid"]]
+        stop_rng = random.Random(f"stops-{seed}")
+        run_for = {oid: stop_rng.uniform(*RUN_S) for oid in paid_ids}
         all_ids = [str(o.order_id) for group in orders.values() for o in group]
         end_by = T0 + args.duration + QUIET_MAX_S + PAID_TIMEOUT_S
         while time.time() < end_by:
@@ -379,7 +388,7 @@ def run_once(*, seed: int, args, run_no: int) -> dict:
             for oid in paid_ids:
                 if states[oid] == "running" and oid not in running_at:
                     running_at[oid] = now
-                if oid in running_at and oid not in stop_at and now - running_at[oid] >= RUN_S:
+                if oid in running_at and oid not in stop_at and now - running_at[oid] >= run_for[oid]:
                     stop_at[oid] = time.time()
                     enqueue_after_commit("stop_mm", oid, "stop requested by bench/chaos (as the API)")
             chaos_over = now >= chaos.until
@@ -408,7 +417,9 @@ def run_once(*, seed: int, args, run_no: int) -> dict:
         if sim is not None:
             c.stop_process(sim)
     result.update({
-        "seed": seed, "run": run_no, "tag": tag, "ingest_exit": ingest.returncode, "seconds": round(ended - T0, 1),
+        "seed": seed, "run": run_no, "tag": tag, "t0": T0,
+        "stops": {oid: round(t - T0, 1) for oid, t in stop_at.items()}, "ingest_exit": ingest.returncode,
+        "seconds": round(ended - T0, 1),
         "audit_exit": audit.returncode, "audit_output": audit.stdout + audit.stderr,
         "reconcile_exit": recon.returncode, "reconcile_output": recon.stdout + recon.stderr,
         "chaos_error": chaos.error, "first_reconcile": baseline_run, "load_before": load_before,
