@@ -351,6 +351,9 @@ def run_once(*, seed: int, args, run_no: int) -> dict:
     c.recreate_database(os.environ["DATABASE_URL"])
     call_command("migrate", verbosity=0, interactive=False)
     system = System(var, tag, int(os.environ["CHAOS_REDIS_PORT"]))
+    from mmproject.celery import app
+
+    app.pool.force_close_all()  # connections to the previous run's broker (same port, a new server)
     sim = None
     chaos = None
     load_before = c.load_text()
@@ -361,7 +364,8 @@ def run_once(*, seed: int, args, run_no: int) -> dict:
         pair = make_pair(sim_url)
         baseline_run = first_reconcile()
         system.start("worker")
-        c.wait_workers_ready([system.procs["worker"]])
+        if not system.worker_answers(90):
+            raise RuntimeError(f"the worker did not answer a ping within 90 s: {system.log('worker1')}")
         system.start("beat")
         orders = make_orders(pair, args.orders)
         path = var / f"snapshots-{tag}.jsonl"
