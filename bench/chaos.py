@@ -49,6 +49,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -168,8 +169,9 @@ class System:
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                replies = app.control.ping(timeout=0.5) or []
+            try:  # a connection of its own each time: the broker may be a new server since the last ping
+                with app.connection_for_write() as conn:
+                    replies = app.control.ping(timeout=0.5, connection=conn) or []
             except Exception:  # noqa: BLE001 - the broker is still coming back
                 replies = []
             if any(str(os.getpid()) in name for r in replies for name in r):
@@ -325,8 +327,10 @@ class SendFailures(logging.Handler):
     """Counts ``event=job_enqueue_failed`` of stop_mm per order in this process (the broker was down)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("event=job_enqueue_failed job=stop_mm") and record.args:
-            order_id = str(record.args[1][0]) if len(record.args) > 1 and record.args[1] else "?"
+        message = record.getMessage()  # the order id is in the text (mmproject.logcontext folds the args into it)
+        if message.startswith("event=job_enqueue_failed job=stop_mm"):
+            found = re.search(r"args=\('([0-9a-f-]{36})'", message)
+            order_id = found.group(1) if found else "?"
             SEND_FAILED[order_id] = SEND_FAILED.get(order_id, 0) + 1
 
 
@@ -351,9 +355,6 @@ def run_once(*, seed: int, args, run_no: int) -> dict:
     c.recreate_database(os.environ["DATABASE_URL"])
     call_command("migrate", verbosity=0, interactive=False)
     system = System(var, tag, int(os.environ["CHAOS_REDIS_PORT"]))
-    from mmproject.celery import app
-
-    app.pool.force_close_all()  # connections to the previous run's broker (same port, a new server)
     sim = None
     chaos = None
     load_before = c.load_text()
