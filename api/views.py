@@ -15,8 +15,8 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mmproject.jobs import enqueue_after_commit
 from orders.errors import (
+    IllegalTransition,
     InvalidOrderRequest,
     InvalidParamChange,
     OrderFinished,
@@ -33,6 +33,7 @@ from orders.selectors import (
     pair_list_enabled,
 )
 from orders.services import order_create, order_params_update
+from orders.services.lifecycle import order_stop_request
 from orders.services.payout import payout_request
 
 from . import serializers as s
@@ -198,8 +199,11 @@ class OrderStopView(APIView):
             raise Conflict(f"order {order.order_id} is {order.state}; 'stop' is not allowed from that state (only a "
                            "running order, or one waiting to start)", state=order.state)
         reason = f"stop requested by the user ({_caller(request)})"
-        enqueue_after_commit("stop_mm", str(order.order_id), reason)
-        logger.info("event=order_stop_requested order_id=%s by=%s", order.order_id, _caller(request))
+        try:
+            # Recorded before it is queued: a stop the broker loses is started again by the sweeper.
+            order_stop_request(order_id=order.order_id, by=_caller(request), reason=reason)
+        except IllegalTransition as exc:
+            raise Conflict(str(exc), state=order.state) from None
         return Response({"order_id": order.order_id, "state": order.state, "stop": "queued"},
                         status=status.HTTP_202_ACCEPTED)
 

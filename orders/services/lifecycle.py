@@ -56,6 +56,27 @@ def order_start(*, order_id, by: str = "task:start_mm") -> str:
 STOPPED_OR_PAYING = (OrderState.STOPPED, OrderState.PAYING_OUT, OrderState.PAID_OUT)
 
 
+def order_stop_request(*, order_id, by: str, reason: str = "stop requested") -> str:
+    """Record a stop and queue ``stop_mm`` to carry it out: ``stopping`` (queued), or ``noop`` (stopped already).
+
+    The session stops taking orders in this transaction (``session_stop_begin``, as step 1 of ``order_stop``)
+    and the job is queued after commit. So a stop whose message the broker loses (a worker killed after it
+    reserved the job, a send while the broker is down) is not forgotten: the sweeper starts ``stop_mm`` for
+    every session left ``stopping``. Raises IllegalTransition as ``order_stop`` does."""
+    with transaction.atomic():
+        order = order_lock(order_id)
+        if order.state in STOPPED_OR_PAYING:
+            return Outcome.NOOP
+        if order.state not in (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED):
+            raise IllegalTransition(f"order {order.order_id} is {order.state}; 'stop' is not allowed from that state "
+                                    "(only a running order, or one waiting to start)", order_id=str(order.order_id),
+                                    state=order.state, transition="stop")
+        session_stop_begin(order_id=order.order_id)
+        enqueue_after_commit("stop_mm", str(order.order_id), reason)
+    logger.info("event=order_stop_requested order_id=%s by=%s", order_id, by)
+    return Outcome.STOPPING
+
+
 def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: float = 0) -> str:
     """Stop an order so that nothing is left open: ``stopped``, ``noop`` or ``stopping``.
 

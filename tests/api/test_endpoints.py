@@ -10,6 +10,7 @@ from intents.ids import strategy_key
 from intents.models import TrackedFill
 from orders.memo import decode_memo
 from orders.models import MarketMakingOrder, OrderState, OrderTransition, ParamChange
+from strategy.models import SessionStatus, StrategySession
 from orders.services import order_create, order_params_update, payment_fail, snapshot_intake, snapshot_record
 from tests.api.conftest import make_caller
 from tests.factories import OrderFactory, PairFactory, TrackedOrderFactory
@@ -311,6 +312,12 @@ def test_stop_queues_the_stop_mm_job_which_stops_the_order(alice, pair, django_c
     assert response.json() == {"order_id": str(order.order_id), "state": "running", "stop": "queued"}
     [(job, args)] = [(cb.args[0], cb.args[1]) for cb in queued]
     assert (job, args) == ("stop_mm", (str(order.order_id), "stop requested by the user (api:alice)"))
+    # the stop is recorded before the message: were the message lost, the sweeper would start stop_mm again
+    assert StrategySession.objects.get(order=order).status == SessionStatus.STOPPING
+    from orders.services.resume import lifecycle_resume
+    with django_capture_on_commit_callbacks(execute=False) as swept:
+        lifecycle_resume()
+    assert [cb.args[0] for cb in swept] == ["stop_mm"]
     # the job the message carries, run as the worker would
     stop_mm.apply(args=args).get()
     assert fresh(order).state == OrderState.STOPPED and fresh(order).reason == args[1]
