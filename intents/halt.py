@@ -16,6 +16,7 @@ check); cancels still go through. Its open orders stay on the exchange, or, with
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -83,6 +84,21 @@ def halt_set(*, engaged: bool, reason: str = "", by: str = "") -> int:
     return superseded
 
 
+def _no_session(order_id: str) -> None:
+    return None
+
+
+# The strategy layer's "this order's session takes no new order from now on" (strategy.stop.session_stop_begin),
+# registered in StrategyConfig.ready. Here rather than in intents.hooks, which imports this module: the halt's
+# cancel path is its only caller.
+_stop_begin: Callable[[str], None] = _no_session
+
+
+def register_stop_begin(stop_begin: Callable[[str], None]) -> None:
+    global _stop_begin
+    _stop_begin = stop_begin
+
+
 def account_halt(*, account_id: int, reason: str) -> bool:
     """Halt the exchange account after a ``halt`` error (see the module's docstring); True when this
     call halted it, False when it was halted already (nothing more is done then)."""
@@ -100,6 +116,8 @@ def account_halt(*, account_id: int, reason: str) -> bool:
                 account_id=account_id, status__in=tracked_orders.ON_BOOK, strategy_key__startswith=strategy_key(""),
             ).values_list("strategy_key", flat=True)})
             for order_id in stopping:
+                # Recorded first: a stop_mm the broker loses leaves a stopping session the sweeper finishes.
+                _stop_begin(order_id)
                 enqueue_after_commit("stop_mm", order_id, f"exchange account halted: {reason[:200]}")
     logger.warning("event=account_halt_applied account_id=%s superseded=%s open_orders=%s stopping=%s",
                    account_id, superseded, settings.STRATEGY_HALT_OPEN_ORDERS, len(stopping))

@@ -7,9 +7,12 @@ class StrategyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from intents import hooks
+        from intents import halt, hooks
 
         from . import metrics, selectors, services
 
         metrics.register()
+        from .stop import session_stop_begin
+
         hooks.register(accepting=selectors.sessions_accepting_orders, orders_closed=services.sessions_wake)
+        halt.register_stop_begin(lambda order_id: session_stop_begin(order_id=order_id))

@@ -19,6 +19,7 @@ from intents.ids import strategy_key
 from intents.models import Intent, IntentStatus, TrackedOrder, TrackedOrderStatus
 from strategy import cycle
 from strategy.trackers import refresh_market_data
+from strategy.models import SessionStatus, StrategySession
 from tests.runtime_fixtures import make_running_order
 
 pytestmark = pytest.mark.embedded
@@ -143,6 +144,8 @@ def test_open_orders_are_left_or_stopped_as_configured(sim, settings, monkeypatc
     else:
         assert [(job, order_id) for job, order_id, _ in stops] == [("stop_mm", str(quoting.order_id))]
         assert "exchange account halted" in stops[0][2]
+        # recorded before it is queued: the session is stopping, so the sweeper finishes a lost stop_mm
+        assert StrategySession.objects.get(order=quoting).status == SessionStatus.STOPPING
     # and the next cycles plan nothing for either session: no cancel of the orders left
     assert plan(account, after_s=3).sessions_due == 0
 
