@@ -318,6 +318,23 @@ def snapshots(orders: dict[str, list]) -> list[dict]:
     return rows
 
 
+def stop_recorded(order_id: str) -> None:
+    """``--stop-recorded``: the stop as the API would make it if it recorded the request before queueing it (the
+    fix docs/benchmarks.md proposes): under the order's lock the session stops taking orders (``stopping``,
+    strategy.stop.session_stop_begin, as stop_mm's first step), and stop_mm is queued after commit; a
+    message lost after that is picked up by the sweeper, which resumes every ``stopping`` session."""
+    from django.db import transaction
+
+    from mmproject.jobs import enqueue_after_commit
+    from orders.services.transitions import order_lock
+    from strategy.stop import session_stop_begin
+
+    with transaction.atomic():
+        order = order_lock(order_id)
+        session_stop_begin(order_id=order.order_id)
+        enqueue_after_commit("stop_mm", order_id, "stop requested by bench/chaos (recorded first)")
+
+
 def manage(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "manage.py", *argv], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
@@ -395,7 +412,10 @@ def run_once(*, seed: int, args, run_no: int) -> dict:
                     running_at[oid] = now
                 if oid in running_at and oid not in stop_at and now - running_at[oid] >= run_for[oid]:
                     stop_at[oid] = time.time()
-                    enqueue_after_commit("stop_mm", oid, "stop requested by bench/chaos (as the API)")
+                    if args.stop_recorded:
+                        stop_recorded(oid)
+                    else:
+                        enqueue_after_commit("stop_mm", oid, "stop requested by bench/chaos (as the API)")
             chaos_over = now >= chaos.until
             if chaos_over and all(s in FINAL for s in states.values()):
                 break
@@ -551,6 +571,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of chaos from the payments on")
     parser.add_argument("--orders", type=int, default=10, help="orders paid in full (plus 2 unpaid, 1 short)")
     parser.add_argument("--no-chaos", action="store_true", help="kill nothing (the undisturbed times)")
+    parser.add_argument("--stop-recorded", action="store_true",
+                        help="stop by recording the stop (session stopping) before queueing stop_mm, the proposed "
+                             "fix, instead of queueing only, as the API does")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
     args = parser.parse_args()
