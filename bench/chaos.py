@@ -1,7 +1,8 @@
 """Chaos: the order lifecycle under SIGKILLs of the worker, the beat and the broker (issue 18's first goal).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mm .venv/bin/python bench/chaos.py   (or: make bench-chaos)
-    ... bench/chaos.py [--seed 1] [--rounds 1] [--duration 120] [--orders 10] [--no-chaos] [--json] [--check]
+    ... bench/chaos.py [--seed 1] [--rounds 1] [--duration 120] [--orders 10] [--no-chaos] [--stop-recorded]
+                       [--json] [--check]
 
 The system as production runs it, in processes of its own: ``manage.py exchange_simulator`` (stepping one
 step a second), one Celery worker on the market-making, intents and tick queues (prefork, 2 processes),
