@@ -1,7 +1,7 @@
 """Chaos: the order lifecycle under SIGKILLs of the worker, the beat and the broker (issue 18's first goal).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mm .venv/bin/python bench/chaos.py   (or: make bench-chaos)
-    ... bench/chaos.py [--seed 1] [--rounds 1] [--duration 120] [--orders 10] [--no-chaos] [--stop-recorded]
+    ... bench/chaos.py [--seed 1] [--rounds 1] [--duration 120] [--orders 10] [--no-chaos]
                        [--json] [--check]
 
 The system as production runs it, in processes of its own: ``manage.py exchange_simulator`` (stepping one
@@ -15,7 +15,7 @@ One run, in transfer mode with the local payment provider (LIFECYCLE_ENV):
 - ``--orders`` (10) orders paid in full through ``manage.py ingest_snapshots`` (their own process), which
   the jobs carry to ``running`` (funds deposited on the simulator), each quoting and filling on the moving
   market for RUN_S seconds (20-50, drawn per order from the seed, so the stops meet the kills), then
-  stopped as the API stops one: ``enqueue_after_commit("stop_mm", ...)`` (api/views.py OrderStopView);
+  stopped as the API stops one (``order_stop_request``: the stop recorded, then stop_mm queued);
   the stop starts the payout (MM_PAYOUT_AFTER_STOP=auto), which withdraws the funds from the exchange and
   pays them to the user: ``paid_out``. Their payment deadline is PAID_TIMEOUT_S
   (set when they are created), so a payment held up by the chaos is not refused for lateness.
@@ -319,21 +319,13 @@ def snapshots(orders: dict[str, list]) -> list[dict]:
     return rows
 
 
-def stop_recorded(order_id: str) -> None:
-    """``--stop-recorded``: the stop as the API would make it if it recorded the request before queueing it (the
-    fix docs/benchmarks.md proposes): under the order's lock the session stops taking orders (``stopping``,
-    strategy.stop.session_stop_begin, as stop_mm's first step), and stop_mm is queued after commit; a
-    message lost after that is picked up by the sweeper, which resumes every ``stopping`` session."""
-    from django.db import transaction
+def stop_as_the_api(order_id: str) -> None:
+    """The stop as the API makes it (api/views.py OrderStopView -> orders.services.lifecycle.order_stop_request):
+    under the order's lock the session stops taking orders (``stopping``), and stop_mm is queued after commit;
+    a message lost after that is picked up by the sweeper, which resumes every ``stopping`` session."""
+    from orders.services.lifecycle import order_stop_request
 
-    from mmproject.jobs import enqueue_after_commit
-    from orders.services.transitions import order_lock
-    from strategy.stop import session_stop_begin
-
-    with transaction.atomic():
-        order = order_lock(order_id)
-        session_stop_begin(order_id=order.order_id)
-        enqueue_after_commit("stop_mm", order_id, "stop requested by bench/chaos (recorded first)")
+    order_stop_request(order_id=order_id, by="bench:chaos", reason="stop requested by bench/chaos (as the API)")
 
 
 def manage(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -364,7 +356,6 @@ def run_once(*, seed: int, args, run_no: int) -> dict:
     from django.core.management import call_command
     from django.db import connections
 
-    from mmproject.jobs import enqueue_after_commit
     from orders.models import MarketMakingOrder
 
     var = Path(os.environ["MM_VAR_DIR"])
@@ -413,10 +404,7 @@ def run_once(*, seed: int, args, run_no: int) -> dict:
                     running_at[oid] = now
                 if oid in running_at and oid not in stop_at and now - running_at[oid] >= run_for[oid]:
                     stop_at[oid] = time.time()
-                    if args.stop_recorded:
-                        stop_recorded(oid)
-                    else:
-                        enqueue_after_commit("stop_mm", oid, "stop requested by bench/chaos (as the API)")
+                    stop_as_the_api(oid)
             chaos_over = now >= chaos.until
             if chaos_over and all(s in FINAL for s in states.values()):
                 break
@@ -572,9 +560,6 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of chaos from the payments on")
     parser.add_argument("--orders", type=int, default=10, help="orders paid in full (plus 2 unpaid, 1 short)")
     parser.add_argument("--no-chaos", action="store_true", help="kill nothing (the undisturbed times)")
-    parser.add_argument("--stop-recorded", action="store_true",
-                        help="stop by recording the stop (session stopping) before queueing stop_mm, the proposed "
-                             "fix, instead of queueing only, as the API does")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
     args = parser.parse_args()
