@@ -82,8 +82,11 @@ def test_kill_minus_nine_everything_then_restart(sim, celery_worker, child_env, 
     # Nothing was sent twice and nothing is left behind
     clients = Counter(o["clientOrderId"] for o in client.fetch_open_orders("BTC/USDT"))
     assert set(clients.values()) == {1}
+    # and no ladder stacked: the stated bound (docs/benchmarks.md, "Two-sided quoting") is 2 x layers orders a side,
+    # reached only while a refresh places before it cancels (the workers still run here, refreshing every second)
     for order in orders:
-        assert len(ours_open(client, order)) <= 4
+        sides = Counter(o["side"] for o in ours_open(client, order))
+        assert max(sides.values(), default=0) <= 2 * 2, sides
     wait_until(lambda: not Intent.objects.filter(status__in=ACTIVE_INTENT_STATUSES).exists(), timeout=30,
                message="no intent left in flight")
     assert audit_ledger().ok
