@@ -574,11 +574,15 @@ def main() -> int:
     parser.add_argument("--regimes", nargs="+", choices=["realistic", "stressed"], default=["realistic", "stressed"])
     parser.add_argument("--base", help="also run the worker and beat of this revision (git worktree), alternating")
     parser.add_argument("--rounds", type=int, default=1, help="runs per tree and regime")
+    parser.add_argument("--tick-ms", type=int, help="STRATEGY_TICK_SIZE_MS of the worker and beat (default 1000, "
+                                                    "as make run): how often the trackers poll and sessions run")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
     parser.add_argument("--proxy-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--proxy-upstream", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tick_ms:
+        SYSTEM_ENV["STRATEGY_TICK_SIZE_MS"] = str(args.tick_ms)
     if args.proxy_port:
         return serve_proxy(args.proxy_port, args.proxy_upstream)
     args.accounts = max(1, min(args.accounts, args.sessions))
