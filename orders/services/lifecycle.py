@@ -56,6 +56,20 @@ def order_start(*, order_id, by: str = "task:start_mm") -> str:
 STOPPED_OR_PAYING = (OrderState.STOPPED, OrderState.PAYING_OUT, OrderState.PAID_OUT)
 
 
+def _stop_begin(order_id):
+    """Step 1 of a stop, in the caller's transaction: the order locked, its session taking no new order. None when
+    it is stopped already; IllegalTransition when it is neither running nor waiting to start."""
+    order = order_lock(order_id)
+    if order.state in STOPPED_OR_PAYING:
+        return None
+    if order.state not in (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED):
+        raise IllegalTransition(f"order {order.order_id} is {order.state}; 'stop' is not allowed from that state "
+                                "(only a running order, or one waiting to start)", order_id=str(order.order_id),
+                                state=order.state, transition="stop")
+    session_stop_begin(order_id=order.order_id)
+    return order
+
+
 def order_stop_request(*, order_id, by: str, reason: str = "stop requested") -> str:
     """Record a stop and queue ``stop_mm`` to carry it out: ``stopping`` (queued), or ``noop`` (stopped already).
 
@@ -64,14 +78,9 @@ def order_stop_request(*, order_id, by: str, reason: str = "stop requested") -> 
     reserved the job, a send while the broker is down) is not forgotten: the sweeper starts ``stop_mm`` for
     every session left ``stopping``. Raises IllegalTransition as ``order_stop`` does."""
     with transaction.atomic():
-        order = order_lock(order_id)
-        if order.state in STOPPED_OR_PAYING:
+        order = _stop_begin(order_id)
+        if order is None:
             return Outcome.NOOP
-        if order.state not in (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED):
-            raise IllegalTransition(f"order {order.order_id} is {order.state}; 'stop' is not allowed from that state "
-                                    "(only a running order, or one waiting to start)", order_id=str(order.order_id),
-                                    state=order.state, transition="stop")
-        session_stop_begin(order_id=order.order_id)
         enqueue_after_commit("stop_mm", str(order.order_id), reason)
     logger.info("event=order_stop_requested order_id=%s by=%s", order_id, by)
     return Outcome.STOPPING
@@ -90,14 +99,9 @@ def order_stop(*, order_id, by: str, reason: str = "stop requested", wait_s: flo
     Raises IllegalTransition when the order is neither running nor waiting to start.
     """
     with transaction.atomic():
-        order = order_lock(order_id)
-        if order.state in STOPPED_OR_PAYING:
+        order = _stop_begin(order_id)
+        if order is None:
             return Outcome.NOOP
-        if order.state not in (OrderState.RUNNING, OrderState.CAMPAIGN_JOINED):
-            raise IllegalTransition(f"order {order.order_id} is {order.state}; 'stop' is not allowed from that state "
-                                    "(only a running order, or one waiting to start)", order_id=str(order.order_id),
-                                    state=order.state, transition="stop")
-        session_stop_begin(order_id=order.order_id)
     if order.exchange_account_id:
         deadline = time.monotonic() + wait_s
         while True:
