@@ -104,3 +104,36 @@ def celery_worker(child_env, settings, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+
+
+class JobQueue:
+    """Lifecycle jobs the services enqueue, kept here (``sent``: name and args) instead of going to the broker;
+    calling it runs them, and whatever they enqueue, through their Celery task bodies, in order."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, tuple]] = []
+
+    def __call__(self, limit: int = 50, before_each=None) -> list[str]:
+        from mmproject.celery import app
+
+        ran = []
+        while self.sent:
+            assert len(ran) < limit, ran
+            name, args = self.sent.pop(0)
+            if before_each is not None:
+                before_each()
+            result = app.tasks[name].apply(args=list(args))
+            assert result.successful(), (name, result.traceback)
+            ran.append(name)
+        return ran
+
+
+@pytest.fixture
+def jobs(monkeypatch):
+    """The jobs the code under test enqueues, run by calling the fixture (``JobQueue``)."""
+    from mmproject.celery import app
+
+    app.loader.import_default_modules()  # the apps' tasks, as a worker registers them
+    queue = JobQueue()
+    monkeypatch.setattr("mmproject.jobs._send_logged", lambda name, args, countdown: queue.sent.append((name, args)))
+    return queue

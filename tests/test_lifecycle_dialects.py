@@ -41,27 +41,6 @@ DIALECTS = ["binance", "okx"]
 
 
 @pytest.fixture
-def jobs(monkeypatch):
-    """Lifecycle jobs enqueued by the services, kept here instead of going to the broker; ``run()`` executes
-    them (and whatever they enqueue) through their Celery task bodies, in order."""
-    app.loader.import_default_modules()  # the apps' tasks, as a worker registers them
-    sent = []
-    monkeypatch.setattr("mmproject.jobs._send_logged", lambda name, args, countdown: sent.append((name, args)))
-
-    def run(limit=50):
-        ran = []
-        while sent:
-            assert len(ran) < limit, ran
-            name, args = sent.pop(0)
-            result = app.tasks[name].apply(args=list(args))
-            assert result.successful(), (name, result.traceback)
-            ran.append(name)
-        return ran
-
-    return run
-
-
-@pytest.fixture
 def lifecycle_settings(settings):
     settings.MM_WITHDRAW_MODE = "transfer"
     settings.MM_PAYMENT_PROVIDER = "local"

@@ -102,26 +102,10 @@ def mixin(settings):
 
 
 @pytest.fixture
-def jobs(monkeypatch, mixin):
-    """Lifecycle jobs enqueued by the services, kept here instead of going to the broker; ``run()`` executes
-    them (and whatever they enqueue) through their Celery task bodies, in order, with one block of the chain
-    (a confirmation of the stand-in's pending deposits) before each."""
-    app.loader.import_default_modules()
-    sent = []
-    monkeypatch.setattr("mmproject.jobs._send_logged", lambda name, args, countdown: sent.append((name, args)))
-
-    def run(limit=40):
-        ran = []
-        while sent:
-            assert len(ran) < limit, ran
-            name, args = sent.pop(0)
-            mixin.confirm(1)
-            result = app.tasks[name].apply(args=list(args))
-            assert result.successful(), (name, result.traceback)
-            ran.append(name)
-        return ran
-
-    return run
+def jobs(jobs, mixin):
+    """The lifecycle jobs (tests/conftest.py), with one block of the chain (a confirmation of the stand-in's
+    pending deposits) before each."""
+    return lambda limit=40: jobs(limit=limit, before_each=lambda: mixin.confirm(1))
 
 
 def poll():

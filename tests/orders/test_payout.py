@@ -29,15 +29,6 @@ HELD = {BTC: Decimal("0.5"), USDT: Decimal("1012.5")}
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    """Jobs the services enqueue, kept here (name, args) instead of going to the broker."""
-    app.loader.import_default_modules()
-    queued = []
-    monkeypatch.setattr("mmproject.jobs._send_logged", lambda name, args, countdown: queued.append((name, args)))
-    return queued
-
-
-@pytest.fixture
 def payout_settings(settings):
     settings.MM_WITHDRAW_MODE = "transfer"
     settings.MM_PAYMENT_PROVIDER = "local"
@@ -68,24 +59,13 @@ def exchange_free(pair, code):
     return SimBalance.objects.get(account__label=sim_label(pair), asset=code).free
 
 
-def run_jobs(sent, limit=10):
-    ran = []
-    while sent:
-        assert len(ran) < limit, ran
-        name, args = sent.pop(0)
-        result = app.tasks[name].apply(args=list(args))
-        assert result.successful(), (name, result.traceback)
-        ran.append(name)
-    return ran
-
-
 def test_a_requested_payout_withdraws_each_asset_once_charges_the_fee_and_pays_the_user(
-        sim_pair, payout_settings, sent):
+        sim_pair, payout_settings, jobs):
     payout_settings.SIM_WITHDRAW_FEES = "BTC=0.0005,USDT=1"
     order = stopped_order(sim_pair)
 
     payout_request(order_id=order.order_id, by="test")
-    assert run_jobs(sent) == ["withdraw_to_user"]
+    assert jobs() == ["withdraw_to_user"]
 
     order.refresh_from_db()
     assert order.state == OrderState.PAID_OUT
@@ -105,7 +85,7 @@ def test_a_requested_payout_withdraws_each_asset_once_charges_the_fee_and_pays_t
     assert SimWithdrawal.objects.count() == 2 and OutgoingTransfer.objects.count() == 2
 
 
-def test_a_withdrawal_cut_off_after_the_exchange_took_it_is_found_not_sent_again(sim_pair, payout_settings, sent):
+def test_a_withdrawal_cut_off_after_the_exchange_took_it_is_found_not_sent_again(sim_pair, payout_settings, jobs):
     order = stopped_order(sim_pair)
     # the first withdraw request times out on our side after the simulator accepted it
     simulator_set_faults(account_label=sim_label(sim_pair), timeout_after_accept_s=3)
@@ -113,7 +93,7 @@ def test_a_withdrawal_cut_off_after_the_exchange_took_it_is_found_not_sent_again
     exchange_clients_clear()
 
     payout_request(order_id=order.order_id, by="test")
-    name, args = sent.pop(0)
+    name, args = jobs.sent.pop(0)
     first = app.tasks[name].apply(args=list(args))
     simulator_set_faults(account_label=sim_label(sim_pair), timeout_after_accept_s=0)
     # whatever the first run saw, running the job to the end withdraws each asset once
@@ -127,12 +107,12 @@ def test_a_withdrawal_cut_off_after_the_exchange_took_it_is_found_not_sent_again
     assert OutgoingTransfer.objects.filter(opponent_id=order.user_id).count() == 2
 
 
-def test_a_refused_withdrawal_fails_the_order_with_the_money_still_on_the_exchange(sim_pair, payout_settings, sent):
+def test_a_refused_withdrawal_fails_the_order_with_the_money_still_on_the_exchange(sim_pair, payout_settings, jobs):
     order = stopped_order(sim_pair)
     simulator_set_balance(account_label=sim_label(sim_pair), asset="USDT", free=Decimal("10"))  # short
 
     payout_request(order_id=order.order_id, by="test")
-    run_jobs(sent)
+    jobs()
 
     order.refresh_from_db()
     assert order.state == OrderState.FAILED
@@ -146,11 +126,11 @@ def test_a_refused_withdrawal_fails_the_order_with_the_money_still_on_the_exchan
     assert audit_ledger().ok
 
 
-def test_a_transfer_the_provider_refuses_is_credited_back_and_said(sim_pair, payout_settings, sent):
+def test_a_transfer_the_provider_refuses_is_credited_back_and_said(sim_pair, payout_settings, jobs):
     order = stopped_order(sim_pair, user_id="not-a-mixin-user")  # the local provider refuses such a recipient
 
     payout_request(order_id=order.order_id, by="test")
-    run_jobs(sent)
+    jobs()
 
     order.refresh_from_db()
     assert order.state == OrderState.FAILED
@@ -163,7 +143,7 @@ def test_a_transfer_the_provider_refuses_is_credited_back_and_said(sim_pair, pay
     assert audit_ledger().ok
 
 
-def test_the_stop_starts_the_payout_unless_the_operator_keeps_the_funds(sim_pair, payout_settings, sent):
+def test_the_stop_starts_the_payout_unless_the_operator_keeps_the_funds(sim_pair, payout_settings, jobs):
     order = OrderFactory(pair=sim_pair, state=OrderState.RUNNING)
     payout_keep(order_id=order.order_id, by="test")
     order.refresh_from_db()
@@ -179,7 +159,7 @@ def test_the_stop_starts_the_payout_unless_the_operator_keeps_the_funds(sim_pair
 
     # until the operator asks (the command clears the hold)
     call_command("mm_payout", str(kept.order_id))
-    run_jobs(sent)
+    jobs()
     kept.refresh_from_db()
     assert kept.state == OrderState.PAID_OUT and not kept.keep_on_exchange
 
