@@ -27,7 +27,7 @@ UNKNOWN = "6f1c1b1e-0000-4000-8000-000000000000"
 COMMANDS = {
     "stop_mm": "orders", "mm_status": "orders", "ingest_snapshots": "orders", "mm_order": "orders",
     "ledger_audit": "ledger", "reconcile": "reconciliation", "exchange_simulator": "exchanges",
-    "rotate_exchange_secrets": "exchanges", "kill_switch": "orders",
+    "rotate_exchange_secrets": "exchanges", "kill_switch": "orders", "mm_payout": "orders", "mm_account": "exchanges",
 }
 
 
@@ -112,6 +112,9 @@ def test_bad_input_to_every_command_is_one_line_and_exit_2(transactional_db, chi
         "rotate with no key that decrypts": Case(["rotate_exchange_secrets"], env={"EXCHANGE_SECRET_KEYS": new_key}),
         "prune_history negative days": Case(["prune_history", "--days", "-1"]),
         "kill_switch engage without a reason": Case(["kill_switch", "engage", "--yes"]),
+        "mm_payout bad id": Case(["mm_payout", "not-a-uuid"]),
+        "mm_payout unknown order": Case(["mm_payout", UNKNOWN]),
+        "mm_payout not stopped": Case(["mm_payout", str(order.order_id)]),
     })
 
     # then each says what was wrong in one line and exits 2
@@ -128,6 +131,9 @@ def test_bad_input_to_every_command_is_one_line_and_exit_2(transactional_db, chi
     assert_one_line_exit_2(cases["simulator bad port"], "--port 70000 is not a TCP port")
     assert_one_line_exit_2(cases["simulator bad balances"], "SIM_BALANCES", "'lots'")
     assert_one_line_exit_2(cases["rotate with no key that decrypts"], "no configured key decrypts it")
+    assert_one_line_exit_2(cases["mm_payout bad id"], "'not-a-uuid' is not a UUID")
+    assert_one_line_exit_2(cases["mm_payout unknown order"], f"no market-making order {UNKNOWN}")
+    assert_one_line_exit_2(cases["mm_payout not stopped"], "payment_pending", "only a stopped order is paid out")
     assert_one_line_exit_2(cases["prune_history negative days"], "--days must be 0 or more, not -1")
     assert_one_line_exit_2(cases["kill_switch engage without a reason"], "needs --reason")
     # reconcile (its own app) keeps argparse's usage block above the one error line
