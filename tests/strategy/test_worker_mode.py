@@ -24,13 +24,17 @@ def test_worker_tick_enqueues_trackers_and_quotes_from_stored_data(sim, celery_w
     simulator_set_faults(account_label="rt-sim-0", latency_ms=400)
     account = sim.accounts[0]
     order = make_running_order(account, layers=1)
-    celery_worker(queues=("tick", "intents"), env={"STRATEGY_INTENT_EXECUTION_DRIVER": "worker"})
+    worker = celery_worker(queues=("tick", "intents"), env={"STRATEGY_INTENT_EXECUTION_DRIVER": "worker"})
 
     # When the first tick runs, no market data is stored yet: it enqueues and does not wait
     first = tick_run()
     assert first.ran and first.duration_ms < 400 and first.sessions_run == 0
-    wait_until(lambda: MarketData.objects.filter(account=account).exists(), timeout=30,
-               message="the market-data task to store the book")
+    try:
+        # (9 s on an idle machine, worker start included; a make test of three passes once took over 30)
+        wait_until(lambda: MarketData.objects.filter(account=account).exists(), timeout=60,
+                   message="the market-data task to store the book")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the worker's log ends:\n{worker.log_path.read_text()[-4000:]}") from None
 
     # Then a later tick quotes from the stored book and the workers place the orders
     StrategySession.objects.update(next_run_at=timezone.now())
