@@ -187,7 +187,15 @@ def _receive(payout: Payout, *, account_id: int, provider) -> None:
                              "the exchange (the user's balance is untouched)")
     if withdrawal.status != "ok" or not withdrawal.tx_id:
         return None
-    received = provider.deposit_received(asset_id=payout.asset_id, tx_id=withdrawal.tx_id)
+    try:
+        received = provider.deposit_received(asset_id=payout.asset_id, tx_id=withdrawal.tx_id)
+    except PayoutNotPossible as exc:
+        # The money left the exchange; whether it arrived cannot be read now (e.g. the provider refuses the
+        # bot's credentials). Still on its way as far as we know: polled again, and once the job's checks
+        # are used up the order stays paying_out, overdue for the operator (mm_orders_overdue).
+        logger.warning("event=payout_arrival_unknown order_id=%s asset_id=%s tx_id=%s error=%s",
+                       payout.order.order_id, payout.asset_id, withdrawal.tx_id, exc)
+        return None
     if received is None:
         return None
     received = received.normalize() if received else Decimal(0)

@@ -170,3 +170,29 @@ def test_the_command_refuses_an_order_that_is_not_stopped(sim_pair, payout_setti
     with pytest.raises(UsageError, match="is payment_pending; only a stopped order is paid out"):
         call_command("mm_payout", str(order.order_id))
     assert not Payout.objects.exists()
+
+
+def test_an_arrival_the_provider_cannot_read_stays_on_its_way_and_is_paid_once_readable(
+        sim_pair, payout_settings, jobs, monkeypatch):
+    from orders.providers.local import LocalPaymentProvider
+
+    order = stopped_order(sim_pair)
+    real = LocalPaymentProvider.deposit_received
+
+    def refused(self, **kwargs):
+        raise PayoutNotPossible("the provider refuses to list the bot's deposits")
+
+    monkeypatch.setattr(LocalPaymentProvider, "deposit_received", refused)
+    payout_request(order_id=order.order_id, by="test")
+    jobs.sent.clear()  # the job's first message: run by hand below
+
+    # While the arrival cannot be read, the withdrawn rows wait (nothing debited, nothing paid)
+    assert payout_advance(order_id=order.order_id) == Outcome.PENDING
+    assert set(order.payouts.values_list("status", flat=True)) == {"withdrawing"}
+    assert not OutgoingTransfer.objects.filter(opponent_id=order.user_id).exists()
+    assert get_balance(user_id=order.user_id, asset_id=BTC).available == HELD[BTC]
+
+    # and once it can, they arrive and are paid, each withdrawal sent once
+    monkeypatch.setattr(LocalPaymentProvider, "deposit_received", real)
+    assert payout_advance(order_id=order.order_id) == Outcome.COMPLETE
+    assert SimWithdrawal.objects.count() == 2 and OutgoingTransfer.objects.filter(opponent_id=order.user_id).count() == 2
