@@ -62,3 +62,28 @@ def make_running_order(account, *, user_id=None, layers=2, base="1", quote="4000
         ledger.lock_funds(user_id=user_id, asset_id=asset, amount=amount, idempotency_key=f"t-lock:{order.pk}:{asset}",
                           ref_type="mm_order", ref_id=str(order.order_id))
     return order
+
+
+def trade_through_both_sides(account, order):
+    """The market trades through a quoting order's bids (29900), then, after refreshes, through its asks (30150),
+    the trackers reading each; asserts both sides filled and each exchange trade settled into the ledger once.
+    Returns the trades (the lifecycle tests on each dialect and on the Mixin stand-in)."""
+    from exchanges.models import SimTrade
+    from exchanges.simulator.services import simulator_move_to
+    from intents import ids
+    from ledger.models import LedgerEntry
+    from strategy.models import StrategySession
+    from strategy.tick import tick_run
+    from strategy.trackers import track_exchange_orders
+
+    simulator_move_to("BTC/USDT", "29900")
+    track_exchange_orders(account_id=account.pk)
+    for _ in range(3):
+        StrategySession.objects.update(next_run_at=None, refreshed_at=None)
+        tick_run()
+    simulator_move_to("BTC/USDT", "30150")
+    track_exchange_orders(account_id=account.pk)
+    trades = SimTrade.objects.filter(order__client_order_id__startswith=ids.client_order_prefix(order.order_id))
+    assert {t.order.side for t in trades} == {"BUY", "SELL"}
+    assert LedgerEntry.objects.filter(operation="settle_fill", ref_id=str(order.order_id)).count() == trades.count()
+    return trades

@@ -15,12 +15,11 @@ import pytest
 from django.core.management import call_command
 
 from exchanges.clients import exchange_clients_clear, point_urls
-from exchanges.models import SimBalance, SimDeposit, SimTrade
+from exchanges.models import SimBalance, SimDeposit
 from exchanges.services import exchange_account_create
 from exchanges.simulator.config import DEFAULT_API_PASSPHRASE
-from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure, simulator_move_to
+from exchanges.simulator.services import simulator_account_ensure, simulator_market_ensure
 from intents import ids
-from ledger.models import LedgerEntry
 from ledger.selectors import audit_ledger
 from ledger.services import get_balance
 from mmproject.celery import app
@@ -31,8 +30,8 @@ from orders.services.pairs import pair_create
 from reconciliation.services import reconcile_run
 from strategy.models import StrategySession
 from strategy.tick import tick_run
-from strategy.trackers import track_exchange_orders
 from tests.orders.conftest import BTC, ETH, USDT, snapshot_payload
+from tests.runtime_fixtures import trade_through_both_sides
 
 pytestmark = [pytest.mark.slow, pytest.mark.embedded]
 
@@ -105,18 +104,8 @@ def test_order_payment_transfer_fills_stop_audit_and_reconcile_on_each_dialect(
         return [o for o in outside.fetch_open_orders("BTC/USDT") if o["clientOrderId"].startswith(prefix)]
 
     assert len(ours_open()) == 4
-    simulator_move_to("BTC/USDT", "29900")
-    track_exchange_orders(account_id=account.pk)
-    for _ in range(3):
-        StrategySession.objects.update(next_run_at=None, refreshed_at=None)
-        tick_run()
-    simulator_move_to("BTC/USDT", "30150")
-    track_exchange_orders(account_id=account.pk)
-
-    # Then both sides filled, and each exchange trade settled into the ledger once
-    trades = SimTrade.objects.filter(order__client_order_id__startswith=prefix)
-    assert {t.order.side for t in trades} == {"BUY", "SELL"}
-    assert LedgerEntry.objects.filter(operation="settle_fill", ref_id=str(order.order_id)).count() == trades.count()
+    # (then both sides filled, and each exchange trade settled into the ledger once)
+    trade_through_both_sides(account, order)
     running = reconcile_run(trigger="test")
     assert running.ok, list(running.drifts.values_list("detail", flat=True))
 

@@ -24,16 +24,14 @@ from django.db import connection
 
 from exchanges.clients import exchange_clients_clear
 from exchanges.crypto import encrypt_secret
-from exchanges.models import SimAccount, SimDeposit, SimTrade
+from exchanges.models import SimAccount, SimDeposit
 from exchanges.services import exchange_account_create
 from exchanges.simulator.services import (
     simulator_account_ensure,
     simulator_deposit_address,
     simulator_market_ensure,
-    simulator_move_to,
     simulator_receive_transfer,
 )
-from intents import ids
 from ledger.models import Balance, LedgerEntry
 from ledger.selectors import audit_ledger
 from ledger.services import get_balance
@@ -48,10 +46,9 @@ from orders.services.intake import snapshots_poll
 from orders.services.pairs import pair_create
 from orders.services.withdrawal import withdrawal_request_id
 from reconciliation.services import reconcile_run
-from strategy.models import StrategySession
 from strategy.tick import tick_run
-from strategy.trackers import track_exchange_orders
 from tests.orders.conftest import BTC, USDT
+from tests.runtime_fixtures import trade_through_both_sides
 
 KEY, SECRET = "life-mixin-key", "life-mixin-secret"
 CLIENT_ID = str(uuid.uuid4())
@@ -175,17 +172,7 @@ def test_mixin_order_paid_by_snapshots_runs_stops_is_paid_out_and_refunds_each_p
 
     # When it quotes and the market trades through its bids, then through its asks
     tick_run()
-    prefix = ids.client_order_prefix(order.order_id)
-    simulator_move_to("BTC/USDT", "29900")
-    track_exchange_orders(account_id=account.pk)
-    for _ in range(3):
-        StrategySession.objects.update(next_run_at=None, refreshed_at=None)
-        tick_run()
-    simulator_move_to("BTC/USDT", "30150")
-    track_exchange_orders(account_id=account.pk)
-    trades = SimTrade.objects.filter(order__client_order_id__startswith=prefix)
-    assert {t.order.side for t in trades} == {"BUY", "SELL"}
-    assert LedgerEntry.objects.filter(operation="settle_fill", ref_id=str(order.order_id)).count() == trades.count()
+    trade_through_both_sides(account, order)
 
     # And the user pays once more (an overpayment: the order no longer awaits payment) and someone pays with a
     # memo that is no order's; the first answer of each refund's submission is lost
