@@ -255,28 +255,37 @@ def deposit_address(request, params, account):
     return [fmt.deposit_address(address)]
 
 
+def _asset_history(rows, params, *, time_field: str, ids: dict[str, str], state_field: str, done_state: str,
+                   pending_state: str):
+    """A funding history's rows (deposits or withdrawals) as OKX selects them: by ``ccy``, each id parameter
+    of ``ids`` (parameter -> field), ``state`` (``done_state`` when ``state_field`` is true, ``pending_state``
+    when not, any other state none), paged by time (``after``: older than this ts, ``before``: newer), newest
+    first, at most ``limit``. None when the state asked cannot match."""
+    if params.get("ccy"):
+        rows = rows.filter(asset=params["ccy"].upper())
+    for param, field_name in ids.items():
+        if params.get(param):
+            rows = rows.filter(**{field_name: _int(params, param) if field_name == "pk" else params[param]})
+    state = params.get("state")
+    if state not in (None, ""):
+        if state not in (done_state, pending_state):
+            return None
+        rows = rows.filter(**{state_field: state == done_state})
+    after, before = _int(params, "after"), _int(params, "before")
+    if after is not None:
+        rows = rows.filter(**{f"{time_field}__lt": after})
+    if before is not None:
+        rows = rows.filter(**{f"{time_field}__gt": before})
+    return rows.order_by(f"-{time_field}", "-pk")[:_limit(params)]
+
+
 @okx_endpoint(signed=True)
 def deposit_history(request, params, account):
     services.simulator_settle_deposits(account_id=account.pk)
-    deposits = SimDeposit.objects.filter(account_id=account.pk)
-    if params.get("ccy"):
-        deposits = deposits.filter(asset=params["ccy"].upper())
-    if params.get("depId"):
-        deposits = deposits.filter(pk=_int(params, "depId"))
-    if params.get("txId"):
-        deposits = deposits.filter(tx_id=params["txId"])
-    state = params.get("state")
-    if state not in (None, ""):
-        if state not in ("0", "2"):
-            return []
-        deposits = deposits.filter(credited=state == "2")
-    # OKX pages deposits by time: after = older than this ts, before = newer.
-    after, before = _int(params, "after"), _int(params, "before")
-    if after is not None:
-        deposits = deposits.filter(insert_ms__lt=after)
-    if before is not None:
-        deposits = deposits.filter(insert_ms__gt=before)
-    return [fmt.deposit(d) for d in deposits.order_by("-insert_ms", "-pk")[:_limit(params)]]
+    deposits = _asset_history(SimDeposit.objects.filter(account_id=account.pk), params, time_field="insert_ms",
+                              ids={"depId": "pk", "txId": "tx_id"}, state_field="credited", done_state="2",
+                              pending_state="0")
+    return [fmt.deposit(d) for d in deposits or ()]
 
 
 # --- Account ----------------------------------------------------------------------------------
@@ -570,21 +579,7 @@ def withdrawal(request, params, account):
 @okx_endpoint(signed=True)
 def withdrawal_history(request, params, account):
     services.simulator_settle_withdrawals(account_id=account.pk)
-    withdrawals = SimWithdrawal.objects.filter(account_id=account.pk)
-    if params.get("ccy"):
-        withdrawals = withdrawals.filter(asset=params["ccy"].upper())
-    if params.get("wdId"):
-        withdrawals = withdrawals.filter(pk=_int(params, "wdId"))
-    if params.get("clientId"):
-        withdrawals = withdrawals.filter(client_id=params["clientId"])
-    if params.get("txId"):
-        withdrawals = withdrawals.filter(tx_id=params["txId"])
-    after, before = _int(params, "after"), _int(params, "before")
-    if after is not None:
-        withdrawals = withdrawals.filter(apply_ms__lt=after)
-    if before is not None:
-        withdrawals = withdrawals.filter(apply_ms__gt=before)
-    rows = [fmt.withdrawal(w) for w in withdrawals.order_by("-apply_ms", "-pk")[:_limit(params)]]
-    if params.get("state") not in (None, ""):
-        rows = [r for r in rows if r["state"] == params["state"]]
-    return rows
+    withdrawals = _asset_history(SimWithdrawal.objects.filter(account_id=account.pk), params, time_field="apply_ms",
+                                 ids={"wdId": "pk", "clientId": "client_id", "txId": "tx_id"},
+                                 state_field="completed", done_state="2", pending_state="1")
+    return [fmt.withdrawal(w) for w in withdrawals or ()]

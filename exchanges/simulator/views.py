@@ -601,21 +601,28 @@ def deposit_address(request, params, account):
                          "tag": address.tag, "url": ""})
 
 
+def _capital_history(rows, params, *, time_field: str, id_param: str, id_field: str):
+    """A capital history's rows (deposits or withdrawals) as Binance selects them: by ``coin``, the id
+    parameter, ``startTime``/``endTime`` on ``time_field``, newest first, at most ``limit`` (1000)."""
+    if params.get("coin"):
+        rows = rows.filter(asset=params["coin"].upper())
+    if params.get(id_param):
+        rows = rows.filter(**{id_field: params[id_param]})
+    if _int(params, "startTime") is not None:
+        rows = rows.filter(**{f"{time_field}__gte": _int(params, "startTime")})
+    if _int(params, "endTime") is not None:
+        rows = rows.filter(**{f"{time_field}__lte": _int(params, "endTime")})
+    return rows.order_by(f"-{time_field}", "-pk")[: min(_int(params, "limit", 1000), 1000)]
+
+
 @endpoint(signed=True)
 def deposit_history(request, params, account):
     services.simulator_settle_deposits(account_id=account.pk)
-    deposits = SimDeposit.objects.filter(account=account)
-    if params.get("coin"):
-        deposits = deposits.filter(asset=params["coin"].upper())
-    if params.get("txId"):
-        deposits = deposits.filter(tx_id=params["txId"])
-    if _int(params, "startTime") is not None:
-        deposits = deposits.filter(insert_ms__gte=_int(params, "startTime"))
-    if _int(params, "endTime") is not None:
-        deposits = deposits.filter(insert_ms__lte=_int(params, "endTime"))
+    deposits = _capital_history(SimDeposit.objects.filter(account=account), params, time_field="insert_ms",
+                                id_param="txId", id_field="tx_id")
     status = _int(params, "status")
     rows = []
-    for d in deposits.order_by("-insert_ms", "-pk")[: min(_int(params, "limit", 1000), 1000)]:
+    for d in deposits:
         code = 1 if d.credited else 0
         if status is not None and status != code:
             continue
@@ -663,16 +670,9 @@ def withdraw_apply(request, params, account):
 @endpoint(signed=True)
 def withdraw_history(request, params, account):
     services.simulator_settle_withdrawals(account_id=account.pk)
-    withdrawals = SimWithdrawal.objects.filter(account=account)
-    if params.get("coin"):
-        withdrawals = withdrawals.filter(asset=params["coin"].upper())
-    if params.get("withdrawOrderId"):
-        withdrawals = withdrawals.filter(client_id=params["withdrawOrderId"])
-    if _int(params, "startTime") is not None:
-        withdrawals = withdrawals.filter(apply_ms__gte=_int(params, "startTime"))
-    if _int(params, "endTime") is not None:
-        withdrawals = withdrawals.filter(apply_ms__lte=_int(params, "endTime"))
-    rows = [_withdrawal_json(w) for w in withdrawals.order_by("-apply_ms", "-pk")[: min(_int(params, "limit", 1000), 1000)]]
+    withdrawals = _capital_history(SimWithdrawal.objects.filter(account=account), params, time_field="apply_ms",
+                                   id_param="withdrawOrderId", id_field="client_id")
+    rows = [_withdrawal_json(w) for w in withdrawals]
     status = _int(params, "status")
     if status is not None:
         rows = [r for r in rows if r["status"] == status]
