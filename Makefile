@@ -38,19 +38,23 @@ test: venv
 	MAKE="$(MAKE)" scripts/test_passes.sh
 
 test-postgres:
+	mkdir -p var/test-postgres
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) MM_VAR_DIR=$(CURDIR)/var/test-postgres \
 	  $(PY) -m pytest --create-db --durations=15 -m "not walk" $(PYTEST_ARGS)
 
 RUNTIME_TESTS := tests/strategy tests/intents tests/exchanges
 test-postgres-runtime:
+	mkdir -p var/test-postgres-runtime
 	DATABASE_URL=$(PG_URL)_runtime CELERY_BROKER_URL=$(REDIS_URL_RUNTIME) MM_VAR_DIR=$(CURDIR)/var/test-postgres-runtime \
 	  $(PY) -m pytest --create-db --durations=10 -m "not walk" $(RUNTIME_TESTS) $(PYTEST_ARGS)
 
 test-postgres-rest:
+	mkdir -p var/test-postgres
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) MM_VAR_DIR=$(CURDIR)/var/test-postgres \
 	  $(PY) -m pytest --create-db --durations=10 -m "not walk" $(addprefix --ignore=,$(RUNTIME_TESTS)) $(PYTEST_ARGS)
 
 test-sqlite:
+	mkdir -p var/test-sqlite
 	DATABASE_URL=sqlite:///var/mm-test.sqlite3 CELERY_BROKER_URL=filesystem:// MM_VAR_DIR=$(CURDIR)/var/test-sqlite \
 	  $(PY) -m pytest --create-db --durations=15 -m embedded $(PYTEST_ARGS)
 
