@@ -126,6 +126,15 @@ def required_capabilities(client: ccxt.Exchange) -> list[str]:
     return needed
 
 
+def post_only(client: ccxt.Exchange) -> bool:
+    """Whether ``client``'s exchange takes ccxt's unified ``postOnly`` on a spot limit order (ccxt's
+    ``features`` list the PO time in force): our quotes are then maker-only, refused by the exchange
+    rather than filled when the market has moved through them since the strategy priced them."""
+    spot = (getattr(client, "features", None) or {}).get("spot") or {}
+    time_in_force = (spot.get("createOrder") or {}).get("timeInForce") or {}
+    return bool(time_in_force.get("PO"))
+
+
 def capabilities_missing(client: ccxt.Exchange) -> list[str]:
     """The required capabilities ``client``'s exchange lacks, each as a person reads it."""
     missing = []

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from exchanges.budget import receive_window_s
 from exchanges.clients import exchange_client_of
+from exchanges.dialects import post_only
 from exchanges.errors import ExchangeError
 from exchanges.models import ExchangeAccount
 from exchanges.policy import Action, Operation, error_action, retry_delay_s
@@ -88,6 +89,8 @@ class _Batch:
         self.accepting: set[str] = set()
         self.marked_sent: set[int] = set()
         self.dirty: dict[int, TrackedOrder] = {}
+        # Strategy keys whose creates met a market past the strategy's data (intents.hooks.quotes_stale).
+        self.stale: set[str] = set()
         self.releases: list[Release] = []
         self.pending: list[Intent] = []
         self.tracked: dict[str, TrackedOrder] = {}
@@ -133,7 +136,9 @@ class _Batch:
         # Not in a dry run (STRATEGY_EXECUTE_INTENTS=false): nothing was on the book, and refilling at
         # once would plan a ladder every tick instead of every refresh.
         if settings.STRATEGY_EXECUTE_INTENTS:
-            hooks.orders_closed(t.strategy_key for t in self.dirty.values() if t.status in FINAL_TRACKED)
+            hooks.orders_closed(t.strategy_key for t in self.dirty.values()
+                                if t.status in FINAL_TRACKED and t.strategy_key not in self.stale)
+            hooks.quotes_stale(self.stale)
         for intent, outcome, retry_at in finished:
             logger.info("event=intent_executed intent_id=%s strategy_key=%s kind=%s client_order_id=%s status=%s "
                         "retry_at=%s note=%s", intent.intent_id, intent.strategy_key, intent.kind,
@@ -227,6 +232,10 @@ def _execute(intent: Intent, tracked: TrackedOrder, account: ExchangeAccount | N
         if intent.kind == IntentKind.CREATE:
             return _create(intent, tracked, client, batch)
         return _cancel(intent, tracked, client, batch)
+    except ccxt.OrderImmediatelyFillable as exc:
+        if intent.kind != IntentKind.CREATE:
+            return _give_up(intent, tracked, f"{type(exc).__name__}: {str(exc)[:300]}", batch)
+        return _would_take(intent, tracked, batch)
     except ExchangeError as exc:  # our own refusal (account disabled, precision, minimums)
         return _give_up(intent, tracked, f"{type(exc).__name__}: {exc}", batch)
     except ccxt.BaseError as exc:
@@ -293,10 +302,27 @@ def _create(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Ou
     amount, price = _on_the_market(intent, client)  # OrderRefused (nothing sent) below its limits
     if intent.sent_at is None:
         batch.mark_sent(intent)  # saved before the call
-    order = client.create_order(intent.symbol, "limit", intent.side, format(amount, "f"), format(price, "f"),
-                                {"clientOrderId": intent.client_order_id})
+    params = {"clientOrderId": intent.client_order_id}
+    if post_only(client):
+        params["postOnly"] = True  # a quote never takes: refused when the market has moved through it
+    order = client.create_order(intent.symbol, "limit", intent.side, format(amount, "f"), format(price, "f"), params)
     _apply(tracked, order, batch)
+    if tracked.status in FINAL_TRACKED and tracked.filled > 0:
+        # Filled on arrival (an exchange without post-only): it took, so the market was past our data.
+        batch.stale.add(intent.strategy_key)
     return _Outcome(IntentStatus.DONE, exchange_order_id=tracked.exchange_order_id)
+
+
+def _would_take(intent: Intent, tracked: TrackedOrder, batch: _Batch) -> _Outcome:
+    """The exchange refused a post-only create that would have taken: the market moved through its
+    price after the strategy read the book. Nothing was placed; not an error (a fast market does this),
+    and not retried as it is: its session prices it again on the next tick, from newer market data."""
+    _transition(tracked_orders.create_given_up_row(tracked), tracked, batch)
+    batch.stale.add(intent.strategy_key)
+    logger.info("event=create_would_take intent_id=%s strategy_key=%s client_order_id=%s side=%s price=%s",
+                intent.intent_id, intent.strategy_key, intent.client_order_id, intent.side, intent.price)
+    return _Outcome(IntentStatus.FAILED, "post-only: would have taken at the market; not placed, priced again "
+                                         "on the next tick")
 
 
 def _on_the_market(intent: Intent, client) -> tuple:

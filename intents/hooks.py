@@ -7,6 +7,10 @@ strategy registers in StrategyConfig.ready (the intents layer does not know what
 - ``orders_closed(keys)``: tracked orders of these strategy keys reached a final state (filled,
   cancelled, lost, failed), so their slots are free: the strategy runs those sessions on the next
   tick to refill them. Until a listener is registered nothing is told.
+- ``quotes_stale(keys)``: creates of these strategy keys met a market that had moved past the
+  strategy's data (refused as post-only orders that would take, or filled on arrival): their slots
+  are free too, but running them at once would price from the same data again; the strategy runs
+  them on the next tick instead. Until a listener is registered, told as ``orders_closed``.
 """
 from __future__ import annotations
 
@@ -27,15 +31,19 @@ def _nobody(keys: Keys) -> None:
 
 _accepting: Callable[[Keys], set[str]] = _kill_switch_only
 _orders_closed: Callable[[Keys], None] = _nobody
+_quotes_stale: Callable[[Keys], None] | None = None
 
 
 def register(*, accepting: Callable[[Keys], set[str]] | None = None,
-             orders_closed: Callable[[Keys], None] | None = None) -> None:
-    global _accepting, _orders_closed
+             orders_closed: Callable[[Keys], None] | None = None,
+             quotes_stale: Callable[[Keys], None] | None = None) -> None:
+    global _accepting, _orders_closed, _quotes_stale
     if accepting is not None:
         _accepting = accepting
     if orders_closed is not None:
         _orders_closed = orders_closed
+    if quotes_stale is not None:
+        _quotes_stale = quotes_stale
 
 
 def accepting(keys: Keys) -> set[str]:
@@ -48,3 +56,10 @@ def orders_closed(keys: Keys) -> None:
     keys = sorted(set(keys))
     if keys:
         _orders_closed(keys)
+
+
+def quotes_stale(keys: Keys) -> None:
+    """Tell the strategy that creates of ``keys`` met a market that moved past its data."""
+    keys = sorted(set(keys))
+    if keys:
+        (_quotes_stale or _orders_closed)(keys)
