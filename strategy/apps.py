@@ -15,5 +15,5 @@ class StrategyConfig(AppConfig):
         from .stop import session_stop_begin
 
         hooks.register(accepting=selectors.sessions_accepting_orders, orders_closed=services.sessions_wake,
-                       quotes_stale=services.sessions_wake_next_tick)
+                       quotes_stale=services.sessions_await_market_data)
         halt.register_stop_begin(lambda order_id: session_stop_begin(order_id=order_id))

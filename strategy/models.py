@@ -41,9 +41,17 @@ class StrategySession(models.Model):
     inventory_base = AmountField(default=0)
     inventory_cost = AmountField(default=0)
     inventory_fill_id = models.BigIntegerField(default=0)
+    # A create of this session met a market that had moved past the book it priced from (refused as
+    # post-only, or filled on arrival): it runs again once its market's book read from this moment on is
+    # stored (strategy.services.sessions_wake_on_market_data), not before; None: not waiting.
+    market_data_after = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["id"], name="session_running_idx", condition=models.Q(status="running"))]
+        indexes = [
+            models.Index(fields=["id"], name="session_running_idx", condition=models.Q(status="running")),
+            models.Index(fields=["market_data_after"], name="session_awaiting_book_idx",
+                         condition=models.Q(market_data_after__isnull=False)),
+        ]
 
     def __str__(self):
         return f"session of order {self.order_id} ({self.status})"

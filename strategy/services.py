@@ -1,19 +1,17 @@
 """Strategy session writes: start and stop, both idempotent."""
 import logging
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from intents.ids import order_id_of
+from intents.ids import order_id_of, strategy_key
 from mmproject import jobs
 
 from .models import RefillMark, SessionStatus, StrategySession
 from .order_rows import MarketMakingOrder, order_cadence_s
-from .periods import period_start_ms, tick_period_ms
 
 logger = logging.getLogger(__name__)
 
@@ -65,31 +63,41 @@ def session_set_cadence(*, order_id, cadence_s: int) -> bool:
     return bool(updated)
 
 
-def sessions_wake(keys, *, at=None, refill: bool = True) -> int:
+def sessions_wake(keys, *, at=None) -> int:
     """Run the running sessions of strategy ``keys`` now (orders of theirs closed: a slot is free, or
     their parameters changed): due at once, and, with the worker driver, a refill run sent once this
     commits (``strategy.tick.refill_run``), so they run before the next tick. A session due earlier
-    keeps its time. ``at`` and no ``refill``: due then, with no refill run asked for. Returns how many
-    were moved."""
+    keeps its time. Returns how many were moved."""
     at = at or timezone.now()
     order_ids = [order_id_of(key) for key in keys]
     moved = StrategySession.objects.filter(status=SessionStatus.RUNNING, order__order_id__in=order_ids,
                                            next_run_at__gt=at).update(next_run_at=at)
-    if (moved and refill and settings.STRATEGY_INTENT_EXECUTION_DRIVER == "worker"
-            and settings.STRATEGY_REFILL_AT_ONCE):
+    if moved and settings.STRATEGY_INTENT_EXECUTION_DRIVER == "worker" and settings.STRATEGY_REFILL_AT_ONCE:
         transaction.on_commit(_refill_request)
     return moved
 
 
-def sessions_wake_next_tick(keys) -> int:
-    """Run the running sessions of strategy ``keys`` on the next tick, not at once (intents.hooks.quotes_stale:
-    a create of theirs met a market that had moved past the data they priced from; a refill run now would
-    read the same data, the next tick's trackers bring newer). Due at the next period's start, so a refill
-    run before it leaves them; a session due earlier keeps its time."""
-    now = timezone.now()
-    next_start_ms = period_start_ms(now) + tick_period_ms()
-    at = datetime.fromtimestamp(next_start_ms / 1000, tz=dt_timezone.utc)
-    return sessions_wake(keys, at=at, refill=False)
+def sessions_await_market_data(keys) -> int:
+    """The running sessions of strategy ``keys`` run again once their market's book, read from now on, is
+    stored (intents.hooks.quotes_stale: a create of theirs met a market that had moved past the book they
+    priced from; running them at once would price from the same book). Their own schedule stands: a
+    refresh due meanwhile runs as usual."""
+    order_ids = [order_id_of(key) for key in keys]
+    return StrategySession.objects.filter(status=SessionStatus.RUNNING, order__order_id__in=order_ids).update(
+        market_data_after=timezone.now())
+
+
+def sessions_wake_on_market_data(*, account_id: int, symbol: str, read_from) -> int:
+    """The market data tracker stored the book of (``account_id``, ``symbol``) it began reading at
+    ``read_from``: the running sessions on that market waiting for a book that new run now (sessions_wake).
+    One read when none waits (a partial index holds only the waiting ones)."""
+    waiting = StrategySession.objects.filter(status=SessionStatus.RUNNING, market_data_after__lte=read_from,
+                                             order__exchange_account_id=account_id, order__pair__symbol=symbol)
+    pks = dict(waiting.values_list("pk", "order__order_id"))
+    if not pks:
+        return 0
+    StrategySession.objects.filter(pk__in=pks, market_data_after__lte=read_from).update(market_data_after=None)
+    return sessions_wake([strategy_key(order_id) for order_id in pks.values()])
 
 
 def _refill_request() -> None:

@@ -26,7 +26,7 @@ from intents.models import TrackedFill, TrackedOrder
 
 from .fills import fills_record
 from .models import MarketData
-from .services import sessions_sample_quotes, sessions_wake
+from .services import sessions_sample_quotes, sessions_wake, sessions_wake_on_market_data
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def refresh_market_data(*, account_id: int, symbol: str, last_price: bool = Fals
     running session prices on the last trade) also the last trade price, from the ticker (a second
     request, for those markets only)."""
     client = exchange_client(account_id=account_id)
+    read_from = timezone.now()
     book = client.fetch_order_book(symbol, limit=BOOK_LEVELS)
     best_bid = dec(book["bids"][0][0]) if book["bids"] else None
     best_ask = dec(book["asks"][0][0]) if book["asks"] else None
@@ -71,6 +72,8 @@ def refresh_market_data(*, account_id: int, symbol: str, last_price: bool = Fals
     if last_price:
         defaults["last_price"] = exchange_decimal(client.fetch_ticker(symbol), "last")
     row, _ = MarketData.objects.update_or_create(account_id=account_id, symbol=symbol, defaults=defaults)
+    # Sessions whose creates met a market past their book run now, on this newer one.
+    sessions_wake_on_market_data(account_id=account_id, symbol=symbol, read_from=read_from)
     return row
 
 

@@ -1,11 +1,11 @@
 """Quotes never take: every create is post-only where the exchange has it (ccxt's unified postOnly).
 When the market moves through a quote between the strategy's read of the book and the create reaching
 the exchange, the exchange refuses it instead of filling it at a stale price; the executor records that
-without an error, and the session prices the slot again on the next tick (newer market data), not at
-once from the same data (which would be refused, or on an exchange without post-only filled, again)."""
+without an error, and the session prices the slot again as soon as a newer book of its market is stored,
+not at once from the same book (which would be refused, or on an exchange without post-only filled,
+again)."""
 import logging
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -18,7 +18,7 @@ from intents.gates import claim_intents, sync_slots
 from intents.models import Intent, IntentKind, IntentStatus, TrackedOrder
 from strategy import cycle
 from strategy.models import RefillMark, StrategySession
-from strategy.periods import period_start_ms, tick_period_ms
+from strategy.services import sessions_wake_on_market_data
 from strategy.trackers import refresh_market_data
 from tests.runtime_fixtures import make_running_order
 
@@ -54,20 +54,23 @@ def _execute_all():
     return results
 
 
-def _next_tick_bounds(before_ms: int, after_ms: int) -> tuple[datetime, datetime]:
-    period = tick_period_ms()
-    return tuple(datetime.fromtimestamp((period_start_ms(datetime.fromtimestamp(ms / 1000, tz=dt_timezone.utc))
-                                         + period) / 1000, tz=dt_timezone.utc) for ms in (before_ms, after_ms))
+def _waits_for_a_newer_book(order, before, after):
+    """The session waits for its market's next book: marked, its schedule untouched, no refill run asked for."""
+    session = StrategySession.objects.get(order=order)
+    assert before <= session.market_data_after <= after
+    assert session.next_run_at > after + timedelta(seconds=20)  # its refresh (30 s), not now
+    assert RefillMark.objects.get(pk=1).requested_at is None
+    return session
 
 
 def test_a_quote_the_market_moved_through_is_refused_not_filled_and_priced_again_next_tick(sim, settings, caplog):
     account, order, buy = _quote_then_market_moves_down(sim, settings)
     RefillMark.objects.update_or_create(pk=1, defaults={"requested_at": None})
-    before_ms = int(timezone.now().timestamp() * 1000)
+    before = timezone.now()
 
     with caplog.at_level(logging.INFO, logger="intents.executor"):
         results = _execute_all()
-    after_ms = int(timezone.now().timestamp() * 1000)
+    after = timezone.now()
 
     # The buy was refused by the exchange (post-only), recorded without an error; the sell rests
     buy.refresh_from_db()
@@ -84,21 +87,23 @@ def test_a_quote_the_market_moved_through_is_refused_not_filled_and_priced_again
     assert "event=create_would_take" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
-    # The session runs on the next tick, not in a refill run now (it would read the same book)
+    # The session does not run again at once (it would read the same book) but once a newer one is stored
+    _waits_for_a_newer_book(order, before, after)
+    # A book whose read began before the refusal is not newer: it wakes nothing
+    assert sessions_wake_on_market_data(account_id=account.pk, symbol="BTC/USDT", read_from=before) == 0
+    refresh_market_data(account_id=account.pk, symbol="BTC/USDT")
     session = StrategySession.objects.get(order=order)
-    earliest, latest = _next_tick_bounds(before_ms, after_ms)
-    assert earliest <= session.next_run_at <= latest
-    assert RefillMark.objects.get(pk=1).requested_at is None
+    assert session.market_data_after is None and session.next_run_at <= timezone.now()
+    assert RefillMark.objects.get(pk=1).requested_at is not None  # a refill run is on its way
 
 
-def test_the_next_tick_quotes_the_refused_level_again_from_newer_market_data(sim, settings):
+def test_the_newer_book_quotes_the_refused_level_again_through_the_moved_market(sim, settings):
     account, order, buy = _quote_then_market_moves_down(sim, settings)
     _execute_all()
 
-    # The next tick: the trackers read the moved book, the session runs at the next period's start
+    # The market data tracker reads the moved book; the woken session runs (the refill run's cycle)
     refresh_market_data(account_id=account.pk, symbol="BTC/USDT")
-    session = StrategySession.objects.get(order=order)
-    assert cycle.strategies_run_due(now=session.next_run_at, slot=2).intents_written == 1
+    assert cycle.strategies_run_due(now=timezone.now(), slot=2).intents_written == 1
     sync_slots([account.pk])
     _execute_all()
 
@@ -109,21 +114,18 @@ def test_the_next_tick_quotes_the_refused_level_again_from_newer_market_data(sim
     assert not sim.client(account).fetch_my_trades("BTC/USDT")
 
 
-def test_on_an_exchange_without_post_only_a_quote_filled_on_arrival_waits_for_the_next_tick(sim, settings,
-                                                                                            monkeypatch):
+def test_on_an_exchange_without_post_only_a_quote_filled_on_arrival_waits_for_a_newer_book(sim, settings,
+                                                                                             monkeypatch):
     # An exchange whose ccxt lists no post-only time in force: the create is a plain limit order
     monkeypatch.setattr(executor, "post_only", lambda client: False)
     account, order, buy = _quote_then_market_moves_down(sim, settings)
     RefillMark.objects.update_or_create(pk=1, defaults={"requested_at": None})
-    before_ms = int(timezone.now().timestamp() * 1000)
+    before = timezone.now()
 
     _execute_all()
-    after_ms = int(timezone.now().timestamp() * 1000)
+    after = timezone.now()
 
     # It took: filled on arrival at the stale price (what post-only prevents where the exchange has it)
     assert TrackedOrder.objects.get(client_order_id=buy.client_order_id).status == "filled"
     # and its session is not woken at once, where it would price from the same book and take again
-    session = StrategySession.objects.get(order=order)
-    earliest, latest = _next_tick_bounds(before_ms, after_ms)
-    assert earliest <= session.next_run_at <= latest
-    assert RefillMark.objects.get(pk=1).requested_at is None
+    _waits_for_a_newer_book(order, before, after)
