@@ -23,8 +23,9 @@ def refresh_market_data_task(account_id: int, symbol: str, last_price: bool = Fa
 
 
 @shared_task(name="track_exchange_orders", ignore_result=True)
-def track_exchange_orders_task(account_id: int):
-    track_exchange_orders(account_id=account_id)
+def track_exchange_orders_task(account_id: int, books: list | None = None):
+    """``books``: [symbol, with last price] of the markets whose book this tracker reads after the orders."""
+    track_exchange_orders(account_id=account_id, books=[(symbol, bool(last)) for symbol, last in books or ()])
 
 
 @shared_task(name="run_trackers", ignore_result=True)

@@ -77,8 +77,10 @@ def refresh_market_data(*, account_id: int, symbol: str, last_price: bool = Fals
     return row
 
 
-def track_exchange_orders(*, account_id: int) -> dict[str, int]:
-    """Bring every tracked open order of one account in line with the exchange, and record fills."""
+def track_exchange_orders(*, account_id: int, books=()) -> dict[str, int]:
+    """Bring every tracked open order of one account in line with the exchange, and record fills; then
+    read the book of each market in ``books`` ((symbol, with last price): refresh_market_data), so the
+    sessions it wakes price from a book read after the fills that freed their slots."""
     client = exchange_client(account_id=account_id)
     rows = list(TrackedOrder.objects.filter(account_id=account_id, status__in=tracked_orders.ON_BOOK))
     counts = {"checked": 0, "updated": 0, "lost": 0, "errors": 0, "fills": 0}
@@ -124,8 +126,15 @@ def track_exchange_orders(*, account_id: int) -> dict[str, int]:
             tracked_orders.apply_exchange_order(row, order)
             if (row.status, row.filled) != before:
                 counts["updated"] += 1
-    # Orders that closed (filled, cancelled, lost) free their slots: their sessions refill them on the
-    # next tick, once the fills above are settled.
+    for symbol, with_last in books:
+        try:
+            refresh_market_data(account_id=account_id, symbol=symbol, last_price=with_last)
+        except ccxt.BaseError as exc:
+            counts["errors"] += 1
+            logger.warning("event=market_data_failed account_id=%s symbol=%s error=%s action=%s", account_id, symbol,
+                           type(exc).__name__, error_action(exc, Operation.READ))
+    # Orders that closed (filled, cancelled, lost) free their slots: their sessions refill them at once
+    # (a refill run), once the fills above are settled.
     sessions_wake({row.strategy_key for row in rows if row.status in tracked_orders.FINAL_TRACKED})
     sessions_sample_quotes(account_id=account_id, on_book=[(row.strategy_key, row.side) for row in rows
                                                            if row.status in tracked_orders.ON_BOOK])
