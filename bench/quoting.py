@@ -185,18 +185,34 @@ def proxy_counts(url: str) -> Counter:
 
 
 # --- set-up -------------------------------------------------------------------------------------
+# --order NAME=VALUE: a parameter of the sessions' orders other than the demo order's (an empty VALUE: null).
+ORDER_OVERRIDES: dict[str, str] = {}
+
+
 def demo_order_fields() -> dict:
-    """demo.services.DEMO_ORDER, its numbers as Decimals (the model's fields)."""
+    """demo.services.DEMO_ORDER with --order's overrides, each read as the order form reads it
+    (strategy.params), as the model's field values."""
     from demo.services import DEMO_ORDER
+    from strategy.params import BY_NAME as by_name
+    from strategy.params import ParamError
 
     fields = {}
-    for name, value in DEMO_ORDER.items():
-        if isinstance(value, str):
-            try:
-                value = Decimal(value)
-            except InvalidOperation:
-                pass
-        fields[name] = value
+    for name, value in {**DEMO_ORDER, **ORDER_OVERRIDES}.items():
+        param = by_name.get(name)
+        if param is None:
+            if name in ORDER_OVERRIDES:
+                raise SystemExit(f"--order {name}: not a strategy parameter ({', '.join(sorted(by_name))})")
+            if isinstance(value, str):
+                try:
+                    value = Decimal(value)
+                except InvalidOperation:
+                    pass
+            fields[name] = value
+            continue
+        try:
+            fields[name] = param.from_text(str(value))
+        except ParamError as exc:
+            raise SystemExit(f"--order {name}={value}: {exc}") from None
     return fields
 
 
@@ -419,6 +435,7 @@ def analyse(obs: Observer, *, start: float, end: float, fills: dict, amounts: li
             longest = max(longest, end - bad_since)
     # Refill after a fill: orders seen on the book that left it filled (their trades add up to their amount).
     latencies, unrefilled, fills_seen, cancels_seen, partial_gone = [], 0, 0, 0, 0
+    slowest = []  # (latency, session, side, level, fill time - start): the slowest refills, for a look
     for oid, fact in seen.items():
         if fact["last"] >= last_sample.get(fact["session"], 0.0):
             continue  # still open at the end
@@ -444,6 +461,9 @@ def analyse(obs: Observer, *, start: float, end: float, fills: dict, amounts: li
             unrefilled += 1
         else:
             latencies.append(refill - fill_t)
+            slowest.append((round(refill - fill_t, 2), fact["session"][:8], fact["side"], fact["level"],
+                            round(fill_t - start, 2)))
+    slowest.sort(reverse=True)
     med = lambda xs: c.percentile(xs, 0.5) if xs else float("nan")  # noqa: E731
     return {
         "samples": samples, "both_sides": both / samples if samples else float("nan"),
@@ -451,7 +471,7 @@ def analyse(obs: Observer, *, start: float, end: float, fills: dict, amounts: li
         "max_open_per_side": max_side, "spread_bp": med(spreads), "bid_bp": med(bid_bp), "ask_bp": med(ask_bp),
         "fills_seen": fills_seen, "refills": len(latencies), "unrefilled": unrefilled,
         "refill_p50_s": med(latencies), "refill_p99_s": c.percentile(latencies, 0.99) if latencies else float("nan"),
-        "refill_max_s": max(latencies) if latencies else float("nan"),
+        "refill_max_s": max(latencies) if latencies else float("nan"), "refill_slowest": slowest[:12],
         "refill_p50_ticks": med(latencies) / tick_s if latencies else float("nan"),
         "refill_p99_ticks": (c.percentile(latencies, 0.99) / tick_s) if latencies else float("nan"),
         "cancelled_seen": cancels_seen, "partly_filled_then_gone": partial_gone, "observer_errors": obs.errors,
@@ -514,6 +534,7 @@ def run_once(*, tree: Path, label: str, regime: str, volatility: str, args, run_
         by_path[f"{method} {path}"] += n
     result.update({
         "tree": label, "regime": regime, "volatility": volatility, "sessions": args.sessions,
+        "order_overrides": dict(ORDER_OVERRIDES),
         "accounts": args.accounts, "layers": layers, "bound_per_side": 2 * layers, "seconds": end - start,
         "requests": sum(spent.values()),
         "requests_per_session_minute": sum(spent.values()) / args.sessions / (window / 60),
@@ -576,6 +597,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="runs per tree and regime")
     parser.add_argument("--tick-ms", type=int, help="STRATEGY_TICK_SIZE_MS of the worker and beat (default 1000, "
                                                     "as make run): how often the trackers poll and sessions run")
+    parser.add_argument("--order", action="append", default=[], metavar="NAME=VALUE",
+                        help="a strategy parameter of every session's order other than the demo order's, e.g. "
+                             "--order number_of_layers=5 --order order_level_spread=0.001 (repeatable)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
     parser.add_argument("--proxy-port", type=int, help=argparse.SUPPRESS)
@@ -583,6 +607,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.tick_ms:
         SYSTEM_ENV["STRATEGY_TICK_SIZE_MS"] = str(args.tick_ms)
+    for item in args.order:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--order {item}: expected NAME=VALUE")
+        ORDER_OVERRIDES[name.strip()] = value.strip()
     if args.proxy_port:
         return serve_proxy(args.proxy_port, args.proxy_upstream)
     args.accounts = max(1, min(args.accounts, args.sessions))
@@ -622,7 +651,9 @@ def main() -> int:
             subprocess.run(["git", "worktree", "remove", "--force", str(base_path)], cwd=ROOT, check=False)
 
     print()
-    print(f"quoting benchmark: {args.sessions} sessions on {args.accounts} account(s), demo order parameters, "
+    params = ("demo order parameters" if not ORDER_OVERRIDES else "demo order parameters but "
+              + ", ".join(f"{k}={v}" for k, v in ORDER_OVERRIDES.items()))
+    print(f"quoting benchmark: {args.sessions} sessions on {args.accounts} account(s), {params}, "
           f"simulator one step a second (seed {SEED}), worker (prefork 2) + beat, tick "
           f"{SYSTEM_ENV['STRATEGY_TICK_SIZE_MS']} ms, observer every {POLL_S} s for {args.seconds:g} s after "
           f"{args.warmup:g} s; broker {os.environ['CELERY_BROKER_URL']}")

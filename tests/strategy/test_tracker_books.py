@@ -8,7 +8,7 @@ from django.utils import timezone
 from exchanges.simulator.services import simulator_move_to
 from intents.executor import intents_execute
 from intents.gates import claim_intents, sync_slots
-from intents.models import TrackedOrder
+from intents.models import Intent, IntentKind, IntentStatus, TrackedOrder
 from mmproject import jobs
 from strategy import cycle
 from strategy.models import MarketData, StrategySession
@@ -70,3 +70,30 @@ def test_a_fill_wakes_its_session_with_a_book_read_after_the_fill_was_seen(sim, 
     _execute_all()
     refill = TrackedOrder.objects.filter(side="buy").exclude(pk=buy.pk).get()
     assert refill.status == "open" and refill.price < book.best_ask
+
+
+def test_the_tracker_task_refills_the_sessions_it_woke_on_its_own_process(sim, settings, monkeypatch):
+    # The worker driver: a refill run asked for by message would queue behind the other accounts' trackers
+    settings.STRATEGY_INTENT_EXECUTION_DRIVER = "worker"
+    settings.STRATEGY_REFILL_AT_ONCE = True
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT = 8
+    settings.STRATEGY_INTENT_MAX_IN_FLIGHT_PER_EXCHANGE = 8
+    account = sim.accounts[0]
+    order = make_running_order(account, layers=1, refresh=30)
+    type(order).objects.filter(pk=order.pk).update(filled_order_delay=0)
+    refresh_market_data(account_id=account.pk, symbol="BTC/USDT")
+    cycle.strategies_run_due(now=timezone.now(), slot=1)
+    sync_slots([account.pk])
+    _execute_all()
+    simulator_move_to("BTC/USDT", "29800")
+    sent = []
+    monkeypatch.setattr(jobs, "send", lambda name, args=(), **kw: sent.append(name))
+
+    from strategy.tasks import track_exchange_orders_task
+    track_exchange_orders_task(account.pk, [["BTC/USDT", False]])
+
+    # The filled buy's slot is planned again in the task itself, its intents dispatched
+    assert TrackedOrder.objects.get(side="buy").status == "filled"
+    buys = Intent.objects.filter(kind=IntentKind.CREATE, side="buy").order_by("pk")
+    assert [b.status for b in buys] == [IntentStatus.DONE, IntentStatus.NEW]
+    assert "dispatch_intents" in sent
