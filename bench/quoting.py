@@ -482,6 +482,22 @@ def analyse(obs: Observer, *, start: float, end: float, fills: dict, amounts: li
     }
 
 
+def create_latencies(start: float, end: float) -> dict:
+    """A diagnosis from inside, beside the observer's figures: how long a create took from its intent
+    being written to the order's creation on the exchange (the simulator's own record), for the creates
+    written in the window: the intents queue's wait plus the request."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT o.created_ms / 1000.0 - EXTRACT(EPOCH FROM i.created_at) FROM intents_intent i "
+                    "JOIN exchanges_simorder o ON o.client_order_id = i.client_order_id "
+                    "WHERE i.kind = 'create' AND EXTRACT(EPOCH FROM i.created_at) BETWEEN %s AND %s", [start, end])
+        lags = sorted(float(row[0]) for row in cur.fetchall())
+    if not lags:
+        return {"create_lag_p50_s": float("nan"), "create_lag_p99_s": float("nan")}
+    return {"create_lag_p50_s": c.percentile(lags, 0.5), "create_lag_p99_s": c.percentile(lags, 0.99)}
+
+
 # --- one run ------------------------------------------------------------------------------------
 def run_once(*, tree: Path, label: str, regime: str, volatility: str, args, run_no: int) -> dict:
     from django.core.management import call_command
@@ -520,6 +536,7 @@ def run_once(*, tree: Path, label: str, regime: str, volatility: str, args, run_
         for name in ("beat", "worker"):
             c.stop_process(procs.pop(name))
         fills = observer.trades(warm_start - 5)
+        create_lag = create_latencies(start, end)
         load_after = c.load_text()
     finally:
         for name in ("beat", "worker", "proxy", "simulator"):
@@ -528,6 +545,7 @@ def run_once(*, tree: Path, label: str, regime: str, volatility: str, args, run_
         c.purge_queues(*QUEUES.split(","))
     result = analyse(observer, start=start, end=end, fills=fills, amounts=amounts,
                      tick_s=int(SYSTEM_ENV["STRATEGY_TICK_SIZE_MS"]) / 1000)
+    result.update(create_lag)
     spent = counts_after - counts_before
     by_path: Counter = Counter()
     for (_, method, path), n in spent.items():
@@ -644,7 +662,8 @@ def main() -> int:
                     print(f"  run {run_no}: {role} {label} {regime}: both sides {r['both_sides']:.1%}, empty "
                           f"{r['empty']:.1%}, longest gap {r['longest_gap_s']:.1f} s, crossed {r['crossed']}, max/side "
                           f"{r['max_open_per_side']}, refill p50/p99 {r['refill_p50_s']:.2f}/{r['refill_p99_s']:.2f} s "
-                          f"({r['refills']} of {r['fills_seen']} fills), {r['requests_per_session_minute']:.1f} "
+                          f"({r['refills']} of {r['fills_seen']} fills), intent to exchange p50/p99 {r['create_lag_p50_s']:.2f}/"
+                          f"{r['create_lag_p99_s']:.2f} s, {r['requests_per_session_minute']:.1f} "
                           f"req/session-min, spread {r['spread_bp']:.1f} bp (load {r['load_after']})", flush=True)
     finally:
         if base_path is not None:

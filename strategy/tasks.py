@@ -1,6 +1,5 @@
 """Celery shells of the strategy runtime: the beat tick and the trackers it fans out."""
 from celery import shared_task
-from django.conf import settings
 
 from .selectors import tracker_targets
 from .tick import refill_run, run_trackers, tick_run
@@ -24,14 +23,8 @@ def refresh_market_data_task(account_id: int, symbol: str, last_price: bool = Fa
 
 
 @shared_task(name="track_exchange_orders", ignore_result=True)
-def track_exchange_orders_task(account_id: int, books: list | None = None):
-    """``books``: [symbol, with last price] of the markets whose book this tracker reads after the orders.
-    Sessions it woke (a slot freed, or a newer book) refill here at once, on this process, rather than in
-    the refill run's message, queued behind the other accounts' trackers of this tick."""
-    counts = track_exchange_orders(account_id=account_id,
-                                   books=[(symbol, bool(last)) for symbol, last in books or ()])
-    if counts["woken"] and settings.STRATEGY_REFILL_AT_ONCE:
-        refill_run()
+def track_exchange_orders_task(account_id: int):
+    track_exchange_orders(account_id=account_id)
 
 
 @shared_task(name="run_trackers", ignore_result=True)

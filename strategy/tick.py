@@ -234,27 +234,18 @@ def _tick(now: datetime, sync: bool) -> TickOutcome:
 def run_trackers(markets, accounts, *, inline: bool, last_price=frozenset()) -> None:
     """Refresh each (account, symbol) market's data (with its last trade price for those in
     ``last_price``) and track each account's orders: here (sync driver) or as one task each on the
-    tick queue (worker driver), sent by name. The book of a market traded on a tracked account is read
-    by that account's order tracker, after its orders and fills (strategy.trackers.track_exchange_orders):
-    a session woken by a fill then prices from a book read after the fill was seen, not from one the
-    fill has made stale. Only the markets no tracked account trades on (another account's price source)
-    have a market data task of their own. One book request per market per tick either way."""
-    accounts = list(accounts)
-    books: dict[int, list[tuple[str, bool]]] = {account_id: [] for account_id in accounts}
+    tick queue (worker driver), sent by name."""
     for account_id, symbol in markets:
         with_last = (account_id, symbol) in last_price
-        if account_id in books:
-            books[account_id].append((symbol, with_last))
-        elif inline:
+        if inline:
             refresh_market_data(account_id=account_id, symbol=symbol, last_price=with_last)
         else:
             jobs.send("refresh_market_data", args=[account_id, symbol, with_last], expires=task_expiry())
     for account_id in accounts:
         if inline:
-            track_exchange_orders(account_id=account_id, books=books[account_id])
+            track_exchange_orders(account_id=account_id)
         else:
-            jobs.send("track_exchange_orders", args=[account_id, [list(b) for b in books[account_id]]],
-                      expires=task_expiry())
+            jobs.send("track_exchange_orders", args=[account_id], expires=task_expiry())
 
 
 def task_expiry() -> float:

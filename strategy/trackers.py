@@ -60,8 +60,7 @@ def market_rules(client: ccxt.Exchange, symbol: str, *, near_price: Decimal | No
 def refresh_market_data(*, account_id: int, symbol: str, last_price: bool = False) -> MarketData:
     """Store the market's book top levels and rules (one order-book request); with ``last_price`` (a
     running session prices on the last trade) also the last trade price, from the ticker (a second
-    request, for those markets only). The sessions waiting for a newer book of it run now; the row's
-    ``woken`` says how many."""
+    request, for those markets only)."""
     client = exchange_client(account_id=account_id)
     read_from = timezone.now()
     book = client.fetch_order_book(symbol, limit=BOOK_LEVELS)
@@ -74,17 +73,15 @@ def refresh_market_data(*, account_id: int, symbol: str, last_price: bool = Fals
         defaults["last_price"] = exchange_decimal(client.fetch_ticker(symbol), "last")
     row, _ = MarketData.objects.update_or_create(account_id=account_id, symbol=symbol, defaults=defaults)
     # Sessions whose creates met a market past their book run now, on this newer one.
-    row.woken = sessions_wake_on_market_data(account_id=account_id, symbol=symbol, read_from=read_from)
+    sessions_wake_on_market_data(account_id=account_id, symbol=symbol, read_from=read_from)
     return row
 
 
-def track_exchange_orders(*, account_id: int, books=()) -> dict[str, int]:
-    """Bring every tracked open order of one account in line with the exchange, and record fills; then
-    read the book of each market in ``books`` ((symbol, with last price): refresh_market_data), so the
-    sessions it wakes price from a book read after the fills that freed their slots."""
+def track_exchange_orders(*, account_id: int) -> dict[str, int]:
+    """Bring every tracked open order of one account in line with the exchange, and record fills."""
     client = exchange_client(account_id=account_id)
     rows = list(TrackedOrder.objects.filter(account_id=account_id, status__in=tracked_orders.ON_BOOK))
-    counts = {"checked": 0, "updated": 0, "lost": 0, "errors": 0, "fills": 0, "woken": 0}
+    counts = {"checked": 0, "updated": 0, "lost": 0, "errors": 0, "fills": 0}
     for symbol in sorted({row.symbol for row in rows}):
         try:
             open_orders = {o.get("clientOrderId"): o for o in client.fetch_open_orders(symbol)}
@@ -127,16 +124,9 @@ def track_exchange_orders(*, account_id: int, books=()) -> dict[str, int]:
             tracked_orders.apply_exchange_order(row, order)
             if (row.status, row.filled) != before:
                 counts["updated"] += 1
-    for symbol, with_last in books:
-        try:
-            counts["woken"] += refresh_market_data(account_id=account_id, symbol=symbol, last_price=with_last).woken
-        except ccxt.BaseError as exc:
-            counts["errors"] += 1
-            logger.warning("event=market_data_failed account_id=%s symbol=%s error=%s action=%s", account_id, symbol,
-                           type(exc).__name__, error_action(exc, Operation.READ))
-    # Orders that closed (filled, cancelled, lost) free their slots: their sessions refill them at once
-    # (a refill run), once the fills above are settled.
-    counts["woken"] += sessions_wake({row.strategy_key for row in rows if row.status in tracked_orders.FINAL_TRACKED})
+    # Orders that closed (filled, cancelled, lost) free their slots: their sessions refill them on the
+    # next tick, once the fills above are settled.
+    sessions_wake({row.strategy_key for row in rows if row.status in tracked_orders.FINAL_TRACKED})
     sessions_sample_quotes(account_id=account_id, on_book=[(row.strategy_key, row.side) for row in rows
                                                            if row.status in tracked_orders.ON_BOOK])
     return counts
