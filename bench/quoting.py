@@ -35,6 +35,11 @@ Figures, per regime, over the S measured seconds after a warm-up:
 - the quoted spread: median of (own best ask - own best bid) / mid, and each side's distance from
   the mid, in bp.
 
+``--order NAME=VALUE`` (repeatable) gives every session's order a strategy parameter other than the demo
+order's (e.g. a deeper ladder for the stressed market). Beside the observer's figures, a diagnosis from inside:
+each create's wait from its intent being written to the order's creation on the exchange (the simulator's
+record), p50 / p99.
+
 Regimes: ``realistic`` (SIM_VOLATILITY's default, 1 bp a second) and ``stressed`` (+-0.2 % a step,
 one step a second: SIM_VOLATILITY=0.00115470053838, docs/simulator.md). Each run starts from a fresh
 database (``mm_bench_quoting``, or BENCH_DATABASE_NAME) and a fresh simulator with the same seed, so
