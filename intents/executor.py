@@ -316,13 +316,13 @@ def _create(intent: Intent, tracked: TrackedOrder, client, batch: _Batch) -> _Ou
 def _would_take(intent: Intent, tracked: TrackedOrder, batch: _Batch) -> _Outcome:
     """The exchange refused a post-only create that would have taken: the market moved through its
     price after the strategy read the book. Nothing was placed; not an error (a fast market does this),
-    and not retried as it is: its session prices it again on the next tick, from newer market data."""
+    and not retried as it is: its session prices it again once newer market data is in (hooks.quotes_stale)."""
     _transition(tracked_orders.create_given_up_row(tracked), tracked, batch)
     batch.stale.add(intent.strategy_key)
     logger.info("event=create_would_take intent_id=%s strategy_key=%s client_order_id=%s side=%s price=%s",
                 intent.intent_id, intent.strategy_key, intent.client_order_id, intent.side, intent.price)
     return _Outcome(IntentStatus.FAILED, "post-only: would have taken at the market; not placed, priced again "
-                                         "on the next tick")
+                                         "from the next book")
 
 
 def _on_the_market(intent: Intent, client) -> tuple:

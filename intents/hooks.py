@@ -10,7 +10,7 @@ strategy registers in StrategyConfig.ready (the intents layer does not know what
 - ``quotes_stale(keys)``: creates of these strategy keys met a market that had moved past the
   strategy's data (refused as post-only orders that would take, or filled on arrival): their slots
   are free too, but running them at once would price from the same data again; the strategy runs
-  them on the next tick instead. Until a listener is registered, told as ``orders_closed``.
+  them once newer market data is in. Until a listener is registered, told as ``orders_closed``.
 """
 from __future__ import annotations
 
