@@ -20,14 +20,7 @@ from django.utils import timezone
 from exchanges.services import exchange_decimal
 from mmproject.sql import among
 
-from .models import (
-    ACTIVE_INTENT_STATUSES,
-    OPEN_TRACKED_STATUSES,
-    Intent,
-    IntentKind,
-    TrackedOrder,
-    TrackedOrderStatus,
-)
+from .models import OPEN_TRACKED_STATUSES, TrackedOrder, TrackedOrderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -152,17 +145,6 @@ def mark_hanging(client_order_ids, *, now: datetime) -> int:
         return 0
     return TrackedOrder.objects.filter(among(TrackedOrder, "client_order_id", client_order_ids)).update(
         hanging=True, updated_at=now)
-
-
-def cancels_on_their_way(client_order_ids) -> set[str]:
-    """Those of these orders whose cancel intent is still to be answered (new or in flight): the executor
-    learns from the cancel's answer how each left the book, so nothing else needs to look them up."""
-    client_order_ids = list(client_order_ids)
-    if not client_order_ids:
-        return set()
-    return set(Intent.objects.filter(among(Intent, "client_order_id", client_order_ids), kind=IntentKind.CANCEL,
-                                     status__in=ACTIVE_INTENT_STATUSES)
-               .values_list("client_order_id", flat=True))
 
 
 def open_of(client_order_ids) -> list[tuple[str, str, int, str]]:

@@ -3,9 +3,8 @@
 ``refresh_market_data`` stores the top of one market's book and its precision rules.
 ``track_exchange_orders`` brings one account's tracked orders in line with the exchange: its fills are
 recorded first (strategy.fills); an order that left the open list is filled when its recorded trades
-add up to its amount, is left to our cancel's answer when that cancel is on its way (the executor
-records it), and is otherwise looked up by client order id and its tracked order told what the exchange
-says (intents.tracked_orders decides the status; only the exchange's own "order not
+add up to its amount, and is otherwise looked up by client order id and its tracked order told what
+the exchange says (intents.tracked_orders decides the status; only the exchange's own "order not
 found" makes it lost, never a network error); the sessions whose orders closed are woken to refill
 the free slots at once (strategy.services.sessions_wake).
 """
@@ -102,9 +101,6 @@ def track_exchange_orders(*, account_id: int) -> dict[str, int]:
         gone = [r for r in rows if r.symbol == symbol and r.client_order_id not in open_orders]
         traded = dict(TrackedFill.objects.filter(tracked_order__in=gone).values("tracked_order").annotate(
             total=Sum("amount")).values_list("tracked_order", "total")) if gone else {}
-        # Gone while our cancel is on its way: the cancel's answer tells the executor how it left.
-        cancelling = tracked_orders.cancels_on_their_way(
-            r.client_order_id for r in gone if r.status == tracked_orders.S.PENDING_CANCEL)
         for row in (r for r in rows if r.symbol == symbol):
             counts["checked"] += 1
             order = open_orders.get(row.client_order_id)
@@ -113,8 +109,6 @@ def track_exchange_orders(*, account_id: int) -> dict[str, int]:
                 if tracked_orders.apply_filled_by_trades(row, traded.get(row.pk, Decimal(0))):
                     counts["updated"] += row.status != before
                     continue
-                if row.client_order_id in cancelling:
-                    continue  # no lookup: a request each, while the cancel's own answer is coming
                 try:
                     order = fetch_by_client_id(client, symbol, row.client_order_id)
                 except ccxt.BaseError as exc:
