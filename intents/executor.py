@@ -232,13 +232,11 @@ def _execute(intent: Intent, tracked: TrackedOrder, account: ExchangeAccount | N
         if intent.kind == IntentKind.CREATE:
             return _create(intent, tracked, client, batch)
         return _cancel(intent, tracked, client, batch)
-    except ccxt.OrderImmediatelyFillable as exc:
-        if intent.kind != IntentKind.CREATE:
-            return _give_up(intent, tracked, f"{type(exc).__name__}: {str(exc)[:300]}", batch)
-        return _would_take(intent, tracked, batch)
     except ExchangeError as exc:  # our own refusal (account disabled, precision, minimums)
         return _give_up(intent, tracked, f"{type(exc).__name__}: {exc}", batch)
     except ccxt.BaseError as exc:
+        if intent.kind == IntentKind.CREATE and isinstance(exc, ccxt.OrderImmediatelyFillable):
+            return _would_take(intent, tracked, batch)
         action = error_action(exc, operation)
         note = f"{type(exc).__name__}: {str(exc)[:300]}"
         if action == Action.HALT or _unauthorized(exc):
